@@ -1,0 +1,3 @@
+//! proxy-server: a single-binary, asynchronous forward proxy for HTTP and HTTPS.
+
+pub mod config;
