@@ -1,3 +1,4 @@
 //! proxy-server: a single-binary, asynchronous forward proxy for HTTP and HTTPS.
 
 pub mod config;
+pub mod http;
