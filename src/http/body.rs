@@ -42,10 +42,27 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    relay_body_with(src, dst, length, relay, Vec::new(), tee).await
+}
+
+/// [`relay_body`] with `head` written first, in the same write as the start of the body,
+/// so a small message costs one write. The count returned includes the head.
+pub async fn relay_body_with<R, W>(
+    src: &mut Reader<R>,
+    dst: &mut W,
+    length: BodyLength,
+    relay: Relay,
+    head: Vec<u8>,
+    tee: &mut (impl FnMut(&[u8]) + Send),
+) -> Result<u64, ProxyError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut out = Output {
         dst,
         side: relay.dst_side,
-        pending: Vec::new(),
+        pending: head,
         written: 0,
     };
     match length {

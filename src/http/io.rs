@@ -89,10 +89,10 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     /// a byte. Callers bound the whole call with the header timeout.
     pub async fn read_request_head(&mut self) -> Result<Option<RequestHead>, ProxyError> {
         loop {
-            if !self.buf.is_empty() {
-                if let Some(head) = head::parse_request(&mut self.buf)? {
-                    return Ok(Some(head));
-                }
+            if !self.buf.is_empty()
+                && let Some(head) = head::parse_request(&mut self.buf)?
+            {
+                return Ok(Some(head));
             }
             match self.fill().await {
                 Ok(0) if self.buf.is_empty() => return Ok(None),
@@ -110,10 +110,10 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     /// Reads one response head. Callers bound the call with the response timeout.
     pub async fn read_response_head(&mut self) -> Result<ResponseHead, ProxyError> {
         loop {
-            if !self.buf.is_empty() {
-                if let Some(head) = head::parse_response(&mut self.buf)? {
-                    return Ok(head);
-                }
+            if !self.buf.is_empty()
+                && let Some(head) = head::parse_response(&mut self.buf)?
+            {
+                return Ok(head);
             }
             match self.fill().await {
                 Ok(0) => return Err(ProxyError::UpstreamClosed),

@@ -154,11 +154,10 @@ pub struct ClientFraming {
 pub fn client_response(head: &ResponseHead, framing: ClientFraming, via_name: &str) -> Vec<u8> {
     let switching = head.status == 101;
     let mut headers = strip_hop_by_hop(&head.headers, switching);
-    if framing.keep_content_length {
-        for h in head.headers.get_all("content-length") {
-            headers.append("Content-Length", h.clone());
-            break;
-        }
+    if framing.keep_content_length
+        && let Some(length) = head.headers.get("content-length")
+    {
+        headers.append("Content-Length", length.clone());
     }
     add_via(
         &mut headers,
