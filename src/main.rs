@@ -39,7 +39,8 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
-        tracing::info!("listening on {}", config.listen);
+        let bound = listener.local_addr().map_or(config.listen, |a| a);
+        tracing::info!("listening on {bound}");
         proxy_server::server::run(listener, config, proxy_server::server::signal()).await;
         std::process::ExitCode::SUCCESS
     })

@@ -19,7 +19,11 @@ use crate::http::rewrite;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Serves connections from `listener` until `shutdown` completes, then drains.
-pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) {
+pub async fn run(listener: TcpListener, mut config: Config, shutdown: impl Future<Output = ()>) {
+    // The bound address, not the requested one (port 0), is what loop detection needs.
+    if let Ok(bound) = listener.local_addr() {
+        config.listen = bound;
+    }
     let (stop, stopped) = watch::channel(false);
     let max = config.max_connections;
     let grace = config.timeouts.shutdown_grace;
@@ -39,7 +43,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
             () = &mut shutdown => break,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            refuse_overloaded(&stream);
+            refuse_overloaded(stream);
             continue;
         };
         let ctx = ctx.clone();
@@ -58,11 +62,16 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
 }
 
 /// Answers 503 without spawning anything: a fresh socket's send buffer takes the few
-/// bytes at once, and the socket closes when dropped.
-fn refuse_overloaded(stream: &tokio::net::TcpStream) {
+/// bytes at once (a plain non-blocking write, not waiting for the reactor to report the
+/// socket writable), and the socket closes when dropped.
+fn refuse_overloaded(stream: tokio::net::TcpStream) {
+    use std::io::Write;
     let error = ProxyError::Overloaded;
     let answer = rewrite::canned(503, &error.body(), &[("Retry-After", "1")], false);
-    let _ = stream.try_write(&answer);
+    if let Ok(mut socket) = stream.into_std() {
+        let _ = socket.write_all(&answer);
+        let _ = socket.shutdown(std::net::Shutdown::Write);
+    }
 }
 
 /// Completes at the first SIGINT or SIGTERM.

@@ -256,17 +256,26 @@ pub async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
     out
 }
 
-/// Reads one response with a Content-Length body (or none) off a kept-alive connection.
-pub async fn read_response(stream: &mut TcpStream) -> Vec<u8> {
+/// Reads a message head (through the blank line) byte by byte, so nothing after it is consumed.
+pub async fn read_head(stream: &mut TcpStream) -> Vec<u8> {
     within(async {
         let mut out = Vec::new();
         let mut byte = [0u8; 1];
         while !out.ends_with(b"\r\n\r\n") {
             if stream.read(&mut byte).await.unwrap() == 0 {
-                return out;
+                break;
             }
             out.push(byte[0]);
         }
+        out
+    })
+    .await
+}
+
+/// Reads one message with a Content-Length body (or none) off a kept-alive connection.
+pub async fn read_response(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = read_head(stream).await;
+    within(async {
         let head = String::from_utf8_lossy(&out).to_ascii_lowercase();
         let length = head
             .split("\r\n")
