@@ -73,7 +73,9 @@ pub fn name_problem(name: &str) -> Option<String> {
         return Some("empty host name".into());
     }
     if name.len() > MAX_HOST_NAME_LEN {
-        return Some(format!("host name longer than {MAX_HOST_NAME_LEN} characters"));
+        return Some(format!(
+            "host name longer than {MAX_HOST_NAME_LEN} characters"
+        ));
     }
     if let Some(c) = name.chars().find(|c| !is_name_char(*c)) {
         return Some(match c {
@@ -118,7 +120,10 @@ mod tests {
 
     #[test]
     fn lower_case_names_are_not_copied() {
-        assert!(matches!(normalise("a.example"), Host::Name(Cow::Borrowed(_))));
+        assert!(matches!(
+            normalise("a.example"),
+            Host::Name(Cow::Borrowed(_))
+        ));
     }
 
     #[test]
@@ -143,7 +148,11 @@ mod tests {
         assert!(name_problem("a b").unwrap().contains("invalid character"));
         assert!(name_problem("a.*.b").unwrap().contains("'*'"));
         assert!(name_problem("bücher.de").unwrap().contains("punycode"));
-        assert!(name_problem(&"a".repeat(64)).unwrap().contains("label longer"));
+        assert!(
+            name_problem(&"a".repeat(64))
+                .unwrap()
+                .contains("label longer")
+        );
         let long = ["abc"; 64].join(".");
         assert!(name_problem(&long).unwrap().contains("longer than 253"));
     }

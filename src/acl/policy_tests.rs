@@ -26,7 +26,12 @@ fn host_spellings_all_meet_the_name_rules() {
     ] {
         assert_eq!(p.check_host(host), Err(Denial::BlockedHost), "{host}");
     }
-    for host in ["notexample.com", "ads.com", "www.example.com", "notads.com:443"] {
+    for host in [
+        "notexample.com",
+        "ads.com",
+        "www.example.com",
+        "notads.com:443",
+    ] {
         assert_eq!(p.check_host(host), Ok(()), "{host}");
     }
 }
@@ -39,7 +44,10 @@ fn address_literals_meet_cidr_rules_in_check_host() {
     assert_eq!(p.check_host("10.1.2.3"), Err(ten.clone()));
     assert_eq!(p.check_host("10.1.2.3:80"), Err(ten.clone()));
     assert_eq!(p.check_host("[::ffff:10.1.2.3]:443"), Err(ten));
-    assert!(matches!(p.check_host("[fd00::5]"), Err(Denial::BlockedAddress(_))));
+    assert!(matches!(
+        p.check_host("[fd00::5]"),
+        Err(Denial::BlockedAddress(_))
+    ));
     assert_eq!(p.check_host("11.0.0.1"), Ok(()));
 }
 
@@ -59,7 +67,10 @@ fn local_targets_are_refused_by_default() {
         "::ffff:127.0.0.1",
         "::ffff:169.254.169.254",
     ] {
-        assert!(matches!(p.check_addrs(&[sock(ip)]), Err(Denial::LocalTarget(_))), "{ip}");
+        assert!(
+            matches!(p.check_addrs(&[sock(ip)]), Err(Denial::LocalTarget(_))),
+            "{ip}"
+        );
     }
     for ip in ["192.0.2.1", "10.0.0.1", "2001:db8::1", "fec0::1"] {
         assert_eq!(p.check_addrs(&[sock(ip)]), Ok(()), "{ip}");
@@ -82,9 +93,15 @@ fn allow_local_targets_lifts_only_the_default_not_the_rules() {
 fn one_bad_resolved_address_refuses_them_all() {
     let p = policy("192.0.2.0/24\n");
     let mixed = [sock("198.51.100.1"), sock("2001:db8::1"), sock("192.0.2.9")];
-    assert!(matches!(p.check_addrs(&mixed), Err(Denial::BlockedAddress(_))));
+    assert!(matches!(
+        p.check_addrs(&mixed),
+        Err(Denial::BlockedAddress(_))
+    ));
     let with_local = [sock("198.51.100.1"), sock("127.0.0.1")];
-    assert!(matches!(p.check_addrs(&with_local), Err(Denial::LocalTarget(_))));
+    assert!(matches!(
+        p.check_addrs(&with_local),
+        Err(Denial::LocalTarget(_))
+    ));
 }
 
 /// The upstream module resolves with `tokio::net::lookup_host` (getaddrinfo) and
@@ -94,7 +111,11 @@ fn one_bad_resolved_address_refuses_them_all() {
 async fn odd_loopback_spellings_resolve_to_loopback_and_are_caught() {
     let p = policy("127.0.0.0/8\n");
     for spelling in ["127.1", "2130706433", "0x7f.0.0.1", "localhost"] {
-        assert_eq!(p.check_host(spelling), Ok(()), "{spelling} is a name, not a literal");
+        assert_eq!(
+            p.check_host(spelling),
+            Ok(()),
+            "{spelling} is a name, not a literal"
+        );
         let resolved: Vec<SocketAddr> = tokio::time::timeout(
             std::time::Duration::from_secs(5),
             tokio::net::lookup_host((spelling, 443)),
@@ -108,7 +129,10 @@ async fn odd_loopback_spellings_resolve_to_loopback_and_are_caught() {
             assert_eq!(resolved, vec![sock("127.0.0.1")], "{spelling}");
         }
         // localhost may also resolve to ::1, which the local-target default catches.
-        assert!(p.check_addrs(&resolved).is_err(), "{spelling}: {resolved:?}");
+        assert!(
+            p.check_addrs(&resolved).is_err(),
+            "{spelling}: {resolved:?}"
+        );
     }
 }
 

@@ -71,7 +71,11 @@ impl Rules {
 
     /// `(exact names, wildcard domains, networks)`, for the startup and reload log.
     pub fn counts(&self) -> (usize, usize, usize) {
-        (self.exact.len(), self.wildcard.len(), self.nets.rule_count())
+        (
+            self.exact.len(),
+            self.wildcard.len(),
+            self.nets.rule_count(),
+        )
     }
 }
 

@@ -58,18 +58,26 @@ fn cidr_and_bare_address_rules() {
     assert!(r.blocks_addr(addr("10.20.30.40")));
     assert!(!r.blocks_addr(addr("11.0.0.1")));
     assert!(r.blocks_addr(addr("fdab::1")));
-    assert!(r.blocks_addr(addr("::ffff:10.0.0.1")), "v4-mapped meets v4 rules");
+    assert!(
+        r.blocks_addr(addr("::ffff:10.0.0.1")),
+        "v4-mapped meets v4 rules"
+    );
     assert!(r.blocks_addr(addr("192.0.2.7")));
     assert!(!r.blocks_addr(addr("192.0.2.8")));
     assert!(r.blocks_addr(addr("2001:db8::1")));
     assert!(!r.blocks_addr(addr("2001:db8::2")));
-    assert!(r.blocks_addr(addr("198.51.100.1")), "mapped rule stored as v4");
+    assert!(
+        r.blocks_addr(addr("198.51.100.1")),
+        "mapped rule stored as v4"
+    );
     assert_eq!(r.counts(), (0, 0, 5));
 }
 
 #[test]
 fn comments_blank_lines_and_trailing_comments() {
-    let r = rules("# header\n\n   \nexample.com # tracker\n*.ads.com#x\n10.0.0.0/8 # net\n  # indented\n");
+    let r = rules(
+        "# header\n\n   \nexample.com # tracker\n*.ads.com#x\n10.0.0.0/8 # net\n  # indented\n",
+    );
     assert_eq!(r.counts(), (1, 1, 1));
     assert!(r.blocks_name("example.com"));
 }
@@ -83,7 +91,10 @@ fn hosts_file_lines_become_exact_rules() {
     for name in ["tracker.com", "a.com", "b.com", "tabbed.example"] {
         assert!(r.blocks_name(name), "{name}");
     }
-    assert!(!r.blocks_name("localhost"), "hosts-file self names are skipped");
+    assert!(
+        !r.blocks_name("localhost"),
+        "hosts-file self names are skipped"
+    );
     assert!(!r.blocks_name("ip6-localhost"));
     assert!(!r.blocks_name("sub.tracker.com"));
     assert_eq!(r.counts(), (4, 0, 0));
@@ -124,7 +135,10 @@ fn every_bad_line_is_reported_with_its_number() {
     ];
     assert_eq!(errs.len(), want.len(), "{errs:#?}");
     for (err, (prefix, reason)) in errs.iter().zip(want) {
-        assert!(err.starts_with(prefix) && err.contains(reason), "{err} vs {prefix}{reason}");
+        assert!(
+            err.starts_with(prefix) && err.contains(reason),
+            "{err} vs {prefix}{reason}"
+        );
     }
 }
 
@@ -135,7 +149,11 @@ fn unreadable_file_is_one_clear_error() {
     };
     assert_eq!(errs.len(), 1);
     assert_eq!(errs[0].line, 0);
-    assert!(errs[0].to_string().starts_with("/nonexistent/blocked.txt:0: cannot read rules file"));
+    assert!(
+        errs[0]
+            .to_string()
+            .starts_with("/nonexistent/blocked.txt:0: cannot read rules file")
+    );
 }
 
 #[test]
