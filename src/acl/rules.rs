@@ -195,11 +195,10 @@ fn parse_rule(field: &str) -> Result<Rule, String> {
             Some(problem) => Err(format!("{problem} in {field:?}")),
         };
     }
-    if field.starts_with('.') {
+    if let Some(domain) = field.strip_prefix('.') {
         return Err(format!(
             "{field:?}: a leading dot is not a rule form; write *{field} for its subdomains \
-             and {} for the domain itself",
-            &field[1..]
+             and {domain} for the domain itself"
         ));
     }
     exact_name(field)
