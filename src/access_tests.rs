@@ -251,3 +251,35 @@ fn open_proxy_warning() {
         &with_clients
     ));
 }
+
+#[tokio::test]
+async fn shipped_sample_files_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let args = AccessArgs {
+        blacklist: Some(root.join("blocked_domains.txt")),
+        auth_file: Some(root.join("users.txt")),
+        ..AccessArgs::default()
+    };
+    let access = AccessControl::load(&args).unwrap();
+    let policy = access.policy();
+    for blocked in [
+        "tracker.example.com",
+        "x.y.ads.example",
+        "ads.example",
+        "telemetry.example.net",
+        "pixel.example.org",
+        "198.51.100.9",
+        "[fd00::1]:443",
+        "203.0.113.7",
+    ] {
+        assert!(policy.check_host(blocked).is_err(), "{blocked}");
+    }
+    assert_eq!(policy.check_host("notads.example"), Ok(()));
+    let auth = access.authenticator().unwrap();
+    assert_eq!(auth.user_count(), 1);
+    assert!(
+        auth.authenticate(Some(&basic("demo:demo-password")))
+            .await
+            .is_ok()
+    );
+}

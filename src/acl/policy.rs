@@ -25,7 +25,8 @@ pub struct Policy {
     pub allow_clients: Option<Vec<IpNet>>,
 }
 
-/// Why a request was refused. `Display` is the one-line body of the `403`;
+/// Why a request was refused. `Display` is the one-line reason for the `403` body,
+/// lower-case and without a final period so it fits `Forbidden: {reason}.`;
 /// [`Denial::brief`] is the label for logs and statistics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
@@ -57,18 +58,18 @@ impl fmt::Display for Denial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Denial::ClientNotAllowed(_) => {
-                f.write_str("Your address is not allowed to use this proxy.")
+                f.write_str("your address is not allowed to use this proxy")
             }
             Denial::BlockedHost | Denial::BlockedAddress(_) => {
-                f.write_str("This destination is blocked by the proxy's access list.")
+                f.write_str("this destination is blocked by the proxy's access list")
             }
             Denial::LocalTarget(_) => f.write_str(
-                "This destination is a loopback, link-local or unspecified address; \
-                 the proxy refuses those unless started with --allow-local-targets.",
+                "this destination is a loopback, link-local or unspecified address; \
+                 the proxy refuses those unless started with --allow-local-targets",
             ),
             Denial::ConnectPort(port) => write!(
                 f,
-                "CONNECT to port {port} is not allowed; the allowed ports are set with --connect-ports."
+                "CONNECT to port {port} is not allowed; the allowed ports are set with --connect-ports"
             ),
         }
     }

@@ -146,3 +146,15 @@ async fn no_password_in_any_output() {
 fn challenge_names_the_realm() {
     assert_eq!(PROXY_AUTHENTICATE, format!("Basic realm=\"{REALM}\""));
 }
+
+/// A line written by Apache's `htpasswd -nbB alice 'correct horse'` (the `$2y$`
+/// variant), so interoperability is checked against the real tool, not our own hashes.
+const HTPASSWD_LINE: &str = "alice:$2y$05$fPj7g7UWf862AdxGkJUD.uogQhVKPbVoCJcnRgIZYGrtZT1/6aANW";
+
+#[tokio::test]
+async fn verifies_a_real_htpasswd_hash() {
+    let a = Authenticator::new(parse_users(HTPASSWD_LINE, "users.txt").unwrap());
+    assert_eq!(auth(&a, "alice:correct horse").await, Ok("alice".into()));
+    assert!(auth(&a, "alice:correct horse ").await.is_err());
+    assert!(auth(&a, "alice:Correct horse").await.is_err());
+}
