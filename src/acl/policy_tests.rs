@@ -181,7 +181,10 @@ fn denial_bodies_and_labels() {
         Denial::ConnectPort(25),
     ] {
         assert!(!d.to_string().contains('\n'), "one line: {d}");
-        assert!(!d.to_string().ends_with('.'), "fits `Forbidden: {{reason}}.`: {d}");
+        assert!(
+            !d.to_string().ends_with('.'),
+            "fits `Forbidden: {{reason}}.`: {d}"
+        );
         assert!(!d.brief().is_empty() && !d.brief().contains(' '));
     }
 }
