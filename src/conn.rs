@@ -96,11 +96,47 @@ async fn handle(
     if rewrite::via_has(&head.headers, &ctx.config.via_name) {
         return Err(ProxyError::Loop);
     }
+    admit(ctx, client, head, exchange).await?;
     if head.is_method("CONNECT") {
         crate::connect::connect(ctx, client, head, exchange).await
     } else {
         forward::forward(ctx, client, head, exchange).await
     }
+}
+
+/// The access checks that need no DNS, with one consistent version of the rules:
+/// client address, credentials, host name, CONNECT port. The resolved addresses are
+/// checked later, right before connecting (`Context::check_destination`).
+async fn admit(
+    ctx: &Context,
+    client: &Reader<TcpStream>,
+    head: &RequestHead,
+    exchange: &mut Exchange,
+) -> Result<(), ProxyError> {
+    let access = ctx.access.snapshot();
+    let policy = &access.policy;
+    if let Ok(peer) = client.get_ref().peer_addr() {
+        policy
+            .check_client(peer.ip())
+            .map_err(ProxyError::Forbidden)?;
+    }
+    if let Some(authenticator) = &access.authenticator {
+        let credentials = head.headers.get("proxy-authorization").map(|v| &v[..]);
+        let user = authenticator
+            .authenticate(credentials)
+            .await
+            .map_err(ProxyError::ProxyAuthRequired)?;
+        exchange.user = Some(user);
+    }
+    policy
+        .check_host(head.target.host())
+        .map_err(ProxyError::Forbidden)?;
+    if head.is_method("CONNECT") {
+        policy
+            .check_connect_port(head.target.port())
+            .map_err(ProxyError::Forbidden)?;
+    }
+    Ok(())
 }
 
 /// Sends the error's answer unless a response has already begun; the connection closes.
@@ -121,7 +157,9 @@ async fn write_error(client: &mut Reader<TcpStream>, error: &ProxyError) -> u64 
         return 0;
     };
     let extra: &[(&str, &str)] = match error {
-        ProxyError::ProxyAuthRequired => &[("Proxy-Authenticate", "Basic realm=\"proxy-server\"")],
+        ProxyError::ProxyAuthRequired(_) => {
+            &[("Proxy-Authenticate", crate::auth::PROXY_AUTHENTICATE)]
+        }
         _ => &[],
     };
     let answer = rewrite::canned(status, &error.body(), extra, false);
@@ -139,6 +177,7 @@ fn record(exchange: &Exchange) {
     tracing::info!(
         target: "access",
         client = %exchange.client,
+        user = exchange.user.as_deref().unwrap_or("-"),
         method = %exchange.method,
         target = %exchange.target,
         status = exchange.status,

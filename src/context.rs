@@ -7,22 +7,40 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
+use crate::access::AccessControl;
 use crate::config::Config;
 use crate::error::ProxyError;
+use crate::files::FileErrors;
 use crate::http::RequestHead;
 use crate::upstream::Pool;
+
+/// The long-lived state built from the config files at start: what `main` must load
+/// (and report with exit code 2) before the server runs.
+pub struct Services {
+    pub access: AccessControl,
+}
+
+impl Services {
+    pub fn load(config: &Config) -> Result<Services, FileErrors> {
+        Ok(Services {
+            access: AccessControl::load(&config.access)?,
+        })
+    }
+}
 
 pub struct Context {
     pub config: Config,
     pub pool: Pool,
+    pub access: AccessControl,
     shutdown: watch::Receiver<bool>,
 }
 
 impl Context {
-    pub fn new(config: Config, shutdown: watch::Receiver<bool>) -> Context {
+    pub fn new(config: Config, services: Services, shutdown: watch::Receiver<bool>) -> Context {
         Context {
             config,
             pool: Pool::default(),
+            access: services.access,
             shutdown,
         }
     }
@@ -53,7 +71,10 @@ impl Context {
         if addrs.iter().any(is_self) {
             return Err(ProxyError::Loop);
         }
-        Ok(())
+        self.access
+            .policy()
+            .check_addrs(addrs)
+            .map_err(ProxyError::Forbidden)
     }
 }
 
@@ -62,6 +83,8 @@ impl Context {
 pub struct Exchange {
     pub started: Instant,
     pub client: SocketAddr,
+    /// The authenticated user, when authentication is on.
+    pub user: Option<String>,
     pub method: String,
     pub target: String,
     pub status: u16,
@@ -77,6 +100,7 @@ impl Exchange {
         Exchange {
             started,
             client,
+            user: None,
             method: head.method_str().to_string(),
             target: head.target.display(),
             status: 0,

@@ -71,7 +71,12 @@ async fn acquire(
     local: Option<SocketAddr>,
     pooled: bool,
 ) -> Result<Origin, ProxyError> {
-    if let Some((stream, peer)) = pooled.then(|| ctx.pool.take(host, port)).flatten() {
+    // A pooled connection was checked when it was opened; the rules may have changed
+    // since (SIGHUP), so its address is checked again.
+    let pooled = pooled.then(|| ctx.pool.take(host, port)).flatten();
+    if let Some((stream, peer)) =
+        pooled.filter(|(_, peer)| ctx.check_destination(&[*peer], local).is_ok())
+    {
         return Ok(Origin {
             reader: Reader::new(stream, Side::Upstream),
             peer,

@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use proxy_server::config::{Cli, Config};
+use proxy_server::context::Services;
 use tokio::net::TcpListener;
 
 fn main() -> std::process::ExitCode {
@@ -20,6 +21,14 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let config = Config::from_cli(&cli);
+    let services = match Services::load(&config) {
+        Ok(services) => services,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    proxy_server::access::warn_if_open_proxy(cli.host, &cli.access);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = cli.workers {
         runtime.worker_threads(workers);
@@ -41,7 +50,10 @@ fn main() -> std::process::ExitCode {
         };
         let bound = listener.local_addr().map_or(config.listen, |a| a);
         tracing::info!("listening on {bound}");
-        proxy_server::server::run(listener, config, proxy_server::server::signal()).await;
+        tokio::spawn(proxy_server::access::reload_on_sighup(
+            services.access.clone(),
+        ));
+        proxy_server::server::run(listener, config, services, proxy_server::server::signal()).await;
         std::process::ExitCode::SUCCESS
     })
 }

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::config::Config;
-use crate::context::Context;
+use crate::context::{Context, Services};
 use crate::error::ProxyError;
 use crate::http::rewrite;
 
@@ -19,7 +19,12 @@ use crate::http::rewrite;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Serves connections from `listener` until `shutdown` completes, then drains.
-pub async fn run(listener: TcpListener, mut config: Config, shutdown: impl Future<Output = ()>) {
+pub async fn run(
+    listener: TcpListener,
+    mut config: Config,
+    services: Services,
+    shutdown: impl Future<Output = ()>,
+) {
     // The bound address, not the requested one (port 0), is what loop detection needs.
     if let Ok(bound) = listener.local_addr() {
         config.listen = bound;
@@ -27,7 +32,7 @@ pub async fn run(listener: TcpListener, mut config: Config, shutdown: impl Futur
     let (stop, stopped) = watch::channel(false);
     let max = config.max_connections;
     let grace = config.timeouts.shutdown_grace;
-    let ctx = Arc::new(Context::new(config, stopped));
+    let ctx = Arc::new(Context::new(config, services, stopped));
     let permits = Arc::new(Semaphore::new(max));
     tokio::pin!(shutdown);
     loop {

@@ -139,7 +139,7 @@ async fn shutdown_lets_requests_in_flight_finish() {
 #[tokio::test]
 async fn binary_exits_0_on_sigterm_after_draining() {
     let slow = slow_origin(Duration::from_millis(700)).await;
-    let mut proxy = ProxyProcess::start(&[]).await;
+    let mut proxy = ProxyProcess::start(&LOCAL).await;
     let addr = proxy.addr;
     let in_flight = tokio::spawn(async move {
         let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -243,7 +243,7 @@ async fn bulk_origin() -> std::net::SocketAddr {
 #[tokio::test]
 async fn large_bodies_stream_in_bounded_memory() {
     let origin = bulk_origin().await;
-    let proxy = ProxyProcess::start(&[]).await;
+    let proxy = ProxyProcess::start(&LOCAL).await;
     let baseline = proxy.rss_kib();
     let pid_rss = {
         let pid = proxy.pid();

@@ -194,16 +194,29 @@ impl Proxy {
         Proxy::start_with(|_| {}).await
     }
 
-    /// Starts the proxy with defaults adjusted by `adjust`.
+    /// Starts the proxy with defaults adjusted by `adjust`. The origins of these tests
+    /// live on loopback, so local targets and every CONNECT port are allowed unless
+    /// `adjust` says otherwise.
     pub async fn start_with(adjust: impl FnOnce(&mut proxy_server::config::Config)) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut config = proxy_server::config::Config::with_listen(addr);
-        adjust(&mut config);
+        let config = local_config(addr, adjust);
+        Proxy::serve(listener, config).await
+    }
+
+    /// Serves on `listener` with exactly `config`.
+    pub async fn serve(listener: TcpListener, config: proxy_server::config::Config) -> Proxy {
+        let addr = listener.local_addr().unwrap();
+        let services = proxy_server::context::Services::load(&config).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let done = tokio::spawn(proxy_server::server::run(listener, config, async {
-            let _ = stopped.await;
-        }));
+        let done = tokio::spawn(proxy_server::server::run(
+            listener,
+            config,
+            services,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Proxy {
             addr,
             stop: Some(stop),
@@ -241,6 +254,21 @@ impl Proxy {
         assert!(response.ends_with(b"healthy"));
     }
 }
+
+/// The default config for `addr`, opened up for loopback origins, then adjusted.
+pub fn local_config(
+    addr: SocketAddr,
+    adjust: impl FnOnce(&mut proxy_server::config::Config),
+) -> proxy_server::config::Config {
+    let mut config = proxy_server::config::Config::with_listen(addr);
+    config.access.allow_local_targets = true;
+    config.access.connect_ports = "1-65535".parse().unwrap();
+    adjust(&mut config);
+    config
+}
+
+/// Flags that open the binary up for loopback origins, as `local_config` does.
+pub const LOCAL: [&str; 3] = ["--allow-local-targets", "--connect-ports", "1-65535"];
 
 /// Sends `request` on a fresh connection and reads until the proxy closes it.
 pub async fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
