@@ -2,3 +2,6 @@
 
 pub mod config;
 pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod stats;
