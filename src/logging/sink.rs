@@ -238,7 +238,10 @@ mod tests {
         }
     }
 
-    fn gated_sink(capacity: usize) -> (LineSink, Arc<Mutex<()>>, Receiver<Vec<u8>>, Arc<Stats>) {
+    /// A sink over a [`GatedOutput`], the gate, what the output received, and the stats.
+    type Gated = (LineSink, Arc<Mutex<()>>, Receiver<Vec<u8>>, Arc<Stats>);
+
+    fn gated_sink(capacity: usize) -> Gated {
         let gate = Arc::new(Mutex::new(()));
         let (written, seen) = mpsc::channel();
         let stats = Arc::new(Stats::default());
