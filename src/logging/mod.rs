@@ -16,6 +16,7 @@ mod sink;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use anyhow::Context;
@@ -144,6 +145,9 @@ pub struct Logging {
     access: AccessLog,
     diagnostics: LineSink,
     console: LineSink,
+    /// Set once the closing loss notice has been considered, so `shutdown` then `drop`
+    /// prints it at most once.
+    closed: AtomicBool,
 }
 
 /// Installs the global `tracing` subscriber (console and `DIR/proxy.log`) filtered by `level`
@@ -183,6 +187,7 @@ pub fn init(args: &LogArgs, level: &str, stats: Arc<Stats>) -> anyhow::Result<Lo
         access,
         diagnostics,
         console,
+        closed: AtomicBool::new(false),
     })
 }
 
@@ -233,11 +238,18 @@ impl Logging {
 
     /// Writes out everything queued and stops the writer threads: the access log first (its
     /// loss report goes to the diagnostics log), then `proxy.log`, then the console. Events
-    /// logged afterwards are counted as dropped. Idempotent; also run on drop.
+    /// logged afterwards are counted as dropped. If any line was ever lost, a last notice goes
+    /// straight to stderr, the only destination left. Idempotent; also run on drop.
     pub fn shutdown(&self) {
         self.access.shutdown();
         self.diagnostics.shutdown();
         self.console.shutdown();
+        let dropped = self.dropped_lines();
+        if !self.closed.swap(true, Ordering::Relaxed) && dropped > 0 {
+            eprintln!(
+                "proxy-server: {dropped} log lines were dropped while running (queue full or write error)"
+            );
+        }
     }
 }
 

@@ -106,10 +106,13 @@ async fn serve_connection(
             Err(_elapsed) => return,
             Ok(Err(_)) | Ok(Ok(None)) => return,
             Ok(Ok(Some(Err(HeadError::TooLarge)))) => (
-                error_response(431, "Request Header Fields Too Large"),
+                Response::error(431, "Request Header Fields Too Large").encode(false, true),
                 false,
             ),
-            Ok(Ok(Some(Err(HeadError::Malformed)))) => (error_response(400, "Bad Request"), false),
+            Ok(Ok(Some(Err(HeadError::Malformed)))) => (
+                Response::error(400, "Bad Request").encode(false, true),
+                false,
+            ),
             Ok(Ok(Some(Ok(head)))) => {
                 let keep_alive = head.keep_alive && !head.has_body;
                 (respond(&head, &stats, keep_alive), keep_alive)
@@ -190,107 +193,84 @@ fn parse_head(buffer: &mut Vec<u8>) -> Result<Option<Head>, HeadError> {
     }))
 }
 
+/// One answer of this server; every body is small and built in memory.
+struct Response {
+    status: u16,
+    reason: &'static str,
+    content_type: &'static str,
+    body: Vec<u8>,
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+impl Response {
+    fn ok(content_type: &'static str, body: Vec<u8>) -> Self {
+        Self {
+            status: 200,
+            reason: "OK",
+            content_type,
+            body,
+        }
+    }
+
+    /// A plain-text error whose body repeats the reason phrase.
+    fn error(status: u16, reason: &'static str) -> Self {
+        let body = format!("{}\n", reason.to_ascii_lowercase()).into_bytes();
+        Self {
+            status,
+            reason,
+            content_type: TEXT,
+            body,
+        }
+    }
+
+    /// The bytes on the wire. `Content-Length` is sent for HEAD too, describing the GET body
+    /// (RFC 9110 §9.3.2); `Cache-Control: no-store` because every answer is live; a 405 lists
+    /// the methods we serve in `Allow` (RFC 9110 §15.5.6).
+    fn encode(&self, keep_alive: bool, send_body: bool) -> Vec<u8> {
+        let mut head = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
+             Cache-Control: no-store\r\n",
+            self.status,
+            self.reason,
+            self.content_type,
+            self.body.len()
+        );
+        if self.status == 405 {
+            head.push_str("Allow: GET, HEAD\r\n");
+        }
+        if !keep_alive {
+            head.push_str("Connection: close\r\n");
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.into_bytes();
+        if send_body {
+            bytes.extend_from_slice(&self.body);
+        }
+        bytes
+    }
+}
+
 fn respond(head: &Head, stats: &Arc<Stats>, keep_alive: bool) -> Vec<u8> {
     let send_body = match head.method.as_str() {
         "GET" => true,
         "HEAD" => false,
-        _ => {
-            return framed(
-                405,
-                "Method Not Allowed",
-                "text/plain; charset=utf-8",
-                b"method not allowed\n",
-                &[("Allow", "GET, HEAD")],
-                keep_alive,
-                true,
-            );
-        }
+        _ => return Response::error(405, "Method Not Allowed").encode(keep_alive, true),
     };
     let path = head.path.split('?').next().unwrap_or_default();
-    let (status, reason, content_type, body) = match path {
+    let response = match path {
         "/metrics" => match prometheus::render(stats) {
-            Ok(text) => (200, "OK", prometheus::CONTENT_TYPE, text.into_bytes()),
-            Err(_) => (
-                500,
-                "Internal Server Error",
-                "text/plain; charset=utf-8",
-                b"cannot encode metrics\n".to_vec(),
-            ),
+            Ok(text) => Response::ok(prometheus::CONTENT_TYPE, text.into_bytes()),
+            Err(_) => Response::error(500, "Internal Server Error"),
         },
         "/stats" => match serde_json::to_vec(&stats.snapshot()) {
-            Ok(json) => (200, "OK", "application/json", json),
-            Err(_) => (
-                500,
-                "Internal Server Error",
-                "text/plain; charset=utf-8",
-                b"cannot encode stats\n".to_vec(),
-            ),
+            Ok(json) => Response::ok("application/json", json),
+            Err(_) => Response::error(500, "Internal Server Error"),
         },
-        "/" => (
-            200,
-            "OK",
-            "text/html; charset=utf-8",
-            PAGE.as_bytes().to_vec(),
-        ),
-        _ => (
-            404,
-            "Not Found",
-            "text/plain; charset=utf-8",
-            b"not found\n".to_vec(),
-        ),
+        "/" => Response::ok("text/html; charset=utf-8", PAGE.as_bytes().to_vec()),
+        _ => Response::error(404, "Not Found"),
     };
-    framed(
-        status,
-        reason,
-        content_type,
-        &body,
-        &[],
-        keep_alive,
-        send_body,
-    )
-}
-
-fn error_response(status: u16, reason: &str) -> Vec<u8> {
-    let body = format!("{}\n", reason.to_ascii_lowercase());
-    framed(
-        status,
-        reason,
-        "text/plain; charset=utf-8",
-        body.as_bytes(),
-        &[],
-        false,
-        true,
-    )
-}
-
-/// A complete response. `Content-Length` is sent for HEAD too, describing the GET body
-/// (RFC 9110 §9.3.2); `Cache-Control: no-store` because every answer is live.
-fn framed(
-    status: u16,
-    reason: &str,
-    content_type: &str,
-    body: &[u8],
-    extra: &[(&str, &str)],
-    keep_alive: bool,
-    send_body: bool,
-) -> Vec<u8> {
-    let mut response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\n",
-        body.len()
-    );
-    for (name, value) in extra {
-        response.push_str(&format!("{name}: {value}\r\n"));
-    }
-    if !keep_alive {
-        response.push_str("Connection: close\r\n");
-    }
-    response.push_str("\r\n");
-    let mut bytes = response.into_bytes();
-    if send_body {
-        bytes.extend_from_slice(body);
-    }
-    bytes
+    response.encode(keep_alive, send_body)
 }
 
 #[cfg(test)]
