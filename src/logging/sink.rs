@@ -221,11 +221,13 @@ mod tests {
     /// An output that blocks each write until the test lets it go, and records what it got.
     struct GatedOutput {
         gate: Arc<Mutex<()>>,
+        entered: Sender<()>,
         written: Sender<Vec<u8>>,
     }
 
     impl Write for GatedOutput {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let _ = self.entered.send(());
             let _open = self
                 .gate
                 .lock()
@@ -239,15 +241,24 @@ mod tests {
     }
 
     /// A sink over a [`GatedOutput`], the gate, what the output received, and the stats.
-    type Gated = (LineSink, Arc<Mutex<()>>, Receiver<Vec<u8>>, Arc<Stats>);
+    struct Gated {
+        sink: LineSink,
+        gate: Arc<Mutex<()>>,
+        /// One message each time the writer starts a write (before waiting at the gate).
+        entered: Receiver<()>,
+        written: Receiver<Vec<u8>>,
+        stats: Arc<Stats>,
+    }
 
     fn gated_sink(capacity: usize) -> Gated {
         let gate = Arc::new(Mutex::new(()));
-        let (written, seen) = mpsc::channel();
+        let (entered_sender, entered) = mpsc::channel();
+        let (written_sender, written) = mpsc::channel();
         let stats = Arc::new(Stats::default());
         let output = GatedOutput {
             gate: Arc::clone(&gate),
-            written,
+            entered: entered_sender,
+            written: written_sender,
         };
         let reporter: DropReporter = Box::new(|count, reason, out: &mut dyn Write| {
             let _ = out.write_all(format!("DROPPED {count} {reason}\n").as_bytes());
@@ -260,64 +271,62 @@ mod tests {
             reporter,
         )
         .expect("spawn");
-        (sink, gate, seen, stats)
+        Gated {
+            sink,
+            gate,
+            entered,
+            written,
+            stats,
+        }
+    }
+
+    fn text(lines: &Receiver<Vec<u8>>) -> Vec<String> {
+        lines
+            .try_iter()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .collect()
     }
 
     #[test]
     fn overflow_is_counted_and_reported_and_queued_lines_survive_shutdown() {
         let capacity = 4;
-        let (sink, gate, seen, stats) = gated_sink(capacity);
-        let held = gate.lock().expect("gate");
-        // The writer takes the first line and blocks in the gated write...
-        sink.send(b"line 0\n".to_vec());
-        let first = seen.recv_timeout(Duration::from_millis(10));
-        assert!(first.is_err(), "write must still be blocked");
-        // ...wait until it has dequeued it, so the queue is empty and exactly `capacity`
-        // more fit; everything beyond that is dropped.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        let mut sent = 1;
-        while sink.dropped() == 0 && std::time::Instant::now() < deadline && sent < 1000 {
-            sink.send(format!("line {sent}\n").into_bytes());
-            sent += 1;
+        let gated = gated_sink(capacity);
+        let held = gated.gate.lock().expect("gate");
+        // The writer dequeues the first line and stops at the gate: the queue is now empty.
+        gated.sink.send(b"line 0\n".to_vec());
+        gated
+            .entered
+            .recv_timeout(Duration::from_secs(5))
+            .expect("writer reached the gate");
+        // Exactly `capacity` more fit; the rest are dropped and counted.
+        for n in 1..=capacity + 3 {
+            gated.sink.send(format!("line {n}\n").into_bytes());
         }
-        for extra in 0..3 {
-            sink.send(format!("extra {extra}\n").into_bytes());
-        }
+        assert_eq!(gated.sink.dropped(), 3);
         drop(held);
-        sink.shutdown();
-        let lines: Vec<String> = seen
-            .try_iter()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
+        gated.sink.shutdown();
+
+        let lines = text(&gated.written);
+        let expected: Vec<String> = (0..=capacity)
+            .map(|n| format!("line {n}\n"))
+            .chain(std::iter::once("DROPPED 3 queue full\n".to_owned()))
             .collect();
-        let accepted = lines.iter().filter(|l| l.starts_with("line ")).count() as u64;
-        let dropped = sink.dropped();
-        assert!(
-            dropped >= 4,
-            "at least the overflow and the extras: {dropped}"
-        );
         assert_eq!(
-            accepted + dropped,
-            sent as u64 + 3,
-            "every line written or counted"
+            lines, expected,
+            "queued lines in order, then the loss report"
         );
-        assert_eq!(stats.snapshot().log_lines_dropped, dropped);
-        let report = lines
-            .iter()
-            .find(|l| l.starts_with("DROPPED"))
-            .expect("drop reported");
-        assert_eq!(report.trim(), format!("DROPPED {dropped} queue full"));
+        assert_eq!(gated.stats.snapshot().log_lines_dropped, 3);
     }
 
     #[test]
     fn lines_after_shutdown_are_counted_not_lost_silently() {
-        let (sink, _gate, seen, stats) = gated_sink(8);
-        sink.send(b"before\n".to_vec());
-        sink.shutdown();
-        sink.shutdown();
-        sink.send(b"after\n".to_vec());
-        let lines: Vec<Vec<u8>> = seen.try_iter().collect();
-        assert_eq!(lines, vec![b"before\n".to_vec()]);
-        assert_eq!(sink.dropped(), 1);
-        assert_eq!(stats.snapshot().log_lines_dropped, 1);
+        let gated = gated_sink(8);
+        gated.sink.send(b"before\n".to_vec());
+        gated.sink.shutdown();
+        gated.sink.shutdown();
+        gated.sink.send(b"after\n".to_vec());
+        assert_eq!(text(&gated.written), vec!["before\n".to_owned()]);
+        assert_eq!(gated.sink.dropped(), 1);
+        assert_eq!(gated.stats.snapshot().log_lines_dropped, 1);
     }
 }
