@@ -165,4 +165,57 @@ mod tests {
         let empty = summary_line(&Stats::default().snapshot());
         assert!(empty.contains("p50 - p99 -"), "{empty}");
     }
+
+    /// Collects formatted events in memory for one test.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let mut bytes = self
+                .0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?;
+            bytes.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn periodic_summary_logs_once_per_interval_after_the_first() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let stats = Arc::new(Stats::default());
+        stats.request_finished(Outcome::Blocked, Duration::from_millis(1));
+
+        let task = tokio::spawn(periodic_summary(
+            Arc::clone(&stats),
+            Duration::from_secs(10),
+        ));
+        tokio::time::sleep(Duration::from_secs(35)).await;
+        task.abort();
+        log_final_summary(&stats);
+
+        let text = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines.len(),
+            4,
+            "at 10, 20 and 30 s, then the final one: {text}"
+        );
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.contains("proxy_server::stats") && l.contains("blocked 1"))
+        );
+        assert!(lines[3].contains("final: connections 0"), "{}", lines[3]);
+    }
 }
