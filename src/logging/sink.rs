@@ -6,9 +6,10 @@
 //! through the sink's [`DropReporter`] as soon as the queue next runs dry. On shutdown the
 //! writer drains everything already queued, flushes and is joined, so no accepted line is lost.
 //!
-//! Why not `tracing_appender::non_blocking`: its `WorkerGuard` gives the worker one second to
-//! flush and then gives up with a message on stderr, so a slow disk at shutdown could silently
-//! lose queued lines; joining our own thread makes "everything queued is written" a guarantee.
+//! Why not `tracing_appender::non_blocking`: its `WorkerGuard` (0.2.5) waits 100 ms to queue
+//! the shutdown and then at most one second for the worker, and returns silently when that
+//! runs out, so a slow disk at shutdown could lose queued lines unnoticed; joining our own
+//! thread makes "everything queued is written" a guarantee.
 //! The same sink feeds the access log, `proxy.log` and the console.
 
 use std::io::{self, Write};
