@@ -75,11 +75,10 @@ impl RotatingFile {
             remove_if_present(&Self::rotated_path(&self.path, keep))?;
             for index in (1..keep).rev() {
                 let from = Self::rotated_path(&self.path, index);
-                if from.exists() {
-                    fs::rename(&from, Self::rotated_path(&self.path, index + 1))?;
-                }
+                rename_if_present(&from, &Self::rotated_path(&self.path, index + 1))?;
             }
-            fs::rename(&self.path, Self::rotated_path(&self.path, 1))?;
+            // An operator may have moved or deleted the live file; that must not wedge logging.
+            rename_if_present(&self.path, &Self::rotated_path(&self.path, 1))?;
         }
         self.file = BufWriter::with_capacity(WRITE_BUFFER_BYTES, open_append(&self.path)?);
         self.size = 0;
@@ -106,6 +105,13 @@ impl Write for RotatingFile {
 
 fn open_append(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
+}
+
+fn rename_if_present(from: &Path, to: &Path) -> io::Result<()> {
+    match fs::rename(from, to) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
 }
 
 fn remove_if_present(path: &Path) -> io::Result<()> {
@@ -211,6 +217,30 @@ mod tests {
             vec!["b".repeat(19)]
         );
         assert_eq!(read_lines(&path), vec!["c".repeat(299)]);
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_live_file_deleted_by_an_operator_does_not_stop_rotation() {
+        let dir = temp_dir("deleted");
+        let path = dir.join("access.log");
+        let policy = RotationPolicy {
+            max_bytes: 20,
+            keep: 2,
+        };
+        let mut file = RotatingFile::open(&path, policy).expect("open");
+        file.write_all(b"first line.\n").expect("write");
+        file.flush().expect("flush");
+        fs::remove_file(&path).expect("operator deletes the file");
+        file.write_all(b"second line\n")
+            .expect("rotation tolerates the missing file");
+        file.write_all(b"third line.\n").expect("write");
+        file.flush().expect("flush");
+        assert_eq!(read_lines(&path), vec!["third line."]);
+        assert_eq!(
+            read_lines(&RotatingFile::rotated_path(&path, 1)),
+            vec!["second line"]
+        );
         fs::remove_dir_all(&dir).ok();
     }
 
