@@ -87,8 +87,7 @@ pub fn http_date(value: &[u8]) -> Option<SystemTime> {
     httpdate::parse_http_date(text.trim()).ok()
 }
 
-/// Formats a time as an IMF-fixdate (RFC 9110 §5.6.7); tests build fields with it.
-#[cfg(test)]
+/// Formats a time as an IMF-fixdate (RFC 9110 §5.6.7).
 pub fn format_http_date(time: SystemTime) -> String {
     httpdate::fmt_http_date(time)
 }
@@ -136,10 +135,7 @@ impl ResponseDirectives {
                 _ => {}
             }
         }
-        // RFC 9111 §5.4: Pragma is only consulted when Cache-Control is absent.
-        if !headers.contains("cache-control") && headers.has_token("pragma", "no-cache") {
-            d.no_cache = true;
-        }
+        // Pragma is not read here: RFC 9111 §5.4 gives it a meaning in requests only.
         d
     }
 }
@@ -169,6 +165,7 @@ impl RequestDirectives {
                 _ => {}
             }
         }
+        // RFC 9111 §5.4: Pragma counts only when the request has no Cache-Control.
         if !headers.contains("cache-control") && headers.has_token("pragma", "no-cache") {
             d.no_cache = true;
         }
@@ -218,6 +215,12 @@ mod tests {
         );
         assert_eq!(delta_seconds("-1"), None);
         assert_eq!(delta_seconds("12"), Some(12));
+    }
+
+    #[test]
+    fn response_pragma_is_ignored() {
+        let d = ResponseDirectives::parse(&headers(&[("pragma", "no-cache")]));
+        assert!(!d.no_cache);
     }
 
     #[test]

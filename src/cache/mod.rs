@@ -32,7 +32,7 @@ pub use flight::DEFAULT_FLIGHT_WAIT;
 pub use key::UriKey;
 pub use policy::NotStorable;
 pub use response::{HIT, Hit, MISS, X_CACHE};
-pub use store::{ENTRY_OVERHEAD, MAX_VARIANTS, Stats};
+pub use store::{ENTRY_OVERHEAD, MAX_VARIANTS, Stats, StatsSnapshot};
 
 use directives::RequestDirectives;
 use flight::{FlightGuard, Flights, Join};
@@ -293,7 +293,7 @@ impl Cache {
         let entry = Entry {
             status: response.status,
             reason: bytes::Bytes::copy_from_slice(response.reason),
-            headers: policy::storable_fields(response.headers),
+            headers: policy::fields_to_store(response.headers, timing.response_time),
             body: bytes::Bytes::new(),
             vary,
             freshness,

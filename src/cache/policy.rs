@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::http::{Header, Headers};
 
-use super::directives::{RequestDirectives, ResponseDirectives, delta_seconds, http_date};
+use super::directives::{
+    RequestDirectives, ResponseDirectives, delta_seconds, format_http_date, http_date,
+};
 use super::key::VarySelector;
 
 /// RFC 9110 §15.1: status codes whose responses are heuristically cacheable.
@@ -272,6 +274,17 @@ pub fn storable_fields(response: &Headers) -> Headers {
     out.retain(|h| {
         !NOT_STORED.iter().any(|n| h.is(n)) && !named.iter().any(|n| h.name.eq_ignore_ascii_case(n))
     });
+    out
+}
+
+/// The fields to store for a response received at `response_time`: [`storable_fields`]
+/// plus a `Date` if the origin sent none (RFC 9110 §6.6.1: a recipient with a clock
+/// MUST add one to a response it caches).
+pub fn fields_to_store(response: &Headers, response_time: SystemTime) -> Headers {
+    let mut out = storable_fields(response);
+    if !out.contains("date") {
+        out.append("Date", format_http_date(response_time));
+    }
     out
 }
 

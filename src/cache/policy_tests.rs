@@ -236,6 +236,16 @@ fn stored_fields_drop_hop_by_hop() {
 }
 
 #[test]
+fn date_added_when_missing() {
+    let stored = fields_to_store(&headers(&[("content-type", "a")]), t0());
+    assert_eq!(stored.get_str("date"), Some(date(0).as_str()));
+    let d = date(-5);
+    let stored = fields_to_store(&headers(&[("date", &d)]), t0());
+    assert_eq!(stored.get_all("date").count(), 1);
+    assert_eq!(stored.get_str("date"), Some(d.as_str()));
+}
+
+#[test]
 fn merge_304_replaces_fields_but_not_content_length() {
     let stored = headers(&[
         ("Content-Type", "text/plain"),

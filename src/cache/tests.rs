@@ -109,6 +109,11 @@ async fn hit_after_miss() {
         head.starts_with("HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\n"),
         "{head}"
     );
+    // The origin sent no Date, so the cache added the time it received the response.
+    assert!(
+        head.contains("\r\nDate: Thu, 01 Jan 2026 00:00:00 GMT\r\n"),
+        "{head}"
+    );
     assert!(head.contains("Content-Length: 11\r\nAge: 5\r\nX-Cache: HIT\r\n\r\n"));
     assert_eq!(cache.stats().hits.load(Relaxed), 1);
     assert_eq!(cache.stats().misses.load(Relaxed), 1);
