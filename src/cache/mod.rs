@@ -23,6 +23,7 @@ mod response;
 mod store;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::http::{Header, Headers};
@@ -196,11 +197,11 @@ impl Cache {
         };
         let started = Instant::now();
         follower.wait(self.flight_wait).await;
-        if let Some(found) = self.find(request, &directives, now + started.elapsed()) {
+        let now = now + started.elapsed();
+        if let Some(found) = self.find(request, &directives, now) {
             return found;
         }
         // The leader stored nothing usable for us: fetch, leading if nobody else is.
-        let now = now + started.elapsed();
         match self.flights.join(&request.uri) {
             Join::Leader(guard) => self.lead(request, &directives, now, guard),
             Join::Follower(_) => self.miss(None),
@@ -232,9 +233,7 @@ impl Cache {
     ) -> Option<Lookup> {
         let entry = self.store.get(&request.uri, request.headers)?;
         if policy::may_serve_fresh(&entry.freshness, directives, now) {
-            self.stats()
-                .hits
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.stats().hits.fetch_add(1, Relaxed);
             return Some(Lookup::Fresh(Hit::new(
                 entry,
                 request.method,
@@ -245,16 +244,12 @@ impl Cache {
         if directives.only_if_cached {
             return Some(Lookup::GatewayTimeout);
         }
-        self.stats()
-            .misses
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats().misses.fetch_add(1, Relaxed);
         Some(Lookup::Stale(Revalidation { entry }))
     }
 
     fn miss(&self, flight: Option<FlightGuard>) -> Lookup {
-        self.stats()
-            .misses
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats().misses.fetch_add(1, Relaxed);
         Lookup::Miss(Miss { flight })
     }
 
@@ -348,9 +343,7 @@ impl Cache {
         } else {
             self.store.remove(&request.uri);
         }
-        self.stats()
-            .revalidations
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats().revalidations.fetch_add(1, Relaxed);
         Some(Hit::new(
             entry,
             request.method,
