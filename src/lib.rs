@@ -15,6 +15,7 @@
 pub mod access;
 pub mod acl;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod conn;
 pub mod connect;
