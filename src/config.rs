@@ -9,6 +9,9 @@ use clap::Parser;
 use clap::builder::TypedValueParser as _;
 
 use crate::access::AccessArgs;
+use crate::cache::CacheArgs;
+use crate::logging::LogArgs;
+use crate::metrics::MetricsArgs;
 
 pub const DEFAULT_HOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 pub const DEFAULT_PORT: u16 = 8888;
@@ -76,6 +79,15 @@ pub struct Cli {
 
     #[command(flatten)]
     pub access: AccessArgs,
+
+    #[command(flatten)]
+    pub cache: CacheArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 fn secs(text: &str) -> Result<u64, String> {
@@ -112,6 +124,7 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub via_name: String,
     pub access: AccessArgs,
+    pub cache: CacheArgs,
 }
 
 impl Config {
@@ -128,6 +141,7 @@ impl Config {
             },
             via_name: cli.via_name.clone(),
             access: cli.access.clone(),
+            cache: cli.cache.clone(),
         }
     }
 

@@ -41,6 +41,8 @@ pub enum ProxyError {
     ConnectTimeout,
     /// The origin did not answer in time: 504.
     ResponseTimeout,
+    /// `Cache-Control: only-if-cached` and nothing suitable is stored: 504.
+    NotCached,
     /// The origin sent something that is not a valid HTTP response: 502.
     BadResponse(&'static str),
     /// The origin closed or failed before its response head was complete: 502.
@@ -66,7 +68,7 @@ impl ProxyError {
             Loop => 508,
             Overloaded => 503,
             UpstreamConnect(_) | BadResponse(_) | UpstreamClosed => 502,
-            ConnectTimeout | ResponseTimeout => 504,
+            ConnectTimeout | ResponseTimeout | NotCached => 504,
             HeaderTimeout => 408,
             Io(..) => return None,
         })
@@ -81,6 +83,7 @@ impl ProxyError {
             Forbidden(_) | ProxyAuthRequired(_) | Overloaded => Side::Proxy,
             UpstreamConnect(_) | ConnectTimeout | ResponseTimeout | BadResponse(_)
             | UpstreamClosed => Side::Upstream,
+            NotCached => Side::Proxy,
             Io(side, _) => *side,
         }
     }
@@ -101,6 +104,7 @@ impl ProxyError {
             UpstreamConnect(_) => "upstream_connect",
             ConnectTimeout => "connect_timeout",
             ResponseTimeout => "response_timeout",
+            NotCached => "not_cached",
             BadResponse(_) => "bad_response",
             UpstreamClosed => "upstream_closed",
             Io(Side::Client, _) => "client_io",
@@ -131,6 +135,7 @@ impl ProxyError {
                 "Gateway timeout: the origin did not accept the connection.\n".to_string()
             }
             ResponseTimeout => "Gateway timeout: the origin did not answer in time.\n".to_string(),
+            NotCached => "Gateway timeout: not in the cache (only-if-cached).\n".to_string(),
             BadResponse(why) => format!("Bad gateway: invalid response from origin: {why}.\n"),
             UpstreamClosed => "Bad gateway: the origin closed the connection.\n".to_string(),
             HeaderTimeout => "Request head not received in time.\n".to_string(),
@@ -172,6 +177,7 @@ mod tests {
             (UpstreamClosed, Some(502)),
             (ConnectTimeout, Some(504)),
             (ResponseTimeout, Some(504)),
+            (NotCached, Some(504)),
             (HeaderTimeout, Some(408)),
             (
                 Io(Side::Client, std::io::ErrorKind::BrokenPipe.into()),

@@ -52,8 +52,10 @@ pub async fn run(
             continue;
         };
         let ctx = ctx.clone();
+        let open = ctx.stats.connection_opened();
         tokio::spawn(async move {
             crate::conn::serve(stream, peer, ctx).await;
+            drop(open);
             drop(permit);
         });
     }

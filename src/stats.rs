@@ -67,6 +67,16 @@ impl Outcome {
 
 /// The shared counters. Build one with `Arc::new(Stats::default())` and hand clones of the
 /// `Arc` to the server, the cache, the logging pipeline and the metrics endpoint.
+/// Cache counters as the cache reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheTotals {
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+    pub bytes_held: u64,
+    pub entries: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct Stats {
     connections_accepted: AtomicU64,
@@ -171,22 +181,15 @@ impl Stats {
         add(&self.bytes_from_origin, bytes);
     }
 
-    /// A lookup answered from the cache.
-    pub fn cache_hit(&self) {
-        add(&self.cache_hits, 1);
-    }
-    /// A cacheable lookup that had to go to the origin.
-    pub fn cache_miss(&self) {
-        add(&self.cache_misses, 1);
-    }
-    /// An entry pushed out to make room.
-    pub fn cache_eviction(&self) {
-        add(&self.cache_evictions, 1);
-    }
-    /// The cache's current footprint; the cache sets it after every insert or eviction.
-    pub fn set_cache_held(&self, bytes: u64, entries: u64) {
-        self.cache_bytes_held.store(bytes, Ordering::Relaxed);
-        self.cache_entries.store(entries, Ordering::Relaxed);
+    /// The cache's own running totals, copied in after each cache operation (the cache
+    /// keeps the counts; this is where statistics readers find them).
+    pub fn set_cache(&self, totals: CacheTotals) {
+        let set = |counter: &AtomicU64, value| counter.store(value, Ordering::Relaxed);
+        set(&self.cache_hits, totals.hits);
+        set(&self.cache_misses, totals.misses);
+        set(&self.cache_evictions, totals.evictions);
+        set(&self.cache_bytes_held, totals.bytes_held);
+        set(&self.cache_entries, totals.entries);
     }
 
     /// A log line (access or diagnostic) dropped because its queue was full.
@@ -355,12 +358,14 @@ mod tests {
         stats.add_bytes_to_client(7);
         stats.add_bytes_to_origin(3);
         stats.add_bytes_from_origin(100);
-        stats.cache_hit();
-        stats.cache_miss();
-        stats.cache_miss();
-        stats.cache_eviction();
-        stats.set_cache_held(4096, 2);
-        stats.set_cache_held(2048, 1);
+        let totals = CacheTotals {
+            hits: 1,
+            misses: 2,
+            evictions: 1,
+            bytes_held: 2048,
+            entries: 1,
+        };
+        stats.set_cache(totals);
         stats.log_line_dropped();
         stats.panic_caught();
         let s = stats.snapshot();

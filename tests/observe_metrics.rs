@@ -50,10 +50,13 @@ fn known_stats() -> Arc<Stats> {
     stats.add_bytes_to_client(2222);
     stats.add_bytes_to_origin(3333);
     stats.add_bytes_from_origin(4444);
-    stats.cache_hit();
-    stats.cache_miss();
-    stats.cache_miss();
-    stats.set_cache_held(65_536, 4);
+    stats.set_cache(proxy_server::stats::CacheTotals {
+        hits: 1,
+        misses: 2,
+        evictions: 0,
+        bytes_held: 65_536,
+        entries: 4,
+    });
     stats
 }
 

@@ -146,8 +146,12 @@ mod tests {
         }
         stats.request_finished(Outcome::Blocked, Duration::from_millis(200));
         stats.add_bytes_from_client(1200);
-        stats.cache_hit();
-        stats.set_cache_held(4096, 3);
+        stats.set_cache(crate::stats::CacheTotals {
+            hits: 1,
+            bytes_held: 4096,
+            entries: 3,
+            ..Default::default()
+        });
         let line = summary_line(&stats.snapshot());
         assert!(!line.contains('\n'));
         for expected in [

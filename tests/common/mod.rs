@@ -331,13 +331,25 @@ pub fn status(response: &[u8]) -> u16 {
 pub struct ProxyProcess {
     pub addr: SocketAddr,
     pub child: tokio::process::Child,
+    /// Where its logs go: a fresh temporary folder unless `args` name one.
+    pub log_dir: std::path::PathBuf,
 }
 
 impl ProxyProcess {
     pub async fn start(args: &[&str]) -> ProxyProcess {
+        let log_dir = match args.iter().position(|a| *a == "--log-dir") {
+            Some(i) => std::path::PathBuf::from(args[i + 1]),
+            None => temp_dir("logs"),
+        };
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_proxy-server"))
-            .args(["--port", "0"])
-            .args(args)
+            .args(["--port", "0", "--log-dir"])
+            .arg(&log_dir)
+            .args(
+                args.iter()
+                    .enumerate()
+                    .filter(|(i, a)| **a != "--log-dir" && (*i == 0 || args[i - 1] != "--log-dir"))
+                    .map(|(_, a)| a),
+            )
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -356,7 +368,25 @@ impl ProxyProcess {
         .await;
         // Keep draining diagnostics so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        ProxyProcess { addr, child }
+        ProxyProcess {
+            addr,
+            child,
+            log_dir,
+        }
+    }
+
+    /// Stops the process with SIGTERM and waits for it; returns its exit code.
+    pub async fn stop(&mut self) -> Option<i32> {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        within(self.child.wait()).await.ok()?.code()
+    }
+
+    /// The access log's lines (complete once the process has stopped).
+    pub fn access_log(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(self.log_dir.join("access.log")).unwrap_or_default();
+        text.lines().map(str::to_string).collect()
     }
 
     pub fn pid(&self) -> u32 {
@@ -372,6 +402,16 @@ impl ProxyProcess {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
     }
+}
+
+/// A new empty folder under the system temp dir, unique to this process and call.
+pub fn temp_dir(label: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("proxy-test-{}-{label}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// Runs curl with `args` and returns (exit status, stdout, stderr).
