@@ -98,7 +98,7 @@ async fn fetch(
     let Target::Absolute { host, port, .. } = &head.target else {
         return Err(ProxyError::BadRequest("not an absolute-form request"));
     };
-    let local = client.get_ref().local_addr().ok();
+    let local = exchange.local;
     let mut origin = acquire(ctx, host, *port, local, true).await?;
     exchange.upstream = Some(origin.peer);
     let response = match exchange_head(ctx, client, head, length, &mut origin, exchange).await {
