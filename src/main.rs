@@ -48,11 +48,13 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
-        let bound = listener.local_addr().map_or(config.listen, |a| a);
-        tracing::info!("listening on {bound}");
+        // The SIGHUP handler goes in before the announcement: from then on a reload
+        // signal must reload, never hit the default action and end the process.
         tokio::spawn(proxy_server::access::reload_on_sighup(
             services.access.clone(),
         ));
+        let bound = listener.local_addr().map_or(config.listen, |a| a);
+        tracing::info!("listening on {bound}");
         proxy_server::server::run(listener, config, services, proxy_server::server::signal()).await;
         std::process::ExitCode::SUCCESS
     })
