@@ -4,6 +4,7 @@
 //! has a deadline.
 #![allow(dead_code)]
 
+pub mod access;
 pub mod tls;
 
 use std::future::Future;
@@ -128,6 +129,21 @@ impl Origin {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
+}
+
+/// A raw TCP origin that writes back whatever it reads, until EOF.
+pub async fn echo_origin() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
 }
 
 /// A `200 OK` with a Content-Length body.
