@@ -74,14 +74,32 @@ pub async fn forward(
             filler
         }
         Some(cached::Outcome::Refreshed(hit)) => {
-            let hit = hit.ok_or(ProxyError::BadResponse(
-                "304 does not match the stored response",
-            ))?;
             release(ctx, head, origin, &response, BodyLength::Empty);
+            let Some(hit) = hit else {
+                // RFC 9111 §4.3.4: a 304 naming another representation must not update
+                // the stored one; the client's own request, sent again, gets its answer.
+                exchange.cache = CacheResult::Miss;
+                return forward_uncached(ctx, client, head, length, exchange).await;
+            };
             return serve_hit(ctx, client, head, &hit, exchange).await;
         }
     };
     respond(ctx, client, head, &response, origin, exchange, filler).await
+}
+
+/// Forwards the client's request as it came, leaving the cache out.
+async fn forward_uncached(
+    ctx: &Context,
+    client: &mut Reader<TcpStream>,
+    head: &RequestHead,
+    length: BodyLength,
+    exchange: &mut Exchange,
+) -> Result<Next, ProxyError> {
+    let (response, origin) = fetch(ctx, client, head, length, exchange).await?;
+    if response.status == 101 {
+        return upgrade(ctx, client, head, &response, origin, exchange).await;
+    }
+    respond(ctx, client, head, &response, origin, exchange, None).await
 }
 
 /// Sends the request on a pooled or fresh connection and reads the final response head.
