@@ -814,3 +814,44 @@ async fn hits_keep_the_client_connection_alive_and_are_counted() {
         ("HIT".into(), b"again and again".to_vec())
     );
 }
+
+#[tokio::test]
+async fn mismatched_304_is_not_used_and_the_client_still_gets_the_page() {
+    let origin = Origin::start(|seen| match seen.header("if-none-match") {
+        // Claims "not modified" but names another representation (RFC 9111 §4.3.4):
+        // it must not update the stored "v1".
+        Some(_) => b"HTTP/1.1 304 Not Modified\r\nETag: \"other\"\r\n\r\n".to_vec(),
+        None => reply("Cache-Control: max-age=0\r\nETag: \"v1\"\r\n", "full page"),
+    })
+    .await;
+    let proxy = cached_proxy().await;
+    let url = origin.url("/odd");
+    get(proxy.addr, &url, &[]).await;
+    let reply = get(proxy.addr, &url, &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.head);
+    assert_eq!(reply.body, b"full page");
+    let seen = origin.requests();
+    assert_eq!(seen.len(), 3, "no unconditional retry");
+    assert_eq!(seen[2].header("if-none-match"), None);
+    proxy.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn key_ignores_host_case() {
+    let origin = origin_with("Cache-Control: max-age=600\r\n", "same resource").await;
+    let proxy = cached_proxy().await;
+    let port = origin.addr.port();
+    let miss = get(proxy.addr, &format!("http://localhost:{port}/k"), &[]).await;
+    assert_eq!(
+        (miss.status, miss.x_cache()),
+        (200, "MISS".into()),
+        "{}",
+        miss.head
+    );
+    let hit = get(proxy.addr, &format!("http://LocalHost:{port}/k"), &[]).await;
+    assert_eq!(
+        (hit.x_cache(), hit.body),
+        ("HIT".into(), b"same resource".to_vec())
+    );
+    assert_eq!(origin.request_count(), 1);
+}
