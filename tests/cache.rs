@@ -855,3 +855,88 @@ async fn key_ignores_host_case() {
     );
     assert_eq!(origin.request_count(), 1);
 }
+
+#[tokio::test]
+async fn http10_client_gets_a_hit_and_a_close() {
+    let origin = origin_with("Cache-Control: max-age=600\r\n", "old client").await;
+    let proxy = cached_proxy().await;
+    let request = format!("GET {} HTTP/1.0\r\n\r\n", origin.url("/ten"));
+    exchange(proxy.addr, request.as_bytes()).await;
+    let hit = Reply::parse(&exchange(proxy.addr, request.as_bytes()).await);
+    assert_eq!(
+        (hit.status, hit.x_cache()),
+        (200, "HIT".into()),
+        "{}",
+        hit.head
+    );
+    assert_eq!(hit.body, b"old client");
+    assert_eq!(origin.request_count(), 1);
+}
+
+#[tokio::test]
+async fn head_on_a_stale_entry_is_revalidated_without_a_body() {
+    let origin = validating_origin("Cache-Control: max-age=0\r\nETag: \"v1\"\r\n").await;
+    let proxy = cached_proxy().await;
+    let url = origin.url("/stale-head");
+    get(proxy.addr, &url, &[]).await;
+    let head = send(proxy.addr, "HEAD", &url, &[], "").await;
+    assert_eq!(head.status, 200, "{}", head.head);
+    assert_eq!(head.header("content-length"), Some("11".into()));
+    assert!(head.body.is_empty());
+    let seen = origin.requests();
+    assert_eq!(seen[1].request_line(), "HEAD /stale-head HTTP/1.1");
+    assert_eq!(seen[1].header("if-none-match"), Some("\"v1\"".into()));
+}
+
+#[tokio::test]
+async fn unsafe_method_drops_the_uri_in_location() {
+    let origin = Origin::start(|seen| {
+        if seen.request_line().starts_with("POST") {
+            b"HTTP/1.1 201 Created\r\nLocation: /items/7\r\nContent-Length: 0\r\n\r\n".to_vec()
+        } else {
+            reply("Cache-Control: max-age=600\r\n", "item seven")
+        }
+    })
+    .await;
+    let proxy = cached_proxy().await;
+    let item = origin.url("/items/7");
+    get(proxy.addr, &item, &[]).await;
+    assert_eq!(get(proxy.addr, &item, &[]).await.x_cache(), "HIT");
+    let created = send(proxy.addr, "POST", &origin.url("/items"), &[], "n=7").await;
+    assert_eq!(created.status, 201);
+    assert_eq!(get(proxy.addr, &item, &[]).await.x_cache(), "MISS");
+    assert_eq!(count_for(&origin, "/items/7"), 2);
+}
+
+#[tokio::test]
+async fn pipelined_requests_get_hits_in_order() {
+    let origin = Origin::start(|seen| {
+        let path = seen
+            .request_line()
+            .split(' ')
+            .nth(1)
+            .unwrap_or("")
+            .to_string();
+        reply("Cache-Control: max-age=600\r\n", &format!("body of {path}"))
+    })
+    .await;
+    let proxy = cached_proxy().await;
+    for path in ["/p1", "/p2"] {
+        get(proxy.addr, &origin.url(path), &[]).await;
+    }
+    let mut batch = String::new();
+    for path in ["/p1", "/p2", "/p1"] {
+        batch.push_str(&format!(
+            "GET {} HTTP/1.1\r\nHost: o\r\n\r\n",
+            origin.url(path)
+        ));
+    }
+    let mut stream = within(TcpStream::connect(proxy.addr)).await.unwrap();
+    stream.write_all(batch.as_bytes()).await.unwrap();
+    for path in ["/p1", "/p2", "/p1"] {
+        let reply = Reply::parse(&read_response(&mut stream).await);
+        assert_eq!(reply.x_cache(), "HIT", "{path}");
+        assert_eq!(reply.body, format!("body of {path}").as_bytes());
+    }
+    assert_eq!(origin.request_count(), 2);
+}
