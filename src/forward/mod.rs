@@ -80,6 +80,7 @@ pub async fn forward(
             }
             // The 304 describes some other response than the stored one (RFC 9111 §4.3.4):
             // ask again without validators and pass the answer on.
+            exchange.cache = CacheResult::Miss;
             let (response, origin) = fetch(ctx, client, head, BodyLength::Empty, exchange).await?;
             return respond(ctx, client, head, &response, origin, exchange, None).await;
         }
