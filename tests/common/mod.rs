@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod access;
+pub mod cache;
 pub mod tls;
 
 use std::future::Future;
