@@ -1,6 +1,15 @@
-//! HTTP/1.1 wire handling: head parsing, body framing, header rules and canned responses.
-//! Knows nothing of auth, ACL, cache or sockets beyond generic async readers and writers.
+//! HTTP/1.1 wire handling: head parsing, body framing and streaming, header rules and
+//! canned responses. Knows nothing of auth, ACL, cache or sockets beyond generic async
+//! readers and writers.
 
+pub mod body;
+pub mod framing;
+pub mod head;
 pub mod headers;
+pub mod io;
+pub mod rewrite;
 
+pub use framing::BodyLength;
+pub use head::{RequestHead, ResponseHead, Target, Version};
 pub use headers::{Header, Headers};
+pub use io::Reader;

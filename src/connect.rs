@@ -1,0 +1,50 @@
+//! CONNECT: open a TCP connection to `host:port`, confirm with `200 Connection
+//! Established`, then relay bytes blindly (TLS is never decrypted). Bytes the client sent
+//! right behind its CONNECT head are relayed, not lost.
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::context::{Context, Exchange};
+use crate::error::{ProxyError, Side};
+use crate::forward::Next;
+use crate::http::{Reader, RequestHead, Target};
+use crate::{tunnel, upstream};
+
+const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";
+
+pub async fn connect(
+    ctx: &Context,
+    client: &mut Reader<TcpStream>,
+    head: &RequestHead,
+    exchange: &mut Exchange,
+) -> Result<Next, ProxyError> {
+    let Target::Authority { host, port } = &head.target else {
+        return Err(ProxyError::BadRequest("CONNECT needs a host:port target"));
+    };
+    let local = client.get_ref().local_addr().ok();
+    let addrs = upstream::resolve(host, *port).await?;
+    ctx.check_destination(&addrs, local)?;
+    let (mut origin, peer) = upstream::connect(&addrs, ctx.config.timeouts.connect).await?;
+    exchange.upstream = Some(peer);
+    exchange.status = 200;
+    exchange.response_started = true;
+    client
+        .get_mut()
+        .write_all(ESTABLISHED)
+        .await
+        .map_err(|e| ProxyError::Io(Side::Client, e))?;
+    let early = client.take(usize::MAX);
+    let (totals, end) = tunnel::relay(
+        client.get_mut(),
+        early,
+        &mut origin,
+        bytes::Bytes::new(),
+        ctx.config.timeouts.idle,
+    )
+    .await;
+    exchange.bytes_from_client += totals.client_to_upstream;
+    exchange.bytes_to_client += ESTABLISHED.len() as u64 + totals.upstream_to_client;
+    tracing::debug!(?end, "tunnel to {host}:{port} ended");
+    Ok(Next::Close)
+}

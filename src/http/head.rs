@@ -1,0 +1,420 @@
+//! Request and response heads: bounded parsing with httparse into owned, zero-copy
+//! structures, the proxy request target forms (RFC 9112 §3.2), and serialisation.
+
+use bytes::{Bytes, BytesMut};
+
+use super::headers::{Header, Headers};
+use crate::error::ProxyError;
+
+/// Most bytes a request line plus header fields may take (431 or 414 past it).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most header fields in one head (431 past it).
+pub const MAX_HEADERS: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+impl Version {
+    fn from_minor(minor: u8) -> Version {
+        if minor == 0 {
+            Version::Http10
+        } else {
+            Version::Http11
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+/// Where a request goes (RFC 9112 §3.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `http://host:port/path?query`: `path` is forwarded byte-exact (at least `/`).
+    Absolute {
+        host: String,
+        port: u16,
+        path: Bytes,
+    },
+    /// `host:port`, for CONNECT.
+    Authority { host: String, port: u16 },
+}
+
+impl Target {
+    pub fn host(&self) -> &str {
+        match self {
+            Target::Absolute { host, .. } | Target::Authority { host, .. } => host,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        match self {
+            Target::Absolute { port, .. } | Target::Authority { port, .. } => *port,
+        }
+    }
+
+    /// `host` or `host:port` as it belongs in a Host header (port left out when 80).
+    pub fn host_header(&self) -> String {
+        let host = bracketed(self.host());
+        match self.port() {
+            80 if matches!(self, Target::Absolute { .. }) => host,
+            port => format!("{host}:{port}"),
+        }
+    }
+
+    /// The target as a log line shows it: the URL, or `host:port` for CONNECT.
+    pub fn display(&self) -> String {
+        match self {
+            Target::Absolute { path, .. } => {
+                format!(
+                    "http://{}{}",
+                    self.host_header(),
+                    String::from_utf8_lossy(path)
+                )
+            }
+            Target::Authority { host, port } => format!("{}:{port}", bracketed(host)),
+        }
+    }
+}
+
+fn bracketed(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    pub method: Bytes,
+    pub target: Target,
+    pub version: Version,
+    pub headers: Headers,
+}
+
+impl RequestHead {
+    pub fn method_str(&self) -> &str {
+        std::str::from_utf8(&self.method).unwrap_or("")
+    }
+
+    pub fn is_method(&self, name: &str) -> bool {
+        &self.method[..] == name.as_bytes()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ResponseHead {
+    pub version: Version,
+    pub status: u16,
+    pub reason: Bytes,
+    pub headers: Headers,
+}
+
+impl ResponseHead {
+    /// `HTTP/1.1 <status> <reason>\r\n` + fields + `\r\n`. We always speak HTTP/1.1.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(self.status.to_string().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(&self.reason);
+        out.extend_from_slice(b"\r\n");
+        self.headers.write_to(out);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Field name and value positions within the head buffer, so one httparse pass suffices.
+type Spans = [(usize, usize, usize, usize); MAX_HEADERS];
+
+fn spans_to_headers(head: &Bytes, spans: &Spans, count: usize) -> Headers {
+    spans[..count]
+        .iter()
+        .map(|&(n0, n1, v0, v1)| Header::new(head.slice(n0..n1), head.slice(v0..v1)))
+        .collect()
+}
+
+fn record_spans(base: &[u8], parsed: &[httparse::Header<'_>], spans: &mut Spans) -> usize {
+    let start = base.as_ptr() as usize;
+    for (span, h) in spans.iter_mut().zip(parsed) {
+        let n0 = h.name.as_ptr() as usize - start;
+        let v0 = h.value.as_ptr() as usize - start;
+        *span = (n0, n0 + h.name.len(), v0, v0 + h.value.len());
+    }
+    parsed.len()
+}
+
+/// Parses a request head at the start of `buf`. `Ok(None)`: incomplete, read more.
+/// On success the head's bytes are split off `buf`.
+pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, ProxyError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut fields);
+    let mut spans: Spans = [(0, 0, 0, 0); MAX_HEADERS];
+    let (len, method, target, minor, count) = match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => {
+            let count = record_spans(buf, request.headers, &mut spans);
+            let method = request.method.unwrap_or("").to_string();
+            let target = request.path.unwrap_or("").to_string();
+            (len, method, target, request.version.unwrap_or(1), count)
+        }
+        Ok(httparse::Status::Partial) => return over_limit(buf).map(|()| None),
+        Err(httparse::Error::TooManyHeaders) => return Err(ProxyError::HeadTooLarge),
+        Err(httparse::Error::Version) => {
+            return Err(ProxyError::BadRequest("unsupported HTTP version"));
+        }
+        Err(_) => return Err(ProxyError::BadRequest("malformed request head")),
+    };
+    let head = buf.split_to(len).freeze();
+    let target = parse_target(&method, &target)?;
+    Ok(Some(RequestHead {
+        method: Bytes::from(method),
+        target,
+        version: Version::from_minor(minor),
+        headers: spans_to_headers(&head, &spans, count),
+    }))
+}
+
+/// A partial head may keep growing only up to the limit: 414 if even the request line
+/// does not fit, else 431.
+fn over_limit(buf: &[u8]) -> Result<(), ProxyError> {
+    if buf.len() < MAX_HEAD_BYTES {
+        Ok(())
+    } else if !buf[..MAX_HEAD_BYTES].contains(&b'\n') {
+        Err(ProxyError::UriTooLong)
+    } else {
+        Err(ProxyError::HeadTooLarge)
+    }
+}
+
+/// Parses a response head at the start of `buf`; `Ok(None)`: incomplete.
+pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, ProxyError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut fields);
+    let mut spans: Spans = [(0, 0, 0, 0); MAX_HEADERS];
+    let (len, status, reason, minor, count) = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => {
+            let count = record_spans(buf, response.headers, &mut spans);
+            let reason = Bytes::copy_from_slice(response.reason.unwrap_or("").as_bytes());
+            (
+                len,
+                response.code.unwrap_or(0),
+                reason,
+                response.version.unwrap_or(1),
+                count,
+            )
+        }
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD_BYTES => return Ok(None),
+        Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+            return Err(ProxyError::BadResponse("response head too large"));
+        }
+        Err(_) => return Err(ProxyError::BadResponse("malformed response head")),
+    };
+    if !(100..=599).contains(&status) {
+        return Err(ProxyError::BadResponse("status code out of range"));
+    }
+    let head = buf.split_to(len).freeze();
+    Ok(Some(ResponseHead {
+        version: Version::from_minor(minor),
+        status,
+        reason,
+        headers: spans_to_headers(&head, &spans, count),
+    }))
+}
+
+/// Reads the request target in the form its method calls for.
+pub fn parse_target(method: &str, target: &str) -> Result<Target, ProxyError> {
+    if method == "CONNECT" {
+        let (host, port) = split_host_port(target)?;
+        let port = port.ok_or(ProxyError::BadRequest("CONNECT target needs a port"))?;
+        return Ok(Target::Authority { host, port });
+    }
+    if target.starts_with('/') || target == "*" {
+        return Err(ProxyError::NotAProxyRequest);
+    }
+    let Some((scheme, rest)) = target.split_once("://") else {
+        return Err(ProxyError::BadRequest(
+            "request target is not an absolute URI",
+        ));
+    };
+    if !scheme.eq_ignore_ascii_case("http") {
+        return Err(ProxyError::NotImplemented(
+            "only http:// URLs are forwarded; use CONNECT for https",
+        ));
+    }
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.contains('@') {
+        return Err(ProxyError::BadRequest(
+            "user information in the URI is not allowed",
+        ));
+    }
+    let (host, port) = split_host_port(authority)?;
+    let path = match path.as_bytes().first() {
+        None => Bytes::from_static(b"/"),
+        Some(b'?') => Bytes::from(format!("/{path}")),
+        Some(_) => Bytes::copy_from_slice(path.as_bytes()),
+    };
+    Ok(Target::Absolute {
+        host,
+        port: port.unwrap_or(80),
+        path,
+    })
+}
+
+/// Splits `host[:port]` or `[v6][:port]`; the host is lower-cased and checked.
+fn split_host_port(authority: &str) -> Result<(String, Option<u16>), ProxyError> {
+    let bad = ProxyError::BadRequest("invalid host in request target");
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']').ok_or(bad)?;
+        if v6.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(ProxyError::BadRequest(
+                "invalid IPv6 address in request target",
+            ));
+        }
+        let port = match after {
+            "" => None,
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or(ProxyError::BadRequest("invalid port"))?,
+            ),
+        };
+        (v6, port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let name_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_';
+    if host.is_empty() || !(host.contains(':') || host.chars().all(name_char)) {
+        return Err(ProxyError::BadRequest("invalid host in request target"));
+    }
+    let port = match port {
+        None => None,
+        Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
+            match p.parse::<u16>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => return Err(ProxyError::BadRequest("invalid port")),
+            }
+        }
+        Some(_) => return Err(ProxyError::BadRequest("invalid port")),
+    };
+    Ok((host.to_ascii_lowercase(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(text: &[u8]) -> Result<Option<RequestHead>, ProxyError> {
+        parse_request(&mut BytesMut::from(text))
+    }
+
+    #[test]
+    fn absolute_form() {
+        let head =
+            parse_all(b"GET http://Example.COM:8080/a%20b?q=1&r HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            head.target,
+            Target::Absolute {
+                host: "example.com".into(),
+                port: 8080,
+                path: Bytes::from_static(b"/a%20b?q=1&r")
+            }
+        );
+        assert_eq!(head.target.host_header(), "example.com:8080");
+        assert_eq!(head.headers.get_str("host"), Some("x"));
+    }
+
+    #[test]
+    fn empty_path_and_query_only() {
+        let t = parse_target("GET", "http://a").unwrap();
+        assert_eq!(t.display(), "http://a/");
+        let t = parse_target("GET", "http://a?x").unwrap();
+        assert_eq!(t.display(), "http://a/?x");
+    }
+
+    #[test]
+    fn ipv6_targets() {
+        let t = parse_target("GET", "http://[::1]:9000/x").unwrap();
+        assert_eq!((t.host(), t.port()), ("::1", 9000));
+        assert_eq!(t.host_header(), "[::1]:9000");
+        let t = parse_target("CONNECT", "[::1]:443").unwrap();
+        assert_eq!(t.display(), "[::1]:443");
+    }
+
+    #[test]
+    fn rejected_targets() {
+        for (method, target) in [
+            ("GET", "/path"),
+            ("OPTIONS", "*"),
+            ("GET", "http://user:pw@host/"),
+            ("GET", "http://host:99999/"),
+            ("GET", "http://host:/"),
+            ("GET", "http://ho st/"),
+            ("GET", "http:///x"),
+            ("GET", "ftp://host/"),
+            ("CONNECT", "host"),
+            ("CONNECT", "host:0"),
+            ("CONNECT", "[::1"),
+        ] {
+            assert!(parse_target(method, target).is_err(), "{method} {target}");
+        }
+    }
+
+    #[test]
+    fn incremental_and_limits() {
+        let full = b"GET http://a/ HTTP/1.1\r\nX: 1\r\n\r\nrest";
+        for split in 0..full.len() - 4 {
+            assert!(
+                parse_all(&full[..split]).unwrap().is_none(),
+                "split {split}"
+            );
+        }
+        let mut buf = BytesMut::from(&full[..]);
+        parse_request(&mut buf).unwrap().unwrap();
+        assert_eq!(&buf[..], b"rest");
+
+        let long_uri = format!("GET http://a/{} HTTP/1.1\r\n", "a".repeat(MAX_HEAD_BYTES));
+        assert!(matches!(
+            parse_all(long_uri.as_bytes()),
+            Err(ProxyError::UriTooLong)
+        ));
+        let big = format!(
+            "GET http://a/ HTTP/1.1\r\nX: {}\r\n",
+            "a".repeat(MAX_HEAD_BYTES)
+        );
+        assert!(matches!(
+            parse_all(big.as_bytes()),
+            Err(ProxyError::HeadTooLarge)
+        ));
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X{i}: 1\r\n")).collect();
+        let many = format!("GET http://a/ HTTP/1.1\r\n{many}\r\n");
+        assert!(matches!(
+            parse_all(many.as_bytes()),
+            Err(ProxyError::HeadTooLarge)
+        ));
+    }
+
+    #[test]
+    fn response_heads() {
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"[..]);
+        let head = parse_response(&mut buf).unwrap().unwrap();
+        assert_eq!(head.status, 200);
+        assert_eq!(&buf[..], b"hi");
+        let mut out = Vec::new();
+        head.write_to(&mut out);
+        assert_eq!(out, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
+        let mut bad = BytesMut::from(&b"HTTP/1.1 abc OK\r\n\r\n"[..]);
+        assert!(parse_response(&mut bad).is_err());
+    }
+}

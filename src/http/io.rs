@@ -1,0 +1,125 @@
+//! A read side with its own buffer: the bytes read past a head or a body stay here for the
+//! next message, and reads only append, so a read cancelled by a timeout loses nothing.
+//! The buffer is allocated on the first read and given back while the connection is idle,
+//! so an idle connection costs no buffer memory.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::head::{self, RequestHead, ResponseHead};
+use crate::error::{ProxyError, Side};
+
+/// Bytes asked of the socket per read; also the largest piece a body is relayed in.
+/// Measured with the benchmark's 1 MiB and tunnel scenarios: 16 KiB moved as much as
+/// larger buffers at a quarter of the memory of 64 KiB.
+pub const READ_CHUNK: usize = 16 * 1024;
+
+pub struct Reader<R> {
+    io: R,
+    buf: BytesMut,
+    side: Side,
+}
+
+impl<R: AsyncRead + Unpin> Reader<R> {
+    pub fn new(io: R, side: Side) -> Reader<R> {
+        Reader {
+            io,
+            buf: BytesMut::new(),
+            side,
+        }
+    }
+
+    pub fn get_ref(&self) -> &R {
+        &self.io
+    }
+
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.io
+    }
+
+    /// The bytes read but not yet consumed.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Gives back the buffer's memory if nothing is pending (between requests).
+    pub fn release_idle_buffer(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+    }
+
+    /// Splits off the whole buffer and returns the stream and what was buffered.
+    pub fn into_parts(self) -> (R, Bytes) {
+        (self.io, self.buf.freeze())
+    }
+
+    /// Reads more bytes into the buffer; `Ok(0)` at end of stream.
+    pub async fn fill(&mut self) -> io::Result<usize> {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        self.io.read_buf(&mut self.buf).await
+    }
+
+    /// [`fill`](Self::fill) with a deadline, mapping failures to this side's error.
+    pub async fn fill_within(&mut self, limit: Duration) -> Result<usize, ProxyError> {
+        match tokio::time::timeout(limit, self.fill()).await {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(ProxyError::Io(self.side, e)),
+            Err(_) => Err(ProxyError::Io(self.side, io::ErrorKind::TimedOut.into())),
+        }
+    }
+
+    /// Takes up to `max` buffered bytes.
+    pub fn take(&mut self, max: usize) -> Bytes {
+        let n = max.min(self.buf.len());
+        self.buf.split_to(n).freeze()
+    }
+
+    /// Drops `n` buffered bytes.
+    pub fn consume(&mut self, n: usize) {
+        let _ = self.buf.split_to(n);
+    }
+
+    /// Reads one request head. `Ok(None)` when the client closed cleanly before sending
+    /// a byte. Callers bound the whole call with the header timeout.
+    pub async fn read_request_head(&mut self) -> Result<Option<RequestHead>, ProxyError> {
+        loop {
+            if !self.buf.is_empty()
+                && let Some(head) = head::parse_request(&mut self.buf)?
+            {
+                return Ok(Some(head));
+            }
+            match self.fill().await {
+                Ok(0) if self.buf.is_empty() => return Ok(None),
+                Ok(0) => {
+                    return Err(ProxyError::BadRequest(
+                        "connection closed inside the request head",
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(ProxyError::Io(Side::Client, e)),
+            }
+        }
+    }
+
+    /// Reads one response head. Callers bound the call with the response timeout.
+    pub async fn read_response_head(&mut self) -> Result<ResponseHead, ProxyError> {
+        loop {
+            if !self.buf.is_empty()
+                && let Some(head) = head::parse_response(&mut self.buf)?
+            {
+                return Ok(head);
+            }
+            match self.fill().await {
+                Ok(0) => return Err(ProxyError::UpstreamClosed),
+                Ok(_) => {}
+                Err(_) => return Err(ProxyError::UpstreamClosed),
+            }
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! Header rules at the proxy boundary (RFC 9110 §7.6): hop-by-hop fields are removed in
+//! both directions, `Host` is taken from the request URI, `Via` records this hop, and the
+//! framing fields are rewritten to match how the proxy itself frames the body. Also the
+//! canned answers the proxy sends on its own account.
+
+use bytes::Bytes;
+
+use super::framing::BodyLength;
+use super::head::{RequestHead, ResponseHead, Version};
+use super::headers::{Header, Headers};
+
+/// Fields that describe one hop and never pass the proxy (RFC 9110 §7.6.1), plus the
+/// proxy's own credentials (RFC 9110 §11.7).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+/// Whether the request asks to switch protocols (WebSocket and friends, RFC 9110 §7.8).
+pub fn wants_upgrade(head: &RequestHead) -> bool {
+    head.headers.contains("upgrade") && head.headers.has_token("connection", "upgrade")
+}
+
+/// Whether the client asked to keep its connection open after this exchange.
+pub fn client_keep_alive(head: &RequestHead) -> bool {
+    let headers = &head.headers;
+    match head.version {
+        Version::Http11 => !headers.has_token("connection", "close"),
+        Version::Http10 => headers.has_token("connection", "keep-alive"),
+    }
+}
+
+/// Whether the origin lets the upstream connection be reused.
+pub fn origin_keep_alive(head: &ResponseHead) -> bool {
+    match head.version {
+        Version::Http11 => !head.headers.has_token("connection", "close"),
+        Version::Http10 => head.headers.has_token("connection", "keep-alive"),
+    }
+}
+
+/// Drops hop-by-hop fields and the fields the Connection header names, and the framing
+/// fields, which the caller re-adds to match the framing it writes.
+fn strip_hop_by_hop(headers: &Headers, keep_upgrade: bool) -> Headers {
+    let named: Vec<Bytes> = headers
+        .tokens("connection")
+        .filter(|t| !(keep_upgrade && t.eq_ignore_ascii_case(b"upgrade")))
+        .map(Bytes::copy_from_slice)
+        .collect();
+    let mut out = Headers::with_capacity(headers.len() + 2);
+    for h in headers {
+        let hop = HOP_BY_HOP.iter().any(|n| h.is(n)) && !(keep_upgrade && h.is("upgrade"));
+        let framing = h.is("content-length") || h.is("transfer-encoding");
+        let listed = named.iter().any(|n| h.name.eq_ignore_ascii_case(n));
+        if !hop && !framing && !listed {
+            out.push(h.clone());
+        }
+    }
+    out
+}
+
+fn add_via(headers: &mut Headers, via: &str) {
+    let last_via = headers.iter().rposition(|h| h.is("via"));
+    let mut fields: Vec<Header> = headers.iter().cloned().collect();
+    match last_via {
+        Some(i) => {
+            let mut value = fields[i].value.to_vec();
+            value.extend_from_slice(format!(", {via}").as_bytes());
+            fields[i].value = Bytes::from(value);
+        }
+        None => fields.push(Header::new("Via", Bytes::from(via.to_string()))),
+    }
+    *headers = fields.into_iter().collect();
+}
+
+/// Whether our own name already appears in the request's Via: a forwarding loop.
+pub fn via_has(headers: &Headers, name: &str) -> bool {
+    headers.tokens("via").any(|hop| {
+        // Each hop is `protocol received-by [comment]`; compare the received-by part.
+        let mut parts = hop
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|p| !p.is_empty());
+        parts
+            .nth(1)
+            .is_some_and(|by| by.eq_ignore_ascii_case(name.as_bytes()))
+    })
+}
+
+/// The request head as sent to the origin, in origin-form.
+pub fn origin_request(head: &RequestHead, length: BodyLength, via_name: &str) -> Vec<u8> {
+    let upgrade = wants_upgrade(head);
+    let mut headers = strip_hop_by_hop(&head.headers, upgrade);
+    headers.remove("expect");
+    headers.remove("host");
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(&head.method);
+    out.push(b' ');
+    if let super::Target::Absolute { path, .. } = &head.target {
+        out.extend_from_slice(path);
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    out.extend_from_slice(head.target.host_header().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    add_via(
+        &mut headers,
+        &format!("{} {via_name}", via_version(head.version)),
+    );
+    headers.write_to(&mut out);
+    write_framing(&mut out, length);
+    if upgrade {
+        out.extend_from_slice(b"Connection: Upgrade\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn via_version(version: Version) -> &'static str {
+    match version {
+        Version::Http10 => "1.0",
+        Version::Http11 => "1.1",
+    }
+}
+
+fn write_framing(out: &mut Vec<u8>, length: BodyLength) {
+    match length {
+        BodyLength::Fixed(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        BodyLength::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        BodyLength::Empty | BodyLength::UntilClose => {}
+    }
+}
+
+/// How the response goes back to the client.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientFraming {
+    /// The body length as the client will see it.
+    pub length: BodyLength,
+    /// Whether the client connection stays open after this response.
+    pub keep_alive: bool,
+    pub client_version: Version,
+    /// Whether the response's own Content-Length should be kept (HEAD, 304).
+    pub keep_content_length: bool,
+}
+
+/// The response head as sent to the client.
+pub fn client_response(head: &ResponseHead, framing: ClientFraming, via_name: &str) -> Vec<u8> {
+    let switching = head.status == 101;
+    let mut headers = strip_hop_by_hop(&head.headers, switching);
+    if framing.keep_content_length
+        && let Some(length) = head.headers.get("content-length")
+    {
+        headers.append("Content-Length", length.clone());
+    }
+    add_via(
+        &mut headers,
+        &format!("{} {via_name}", via_version(head.version)),
+    );
+    let mut out = Vec::with_capacity(512);
+    let line = ResponseHead {
+        version: Version::Http11,
+        status: head.status,
+        reason: head.reason.clone(),
+        headers,
+    };
+    line.write_to(&mut out);
+    out.truncate(out.len() - 2);
+    write_framing(&mut out, framing.length);
+    if switching {
+        out.extend_from_slice(b"Connection: Upgrade\r\n");
+    } else if !framing.keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if framing.client_version == Version::Http10 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Standard reason phrases for the statuses the proxy itself sends.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        414 => "URI Too Long",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        508 => "Loop Detected",
+        _ => "Error",
+    }
+}
+
+/// A complete answer from the proxy itself: a short text body, and the connection closed
+/// unless `keep_alive`.
+pub fn canned(status: u16, body: &str, extra: &[(&str, &str)], keep_alive: bool) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n",
+        reason(status),
+        body.len()
+    );
+    for (name, value) in extra {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str(if keep_alive {
+        "\r\n"
+    } else {
+        "Connection: close\r\n\r\n"
+    });
+    out.push_str(body);
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::head::parse_request;
+    use bytes::BytesMut;
+
+    fn request(text: &str) -> RequestHead {
+        parse_request(&mut BytesMut::from(text.as_bytes()))
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn origin_request_strips_and_rewrites() {
+        let head = request(
+            "GET http://Origin:8080/p?q=%41 HTTP/1.1\r\nHost: evil\r\nConnection: keep-alive, X-Secret\r\n\
+             X-Secret: 1\r\nProxy-Authorization: Basic abc\r\nKeep-Alive: 5\r\nTE: trailers\r\n\
+             Proxy-Connection: keep-alive\r\nx-Custom: A  b\r\nVia: 1.0 other\r\nUpgrade: h2c\r\n\r\n",
+        );
+        let out =
+            String::from_utf8(origin_request(&head, BodyLength::Empty, "proxy-server")).unwrap();
+        assert_eq!(
+            out,
+            "GET /p?q=%41 HTTP/1.1\r\nHost: origin:8080\r\nx-Custom: A  b\r\n\
+             Via: 1.0 other, 1.1 proxy-server\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn upgrade_is_kept_for_websocket() {
+        let head = request(
+            "GET http://o/ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        );
+        assert!(wants_upgrade(&head));
+        let out = String::from_utf8(origin_request(&head, BodyLength::Empty, "p")).unwrap();
+        assert!(out.contains("Upgrade: websocket\r\n"));
+        assert!(out.ends_with("Connection: Upgrade\r\n\r\n"));
+    }
+
+    #[test]
+    fn framing_is_rewritten() {
+        let head =
+            request("POST http://o/ HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+        let out = String::from_utf8(origin_request(&head, BodyLength::Fixed(5), "p")).unwrap();
+        assert!(out.contains("Content-Length: 5\r\n"));
+        assert!(!out.contains("Expect"));
+    }
+
+    #[test]
+    fn loops_are_seen_in_via() {
+        let head = request("GET http://o/ HTTP/1.1\r\nVia: 1.1 a, 1.1 Proxy-Server (x)\r\n\r\n");
+        assert!(via_has(&head.headers, "proxy-server"));
+        assert!(!via_has(&head.headers, "other"));
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        assert!(client_keep_alive(&request(
+            "GET http://o/ HTTP/1.1\r\n\r\n"
+        )));
+        assert!(!client_keep_alive(&request(
+            "GET http://o/ HTTP/1.1\r\nConnection: close\r\n\r\n"
+        )));
+        assert!(!client_keep_alive(&request(
+            "GET http://o/ HTTP/1.0\r\n\r\n"
+        )));
+        assert!(client_keep_alive(&request(
+            "GET http://o/ HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"
+        )));
+    }
+
+    #[test]
+    fn canned_answers_close() {
+        let out = String::from_utf8(canned(
+            407,
+            "no\n",
+            &[("Proxy-Authenticate", "Basic realm=\"x\"")],
+            false,
+        ))
+        .unwrap();
+        assert!(out.starts_with("HTTP/1.1 407 Proxy Authentication Required\r\n"));
+        assert!(out.contains("Content-Length: 3\r\nProxy-Authenticate: Basic realm=\"x\"\r\nConnection: close\r\n\r\nno\n"));
+    }
+}

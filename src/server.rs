@@ -1,0 +1,82 @@
+//! The accept loop: one task per connection, a cap on connections served at once (a
+//! connection over the cap gets a canned 503 and is closed at once), and a graceful
+//! shutdown that stops accepting, lets requests in flight finish within a grace period,
+//! and closes idle keep-alive connections.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::Config;
+use crate::context::Context;
+use crate::error::ProxyError;
+use crate::http::rewrite;
+
+/// Pause after an accept error (out of file descriptors, say) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Serves connections from `listener` until `shutdown` completes, then drains.
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) {
+    let (stop, stopped) = watch::channel(false);
+    let max = config.max_connections;
+    let grace = config.timeouts.shutdown_grace;
+    let ctx = Arc::new(Context::new(config, stopped));
+    let permits = Arc::new(Semaphore::new(max));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            refuse_overloaded(&stream);
+            continue;
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            crate::conn::serve(stream, peer, ctx).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    tracing::info!("shutting down: waiting up to {grace:?} for requests in flight");
+    let drained = tokio::time::timeout(grace, permits.acquire_many(max as u32)).await;
+    if drained.is_err() {
+        tracing::warn!("grace period over with connections still open");
+    }
+}
+
+/// Answers 503 without spawning anything: a fresh socket's send buffer takes the few
+/// bytes at once, and the socket closes when dropped.
+fn refuse_overloaded(stream: &tokio::net::TcpStream) {
+    let error = ProxyError::Overloaded;
+    let answer = rewrite::canned(503, &error.body(), &[("Retry-After", "1")], false);
+    let _ = stream.try_write(&answer);
+}
+
+/// Completes at the first SIGINT or SIGTERM.
+pub async fn signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,129 @@
+//! Two-way byte relays: CONNECT tunnels and upgraded (101) connections. Bytes are counted
+//! each way as they are written, so the totals are right however the relay ends; a
+//! half-close on one side is passed to the other, and a relay silent for the idle timeout
+//! is closed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Buffer per direction. Larger than the HTTP read chunk: a tunnel is a bulk transfer
+/// and fewer, larger writes cost less CPU per byte.
+pub const TUNNEL_CHUNK: usize = 64 * 1024;
+
+/// Bytes relayed each way, and how the relay ended.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Totals {
+    pub client_to_upstream: u64,
+    pub upstream_to_client: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Both sides closed their sending direction.
+    Closed,
+    /// A read or write failed on either side.
+    Error,
+    /// Nothing moved for the idle timeout.
+    Idle,
+}
+
+/// Relays until both directions are done, one fails, or the relay idles out.
+/// `client_early` / `upstream_early` are bytes already read from each side.
+pub async fn relay(
+    client: &mut TcpStream,
+    client_early: Bytes,
+    upstream: &mut TcpStream,
+    upstream_early: Bytes,
+    idle: Duration,
+) -> (Totals, End) {
+    let start = Instant::now();
+    let last_activity = AtomicU64::new(0);
+    let up = AtomicU64::new(0);
+    let down = AtomicU64::new(0);
+    let (mut client_read, mut client_write) = client.split();
+    let (mut upstream_read, mut upstream_write) = upstream.split();
+    let to_upstream = pump(
+        &mut client_read,
+        &mut upstream_write,
+        client_early,
+        &up,
+        &last_activity,
+        start,
+    );
+    let to_client = pump(
+        &mut upstream_read,
+        &mut client_write,
+        upstream_early,
+        &down,
+        &last_activity,
+        start,
+    );
+    tokio::pin!(to_upstream, to_client);
+    let (mut up_done, mut down_done) = (false, false);
+    let end = loop {
+        tokio::select! {
+            result = &mut to_upstream, if !up_done => match result {
+                Ok(()) => up_done = true,
+                Err(_) => break End::Error,
+            },
+            result = &mut to_client, if !down_done => match result {
+                Ok(()) => down_done = true,
+                Err(_) => break End::Error,
+            },
+            () = idle_expired(&last_activity, start, idle) => break End::Idle,
+        }
+        if up_done && down_done {
+            break End::Closed;
+        }
+    };
+    let totals = Totals {
+        client_to_upstream: up.load(Ordering::Relaxed),
+        upstream_to_client: down.load(Ordering::Relaxed),
+    };
+    (totals, end)
+}
+
+async fn pump<R, W>(
+    from: &mut R,
+    to: &mut W,
+    early: Bytes,
+    counter: &AtomicU64,
+    last_activity: &AtomicU64,
+    start: Instant,
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    if !early.is_empty() {
+        to.write_all(&early).await?;
+        counter.fetch_add(early.len() as u64, Ordering::Relaxed);
+    }
+    let mut buf = vec![0u8; TUNNEL_CHUNK];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            // Pass the half-close on: the other direction may still be sending.
+            return to.shutdown().await;
+        }
+        to.write_all(&buf[..n]).await?;
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+        last_activity.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Completes once no byte has moved for `idle`.
+async fn idle_expired(last_activity: &AtomicU64, start: Instant, idle: Duration) {
+    loop {
+        let last = Duration::from_millis(last_activity.load(Ordering::Relaxed));
+        let deadline = start + last + idle;
+        if Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep_until(deadline.into()).await;
+    }
+}
