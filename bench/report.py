@@ -46,7 +46,8 @@ def brief(row):
     parts = []
     for key, fmt in (("rps", "%.0f req/s"), ("mbps", "%.0f MB/s"), ("p99_ms", "p99 %.2f ms"),
                      ("cpu_us_per_req", "%.1f µs/req"), ("cpu_s_per_gb", "%.3f s/GB"),
-                     ("kib_per_conn", "%.2f KiB/conn"), ("open", "%d open")):
+                     ("kib_per_conn", "%.2f KiB/conn"), ("open", "%d open"),
+                     ("open_secs", "opened in %.1f s")):
         if row.get(key) is not None:
             parts.append(fmt % row[key])
     return ", ".join(parts)
@@ -121,6 +122,12 @@ def render(args, env, results, elapsed):
                "MB/s higher is better, for latency, CPU and memory lower is better. CPU is "
                "the server process's utime+stime (/proc/PID/stat) over the run, divided by "
                "requests or by GB moved.")
+    if 5 in results:
+        opened = ["%s %.1f s" % (name, rows[0]["open_secs"])
+                  for name, rows in results[5]["rows"].items()
+                  if rows and rows[0].get("open_secs") is not None]
+        if opened:
+            notes.append("S5, time to open 10,000 connections: " + ", ".join(opened))
     if notes:
         out += ["", "Notes:"] + ["- " + n for n in notes]
     out += ["", "Peers: " + versions()]

@@ -203,7 +203,7 @@ def s5_idle(env, server, partial, hold_s):
             proc.wait()
     still_open = done["open"] - done["closed"]
     row = {"kib_per_conn": (rss - base) / max(ready["open"], 1), "open": still_open,
-           "base_kib": base, "rss_kib": rss, "error": None}
+           "base_kib": base, "rss_kib": rss, "open_secs": ready["open_secs"], "error": None}
     if still_open < IDLE_CONNECTIONS:
         row["error"] = "%d of %d stayed open (%d failed to open)" % (
             still_open, IDLE_CONNECTIONS, done["failed"])

@@ -10,32 +10,49 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, mpsc};
 
 /// Per-connect bound: a server that stops accepting shows up as failures.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Stop opening once this many connects have failed: the server is saturated.
-const MAX_FAILURES: u64 = 100;
+/// Connects in flight at once: one at a time takes seconds on a busy
+/// machine, long enough for a server's head timeout to start closing the
+/// first ones; far more would overflow the listen backlog.
+const CONNECTS_IN_FLIGHT: usize = 128;
+/// Bound on opening them all.
+const OPEN_ALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub async fn run(flags: &Flags) -> Result<()> {
     let conns: usize = flags.get("conns", Some(10_000))?;
-    let server: String = flags.get("server", None)?;
+    let server: Arc<str> = flags.get::<String>("server", None)?.into();
     let hold: f64 = flags.get("hold", Some(4.0))?;
-    let partial = flags.opt("partial").map(|text| text.replace("\\r\\n", "\r\n"));
+    let partial: Option<Arc<str>> =
+        flags.opt("partial").map(|text| text.replace("\\r\\n", "\r\n").into());
     let closed = Arc::new(AtomicU64::new(0));
-    let mut failed = 0u64;
-    let mut open = 0u64;
+    let gate = Arc::new(Semaphore::new(CONNECTS_IN_FLIGHT));
+    let (opened_tx, mut opened_rx) = mpsc::unbounded_channel::<bool>();
     let start = Instant::now();
     for _ in 0..conns {
-        let Some(stream) = connect(&server, partial.as_deref()).await else {
-            failed += 1;
-            if failed >= MAX_FAILURES {
-                break;
+        let (server, partial, gate) = (Arc::clone(&server), partial.clone(), Arc::clone(&gate));
+        let (closed, opened_tx) = (Arc::clone(&closed), opened_tx.clone());
+        tokio::spawn(async move {
+            let stream = {
+                let Ok(_permit) = gate.acquire().await else { return };
+                connect(&server, partial.as_deref()).await
+            };
+            let _ = opened_tx.send(stream.is_some());
+            if let Some(stream) = stream {
+                watch(stream, closed).await;
             }
-            continue;
-        };
-        open += 1;
-        let closed = Arc::clone(&closed);
-        tokio::spawn(watch(stream, closed));
+        });
+    }
+    let (mut open, mut failed) = (0u64, 0u64);
+    let deadline = tokio::time::Instant::now() + OPEN_ALL_TIMEOUT;
+    while (open + failed) < conns as u64 {
+        match tokio::time::timeout_at(deadline, opened_rx.recv()).await {
+            Ok(Some(true)) => open += 1,
+            Ok(Some(false)) => failed += 1,
+            _ => break,
+        }
     }
     let open_secs = start.elapsed().as_secs_f64();
     println!("READY {{\"open\":{open},\"failed\":{failed},\"open_secs\":{open_secs:.3}}}");
