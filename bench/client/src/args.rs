@@ -13,7 +13,9 @@ impl Flags {
             let Some(key) = name.strip_prefix("--") else {
                 bail!("expected --flag, got {name:?}");
             };
-            let value = argv.next().with_context(|| format!("{name} needs a value"))?;
+            let value = argv
+                .next()
+                .with_context(|| format!("{name} needs a value"))?;
             map.insert(key.to_string(), value);
         }
         Ok(Flags(map))

@@ -10,7 +10,10 @@ const MAX_HEADERS: usize = 32;
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Reads one response; returns its status. `buffer` carries leftover bytes.
-pub async fn read_response<S: AsyncRead + Unpin>(stream: &mut S, buffer: &mut Vec<u8>) -> Result<u16> {
+pub async fn read_response<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buffer: &mut Vec<u8>,
+) -> Result<u16> {
     let (status, head_len, body_len) = loop {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut response = httparse::Response::new(&mut headers);

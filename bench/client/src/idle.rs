@@ -25,8 +25,9 @@ pub async fn run(flags: &Flags) -> Result<()> {
     let conns: usize = flags.get("conns", Some(10_000))?;
     let server: Arc<str> = flags.get::<String>("server", None)?.into();
     let hold: f64 = flags.get("hold", Some(4.0))?;
-    let partial: Option<Arc<str>> =
-        flags.opt("partial").map(|text| text.replace("\\r\\n", "\r\n").into());
+    let partial: Option<Arc<str>> = flags
+        .opt("partial")
+        .map(|text| text.replace("\\r\\n", "\r\n").into());
     let closed = Arc::new(AtomicU64::new(0));
     let gate = Arc::new(Semaphore::new(CONNECTS_IN_FLIGHT));
     let (opened_tx, mut opened_rx) = mpsc::unbounded_channel::<bool>();
@@ -36,7 +37,9 @@ pub async fn run(flags: &Flags) -> Result<()> {
         let (closed, opened_tx) = (Arc::clone(&closed), opened_tx.clone());
         tokio::spawn(async move {
             let stream = {
-                let Ok(_permit) = gate.acquire().await else { return };
+                let Ok(_permit) = gate.acquire().await else {
+                    return;
+                };
                 connect(&server, partial.as_deref()).await
             };
             let _ = opened_tx.send(stream.is_some());

@@ -44,7 +44,11 @@ async fn open_unbounded(proxy: Option<&str>, target: &str) -> Result<TcpStream> 
     }
     let status_line = head.split(|&b| b == b'\r').next().unwrap_or_default();
     let status = String::from_utf8_lossy(status_line);
-    if status.split_whitespace().nth(1).is_none_or(|code| !code.starts_with('2')) {
+    if status
+        .split_whitespace()
+        .nth(1)
+        .is_none_or(|code| !code.starts_with('2'))
+    {
         bail!("CONNECT refused: {status}");
     }
     Ok(stream)

@@ -40,10 +40,12 @@ pub async fn run(flags: &Flags) -> Result<()> {
     let path: String = flags.get("path", Some("/small".to_string()))?;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from_pem_file(&ca).with_context(|| format!("reading {ca}"))?)?;
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     let start = Instant::now();
     let job = Arc::new(Job {
         proxy: flags.opt("proxy").map(str::to_string),
@@ -90,7 +92,11 @@ async fn connection(job: &Job) -> Result<()> {
         let status = tokio::time::timeout_at((job.deadline + grace).into(), exchange)
             .await
             .context("response timed out")??;
-        let counter = if status == 200 { &job.counts.ok } else { &job.counts.non_200 };
+        let counter = if status == 200 {
+            &job.counts.ok
+        } else {
+            &job.counts.non_200
+        };
         counter.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
