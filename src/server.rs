@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::config::Config;
-use crate::context::Context;
+use crate::context::{Context, Services};
 use crate::error::ProxyError;
 use crate::http::rewrite;
 
@@ -19,11 +19,20 @@ use crate::http::rewrite;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Serves connections from `listener` until `shutdown` completes, then drains.
-pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) {
+pub async fn run(
+    listener: TcpListener,
+    mut config: Config,
+    services: Services,
+    shutdown: impl Future<Output = ()>,
+) {
+    // The bound address, not the requested one (port 0), is what loop detection needs.
+    if let Ok(bound) = listener.local_addr() {
+        config.listen = bound;
+    }
     let (stop, stopped) = watch::channel(false);
     let max = config.max_connections;
     let grace = config.timeouts.shutdown_grace;
-    let ctx = Arc::new(Context::new(config, stopped));
+    let ctx = Arc::new(Context::new(config, services, stopped));
     let permits = Arc::new(Semaphore::new(max));
     tokio::pin!(shutdown);
     loop {
@@ -39,12 +48,14 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
             () = &mut shutdown => break,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            refuse_overloaded(&stream);
+            refuse_overloaded(stream);
             continue;
         };
         let ctx = ctx.clone();
+        let open = ctx.stats.connection_opened();
         tokio::spawn(async move {
             crate::conn::serve(stream, peer, ctx).await;
+            drop(open);
             drop(permit);
         });
     }
@@ -58,11 +69,16 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
 }
 
 /// Answers 503 without spawning anything: a fresh socket's send buffer takes the few
-/// bytes at once, and the socket closes when dropped.
-fn refuse_overloaded(stream: &tokio::net::TcpStream) {
+/// bytes at once (a plain non-blocking write, not waiting for the reactor to report the
+/// socket writable), and the socket closes when dropped.
+fn refuse_overloaded(stream: tokio::net::TcpStream) {
+    use std::io::Write;
     let error = ProxyError::Overloaded;
     let answer = rewrite::canned(503, &error.body(), &[("Retry-After", "1")], false);
-    let _ = stream.try_write(&answer);
+    if let Ok(mut socket) = stream.into_std() {
+        let _ = socket.write_all(&answer);
+        let _ = socket.shutdown(std::net::Shutdown::Write);
+    }
 }
 
 /// Completes at the first SIGINT or SIGTERM.
