@@ -110,6 +110,7 @@ def run_scenarios(args, env):
     for target in main_targets:
         if target.server:
             target.server.stop()
+    env.notes_after.append(access_log_evidence(env))
     if 6 in args.only:
         print("S6: %s" % report.TITLES[6], flush=True)
         cache_targets = start_columns(env, cache=True)
@@ -122,6 +123,19 @@ def run_scenarios(args, env):
         print("S5: %s" % report.TITLES[5], flush=True)
         results[5] = run_idle(args, env)
     return results
+
+
+def access_log_evidence(env):
+    """proxy-server's own record that it received absolute-form requests."""
+    path = os.path.join(env.proxy_log_dir("proxy-server"), "access.log")
+    needle = "http://127.0.0.1:%d/" % env.origin_port
+    try:
+        with open(path, errors="replace") as f:
+            lines = sum(1 for line in f if needle in line)
+    except OSError as error:
+        return "proxy-server access log not read: %s" % error
+    return "proxy-server access log: %d records of absolute-form requests for %s" % (
+        lines, needle)
 
 
 def run_tunnel(args, env, targets):

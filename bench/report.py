@@ -128,6 +128,7 @@ def render(args, env, results, elapsed):
                   if rows and rows[0].get("open_secs") is not None]
         if opened:
             notes.append("S5, time to open 10,000 connections: " + ", ".join(opened))
+    notes += env.notes_after
     if notes:
         out += ["", "Notes:"] + ["- " + n for n in notes]
     out += ["", "Peers: " + versions()]

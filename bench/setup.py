@@ -53,7 +53,8 @@ class Env:
         self.origin_port = servers.free_port()
         self.tls_port = servers.free_port()
         self.proxy_help = self._proxy_help()
-        self.notes = []
+        self.notes = []  # shown above the table
+        self.notes_after = []  # shown with the notes under it
 
     # -- content and origin -------------------------------------------------
 
@@ -98,11 +99,17 @@ class Env:
     def proxy_supports(self, flag):
         return flag in self.proxy_help
 
-    def proxy_argv(self, port, cache=False):
+    def proxy_log_dir(self, label):
+        return os.path.join(self.dir, "logs-" + label)
+
+    def proxy_argv(self, port, label, cache=False):
         argv = [self.proxy_bin, "--host", "127.0.0.1", "--port", str(port)]
         # Loopback origins are refused by the ACL's default (egress to
-        # loopback is an SSRF risk); the benchmark's origins are all local.
+        # loopback is an SSRF risk); the benchmark's origins are all local,
+        # and its CONNECT targets listen on high ports (the default is 443).
         for flag, value in (("--allow-local-targets", None),
+                            ("--connect-ports", "1-65535"),
+                            ("--log-dir", self.proxy_log_dir(label)),
                             ("--max-connections", MAX_CONNECTIONS),
                             ("--idle-timeout", IDLE_TIMEOUT_S),
                             ("--header-timeout", HEADER_TIMEOUT_S),
@@ -119,7 +126,7 @@ class Env:
         if cache and not self.proxy_supports("--cache"):
             raise RuntimeError("proxy-server has no --cache flag yet")
         port = servers.free_port()
-        return servers.Server(label, self.proxy_argv(port, cache), port, self.dir).start()
+        return servers.Server(label, self.proxy_argv(port, label, cache), port, self.dir).start()
 
     # -- peers --------------------------------------------------------------
 
