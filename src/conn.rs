@@ -21,6 +21,7 @@ use crate::stats::Outcome;
 /// Serves requests on one client connection until either side closes it.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().ok();
     let mut client = Reader::new(stream, Side::Client);
     let mut head_deadline = Instant::now() + ctx.config.timeouts.header;
     loop {
@@ -38,9 +39,11 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
                 return;
             }
         };
-        let mut exchange = Exchange::start(peer, &head, Instant::now());
+        let mut exchange = Exchange::start(peer, local, &head, Instant::now());
         exchange.bytes_from_client = client.consumed() - consumed;
-        let next = match handle(&ctx, &mut client, &head, &mut exchange).await {
+        // Boxed so that an idle connection's task holds only the small waiting state, not
+        // the space the whole request path needs (the benchmark's idle-memory scenario).
+        let next = match Box::pin(handle(&ctx, &mut client, &head, &mut exchange)).await {
             Ok(next) => next,
             Err(error) => {
                 answer_error(&mut client, &mut exchange, &error).await;
@@ -104,7 +107,7 @@ async fn handle(
     if rewrite::via_has(&head.headers, &ctx.config.via_name) {
         return Err(ProxyError::Loop);
     }
-    admit(ctx, client, head, exchange).await?;
+    admit(ctx, head, exchange).await?;
     if head.is_method("CONNECT") {
         crate::connect::connect(ctx, client, head, exchange).await
     } else {
@@ -117,17 +120,14 @@ async fn handle(
 /// checked later, right before connecting (`Context::check_destination`).
 async fn admit(
     ctx: &Context,
-    client: &Reader<TcpStream>,
     head: &RequestHead,
     exchange: &mut Exchange,
 ) -> Result<(), ProxyError> {
     let access = ctx.access.snapshot();
     let policy = &access.policy;
-    if let Ok(peer) = client.get_ref().peer_addr() {
-        policy
-            .check_client(peer.ip())
-            .map_err(ProxyError::Forbidden)?;
-    }
+    policy
+        .check_client(exchange.client.ip())
+        .map_err(ProxyError::Forbidden)?;
     if let Some(authenticator) = &access.authenticator {
         let credentials = head.headers.get("proxy-authorization").map(|v| &v[..]);
         let user = authenticator
