@@ -32,7 +32,9 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
                 // A head that could not be read is answered and logged, then the
                 // connection closes: its framing can no longer be trusted.
                 let mut exchange = Exchange::unparsed(peer, Instant::now());
-                exchange.bytes_from_client = client.consumed() - consumed;
+                // The rejected bytes are still buffered (never consumed), but they were
+                // read from the client and the connection ends here: count them all.
+                exchange.bytes_from_client = client.bytes_read() - consumed;
                 answer_error(&mut client, &mut exchange, &error).await;
                 ctx.record(&exchange);
                 return;
