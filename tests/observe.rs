@@ -252,6 +252,21 @@ async fn closed_port() -> SocketAddr {
     listener.local_addr().unwrap()
 }
 
+/// An origin that accepts connections and reads requests but never answers.
+async fn silent_origin() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0; 1024];
+                while let Ok(1..) = stream.read(&mut buf).await {}
+            });
+        }
+    });
+    addr
+}
+
 fn write_file(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -279,7 +294,14 @@ async fn cacheable_origin(body: &'static str) -> Origin {
 async fn squid_lines_describe_forwarded_cached_tunnelled_blocked_and_failed_exchanges() {
     let dir = temp_dir("observe-rules");
     let blacklist = write_file(&dir, "blacklist", "blocked.example\n");
-    let mut proxy = Running::start(&["--cache", "--blacklist", &blacklist]).await;
+    let args = [
+        "--cache",
+        "--blacklist",
+        &blacklist,
+        "--response-timeout",
+        "1",
+    ];
+    let mut proxy = Running::start(&args).await;
     let addr = proxy.addr();
     let proxy_url = format!("http://{addr}");
 
@@ -330,12 +352,18 @@ async fn squid_lines_describe_forwarded_cached_tunnelled_blocked_and_failed_exch
     .await;
     assert_eq!(status(&failed), 502);
 
+    let silent = silent_origin().await;
+    let timed_out_url = format!("http://{silent}/slow");
+    let request = format!("GET {timed_out_url} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (timed_out_sent, timed_out) = send(addr, &request).await;
+    assert_eq!(status(&timed_out), 504);
+
     let (garbage_sent, garbage) = send(addr, "GARBAGE\r\n\r\n").await;
     assert_eq!(status(&garbage), 400);
 
     proxy.stop().await;
     let lines = squid_lines(&proxy);
-    assert_eq!(lines.len(), 7, "{lines:#?}");
+    assert_eq!(lines.len(), 8, "{lines:#?}");
     for line in &lines {
         assert_eq!(line.client, "127.0.0.1");
         assert_eq!(line.user, "-", "no authentication, no user");
@@ -401,6 +429,22 @@ async fn squid_lines_describe_forwarded_cached_tunnelled_blocked_and_failed_exch
     assert_eq!(
         (line.bytes, line.from_client),
         (failed.len() as u64, failed_sent)
+    );
+
+    let line = line_for(&lines, "GET", &timed_out_url);
+    assert_eq!(line.result, "TCP_MISS/504");
+    assert_eq!(
+        line.hierarchy, "HIER_DIRECT/127.0.0.1",
+        "connected, then no answer"
+    );
+    assert_eq!(line.outcome, "upstream_error");
+    assert!(
+        line.elapsed_ms >= 1000,
+        "waited the response timeout: {line:?}"
+    );
+    assert_eq!(
+        (line.bytes, line.from_client),
+        (timed_out.len() as u64, timed_out_sent)
     );
 
     let line = line_for(&lines, "-", "-");
