@@ -50,8 +50,15 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
             }
         };
         if !exchange.relayed {
-            // Head and body as read; a relay counts its own bytes.
-            exchange.bytes_from_client = client.consumed() - consumed;
+            // Head and body as read; a relay counts its own bytes. When the connection
+            // ends here, bytes read but never used (the body of a refused request) still
+            // came from the client; otherwise they belong to the next request.
+            let read = if next == Next::Close {
+                client.bytes_read()
+            } else {
+                client.consumed()
+            };
+            exchange.bytes_from_client = read - consumed;
         }
         ctx.record(&exchange);
         if next == Next::Close {
