@@ -783,12 +783,17 @@ async fn statistics_after_a_known_mix_of_traffic_match_exactly() {
     }
     for credentials in [
         basic("user:wrong"),
-        String::new(),
         "Proxy-Authorization: Basic !!\r\n".into(),
     ] {
         let request = format!("GET {} HTTP/1.1\r\n{credentials}\r\n", origin.url("/x"));
         tally(send(addr, &request).await, 407);
     }
+    // Refused with its body already read alongside the head: those bytes came from the client.
+    let upload = format!(
+        "POST {} HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello world",
+        origin.url("/up")
+    );
+    tally(send(addr, &upload).await, 407);
     tally(send(addr, "GARBAGE\r\n\r\n").await, 400);
     let closed = closed_port().await;
     tally(
