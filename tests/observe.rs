@@ -159,6 +159,23 @@ impl Squid {
     }
 }
 
+impl Squid {
+    /// Checks how the exchange ended and the bytes (to the client, from the client) it moved.
+    fn assert_is(&self, result: &str, hierarchy: &str, outcome: &str, bytes: (u64, u64)) {
+        let got = (
+            self.result.as_str(),
+            self.hierarchy.as_str(),
+            self.outcome.as_str(),
+        );
+        assert_eq!(got, (result, hierarchy, outcome), "{self:?}");
+        assert_eq!(
+            (self.bytes, self.from_client),
+            bytes,
+            "bytes to/from client: {self:?}"
+        );
+    }
+}
+
 /// The one line whose method and URL are these.
 fn line_for(lines: &[Squid], method: &str, url: &str) -> Squid {
     let found: Vec<&Squid> = lines
@@ -290,170 +307,126 @@ async fn cacheable_origin(body: &'static str) -> Origin {
     .await
 }
 
-#[tokio::test]
-async fn squid_lines_describe_forwarded_cached_tunnelled_blocked_and_failed_exchanges() {
-    let dir = temp_dir("observe-rules");
-    let blacklist = write_file(&dir, "blacklist", "blocked.example\n");
-    let args = [
-        "--cache",
-        "--blacklist",
-        &blacklist,
-        "--response-timeout",
-        "1",
-    ];
-    let mut proxy = Running::start(&args).await;
-    let addr = proxy.addr();
-    let proxy_url = format!("http://{addr}");
-
-    // Forwarded, by curl: the logged bytes are what curl counted, head included.
-    let origin = Origin::fixed("forwarded body").await;
-    let forwarded_url = origin.url("/page?q=1");
-    let (code, out, err) = curl(&[
-        "-x",
-        &proxy_url,
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code} %{size_header} %{size_download} %{size_request}",
-        &forwarded_url,
-    ])
-    .await;
-    assert_eq!(code, 0, "{err}");
-    let out = String::from_utf8(out).unwrap();
-    let numbers: Vec<u64> = out.split(' ').map(|n| n.parse().unwrap()).collect();
-    assert_eq!(numbers[0], 200);
-    let curl_received = numbers[1] + numbers[2];
-    let curl_sent = numbers[3];
-
-    // A cacheable answer, asked for twice: a miss, then a hit that never reaches the origin.
-    let cached = cacheable_origin("cache me").await;
-    let cached_url = cached.url("/cached");
-    let request = format!("GET {cached_url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let (_, first) = send(addr, &request).await;
-    let (hit_sent, hit) = send(addr, &request).await;
-    assert_eq!(status(&first), 200);
-    assert!(hit.starts_with(b"HTTP/1.1 200") && hit.ends_with(b"cache me"));
-    assert_eq!(cached.request_count(), 1, "the second GET was a hit");
-
-    let echo = doubling_echo().await;
-    let (tunnel_sent, tunnel_received) = tunnel(addr, echo, "", 3000).await;
-
-    let blocked_request =
-        "GET http://blocked.example/secret HTTP/1.1\r\nHost: blocked.example\r\n\r\n";
-    let (blocked_sent, blocked) = send(addr, blocked_request).await;
-    assert_eq!(status(&blocked), 403);
-
-    let closed = closed_port().await;
-    let failed_url = format!("http://{closed}/nowhere");
-    let (failed_sent, failed) = send(
-        addr,
-        &format!("GET {failed_url} HTTP/1.1\r\nHost: x\r\n\r\n"),
-    )
-    .await;
-    assert_eq!(status(&failed), 502);
-
-    let silent = silent_origin().await;
-    let timed_out_url = format!("http://{silent}/slow");
-    let request = format!("GET {timed_out_url} HTTP/1.1\r\nHost: x\r\n\r\n");
-    let (timed_out_sent, timed_out) = send(addr, &request).await;
-    assert_eq!(status(&timed_out), 504);
-
-    let (garbage_sent, garbage) = send(addr, "GARBAGE\r\n\r\n").await;
-    assert_eq!(status(&garbage), 400);
-
-    proxy.stop().await;
-    let lines = squid_lines(&proxy);
-    assert_eq!(lines.len(), 8, "{lines:#?}");
+/// Every line of a run without authentication: whole, from 127.0.0.1, no user, no type.
+fn anonymous_lines(proxy: &Running, count: usize) -> Vec<Squid> {
+    let lines = squid_lines(proxy);
+    assert_eq!(lines.len(), count, "{lines:#?}");
     for line in &lines {
         assert_eq!(line.client, "127.0.0.1");
         assert_eq!(line.user, "-", "no authentication, no user");
         assert_eq!(line.content_type, "-");
         assert!(line.elapsed_ms < 10_000);
     }
+    lines
+}
 
-    let line = line_for(&lines, "GET", &forwarded_url);
-    assert_eq!(line.result, "TCP_MISS/200");
-    assert_eq!(
-        line.bytes, curl_received,
-        "bytes to client as curl counted them"
-    );
-    assert_eq!(line.hierarchy, "HIER_DIRECT/127.0.0.1");
-    assert_eq!(line.outcome, "allowed");
-    assert_eq!(
-        line.from_client, curl_sent,
-        "bytes from client as curl counted them"
-    );
+#[tokio::test]
+async fn squid_lines_for_forwarded_cached_and_tunnelled_exchanges() {
+    let mut proxy = Running::start(&["--cache"]).await;
+    let addr = proxy.addr();
 
+    // Forwarded, by curl: the logged bytes are what curl counted, heads included.
+    let origin = Origin::fixed("forwarded body").await;
+    let forwarded_url = origin.url("/page?q=1");
+    let format = "%{http_code} %{size_header} %{size_download} %{size_request}";
+    let proxy_url = format!("http://{addr}");
+    let curl_args = ["-x", &proxy_url, "-o", "/dev/null", "-w", format];
+    let (code, out, err) = curl(&[&curl_args[..], &[&forwarded_url]].concat()).await;
+    assert_eq!(code, 0, "{err}");
+    let out = String::from_utf8(out).unwrap();
+    let numbers: Vec<u64> = out.split(' ').map(|n| n.parse().unwrap()).collect();
+    assert_eq!(numbers[0], 200);
+    let (curl_received, curl_sent) = (numbers[1] + numbers[2], numbers[3]);
+
+    // A cacheable answer, asked for twice: a miss, then a hit that never reaches the origin.
+    let cached = cacheable_origin("cache me").await;
+    let cached_url = cached.url("/cached");
+    let request = format!("GET {cached_url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let (miss_sent, miss) = send(addr, &request).await;
+    let (hit_sent, hit) = send(addr, &request).await;
+    assert_eq!(status(&miss), 200);
+    assert!(hit.starts_with(b"HTTP/1.1 200") && hit.ends_with(b"cache me"));
+    assert_eq!(cached.request_count(), 1, "the second GET was a hit");
+
+    let echo = doubling_echo().await;
+    let (tunnel_sent, tunnel_received) = tunnel(addr, echo, "", 3000).await;
+    proxy.stop().await;
+
+    let lines = anonymous_lines(&proxy, 4);
+    let direct = "HIER_DIRECT/127.0.0.1";
+    line_for(&lines, "GET", &forwarded_url).assert_is(
+        "TCP_MISS/200",
+        direct,
+        "allowed",
+        (curl_received, curl_sent),
+    );
     let cached_lines: Vec<&Squid> = lines.iter().filter(|l| l.url == cached_url).collect();
     assert_eq!(cached_lines.len(), 2);
-    assert_eq!(cached_lines[0].result, "TCP_MISS/200");
-    assert_eq!(cached_lines[0].hierarchy, "HIER_DIRECT/127.0.0.1");
-    assert_eq!(cached_lines[0].bytes, first.len() as u64);
-    let hit_line = cached_lines[1];
-    assert_eq!(hit_line.result, "TCP_HIT/200");
-    assert_eq!(
-        hit_line.hierarchy, "HIER_NONE/-",
-        "a hit contacts no origin"
+    let miss_bytes = (miss.len() as u64, miss_sent);
+    cached_lines[0].assert_is("TCP_MISS/200", direct, "allowed", miss_bytes);
+    let hit_bytes = (hit.len() as u64, hit_sent);
+    cached_lines[1].assert_is("TCP_HIT/200", "HIER_NONE/-", "allowed", hit_bytes);
+    line_for(&lines, "CONNECT", &echo.to_string()).assert_is(
+        "TCP_TUNNEL/200",
+        direct,
+        "tunnel",
+        (tunnel_received, tunnel_sent),
     );
-    assert_eq!(hit_line.outcome, "allowed");
-    assert_eq!(
-        (hit_line.bytes, hit_line.from_client),
-        (hit.len() as u64, hit_sent)
-    );
+}
 
-    let line = line_for(&lines, "CONNECT", &echo.to_string());
-    assert_eq!(line.result, "TCP_TUNNEL/200");
-    assert_eq!(line.hierarchy, "HIER_DIRECT/127.0.0.1");
-    assert_eq!(line.outcome, "tunnel");
-    assert_eq!(
-        (line.bytes, line.from_client),
-        (tunnel_received, tunnel_sent)
-    );
+#[tokio::test]
+async fn squid_lines_for_blocked_failed_and_malformed_requests() {
+    let dir = temp_dir("observe-rules");
+    let blacklist = write_file(&dir, "blacklist", "blocked.example\n");
+    let args = ["--blacklist", &blacklist, "--response-timeout", "1"];
+    let mut proxy = Running::start(&args).await;
+    let addr = proxy.addr();
+    let get = |url: &str| format!("GET {url} HTTP/1.1\r\nHost: x\r\n\r\n");
 
-    let line = line_for(&lines, "GET", "http://blocked.example/secret");
-    assert_eq!(line.result, "TCP_DENIED/403");
-    assert_eq!(line.hierarchy, "HIER_NONE/-");
-    assert_eq!(line.outcome, "blocked");
-    assert_eq!(
-        (line.bytes, line.from_client),
-        (blocked.len() as u64, blocked_sent)
-    );
+    let blocked_url = "http://blocked.example/secret";
+    let (blocked_sent, blocked) = send(addr, &get(blocked_url)).await;
+    assert_eq!(status(&blocked), 403);
+    let failed_url = format!("http://{}/nowhere", closed_port().await);
+    let (failed_sent, failed) = send(addr, &get(&failed_url)).await;
+    assert_eq!(status(&failed), 502);
+    let timed_out_url = format!("http://{}/slow", silent_origin().await);
+    let (timed_out_sent, timed_out) = send(addr, &get(&timed_out_url)).await;
+    assert_eq!(status(&timed_out), 504);
+    let (garbage_sent, garbage) = send(addr, "GARBAGE\r\n\r\n").await;
+    assert_eq!(status(&garbage), 400);
+    proxy.stop().await;
 
-    let line = line_for(&lines, "GET", &failed_url);
-    assert_eq!(line.result, "TCP_MISS/502");
-    assert_eq!(
-        line.hierarchy, "HIER_NONE/-",
-        "the origin was never reached"
+    let lines = anonymous_lines(&proxy, 4);
+    let none = "HIER_NONE/-";
+    let blocked_bytes = (blocked.len() as u64, blocked_sent);
+    line_for(&lines, "GET", blocked_url).assert_is(
+        "TCP_DENIED/403",
+        none,
+        "blocked",
+        blocked_bytes,
     );
-    assert_eq!(line.outcome, "upstream_error");
-    assert_eq!(
-        (line.bytes, line.from_client),
-        (failed.len() as u64, failed_sent)
+    // Refused connection: no origin reached. Silent origin: connected, then no answer.
+    let failed_bytes = (failed.len() as u64, failed_sent);
+    line_for(&lines, "GET", &failed_url).assert_is(
+        "TCP_MISS/502",
+        none,
+        "upstream_error",
+        failed_bytes,
     );
-
     let line = line_for(&lines, "GET", &timed_out_url);
-    assert_eq!(line.result, "TCP_MISS/504");
-    assert_eq!(
-        line.hierarchy, "HIER_DIRECT/127.0.0.1",
-        "connected, then no answer"
+    let timed_out_bytes = (timed_out.len() as u64, timed_out_sent);
+    line.assert_is(
+        "TCP_MISS/504",
+        "HIER_DIRECT/127.0.0.1",
+        "upstream_error",
+        timed_out_bytes,
     );
-    assert_eq!(line.outcome, "upstream_error");
     assert!(
         line.elapsed_ms >= 1000,
         "waited the response timeout: {line:?}"
     );
-    assert_eq!(
-        (line.bytes, line.from_client),
-        (timed_out.len() as u64, timed_out_sent)
-    );
-
-    let line = line_for(&lines, "-", "-");
-    assert_eq!(line.result, "NONE_NONE/400");
-    assert_eq!(line.outcome, "malformed");
-    assert_eq!(
-        (line.bytes, line.from_client),
-        (garbage.len() as u64, garbage_sent)
-    );
+    let garbage_bytes = (garbage.len() as u64, garbage_sent);
+    line_for(&lines, "-", "-").assert_is("NONE_NONE/400", none, "malformed", garbage_bytes);
 }
 
 #[tokio::test]
@@ -812,15 +785,7 @@ async fn statistics_after_a_known_mix_of_traffic_match_exactly() {
 
     let stats = proxy.settled_stats(13).await;
     let requests = &stats["requests"];
-    let counts = [
-        "allowed",
-        "blocked",
-        "auth_failed",
-        "malformed",
-        "upstream_error",
-        "tunnel",
-    ]
-    .map(|outcome| requests[outcome].as_u64().unwrap());
+    let counts = OUTCOMES.map(|outcome| requests[outcome].as_u64().unwrap());
     assert_eq!(counts, [5, 2, 3, 1, 1, 1], "{stats}");
     assert_eq!(stats["connections_accepted"], 11, "{stats}");
     assert_eq!(
@@ -845,57 +810,9 @@ async fn statistics_after_a_known_mix_of_traffic_match_exactly() {
     assert_eq!(stats["log_lines_dropped"], 0);
     assert_eq!(stats["panics_caught"], 0);
 
-    // /metrics says the same, in Prometheus text.
     let metrics = proxy.metrics.unwrap();
-    let (head, body) = get(metrics, "/metrics").await;
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("content-type: text/plain")
-            || head.contains("openmetrics"),
-        "{head}"
-    );
-    let samples = check_exposition(&String::from_utf8(body).unwrap());
-    let value = |name: &str, labels: &[(&str, &str)]| {
-        let found: Vec<f64> = samples
-            .iter()
-            .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(v)))
-            .map(|s| s.value)
-            .collect();
-        assert_eq!(found.len(), 1, "{name} {labels:?}");
-        found[0] as u64
-    };
-    for (outcome, count) in [
-        "allowed",
-        "blocked",
-        "auth_failed",
-        "malformed",
-        "upstream_error",
-        "tunnel",
-    ]
-    .iter()
-    .zip(counts)
-    {
-        assert_eq!(
-            value("proxy_requests_total", &[("outcome", outcome)]),
-            count
-        );
-    }
-    assert_eq!(value("proxy_connections_accepted_total", &[]), 11);
-    assert_eq!(value("proxy_tunnels_opened_total", &[]), 1);
-    assert_eq!(value("proxy_client_sent_bytes_total", &[]), received);
-    assert_eq!(value("proxy_request_duration_seconds_count", &[]), 12);
-
-    // The dashboard loads, reads /stats and refreshes itself.
-    let (head, page) = get(metrics, "/").await;
-    let page = String::from_utf8(page).unwrap();
-    assert!(head.to_ascii_lowercase().contains("text/html"), "{head}");
-    assert!(page.to_ascii_lowercase().starts_with("<!doctype html>"));
-    assert!(page.contains("/stats"), "the page reads /stats");
-    assert!(page.contains("setInterval") || page.contains("http-equiv=\"refresh\""));
-    assert!(
-        !page.contains("src=\"http") && !page.contains("href=\"http"),
-        "self-contained"
-    );
+    assert_metrics_agree(metrics, &stats).await;
+    assert_dashboard(metrics).await;
 
     proxy.stop().await;
     let lines = squid_lines(&proxy);
@@ -904,6 +821,83 @@ async fn statistics_after_a_known_mix_of_traffic_match_exactly() {
     assert_eq!(lines.iter().map(|l| l.from_client).sum::<u64>(), sent);
     let proxy_log = std::fs::read_to_string(proxy.log_file("proxy.log")).unwrap();
     assert!(proxy_log.contains("final: connections 11 (0 active) | requests 13: allowed 5 blocked 2 auth_failed 3 malformed 1 upstream_error 1 tunnel 1"), "{proxy_log}");
+}
+
+/// The `/stats` keys under `requests`, in the documented order.
+const OUTCOMES: [&str; 6] = [
+    "allowed",
+    "blocked",
+    "auth_failed",
+    "malformed",
+    "upstream_error",
+    "tunnel",
+];
+
+/// Each `/stats` number and the Prometheus sample that must carry the same value.
+const STATS_AS_METRICS: [(&str, &str); 16] = [
+    ("connections_accepted", "proxy_connections_accepted_total"),
+    ("connections_active", "proxy_connections_active"),
+    ("tunnels_opened", "proxy_tunnels_opened_total"),
+    ("tunnels_active", "proxy_tunnels_active"),
+    ("bytes_from_client", "proxy_client_received_bytes_total"),
+    ("bytes_to_client", "proxy_client_sent_bytes_total"),
+    ("bytes_to_origin", "proxy_origin_sent_bytes_total"),
+    ("bytes_from_origin", "proxy_origin_received_bytes_total"),
+    ("cache_hits", "proxy_cache_hits_total"),
+    ("cache_misses", "proxy_cache_misses_total"),
+    ("cache_evictions", "proxy_cache_evictions_total"),
+    ("cache_bytes_held", "proxy_cache_held_bytes"),
+    ("cache_entries", "proxy_cache_entries"),
+    ("log_lines_dropped", "proxy_log_lines_dropped_total"),
+    ("panics_caught", "proxy_panics_caught_total"),
+    ("request_durations", "proxy_request_duration_seconds_count"),
+];
+
+/// `/metrics` is valid Prometheus text and says what `/stats` said (no traffic in between).
+async fn assert_metrics_agree(metrics: SocketAddr, stats: &Value) {
+    let (head, body) = get(metrics, "/metrics").await;
+    let content_type = head.to_ascii_lowercase();
+    assert!(
+        content_type.contains("content-type: text/plain") || content_type.contains("openmetrics"),
+        "{head}"
+    );
+    let samples = check_exposition(&String::from_utf8(body).unwrap());
+    let value = |name: &str, outcome: Option<&str>| {
+        let found: Vec<f64> = samples
+            .iter()
+            .filter(|s| s.name == name && s.label("outcome") == outcome)
+            .map(|s| s.value)
+            .collect();
+        assert_eq!(found.len(), 1, "{name} {outcome:?}");
+        found[0] as u64
+    };
+    for outcome in OUTCOMES {
+        let counted = stats["requests"][outcome].as_u64().unwrap();
+        assert_eq!(
+            value("proxy_requests_total", Some(outcome)),
+            counted,
+            "{outcome}"
+        );
+    }
+    for (key, metric) in STATS_AS_METRICS {
+        let counted = match &stats[key] {
+            Value::Object(histogram) => histogram["count"].as_u64(),
+            number => number.as_u64(),
+        };
+        assert_eq!(Some(value(metric, None)), counted, "{key} as {metric}");
+    }
+}
+
+/// The dashboard loads, has no outside assets, reads `/stats` and refreshes itself.
+async fn assert_dashboard(metrics: SocketAddr) {
+    let (head, page) = get(metrics, "/").await;
+    let page = String::from_utf8(page).unwrap();
+    assert!(head.to_ascii_lowercase().contains("text/html"), "{head}");
+    assert!(page.to_ascii_lowercase().starts_with("<!doctype html>"));
+    assert!(page.contains("/stats"), "the page reads /stats");
+    assert!(page.contains("setInterval") || page.contains("http-equiv=\"refresh\""));
+    let outside = ["src=\"http", "href=\"http", "src=\"//", "href=\"//"];
+    assert!(!outside.iter().any(|o| page.contains(o)), "self-contained");
 }
 
 /// One sample of a Prometheus text exposition.
@@ -1115,4 +1109,30 @@ async fn stats_interval_writes_summaries_and_a_final_one_at_shutdown() {
         last.contains("final: connections 1 (0 active) | requests 1: allowed 1"),
         "{last}"
     );
+}
+
+#[test]
+fn the_exposition_checker_rejects_broken_text() {
+    let help = "# HELP h_seconds H.\n# TYPE h_seconds histogram\n";
+    let histogram = |buckets: &str, count: u32| {
+        format!("{help}{buckets}h_seconds_sum 0.5\nh_seconds_count {count}\n")
+    };
+    let good_buckets = "h_seconds_bucket{le=\"0.1\"} 1\nh_seconds_bucket{le=\"+Inf\"} 2\n";
+    assert_eq!(check_exposition(&histogram(good_buckets, 2)).len(), 4);
+    let broken = [
+        "c_total 1\n".to_string(),
+        "# TYPE c counter\nc_total 1\n".into(),
+        "# HELP c C.\n# TYPE c counter\nc_total{outcome=\"x} 1\n".into(),
+        "# HELP c C.\n# TYPE c counter\nc_total one\n".into(),
+        histogram(good_buckets, 3),
+        histogram(
+            "h_seconds_bucket{le=\"0.1\"} 3\nh_seconds_bucket{le=\"+Inf\"} 2\n",
+            2,
+        ),
+        histogram("h_seconds_bucket{le=\"0.1\"} 2\n", 2),
+    ];
+    for text in broken {
+        let result = std::panic::catch_unwind(|| check_exposition(&text));
+        assert!(result.is_err(), "accepted: {text}");
+    }
 }
