@@ -33,7 +33,9 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
                 // A head that could not be read is answered and logged, then the
                 // connection closes: its framing can no longer be trusted.
                 let mut exchange = Exchange::unparsed(peer, Instant::now());
-                exchange.bytes_from_client = client.consumed() - consumed;
+                // The rejected bytes are still buffered (never consumed), but they were
+                // read from the client and the connection ends here: count them all.
+                exchange.bytes_from_client = client.bytes_read() - consumed;
                 answer_error(&mut client, &mut exchange, &error).await;
                 ctx.record(&exchange);
                 return;
@@ -51,8 +53,15 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
             }
         };
         if !exchange.relayed {
-            // Head and body as read; a relay counts its own bytes.
-            exchange.bytes_from_client = client.consumed() - consumed;
+            // Head and body as read; a relay counts its own bytes. When the connection
+            // ends here, bytes read but never used (the body of a refused request) still
+            // came from the client; otherwise they belong to the next request.
+            let read = if next == Next::Close {
+                client.bytes_read()
+            } else {
+                client.consumed()
+            };
+            exchange.bytes_from_client = read - consumed;
         }
         ctx.record(&exchange);
         if next == Next::Close {
