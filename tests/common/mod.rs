@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod cache;
+pub mod observe;
 pub mod tls;
 
 use std::future::Future;
@@ -352,6 +353,7 @@ pub struct ProxyProcess {
     pub log_dir: std::path::PathBuf,
     /// Every line it wrote to stderr so far.
     pub stderr: Log,
+    drain: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl ProxyProcess {
@@ -389,7 +391,7 @@ impl ProxyProcess {
         })
         .await;
         // Keep reading so the child never blocks on a full pipe, and tests can look.
-        tokio::spawn(async move {
+        let drain = tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 sink.0.lock().unwrap().push_str(&format!("{line}\n"));
             }
@@ -399,6 +401,7 @@ impl ProxyProcess {
             child,
             log_dir,
             stderr,
+            drain: Some(drain),
         }
     }
 
