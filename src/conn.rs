@@ -26,50 +26,73 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     let mut head_deadline = Instant::now() + ctx.config.timeouts.header;
     loop {
         let consumed = client.consumed();
-        let head = match next_request(&ctx, &mut client, head_deadline).await {
-            Ok(Some(head)) => head,
-            Ok(None) => return,
-            Err(error) => {
-                // A head that could not be read is answered and logged, then the
-                // connection closes: its framing can no longer be trusted.
-                let mut exchange = Exchange::unparsed(peer, Instant::now());
-                // The rejected bytes are still buffered (never consumed), but they were
-                // read from the client and the connection ends here: count them all.
-                exchange.bytes_from_client = client.bytes_read() - consumed;
-                answer_error(&mut client, &mut exchange, &error).await;
-                ctx.record(&exchange);
-                return;
+        let head = next_request(&ctx, &mut client, head_deadline).await;
+        // Boxed so that an idle connection's task holds only the small waiting state above,
+        // not the space a request needs (the benchmark's idle-memory scenario).
+        let next = match head {
+            Ok(Some(head)) => {
+                Box::pin(exchange(&ctx, &mut client, head, peer, local, consumed)).await
             }
+            Ok(None) => Next::Close,
+            Err(error) => Box::pin(refuse_head(&ctx, &mut client, error, peer, consumed)).await,
         };
-        let mut exchange = Exchange::start(peer, local, &head, Instant::now());
-        exchange.bytes_from_client = client.consumed() - consumed;
-        // Boxed so that an idle connection's task holds only the small waiting state, not
-        // the space the whole request path needs (the benchmark's idle-memory scenario).
-        let next = match Box::pin(handle(&ctx, &mut client, &head, &mut exchange)).await {
-            Ok(next) => next,
-            Err(error) => {
-                answer_error(&mut client, &mut exchange, &error).await;
-                Next::Close
-            }
-        };
-        if !exchange.relayed {
-            // Head and body as read; a relay counts its own bytes. When the connection
-            // ends here, bytes read but never used (the body of a refused request) still
-            // came from the client; otherwise they belong to the next request.
-            let read = if next == Next::Close {
-                client.bytes_read()
-            } else {
-                client.consumed()
-            };
-            exchange.bytes_from_client = read - consumed;
-        }
-        ctx.record(&exchange);
         if next == Next::Close {
             return;
         }
         // The next request's head clock starts at its first byte (see next_request).
         head_deadline = Instant::now() + ctx.config.timeouts.idle + ctx.config.timeouts.header;
     }
+}
+
+/// Serves one request whose head has been read, and records it.
+async fn exchange(
+    ctx: &Context,
+    client: &mut Reader<TcpStream>,
+    head: RequestHead,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    consumed: u64,
+) -> Next {
+    let mut exchange = Exchange::start(peer, local, &head, Instant::now());
+    exchange.bytes_from_client = client.consumed() - consumed;
+    let next = match handle(ctx, client, &head, &mut exchange).await {
+        Ok(next) => next,
+        Err(error) => {
+            answer_error(client, &mut exchange, &error).await;
+            Next::Close
+        }
+    };
+    if !exchange.relayed {
+        // Head and body as read; a relay counts its own bytes. When the connection
+        // ends here, bytes read but never used (the body of a refused request) still
+        // came from the client; otherwise they belong to the next request.
+        let read = if next == Next::Close {
+            client.bytes_read()
+        } else {
+            client.consumed()
+        };
+        exchange.bytes_from_client = read - consumed;
+    }
+    ctx.record(&exchange);
+    next
+}
+
+/// Answers and records a head that could not be read; the connection then closes, as
+/// its framing can no longer be trusted.
+async fn refuse_head(
+    ctx: &Context,
+    client: &mut Reader<TcpStream>,
+    error: ProxyError,
+    peer: SocketAddr,
+    consumed: u64,
+) -> Next {
+    let mut exchange = Exchange::unparsed(peer, Instant::now());
+    // The rejected bytes are still buffered (never consumed), but they were read from
+    // the client and the connection ends here: count them all.
+    exchange.bytes_from_client = client.bytes_read() - consumed;
+    answer_error(client, &mut exchange, &error).await;
+    ctx.record(&exchange);
+    Next::Close
 }
 
 /// Waits for and reads the next request head. `Ok(None)` when the connection should
