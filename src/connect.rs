@@ -2,6 +2,7 @@
 //! Established`, then relay bytes blindly (TLS is never decrypted). Bytes the client sent
 //! right behind its CONNECT head are relayed, not lost.
 
+use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -41,21 +42,29 @@ pub async fn connect(
     ctx.stats.add_bytes_from_client(exchange.bytes_from_client);
     let _open = ctx.stats.tunnel_opened();
     let early = client.take(usize::MAX);
+    let end = relay(ctx, client, early, &mut origin, Bytes::new(), exchange).await;
+    tracing::debug!(?end, "tunnel to {host}:{port} ended");
+    Ok(Next::Close)
+}
+
+/// Relays a tunnel or an upgraded connection with live statistics, and adds the bytes
+/// each way to the exchange's record.
+pub(crate) async fn relay(
+    ctx: &Context,
+    client: &mut Reader<TcpStream>,
+    client_early: Bytes,
+    upstream: &mut TcpStream,
+    upstream_early: Bytes,
+    exchange: &mut Exchange,
+) -> tunnel::End {
     let count = |direction, bytes| ctx.count_relayed(direction, bytes);
     let idle = ctx.config.timeouts.idle;
-    let (totals, end) = tunnel::relay(
-        client.get_mut(),
-        early,
-        &mut origin,
-        bytes::Bytes::new(),
-        idle,
-        &count,
-    )
-    .await;
+    let stream = client.get_mut();
+    let (totals, end) =
+        tunnel::relay(stream, client_early, upstream, upstream_early, idle, &count).await;
     exchange.bytes_from_client += totals.client_to_upstream;
     exchange.bytes_to_origin += totals.client_to_upstream;
     exchange.bytes_from_origin += totals.upstream_to_client;
     exchange.bytes_to_client += totals.upstream_to_client;
-    tracing::debug!(?end, "tunnel to {host}:{port} ended");
-    Ok(Next::Close)
+    end
 }

@@ -22,7 +22,7 @@ use crate::http::{
     BodyLength, Headers, Reader, RequestHead, ResponseHead, Target, Version, framing,
 };
 use crate::logging::CacheResult;
-use crate::{tunnel, upstream};
+use crate::upstream;
 use cached::Decision;
 
 /// What the client connection does after an exchange.
@@ -367,20 +367,14 @@ async fn upgrade(
     exchange.relayed = true;
     let early_client = client.take(usize::MAX);
     let (mut stream, early_origin) = origin.reader.into_parts();
-    let count = |direction, bytes| ctx.count_relayed(direction, bytes);
-    let idle = ctx.config.timeouts.idle;
-    let (totals, _) = tunnel::relay(
-        client.get_mut(),
+    crate::connect::relay(
+        ctx,
+        client,
         early_client,
         &mut stream,
         early_origin,
-        idle,
-        &count,
+        exchange,
     )
     .await;
-    exchange.bytes_from_client += totals.client_to_upstream;
-    exchange.bytes_to_origin += totals.client_to_upstream;
-    exchange.bytes_from_origin += totals.upstream_to_client;
-    exchange.bytes_to_client += totals.upstream_to_client;
     Ok(Next::Close)
 }

@@ -72,22 +72,9 @@ pub struct Origin {
 
 impl Origin {
     pub async fn start(handler: impl Fn(&Seen) -> Vec<u8> + Send + Sync + 'static) -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let origin = Origin {
-            addr: listener.local_addr().unwrap(),
-            seen: Arc::default(),
-            raw: Arc::default(),
-            connections: Arc::default(),
-        };
-        let handler: Handler = Arc::new(handler);
-        let state = origin.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                *state.connections.lock().unwrap() += 1;
-                tokio::spawn(state.clone().serve(stream, handler.clone()));
-            }
-        });
-        origin
+        Origin::start_on("127.0.0.1:0", handler)
+            .await
+            .expect("bind 127.0.0.1")
     }
 
     /// An origin answering every request with `200` and `body`.
