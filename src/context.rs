@@ -3,6 +3,7 @@
 //! in as it goes and logs when it ends.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use tokio::sync::watch;
@@ -15,6 +16,9 @@ use crate::upstream::Pool;
 pub struct Context {
     pub config: Config,
     pub pool: Pool,
+    /// Connection tasks that panicked (caught by `server::isolate`); a relaxed counter
+    /// for the statistics, which only ever read it.
+    pub panics: AtomicU64,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -23,6 +27,7 @@ impl Context {
         Context {
             config,
             pool: Pool::default(),
+            panics: AtomicU64::new(0),
             shutdown,
         }
     }
