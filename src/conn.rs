@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -107,12 +107,24 @@ async fn handle(
 async fn answer_error(client: &mut Reader<TcpStream>, exchange: &mut Exchange, error: &ProxyError) {
     exchange.failure = Some(error.brief());
     if exchange.response_started {
+        // The response is under way and cannot be replaced by an error. A reset rather
+        // than a clean close is the one signal left that it is incomplete, and the only
+        // one a body delimited by the close has (RFC 9112 §6.3 item 8, §8).
+        abort_on_close(client.get_ref());
         return;
     }
     if let Some(status) = error.status() {
         exchange.status = status;
         exchange.bytes_to_client += write_error(client, error).await;
     }
+}
+
+/// Makes the coming close of `stream` a reset (RST) instead of a FIN.
+fn abort_on_close(stream: &TcpStream) {
+    // Tokio deprecates SO_LINGER because a non-zero linger blocks the thread on close;
+    // a zero linger never blocks, it only turns the close into a reset.
+    #[allow(deprecated)]
+    let _ = stream.set_linger(Some(Duration::ZERO));
 }
 
 /// Writes the canned answer for `error` and returns the bytes written.
