@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+#[allow(unused_imports)]
 pub use canonical::{Message, parse_canonical};
 
 /// What the raw origin answers each canonical request with.
@@ -93,6 +94,73 @@ async fn record_and_answer(mut stream: TcpStream, record: Arc<Mutex<RawConnectio
         }
     }
     record.lock().unwrap().closed = true;
+}
+
+/// An origin that runs `script` on each connection it accepts: for faults that need
+/// exact control of what the origin sends and when.
+pub async fn scripted_origin<F, Fut>(script: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(script(stream));
+        }
+    });
+    addr
+}
+
+/// Reads up to the end of a head (`\r\n\r\n`); what was read, head and anything after.
+pub async fn read_head(stream: &mut TcpStream) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    head
+}
+
+/// Closes `stream` with a reset rather than a FIN, as a crashing peer would.
+pub fn reset(stream: TcpStream) {
+    // Zero linger only turns close into RST; it never blocks (the deprecation is about
+    // non-zero linger).
+    #[allow(deprecated)]
+    let _ = stream.set_linger(Some(Duration::ZERO));
+    drop(stream);
+}
+
+/// How a read-to-the-end ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// A clean FIN.
+    Closed,
+    /// A reset or other error: the peer aborted.
+    Aborted,
+}
+
+/// Reads until the peer closes or aborts (bounded by 10 s, else panics).
+pub async fn read_until_end(stream: &mut TcpStream) -> (Vec<u8>, Ending) {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let read = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => return Ending::Closed,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(_) => return Ending::Aborted,
+            }
+        }
+    };
+    let ending = tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the connection was never closed");
+    (out, ending)
 }
 
 /// Writes `request`, half-closes (so the proxy sees the end of the client's bytes and
