@@ -1,54 +1,17 @@
-//! Command-line flags, their defaults and validation, the settings the library runs with,
-//! and the `file:line: reason` errors that config files are reported with.
+//! Command-line flags, their defaults and validation, and the settings the library runs
+//! with. Each feature owns its flag group (`AccessArgs`, …), flattened into [`Cli`] here;
+//! library code receives a [`Config`] and never reads flags or the environment.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use clap::Parser;
 use clap::builder::TypedValueParser as _;
 
-/// One bad line of a config file, shown as `file:line: reason`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LineError {
-    pub file: String,
-    pub line: usize,
-    pub reason: String,
-}
-
-impl fmt::Display for LineError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.line, self.reason)
-    }
-}
-
-/// Every bad line of a config file, collected so they are reported together.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileErrors(pub Vec<LineError>);
-
-impl fmt::Display for FileErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for FileErrors {}
-
-/// The lines of a config file that carry content: `(line number, trimmed text)`,
-/// skipping blank lines and lines whose first non-blank character is `#`.
-/// Trailing comments are left to each file format (a password may contain `#`).
-pub fn content_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim()))
-        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
-}
+use crate::access::AccessArgs;
+use crate::cache::CacheArgs;
+use crate::logging::LogArgs;
+use crate::metrics::MetricsArgs;
 
 pub const DEFAULT_HOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 pub const DEFAULT_PORT: u16 = 8888;
@@ -113,6 +76,18 @@ pub struct Cli {
     /// tracing filter such as `proxy_server=debug`); `RUST_LOG` overrides it.
     #[arg(long, default_value = "info")]
     pub log_level: String,
+
+    #[command(flatten)]
+    pub access: AccessArgs,
+
+    #[command(flatten)]
+    pub cache: CacheArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 fn secs(text: &str) -> Result<u64, String> {
@@ -148,6 +123,8 @@ pub struct Config {
     pub max_connections: usize,
     pub timeouts: Timeouts,
     pub via_name: String,
+    pub access: AccessArgs,
+    pub cache: CacheArgs,
 }
 
 impl Config {
@@ -163,6 +140,8 @@ impl Config {
                 shutdown_grace: Duration::from_secs(cli.shutdown_grace),
             },
             via_name: cli.via_name.clone(),
+            access: cli.access.clone(),
+            cache: cli.cache.clone(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! One client connection's life: read a request head under the header timeout, check
-//! it, hand it to CONNECT or forwarding, record the exchange, then keep the connection
-//! for the next request or close it. This is the one place where errors become HTTP
-//! answers on the wire.
+//! it (loop, client address, credentials, host, CONNECT port), hand it to CONNECT or
+//! forwarding, record the exchange, then keep the connection for the next request or
+//! close it. This is the one place where errors become HTTP answers on the wire.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use crate::error::{ProxyError, Side};
 use crate::forward::{self, Next};
 use crate::http::rewrite;
 use crate::http::{Reader, RequestHead};
+use crate::stats::Outcome;
 
 /// Serves requests on one client connection until either side closes it.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
@@ -23,10 +24,22 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     let mut client = Reader::new(stream, Side::Client);
     let mut head_deadline = Instant::now() + ctx.config.timeouts.header;
     loop {
-        let Some(head) = next_request(&ctx, &mut client, head_deadline).await else {
-            return;
+        let consumed = client.consumed();
+        let head = match next_request(&ctx, &mut client, head_deadline).await {
+            Ok(Some(head)) => head,
+            Ok(None) => return,
+            Err(error) => {
+                // A head that could not be read is answered and logged, then the
+                // connection closes: its framing can no longer be trusted.
+                let mut exchange = Exchange::unparsed(peer, Instant::now());
+                exchange.bytes_from_client = client.consumed() - consumed;
+                answer_error(&mut client, &mut exchange, &error).await;
+                ctx.record(&exchange);
+                return;
+            }
         };
         let mut exchange = Exchange::start(peer, &head, Instant::now());
+        exchange.bytes_from_client = client.consumed() - consumed;
         let next = match handle(&ctx, &mut client, &head, &mut exchange).await {
             Ok(next) => next,
             Err(error) => {
@@ -34,7 +47,11 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
                 Next::Close
             }
         };
-        record(&exchange);
+        if !exchange.relayed {
+            // Head and body as read; a relay counts its own bytes.
+            exchange.bytes_from_client = client.consumed() - consumed;
+        }
+        ctx.record(&exchange);
         if next == Next::Close {
             return;
         }
@@ -43,46 +60,37 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     }
 }
 
-/// Waits for and reads the next request head; `None` when the connection should end
-/// (closed, idle, shutting down, or a malformed head that was answered).
+/// Waits for and reads the next request head. `Ok(None)` when the connection should
+/// end quietly: closed, idle, shutting down, or silent past the header timeout.
 async fn next_request(
     ctx: &Context,
     client: &mut Reader<TcpStream>,
     deadline: Instant,
-) -> Option<RequestHead> {
+) -> Result<Option<RequestHead>, ProxyError> {
     let timeouts = ctx.config.timeouts;
     let mut deadline = deadline;
     if client.buffered().is_empty() {
         // Wait for the first byte without holding a read buffer.
         client.release_idle_buffer();
         if ctx.shutting_down() {
-            return None;
+            return Ok(None);
         }
         let mut shutdown = ctx.shutdown_signal();
         let wait = deadline.min(Instant::now() + timeouts.idle);
         tokio::select! {
             ready = timeout_at(wait.into(), client.get_ref().readable()) => {
                 if !matches!(ready, Ok(Ok(()))) {
-                    return None;
+                    return Ok(None);
                 }
             }
-            _ = shutdown.changed() => return None,
+            _ = shutdown.changed() => return Ok(None),
         }
         deadline = deadline.min(Instant::now() + timeouts.header);
     }
     match timeout_at(deadline.into(), client.read_request_head()).await {
-        Ok(Ok(head)) => head,
-        Ok(Err(error)) => {
-            tracing::debug!(error = error.brief(), "malformed request head");
-            write_error(client, &error).await;
-            None
-        }
-        Err(_) => {
-            if !client.buffered().is_empty() {
-                write_error(client, &ProxyError::HeaderTimeout).await;
-            }
-            None
-        }
+        Ok(result) => result,
+        Err(_) if client.buffered().is_empty() => Ok(None),
+        Err(_) => Err(ProxyError::HeaderTimeout),
     }
 }
 
@@ -96,6 +104,7 @@ async fn handle(
     if rewrite::via_has(&head.headers, &ctx.config.via_name) {
         return Err(ProxyError::Loop);
     }
+    admit(ctx, client, head, exchange).await?;
     if head.is_method("CONNECT") {
         crate::connect::connect(ctx, client, head, exchange).await
     } else {
@@ -103,19 +112,86 @@ async fn handle(
     }
 }
 
+/// The access checks that need no DNS, with one consistent version of the rules:
+/// client address, credentials, host name, CONNECT port. The resolved addresses are
+/// checked later, right before connecting (`Context::check_destination`).
+async fn admit(
+    ctx: &Context,
+    client: &Reader<TcpStream>,
+    head: &RequestHead,
+    exchange: &mut Exchange,
+) -> Result<(), ProxyError> {
+    let access = ctx.access.snapshot();
+    let policy = &access.policy;
+    if let Ok(peer) = client.get_ref().peer_addr() {
+        policy
+            .check_client(peer.ip())
+            .map_err(ProxyError::Forbidden)?;
+    }
+    if let Some(authenticator) = &access.authenticator {
+        let credentials = head.headers.get("proxy-authorization").map(|v| &v[..]);
+        let user = authenticator
+            .authenticate(credentials)
+            .await
+            .map_err(ProxyError::ProxyAuthRequired)?;
+        exchange.user = Some(user);
+    }
+    policy
+        .check_host(head.target.host())
+        .map_err(ProxyError::Forbidden)?;
+    if head.is_method("CONNECT") {
+        policy
+            .check_connect_port(head.target.port())
+            .map_err(ProxyError::Forbidden)?;
+    }
+    Ok(())
+}
+
+/// The statistics bucket an error falls in.
+fn outcome_of(error: &ProxyError) -> Outcome {
+    match error {
+        ProxyError::Forbidden(_) => Outcome::Blocked,
+        ProxyError::ProxyAuthRequired(_) => Outcome::AuthFailed,
+        other => match other.side() {
+            Side::Upstream => Outcome::UpstreamError,
+            _ => Outcome::Malformed,
+        },
+    }
+}
+
 /// Sends the error's answer unless a response has already begun; the connection closes.
 async fn answer_error(client: &mut Reader<TcpStream>, exchange: &mut Exchange, error: &ProxyError) {
     exchange.failure = Some(error.brief());
     if exchange.response_started {
-        // The response is under way and cannot be replaced by an error. A reset rather
-        // than a clean close is the one signal left that it is incomplete, and the only
-        // one a body delimited by the close has (RFC 9112 §6.3 item 8, §8).
+        // Whatever broke, the response was under way: the client saw it as forwarded.
+        if matches!(
+            error,
+            ProxyError::Io(Side::Upstream, _) | ProxyError::BadResponse(_)
+        ) {
+            exchange.outcome = Outcome::UpstreamError;
+        }
+        // The response cannot be replaced by an error any more. A reset rather than a
+        // clean close is the one signal left that it is incomplete, and the only one a
+        // body delimited by the close has (RFC 9112 §6.3 item 8, §8).
         abort_on_close(client.get_ref());
         return;
     }
-    if let Some(status) = error.status() {
-        exchange.status = status;
-        exchange.bytes_to_client += write_error(client, error).await;
+    exchange.outcome = outcome_of(error);
+    let Some(status) = error.status() else {
+        return;
+    };
+    exchange.status = status;
+    let extra: &[(&str, &str)] = match error {
+        ProxyError::ProxyAuthRequired(_) => {
+            &[("Proxy-Authenticate", crate::auth::PROXY_AUTHENTICATE)]
+        }
+        _ => &[],
+    };
+    let answer = rewrite::canned(status, &error.body(), extra, false);
+    let stream = client.get_mut();
+    if stream.write_all(&answer).await.is_ok() {
+        let _ = stream.shutdown().await;
+        exchange.bytes_to_client += answer.len() as u64;
     }
 }
 
@@ -125,39 +201,4 @@ fn abort_on_close(stream: &TcpStream) {
     // a zero linger never blocks, it only turns the close into a reset.
     #[allow(deprecated)]
     let _ = stream.set_linger(Some(Duration::ZERO));
-}
-
-/// Writes the canned answer for `error` and returns the bytes written.
-async fn write_error(client: &mut Reader<TcpStream>, error: &ProxyError) -> u64 {
-    let Some(status) = error.status() else {
-        return 0;
-    };
-    let extra: &[(&str, &str)] = match error {
-        ProxyError::ProxyAuthRequired => &[("Proxy-Authenticate", "Basic realm=\"proxy-server\"")],
-        _ => &[],
-    };
-    let answer = rewrite::canned(status, &error.body(), extra, false);
-    let stream = client.get_mut();
-    match stream.write_all(&answer).await {
-        Ok(()) => {
-            let _ = stream.shutdown().await;
-            answer.len() as u64
-        }
-        Err(_) => 0,
-    }
-}
-
-fn record(exchange: &Exchange) {
-    tracing::info!(
-        target: "access",
-        client = %exchange.client,
-        method = %exchange.method,
-        target = %exchange.target,
-        status = exchange.status,
-        to_client = exchange.bytes_to_client,
-        from_client = exchange.bytes_from_client,
-        upstream = ?exchange.upstream,
-        failure = exchange.failure.unwrap_or("-"),
-        ms = exchange.started.elapsed().as_millis() as u64,
-    );
 }

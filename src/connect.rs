@@ -9,6 +9,7 @@ use crate::context::{Context, Exchange};
 use crate::error::{ProxyError, Side};
 use crate::forward::Next;
 use crate::http::{Reader, RequestHead, Target};
+use crate::stats::Outcome;
 use crate::{tunnel, upstream};
 
 const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";
@@ -29,22 +30,33 @@ pub async fn connect(
     exchange.upstream = Some(peer);
     exchange.status = 200;
     exchange.response_started = true;
+    exchange.outcome = Outcome::Tunnel;
+    exchange.relayed = true;
     client
         .get_mut()
         .write_all(ESTABLISHED)
         .await
         .map_err(|e| ProxyError::Io(Side::Client, e))?;
+    exchange.bytes_to_client += ESTABLISHED.len() as u64;
+    ctx.stats.add_bytes_to_client(ESTABLISHED.len() as u64);
+    ctx.stats.add_bytes_from_client(exchange.bytes_from_client);
+    let _open = ctx.stats.tunnel_opened();
     let early = client.take(usize::MAX);
+    let count = |direction, bytes| ctx.count_relayed(direction, bytes);
+    let idle = ctx.config.timeouts.idle;
     let (totals, end) = tunnel::relay(
         client.get_mut(),
         early,
         &mut origin,
         bytes::Bytes::new(),
-        ctx.config.timeouts.idle,
+        idle,
+        &count,
     )
     .await;
     exchange.bytes_from_client += totals.client_to_upstream;
-    exchange.bytes_to_client += ESTABLISHED.len() as u64 + totals.upstream_to_client;
+    exchange.bytes_to_origin += totals.client_to_upstream;
+    exchange.bytes_from_origin += totals.upstream_to_client;
+    exchange.bytes_to_client += totals.upstream_to_client;
     tracing::debug!(?end, "tunnel to {host}:{port} ended");
     Ok(Next::Close)
 }

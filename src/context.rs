@@ -3,32 +3,115 @@
 //! in as it goes and logs when it ends.
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use tokio::sync::watch;
 
+use crate::access::AccessControl;
+use crate::cache::Cache;
 use crate::config::Config;
 use crate::error::ProxyError;
+use crate::files::FileErrors;
 use crate::http::RequestHead;
+use crate::logging::{AccessLog, AccessRecord, CacheResult};
+use crate::stats::{Outcome, Stats};
+use crate::tunnel::Direction;
 use crate::upstream::Pool;
+
+/// The long-lived state the server runs with, built at start: the access rules (whose
+/// file errors `main` reports with exit code 2), the cache, the statistics and the
+/// access log.
+pub struct Services {
+    pub access: AccessControl,
+    pub cache: Option<Cache>,
+    pub stats: Arc<Stats>,
+    /// `None` writes no access log (embedders and tests that do not need one).
+    pub access_log: Option<AccessLog>,
+}
+
+impl Services {
+    pub fn load(config: &Config) -> Result<Services, FileErrors> {
+        Ok(Services {
+            access: AccessControl::load(&config.access)?,
+            cache: Cache::from_args(&config.cache),
+            stats: Arc::default(),
+            access_log: None,
+        })
+    }
+}
 
 pub struct Context {
     pub config: Config,
     pub pool: Pool,
-    /// Connection tasks that panicked (caught by `server::isolate`); a relaxed counter
-    /// for the statistics, which only ever read it.
-    pub panics: AtomicU64,
+    pub access: AccessControl,
+    pub cache: Option<Cache>,
+    pub stats: Arc<Stats>,
+    access_log: Option<AccessLog>,
     shutdown: watch::Receiver<bool>,
 }
 
 impl Context {
-    pub fn new(config: Config, shutdown: watch::Receiver<bool>) -> Context {
+    pub fn new(config: Config, services: Services, shutdown: watch::Receiver<bool>) -> Context {
         Context {
             config,
             pool: Pool::default(),
-            panics: AtomicU64::new(0),
+            access: services.access,
+            cache: services.cache,
+            stats: services.stats,
+            access_log: services.access_log,
             shutdown,
+        }
+    }
+
+    /// Counts a finished exchange and writes its access-log line.
+    pub fn record(&self, exchange: &Exchange) {
+        let duration = exchange.started.elapsed();
+        let stats = &self.stats;
+        stats.request_finished(exchange.outcome, duration);
+        if !exchange.relayed {
+            stats.add_bytes_from_client(exchange.bytes_from_client);
+            stats.add_bytes_to_client(exchange.bytes_to_client);
+            stats.add_bytes_to_origin(exchange.bytes_to_origin);
+            stats.add_bytes_from_origin(exchange.bytes_from_origin);
+        }
+        if let Some(log) = &self.access_log {
+            log.write(&AccessRecord {
+                start: exchange.wall_start,
+                duration,
+                client: exchange.client,
+                user: exchange.user.clone(),
+                method: exchange.method.clone(),
+                target: exchange.target.clone(),
+                status: exchange.status,
+                bytes_to_client: exchange.bytes_to_client,
+                bytes_from_client: exchange.bytes_from_client,
+                cache: exchange.cache,
+                upstream: exchange.upstream,
+                outcome: exchange.outcome,
+            });
+        }
+        tracing::debug!(
+            client = %exchange.client,
+            target = %exchange.target,
+            status = exchange.status,
+            outcome = exchange.outcome.label(),
+            failure = exchange.failure.unwrap_or("-"),
+            "exchange done"
+        );
+    }
+
+    /// Live statistics for a relay: bytes each way, as they move.
+    pub fn count_relayed(&self, direction: Direction, bytes: u64) {
+        match direction {
+            Direction::ToUpstream => {
+                self.stats.add_bytes_from_client(bytes);
+                self.stats.add_bytes_to_origin(bytes);
+            }
+            Direction::ToClient => {
+                self.stats.add_bytes_from_origin(bytes);
+                self.stats.add_bytes_to_client(bytes);
+            }
         }
     }
 
@@ -58,38 +141,68 @@ impl Context {
         if addrs.iter().any(is_self) {
             return Err(ProxyError::Loop);
         }
-        Ok(())
+        self.access
+            .policy()
+            .check_addrs(addrs)
+            .map_err(ProxyError::Forbidden)
     }
 }
 
-/// One request or tunnel as the access log will show it.
+/// One request or tunnel as the access log will show it; the connection path fills it
+/// in as it goes. Byte counts include heads and framing.
 #[derive(Debug)]
 pub struct Exchange {
     pub started: Instant,
+    pub wall_start: SystemTime,
     pub client: SocketAddr,
+    /// The authenticated user, when authentication is on.
+    pub user: Option<String>,
     pub method: String,
     pub target: String,
     pub status: u16,
     pub response_started: bool,
     pub bytes_to_client: u64,
     pub bytes_from_client: u64,
+    pub bytes_to_origin: u64,
+    pub bytes_from_origin: u64,
     pub upstream: Option<SocketAddr>,
+    pub cache: CacheResult,
+    pub outcome: Outcome,
+    /// The error's label when the exchange failed.
     pub failure: Option<&'static str>,
+    /// Whether a relay (tunnel or upgrade) carried it; the relay counts its bytes into
+    /// the statistics as they move, so they are not added again at the end.
+    pub relayed: bool,
 }
 
 impl Exchange {
     pub fn start(client: SocketAddr, head: &RequestHead, started: Instant) -> Exchange {
+        let mut exchange = Exchange::unparsed(client, started);
+        exchange.method = head.method_str().to_string();
+        exchange.target = head.target.display();
+        exchange
+    }
+
+    /// A request whose head could not be read: no method or target to show.
+    pub fn unparsed(client: SocketAddr, started: Instant) -> Exchange {
         Exchange {
             started,
+            wall_start: SystemTime::now(),
             client,
-            method: head.method_str().to_string(),
-            target: head.target.display(),
+            user: None,
+            method: "-".to_string(),
+            target: "-".to_string(),
             status: 0,
             response_started: false,
             bytes_to_client: 0,
             bytes_from_client: 0,
+            bytes_to_origin: 0,
+            bytes_from_origin: 0,
             upstream: None,
+            cache: CacheResult::None,
+            outcome: Outcome::Allowed,
             failure: None,
+            relayed: false,
         }
     }
 }

@@ -3,6 +3,9 @@
 
 use std::fmt;
 
+use crate::acl::Denial;
+use crate::auth::AuthError;
+
 /// Which party a failure belongs to, for logs and statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -25,9 +28,9 @@ pub enum ProxyError {
     /// A scheme or transfer coding the proxy does not implement: 501.
     NotImplemented(&'static str),
     /// Access denied by policy: 403 with a short reason.
-    Forbidden(String),
-    /// Credentials missing or wrong: 407.
-    ProxyAuthRequired,
+    Forbidden(Denial),
+    /// Credentials missing, malformed or wrong: 407.
+    ProxyAuthRequired(AuthError),
     /// The request would come back to this proxy: 508.
     Loop,
     /// Over the connection limit: 503.
@@ -38,6 +41,8 @@ pub enum ProxyError {
     ConnectTimeout,
     /// The origin did not answer in time: 504.
     ResponseTimeout,
+    /// `Cache-Control: only-if-cached` and nothing suitable is stored: 504.
+    NotCached,
     /// The origin sent something that is not a valid HTTP response: 502.
     BadResponse(&'static str),
     /// The origin closed or failed before its response head was complete: 502.
@@ -59,11 +64,11 @@ impl ProxyError {
             HeadTooLarge => 431,
             NotImplemented(_) => 501,
             Forbidden(_) => 403,
-            ProxyAuthRequired => 407,
+            ProxyAuthRequired(_) => 407,
             Loop => 508,
             Overloaded => 503,
             UpstreamConnect(_) | BadResponse(_) | UpstreamClosed => 502,
-            ConnectTimeout | ResponseTimeout => 504,
+            ConnectTimeout | ResponseTimeout | NotCached => 504,
             HeaderTimeout => 408,
             Io(..) => return None,
         })
@@ -75,9 +80,10 @@ impl ProxyError {
         match self {
             BadRequest(_) | NotAProxyRequest | UriTooLong | HeadTooLarge | NotImplemented(_)
             | Loop | HeaderTimeout => Side::Client,
-            Forbidden(_) | ProxyAuthRequired | Overloaded => Side::Proxy,
+            Forbidden(_) | ProxyAuthRequired(_) | Overloaded => Side::Proxy,
             UpstreamConnect(_) | ConnectTimeout | ResponseTimeout | BadResponse(_)
             | UpstreamClosed => Side::Upstream,
+            NotCached => Side::Proxy,
             Io(side, _) => *side,
         }
     }
@@ -91,13 +97,14 @@ impl ProxyError {
             UriTooLong => "uri_too_long",
             HeadTooLarge => "head_too_large",
             NotImplemented(_) => "not_implemented",
-            Forbidden(_) => "forbidden",
-            ProxyAuthRequired => "auth_required",
+            Forbidden(denial) => denial.brief(),
+            ProxyAuthRequired(why) => why.brief(),
             Loop => "loop",
             Overloaded => "overloaded",
             UpstreamConnect(_) => "upstream_connect",
             ConnectTimeout => "connect_timeout",
             ResponseTimeout => "response_timeout",
+            NotCached => "not_cached",
             BadResponse(_) => "bad_response",
             UpstreamClosed => "upstream_closed",
             Io(Side::Client, _) => "client_io",
@@ -118,7 +125,9 @@ impl ProxyError {
             HeadTooLarge => "Request header fields too large.\n".to_string(),
             NotImplemented(what) => format!("Not implemented: {what}.\n"),
             Forbidden(why) => format!("Forbidden: {why}.\n"),
-            ProxyAuthRequired => "Proxy authentication required.\n".to_string(),
+            // The reason stays in the logs: it may name a user, and says nothing useful
+            // to a client that has to send credentials anyway.
+            ProxyAuthRequired(_) => "Proxy authentication required.\n".to_string(),
             Loop => "Forwarding loop detected.\n".to_string(),
             Overloaded => "Too many connections; try again later.\n".to_string(),
             UpstreamConnect(why) => format!("Bad gateway: {why}.\n"),
@@ -126,6 +135,7 @@ impl ProxyError {
                 "Gateway timeout: the origin did not accept the connection.\n".to_string()
             }
             ResponseTimeout => "Gateway timeout: the origin did not answer in time.\n".to_string(),
+            NotCached => "Gateway timeout: not in the cache (only-if-cached).\n".to_string(),
             BadResponse(why) => format!("Bad gateway: invalid response from origin: {why}.\n"),
             UpstreamClosed => "Bad gateway: the origin closed the connection.\n".to_string(),
             HeaderTimeout => "Request head not received in time.\n".to_string(),
@@ -158,8 +168,8 @@ mod tests {
             (UriTooLong, Some(414)),
             (HeadTooLarge, Some(431)),
             (NotImplemented("x"), Some(501)),
-            (Forbidden("x".into()), Some(403)),
-            (ProxyAuthRequired, Some(407)),
+            (Forbidden(Denial::BlockedHost), Some(403)),
+            (ProxyAuthRequired(AuthError::Missing), Some(407)),
             (Loop, Some(508)),
             (Overloaded, Some(503)),
             (UpstreamConnect("x".into()), Some(502)),
@@ -167,6 +177,7 @@ mod tests {
             (UpstreamClosed, Some(502)),
             (ConnectTimeout, Some(504)),
             (ResponseTimeout, Some(504)),
+            (NotCached, Some(504)),
             (HeaderTimeout, Some(408)),
             (
                 Io(Side::Client, std::io::ErrorKind::BrokenPipe.into()),

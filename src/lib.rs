@@ -12,13 +12,21 @@
 //! Dependencies point one way: `config`, `error`, `http` at the bottom; `upstream` and
 //! `tunnel` above them; `context`, `connect`, `forward`; then `conn`, then `server`.
 
+pub mod access;
+pub mod acl;
+pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod conn;
 pub mod connect;
 pub mod context;
 pub mod error;
+pub mod files;
 pub mod forward;
 pub mod http;
+pub mod logging;
+pub mod metrics;
 pub mod server;
+pub mod stats;
 pub mod tunnel;
 pub mod upstream;

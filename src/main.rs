@@ -1,46 +1,91 @@
-//! The `proxy-server` binary: parse flags, start logging, bind, run until a signal.
+//! The `proxy-server` binary: parse flags, load the config files, start logging, bind,
+//! run until SIGINT/SIGTERM, then drain and flush. Bad flags or files exit with code 2.
+
+use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use proxy_server::config::{Cli, Config};
+use proxy_server::context::Services;
+use proxy_server::stats::Stats;
+use proxy_server::{access, logging, metrics, server};
 use tokio::net::TcpListener;
 
-fn main() -> std::process::ExitCode {
+/// Exit code for bad flags and config files (clap uses it for bad flags too).
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log_level));
-    let filter = match filter {
-        Ok(filter) => filter,
-        Err(error) => {
-            eprintln!("proxy-server: --log-level: {error}");
-            return std::process::ExitCode::from(2);
+    let config = Config::from_cli(&cli);
+    let mut services = match Services::load(&config) {
+        Ok(services) => services,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(EXIT_CONFIG);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    let config = Config::from_cli(&cli);
+    let stats = Arc::new(Stats::default());
+    let logging = match logging::init(&cli.log, &cli.log_level, stats.clone()) {
+        Ok(logging) => logging,
+        Err(error) => {
+            eprintln!("proxy-server: {error:#}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    services.stats = stats.clone();
+    services.access_log = Some(logging.access_log());
+    access::warn_if_open_proxy(cli.host, &cli.access);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = cli.workers {
         runtime.worker_threads(workers);
     }
-    let runtime = match runtime.enable_all().build() {
-        Ok(runtime) => runtime,
+    let code = match runtime.enable_all().build() {
+        Ok(runtime) => runtime.block_on(serve(cli, config, services, stats)),
         Err(error) => {
             eprintln!("proxy-server: cannot start the runtime: {error}");
-            return std::process::ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
     };
-    runtime.block_on(async {
-        let listener = match TcpListener::bind(config.listen).await {
-            Ok(listener) => listener,
-            Err(error) => {
-                eprintln!("proxy-server: cannot listen on {}: {error}", config.listen);
-                return std::process::ExitCode::FAILURE;
+    logging.shutdown();
+    code
+}
+
+async fn serve(cli: Cli, config: Config, services: Services, stats: Arc<Stats>) -> ExitCode {
+    let listener = match TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!("cannot listen on {}: {error}", config.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
+    if let Some(addr) = cli.metrics.metrics_addr {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => {
+                tracing::info!(
+                    "metrics on http://{}/",
+                    listener.local_addr().unwrap_or(addr)
+                );
+                tokio::spawn(metrics::serve(listener, stats.clone(), metrics_stopped));
             }
-        };
-        tracing::info!("listening on {}", config.listen);
-        proxy_server::server::run(listener, config, proxy_server::server::signal()).await;
-        std::process::ExitCode::SUCCESS
-    })
+            Err(error) => {
+                tracing::error!("cannot listen on {addr} for metrics: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let summaries = cli
+        .metrics
+        .stats_interval()
+        .map(|every| tokio::spawn(metrics::periodic_summary(stats.clone(), every)));
+    tokio::spawn(access::reload_on_sighup(services.access.clone()));
+    let bound = listener.local_addr().map_or(config.listen, |a| a);
+    tracing::info!("listening on {bound}");
+    server::run(listener, config, services, server::signal()).await;
+    let _ = stop_metrics.send(true);
+    if let Some(task) = summaries {
+        task.abort();
+    }
+    metrics::log_final_summary(&stats);
+    ExitCode::SUCCESS
 }

@@ -1,14 +1,14 @@
 //! The accept loop: one task per connection, a cap on connections served at once (a
 //! connection over the cap gets a canned 503 and is closed at once), and a graceful
 //! shutdown that stops accepting, lets requests in flight finish within a grace period,
-//! and closes idle keep-alive connections.
+//! and closes idle keep-alive connections. Each connection task is isolated: a panic in one
+//! is caught, logged and counted, and touches no other connection.
 
 use std::any::Any;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
@@ -16,19 +16,29 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::config::Config;
-use crate::context::Context;
+use crate::context::{Context, Services};
 use crate::error::ProxyError;
 use crate::http::rewrite;
+use crate::stats::Stats;
 
 /// Pause after an accept error (out of file descriptors, say) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Serves connections from `listener` until `shutdown` completes, then drains.
-pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) {
+pub async fn run(
+    listener: TcpListener,
+    mut config: Config,
+    services: Services,
+    shutdown: impl Future<Output = ()>,
+) {
+    // The bound address, not the requested one (port 0), is what loop detection needs.
+    if let Ok(bound) = listener.local_addr() {
+        config.listen = bound;
+    }
     let (stop, stopped) = watch::channel(false);
     let max = config.max_connections;
     let grace = config.timeouts.shutdown_grace;
-    let ctx = Arc::new(Context::new(config, stopped));
+    let ctx = Arc::new(Context::new(config, services, stopped));
     let permits = Arc::new(Semaphore::new(max));
     tokio::pin!(shutdown);
     loop {
@@ -44,13 +54,15 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
             () = &mut shutdown => break,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            refuse_overloaded(&stream);
+            refuse_overloaded(stream);
             continue;
         };
         let ctx = ctx.clone();
+        let open = ctx.stats.connection_opened();
         tokio::spawn(async move {
             let task = crate::conn::serve(stream, peer, ctx.clone());
-            isolate(task, peer, &ctx.panics).await;
+            isolate(task, peer, &ctx.stats).await;
+            drop(open);
             drop(permit);
         });
     }
@@ -64,15 +76,16 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
 }
 
 /// Runs one connection's task so that a panic in it stops there: it is caught, logged
-/// with the client's address and counted in `panics`. The task's sockets are dropped
+/// with the client's address and counted in the statistics (`panics_caught`). The task's sockets are dropped
 /// while unwinding, so its client sees a closed connection and nothing else; other
 /// connections, the accept loop and the caller (which still releases the connection
 /// permit) carry on. Relies on `panic = "unwind"` (the default, kept in Cargo.toml).
-pub async fn isolate(task: impl Future<Output = ()>, peer: SocketAddr, panics: &AtomicU64) {
+pub async fn isolate(task: impl Future<Output = ()>, peer: SocketAddr, stats: &Stats) {
     // Unwind safety: the task owns its connection state outright; shared state it
-    // touches (the origin pool) sits behind poison-tolerant locks and atomics.
+    // touches (the origin pool, statistics, cache) sits behind poison-tolerant locks
+    // and atomics.
     if let Err(payload) = AssertUnwindSafe(task).catch_unwind().await {
-        panics.fetch_add(1, Ordering::Relaxed);
+        stats.panic_caught();
         tracing::error!(
             client = %peer,
             panic = panic_message(payload.as_ref()),
@@ -93,11 +106,16 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
 }
 
 /// Answers 503 without spawning anything: a fresh socket's send buffer takes the few
-/// bytes at once, and the socket closes when dropped.
-fn refuse_overloaded(stream: &tokio::net::TcpStream) {
+/// bytes at once (a plain non-blocking write, not waiting for the reactor to report the
+/// socket writable), and the socket closes when dropped.
+fn refuse_overloaded(stream: tokio::net::TcpStream) {
+    use std::io::Write;
     let error = ProxyError::Overloaded;
     let answer = rewrite::canned(503, &error.body(), &[("Retry-After", "1")], false);
-    let _ = stream.try_write(&answer);
+    if let Ok(mut socket) = stream.into_std() {
+        let _ = socket.write_all(&answer);
+        let _ = socket.shutdown(std::net::Shutdown::Write);
+    }
 }
 
 /// Completes at the first SIGINT or SIGTERM.
@@ -137,13 +155,13 @@ mod tests {
     async fn a_panicking_task_is_contained() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let panics = Arc::new(AtomicU64::new(0));
+        let stats = Arc::new(Stats::default());
         let mut doomed_client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (doomed, _) = listener.accept().await.unwrap();
         let mut healthy_client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (mut healthy, _) = listener.accept().await.unwrap();
 
-        let counter = panics.clone();
+        let counter = stats.clone();
         let crashing = tokio::spawn(async move {
             let task = async move {
                 let _socket = doomed;
@@ -154,7 +172,7 @@ mod tests {
             };
             isolate(task, addr, &counter).await;
         });
-        let counter = panics.clone();
+        let counter = stats.clone();
         let surviving = tokio::spawn(async move {
             let task = async move {
                 let mut byte = [0u8; 1];
@@ -166,7 +184,7 @@ mod tests {
 
         // The caller's task completes normally (no JoinError): the panic stopped inside.
         crashing.await.unwrap();
-        assert_eq!(panics.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.snapshot().panics_caught, 1);
         let mut rest = Vec::new();
         let closed =
             tokio::time::timeout(Duration::from_secs(5), doomed_client.read_to_end(&mut rest));
@@ -183,6 +201,6 @@ mod tests {
             .unwrap();
         assert_eq!(&echo, b"x");
         surviving.await.unwrap();
-        assert_eq!(panics.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.snapshot().panics_caught, 1);
     }
 }

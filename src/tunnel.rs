@@ -21,6 +21,13 @@ pub struct Totals {
     pub upstream_to_client: u64,
 }
 
+/// Which way bytes moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    ToUpstream,
+    ToClient,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
     /// Both sides closed their sending direction.
@@ -32,13 +39,15 @@ pub enum End {
 }
 
 /// Relays until both directions are done, one fails, or the relay idles out.
-/// `client_early` / `upstream_early` are bytes already read from each side.
+/// `client_early` / `upstream_early` are bytes already read from each side; `on_bytes`
+/// hears of every write as it happens, for live statistics.
 pub async fn relay(
     client: &mut TcpStream,
     client_early: Bytes,
     upstream: &mut TcpStream,
     upstream_early: Bytes,
     idle: Duration,
+    on_bytes: &(dyn Fn(Direction, u64) + Sync),
 ) -> (Totals, End) {
     let start = Instant::now();
     let last_activity = AtomicU64::new(0);
@@ -50,17 +59,13 @@ pub async fn relay(
         &mut client_read,
         &mut upstream_write,
         client_early,
-        &up,
-        &last_activity,
-        start,
+        Meter::new(Direction::ToUpstream, &up, &last_activity, start, on_bytes),
     );
     let to_client = pump(
         &mut upstream_read,
         &mut client_write,
         upstream_early,
-        &down,
-        &last_activity,
-        start,
+        Meter::new(Direction::ToClient, &down, &last_activity, start, on_bytes),
     );
     tokio::pin!(to_upstream, to_client);
     let (mut up_done, mut down_done) = (false, false);
@@ -87,21 +92,48 @@ pub async fn relay(
     (totals, end)
 }
 
-async fn pump<R, W>(
-    from: &mut R,
-    to: &mut W,
-    early: Bytes,
-    counter: &AtomicU64,
-    last_activity: &AtomicU64,
+/// Counts one direction's bytes and notes the time of the last movement.
+struct Meter<'a> {
+    direction: Direction,
+    total: &'a AtomicU64,
+    last_activity: &'a AtomicU64,
     start: Instant,
-) -> std::io::Result<()>
+    on_bytes: &'a (dyn Fn(Direction, u64) + Sync),
+}
+
+impl<'a> Meter<'a> {
+    fn new(
+        direction: Direction,
+        total: &'a AtomicU64,
+        last_activity: &'a AtomicU64,
+        start: Instant,
+        on_bytes: &'a (dyn Fn(Direction, u64) + Sync),
+    ) -> Meter<'a> {
+        Meter {
+            direction,
+            total,
+            last_activity,
+            start,
+            on_bytes,
+        }
+    }
+
+    fn moved(&self, bytes: usize) {
+        self.total.fetch_add(bytes as u64, Ordering::Relaxed);
+        (self.on_bytes)(self.direction, bytes as u64);
+        let now = self.start.elapsed().as_millis() as u64;
+        self.last_activity.store(now, Ordering::Relaxed);
+    }
+}
+
+async fn pump<R, W>(from: &mut R, to: &mut W, early: Bytes, meter: Meter<'_>) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     if !early.is_empty() {
         to.write_all(&early).await?;
-        counter.fetch_add(early.len() as u64, Ordering::Relaxed);
+        meter.moved(early.len());
     }
     let mut buf = vec![0u8; TUNNEL_CHUNK];
     loop {
@@ -111,8 +143,7 @@ where
             return to.shutdown().await;
         }
         to.write_all(&buf[..n]).await?;
-        counter.fetch_add(n as u64, Ordering::Relaxed);
-        last_activity.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        meter.moved(n);
     }
 }
 

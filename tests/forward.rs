@@ -386,12 +386,7 @@ async fn ipv6_listener_and_origin() {
     });
     let proxy_listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
     let addr = proxy_listener.local_addr().unwrap();
-    let config = proxy_server::config::Config::with_listen(addr);
-    tokio::spawn(proxy_server::server::run(
-        proxy_listener,
-        config,
-        std::future::pending(),
-    ));
+    let _proxy = Proxy::serve(proxy_listener, local_config(addr, |_| {})).await;
     let (code, body, err) = curl(&[
         "-x",
         &format!("http://{addr}"),

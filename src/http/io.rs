@@ -21,6 +21,8 @@ pub struct Reader<R> {
     io: R,
     buf: BytesMut,
     side: Side,
+    /// Bytes read from `io` so far.
+    read: u64,
 }
 
 impl<R: AsyncRead + Unpin> Reader<R> {
@@ -29,6 +31,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             io,
             buf: BytesMut::new(),
             side,
+            read: 0,
         }
     }
 
@@ -62,7 +65,19 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
             self.buf.reserve(READ_CHUNK);
         }
-        self.io.read_buf(&mut self.buf).await
+        let n = self.io.read_buf(&mut self.buf).await?;
+        self.read += n as u64;
+        Ok(n)
+    }
+
+    /// Bytes read from the stream so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.read
+    }
+
+    /// Bytes read and already handed on (read minus still buffered).
+    pub fn consumed(&self) -> u64 {
+        self.read - self.buf.len() as u64
     }
 
     /// [`fill`](Self::fill) with a deadline, mapping failures to this side's error.

@@ -194,16 +194,29 @@ impl Proxy {
         Proxy::start_with(|_| {}).await
     }
 
-    /// Starts the proxy with defaults adjusted by `adjust`.
+    /// Starts the proxy with defaults adjusted by `adjust`. The origins of these tests
+    /// live on loopback, so local targets and every CONNECT port are allowed unless
+    /// `adjust` says otherwise.
     pub async fn start_with(adjust: impl FnOnce(&mut proxy_server::config::Config)) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut config = proxy_server::config::Config::with_listen(addr);
-        adjust(&mut config);
+        let config = local_config(addr, adjust);
+        Proxy::serve(listener, config).await
+    }
+
+    /// Serves on `listener` with exactly `config`.
+    pub async fn serve(listener: TcpListener, config: proxy_server::config::Config) -> Proxy {
+        let addr = listener.local_addr().unwrap();
+        let services = proxy_server::context::Services::load(&config).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let done = tokio::spawn(proxy_server::server::run(listener, config, async {
-            let _ = stopped.await;
-        }));
+        let done = tokio::spawn(proxy_server::server::run(
+            listener,
+            config,
+            services,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Proxy {
             addr,
             stop: Some(stop),
@@ -242,6 +255,21 @@ impl Proxy {
     }
 }
 
+/// The default config for `addr`, opened up for loopback origins, then adjusted.
+pub fn local_config(
+    addr: SocketAddr,
+    adjust: impl FnOnce(&mut proxy_server::config::Config),
+) -> proxy_server::config::Config {
+    let mut config = proxy_server::config::Config::with_listen(addr);
+    config.access.allow_local_targets = true;
+    config.access.connect_ports = "1-65535".parse().unwrap();
+    adjust(&mut config);
+    config
+}
+
+/// Flags that open the binary up for loopback origins, as `local_config` does.
+pub const LOCAL: [&str; 3] = ["--allow-local-targets", "--connect-ports", "1-65535"];
+
 /// Sends `request` on a fresh connection and reads until the proxy closes it.
 pub async fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     let mut stream = within(TcpStream::connect(addr)).await.unwrap();
@@ -256,17 +284,26 @@ pub async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
     out
 }
 
-/// Reads one response with a Content-Length body (or none) off a kept-alive connection.
-pub async fn read_response(stream: &mut TcpStream) -> Vec<u8> {
+/// Reads a message head (through the blank line) byte by byte, so nothing after it is consumed.
+pub async fn read_head(stream: &mut TcpStream) -> Vec<u8> {
     within(async {
         let mut out = Vec::new();
         let mut byte = [0u8; 1];
         while !out.ends_with(b"\r\n\r\n") {
             if stream.read(&mut byte).await.unwrap() == 0 {
-                return out;
+                break;
             }
             out.push(byte[0]);
         }
+        out
+    })
+    .await
+}
+
+/// Reads one message with a Content-Length body (or none) off a kept-alive connection.
+pub async fn read_response(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = read_head(stream).await;
+    within(async {
         let head = String::from_utf8_lossy(&out).to_ascii_lowercase();
         let length = head
             .split("\r\n")
@@ -294,13 +331,25 @@ pub fn status(response: &[u8]) -> u16 {
 pub struct ProxyProcess {
     pub addr: SocketAddr,
     pub child: tokio::process::Child,
+    /// Where its logs go: a fresh temporary folder unless `args` name one.
+    pub log_dir: std::path::PathBuf,
 }
 
 impl ProxyProcess {
     pub async fn start(args: &[&str]) -> ProxyProcess {
+        let log_dir = match args.iter().position(|a| *a == "--log-dir") {
+            Some(i) => std::path::PathBuf::from(args[i + 1]),
+            None => temp_dir("logs"),
+        };
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_proxy-server"))
-            .args(["--port", "0"])
-            .args(args)
+            .args(["--port", "0", "--log-dir"])
+            .arg(&log_dir)
+            .args(
+                args.iter()
+                    .enumerate()
+                    .filter(|(i, a)| **a != "--log-dir" && (*i == 0 || args[i - 1] != "--log-dir"))
+                    .map(|(_, a)| a),
+            )
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -319,7 +368,25 @@ impl ProxyProcess {
         .await;
         // Keep draining diagnostics so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        ProxyProcess { addr, child }
+        ProxyProcess {
+            addr,
+            child,
+            log_dir,
+        }
+    }
+
+    /// Stops the process with SIGTERM and waits for it; returns its exit code.
+    pub async fn stop(&mut self) -> Option<i32> {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        within(self.child.wait()).await.ok()?.code()
+    }
+
+    /// The access log's lines (complete once the process has stopped).
+    pub fn access_log(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(self.log_dir.join("access.log")).unwrap_or_default();
+        text.lines().map(str::to_string).collect()
     }
 
     pub fn pid(&self) -> u32 {
@@ -335,6 +402,16 @@ impl ProxyProcess {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
     }
+}
+
+/// A new empty folder under the system temp dir, unique to this process and call.
+pub fn temp_dir(label: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("proxy-test-{}-{label}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// Runs curl with `args` and returns (exit status, stdout, stderr).

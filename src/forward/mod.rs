@@ -1,19 +1,29 @@
-//! Forwarding one plain-HTTP request: an origin connection from the pool or a fresh
-//! one, the rewritten head and the streamed request body out, interim responses
-//! through, then the response head and body back. Upgrades (101) become a relay. An
-//! origin connection goes back to the pool only after a complete exchange.
+//! Forwarding one plain-HTTP request: the cache's say first (a hit is served without the
+//! origin), then an origin connection from the pool or a fresh one, the rewritten head
+//! and the streamed request body out, interim responses through, then the response head
+//! and body back (copied into the cache when it may be stored). Upgrades (101) become a
+//! relay. An origin connection goes back to the pool only after a complete exchange.
 
+mod cached;
+
+use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::time::SystemTime;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use crate::cache::{self, Filler, Hit, Timing};
 use crate::context::{Context, Exchange};
 use crate::error::{ProxyError, Side};
 use crate::http::body::{self, Relay};
 use crate::http::rewrite::{self, ClientFraming};
-use crate::http::{BodyLength, Reader, RequestHead, ResponseHead, Target, Version, framing};
+use crate::http::{
+    BodyLength, Headers, Reader, RequestHead, ResponseHead, Target, Version, framing,
+};
+use crate::logging::CacheResult;
 use crate::{tunnel, upstream};
+use cached::Decision;
 
 /// What the client connection does after an exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +45,53 @@ pub async fn forward(
     exchange: &mut Exchange,
 ) -> Result<Next, ProxyError> {
     let length = framing::request_body(head.version, &head.headers)?;
+    let plan = match cached::decide(ctx.cache.as_ref(), head, length, &ctx.stats).await {
+        Decision::Bypass => None,
+        Decision::Hit(hit) => return serve_hit(ctx, client, head, &hit, exchange).await,
+        Decision::NotCached => return Err(ProxyError::NotCached),
+        Decision::Fetch(plan) => Some(plan),
+    };
+    let sent: Cow<RequestHead> = match plan.as_ref().and_then(|p| p.revalidation_headers(head)) {
+        Some(headers) => Cow::Owned(RequestHead {
+            headers,
+            ..head.clone()
+        }),
+        None => Cow::Borrowed(head),
+    };
+    let request_time = SystemTime::now();
+    let (response, origin) = fetch(ctx, client, &sent, length, exchange).await?;
+    let timing = Timing {
+        request_time,
+        response_time: SystemTime::now(),
+    };
+    if response.status == 101 {
+        return upgrade(ctx, client, head, &response, origin, exchange).await;
+    }
+    let filler = match plan.map(|p| p.on_response(&response, timing, &ctx.stats)) {
+        None => None,
+        Some(cached::Outcome::Forward(filler)) => {
+            exchange.cache = CacheResult::Miss;
+            filler
+        }
+        Some(cached::Outcome::Refreshed(hit)) => {
+            let hit = hit.ok_or(ProxyError::BadResponse(
+                "304 does not match the stored response",
+            ))?;
+            release(ctx, head, origin, &response, BodyLength::Empty);
+            return serve_hit(ctx, client, head, &hit, exchange).await;
+        }
+    };
+    respond(ctx, client, head, &response, origin, exchange, filler).await
+}
+
+/// Sends the request on a pooled or fresh connection and reads the final response head.
+async fn fetch(
+    ctx: &Context,
+    client: &mut Reader<TcpStream>,
+    head: &RequestHead,
+    length: BodyLength,
+    exchange: &mut Exchange,
+) -> Result<(ResponseHead, Origin), ProxyError> {
     let Target::Absolute { host, port, .. } = &head.target else {
         return Err(ProxyError::BadRequest("not an absolute-form request"));
     };
@@ -53,10 +110,7 @@ pub async fn forward(
         }
         other => other?,
     };
-    if response.status == 101 {
-        return upgrade(ctx, client, head, &response, origin, exchange).await;
-    }
-    respond(ctx, client, head, &response, origin, exchange).await
+    Ok((response, origin))
 }
 
 fn retryable(head: &RequestHead, length: BodyLength) -> bool {
@@ -71,7 +125,12 @@ async fn acquire(
     local: Option<SocketAddr>,
     pooled: bool,
 ) -> Result<Origin, ProxyError> {
-    if let Some((stream, peer)) = pooled.then(|| ctx.pool.take(host, port)).flatten() {
+    // A pooled connection was checked when it was opened; the rules may have changed
+    // since (SIGHUP), so its address is checked again.
+    let pooled = pooled.then(|| ctx.pool.take(host, port)).flatten();
+    if let Some((stream, peer)) =
+        pooled.filter(|(_, peer)| ctx.check_destination(&[*peer], local).is_ok())
+    {
         return Ok(Origin {
             reader: Reader::new(stream, Side::Upstream),
             peer,
@@ -99,18 +158,15 @@ async fn exchange_head(
     exchange: &mut Exchange,
 ) -> Result<ResponseHead, ProxyError> {
     let request = rewrite::origin_request(head, length, &ctx.config.via_name);
-    let prefix = request.len() as u64;
     if length != BodyLength::Empty
         && head.version == Version::Http11
         && head.headers.has_token("expect", "100-continue")
     {
         // The proxy answers the expectation itself once the origin is reachable (RFC 9110
         // §10.1.1), so the client's body waits until there is somewhere to send it.
-        client
-            .get_mut()
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .await
-            .map_err(|e| ProxyError::Io(Side::Client, e))?;
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+        write_client(client, interim).await?;
+        exchange.bytes_to_client += interim.len() as u64;
     }
     let relay = Relay {
         read_timeout: ctx.config.timeouts.idle,
@@ -127,12 +183,12 @@ async fn exchange_head(
     )
     .await
     .map_err(|e| match e {
-        ProxyError::Io(Side::Upstream, _) if exchange.bytes_from_client == 0 => {
+        ProxyError::Io(Side::Upstream, _) if exchange.bytes_to_origin == 0 => {
             ProxyError::UpstreamClosed
         }
         other => other,
     })?;
-    exchange.bytes_from_client += sent.saturating_sub(prefix);
+    exchange.bytes_to_origin += sent;
     loop {
         let response = tokio::time::timeout(
             ctx.config.timeouts.response,
@@ -146,13 +202,23 @@ async fn exchange_head(
         if head.version == Version::Http11 {
             let mut interim = Vec::new();
             response.write_to(&mut interim);
-            client
-                .get_mut()
-                .write_all(&interim)
-                .await
-                .map_err(|e| ProxyError::Io(Side::Client, e))?;
+            write_client(client, &interim).await?;
+            exchange.bytes_to_client += interim.len() as u64;
         }
     }
+}
+
+async fn write_client(client: &mut Reader<TcpStream>, bytes: &[u8]) -> Result<(), ProxyError> {
+    client
+        .get_mut()
+        .write_all(bytes)
+        .await
+        .map_err(|e| ProxyError::Io(Side::Client, e))
+}
+
+/// Whether the client connection stays open after this response.
+fn client_keep_alive(ctx: &Context, head: &RequestHead, length: BodyLength) -> bool {
+    rewrite::client_keep_alive(head) && length != BodyLength::UntilClose && !ctx.shutting_down()
 }
 
 async fn respond(
@@ -162,6 +228,7 @@ async fn respond(
     response: &ResponseHead,
     mut origin: Origin,
     exchange: &mut Exchange,
+    mut filler: Option<Box<Filler>>,
 ) -> Result<Next, ProxyError> {
     let length = framing::response_body(&head.method, response.status, &response.headers)?;
     let dechunk = length == BodyLength::Chunked && head.version == Version::Http10;
@@ -170,16 +237,21 @@ async fn respond(
     } else {
         length
     };
-    let keep_alive = rewrite::client_keep_alive(head)
-        && client_length != BodyLength::UntilClose
-        && !ctx.shutting_down();
+    let keep_alive = client_keep_alive(ctx, head, client_length);
     let framing = ClientFraming {
         length: client_length,
         keep_alive,
         client_version: head.version,
         keep_content_length: head.is_method("HEAD") || response.status == 304,
     };
-    let out = rewrite::client_response(response, framing, &ctx.config.via_name);
+    let out = match exchange.cache {
+        CacheResult::Miss => {
+            let mut marked = response.clone();
+            marked.headers.push(cache::miss_field());
+            rewrite::client_response(&marked, framing, &ctx.config.via_name)
+        }
+        _ => rewrite::client_response(response, framing, &ctx.config.via_name),
+    };
     exchange.status = response.status;
     exchange.response_started = true;
     let relay = Relay {
@@ -187,25 +259,72 @@ async fn respond(
         dst_side: Side::Client,
         dechunk,
     };
+    let mut tee = |chunk: &[u8]| {
+        if let Some(filler) = filler.as_mut() {
+            filler.push(chunk);
+        }
+    };
     let written = body::relay_body_with(
         &mut origin.reader,
         client.get_mut(),
         length,
         relay,
         out,
-        &mut |_: &[u8]| {},
+        &mut tee,
     )
     .await;
+    exchange.bytes_from_origin += origin.reader.bytes_read();
     exchange.bytes_to_client += written?;
+    // Only a body that arrived whole is stored (a broken one returned above).
+    cached::finish(filler, ctx.cache.as_ref(), &ctx.stats);
+    release(ctx, head, origin, response, length);
+    Ok(if keep_alive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    })
+}
+
+/// Pools the origin connection if the exchange left it clean and reusable.
+fn release(
+    ctx: &Context,
+    head: &RequestHead,
+    origin: Origin,
+    response: &ResponseHead,
+    length: BodyLength,
+) {
     let reusable = rewrite::origin_keep_alive(response)
         && length != BodyLength::UntilClose
         && origin.reader.buffered().is_empty();
-    if reusable {
+    if let (true, Target::Absolute { host, port, .. }) = (reusable, &head.target) {
         let (stream, _) = origin.reader.into_parts();
-        if let Target::Absolute { host, port, .. } = &head.target {
-            ctx.pool.put(host, *port, stream, origin.peer);
-        }
+        ctx.pool.put(host, *port, stream, origin.peer);
     }
+}
+
+/// Answers from the cache.
+async fn serve_hit(
+    ctx: &Context,
+    client: &mut Reader<TcpStream>,
+    head: &RequestHead,
+    hit: &Hit,
+    exchange: &mut Exchange,
+) -> Result<Next, ProxyError> {
+    let keep_alive = client_keep_alive(ctx, head, BodyLength::Empty);
+    let mut extra = Headers::new();
+    extra.append("Via", format!("1.1 {}", ctx.config.via_name));
+    if !keep_alive {
+        extra.append("Connection", "close");
+    } else if head.version == Version::Http10 {
+        extra.append("Connection", "keep-alive");
+    }
+    let mut out = hit.render_head(&extra);
+    out.extend_from_slice(&hit.body());
+    exchange.status = hit.status();
+    exchange.cache = CacheResult::Hit;
+    exchange.response_started = true;
+    write_client(client, &out).await?;
+    exchange.bytes_to_client += out.len() as u64;
     Ok(if keep_alive {
         Next::KeepAlive
     } else {
@@ -234,23 +353,30 @@ async fn upgrade(
     let out = rewrite::client_response(response, framing, &ctx.config.via_name);
     exchange.status = 101;
     exchange.response_started = true;
-    client
-        .get_mut()
-        .write_all(&out)
-        .await
-        .map_err(|e| ProxyError::Io(Side::Client, e))?;
+    write_client(client, &out).await?;
     exchange.bytes_to_client += out.len() as u64;
+    exchange.bytes_from_origin += origin.reader.consumed();
+    ctx.stats.add_bytes_from_client(exchange.bytes_from_client);
+    ctx.stats.add_bytes_to_client(exchange.bytes_to_client);
+    ctx.stats.add_bytes_from_origin(exchange.bytes_from_origin);
+    ctx.stats.add_bytes_to_origin(exchange.bytes_to_origin);
+    exchange.relayed = true;
     let early_client = client.take(usize::MAX);
     let (mut stream, early_origin) = origin.reader.into_parts();
+    let count = |direction, bytes| ctx.count_relayed(direction, bytes);
+    let idle = ctx.config.timeouts.idle;
     let (totals, _) = tunnel::relay(
         client.get_mut(),
         early_client,
         &mut stream,
         early_origin,
-        ctx.config.timeouts.idle,
+        idle,
+        &count,
     )
     .await;
     exchange.bytes_from_client += totals.client_to_upstream;
+    exchange.bytes_to_origin += totals.client_to_upstream;
+    exchange.bytes_from_origin += totals.upstream_to_client;
     exchange.bytes_to_client += totals.upstream_to_client;
     Ok(Next::Close)
 }

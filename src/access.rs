@@ -1,0 +1,185 @@
+//! The access-control flags and the live state built from them: the ACL [`Policy`]
+//! and the [`Authenticator`], held together behind one atomic pointer so a request
+//! sees one consistent version and `SIGHUP` can swap in freshly read files without
+//! disturbing connections in flight. A reload that fails leaves the old state in force.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use ipnet::IpNet;
+
+use crate::acl::{self, DEFAULT_CONNECT_PORTS, Policy, PortSet, Rules, parse_client_net};
+use crate::auth::{Authenticator, load_users};
+use crate::files::FileErrors;
+
+/// Flags for authentication and the ACL; the main `Cli` flattens them.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct AccessArgs {
+    /// Require Basic proxy authentication against this users file: one
+    /// `user:password` per line, the password in clear text or a bcrypt hash as
+    /// written by `htpasswd -nbB user password`. Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+
+    /// Refuse destinations listed in this rules file: `example.com`, `*.ads.com`
+    /// (subdomains), `10.0.0.0/8`, `fd00::/8`, bare addresses and hosts-file lines
+    /// (`0.0.0.0 tracker.com`). Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub blacklist: Option<PathBuf>,
+
+    /// Allow destinations on loopback (127.0.0.0/8, ::1), link-local
+    /// (169.254.0.0/16, fe80::/10) and unspecified addresses, which are refused by
+    /// default. Rules in the --blacklist file still apply.
+    #[arg(long)]
+    pub allow_local_targets: bool,
+
+    /// Ports CONNECT may reach: a comma-separated list of ports and ranges, e.g.
+    /// `443,8443,1024-65535`.
+    #[arg(long, value_name = "LIST", default_value = DEFAULT_CONNECT_PORTS)]
+    pub connect_ports: PortSet,
+
+    /// Only clients from these networks may use the proxy: comma-separated CIDR
+    /// networks or addresses. Default: any client.
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',', value_parser = parse_client_net)]
+    pub allow_clients: Option<Vec<IpNet>>,
+}
+
+/// One consistent version of the access state.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub policy: Arc<Policy>,
+    /// `None` when no `--auth-file` was given: authentication is off.
+    pub authenticator: Option<Arc<Authenticator>>,
+}
+
+/// A cheap, cloneable handle on the current access state.
+#[derive(Debug, Clone)]
+pub struct AccessControl {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    args: AccessArgs,
+    current: ArcSwap<Snapshot>,
+}
+
+impl AccessControl {
+    /// Reads the files the flags name. Errors from both files are reported together.
+    pub fn load(args: &AccessArgs) -> Result<AccessControl, FileErrors> {
+        let snapshot = read_files(args)?;
+        Ok(AccessControl {
+            inner: Arc::new(Inner {
+                args: args.clone(),
+                current: ArcSwap::from_pointee(snapshot),
+            }),
+        })
+    }
+
+    /// The current policy and authenticator together, for one request.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.inner.current.load_full()
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.inner.current.load().policy)
+    }
+
+    pub fn authenticator(&self) -> Option<Arc<Authenticator>> {
+        self.inner.current.load().authenticator.clone()
+    }
+
+    pub fn auth_required(&self) -> bool {
+        self.inner.args.auth_file.is_some()
+    }
+
+    /// Re-reads both files and swaps them in together. If either fails, nothing
+    /// changes and the errors are returned.
+    pub fn reload(&self) -> Result<(), FileErrors> {
+        let snapshot = read_files(&self.inner.args)?;
+        self.inner.current.store(Arc::new(snapshot));
+        Ok(())
+    }
+
+    /// [`AccessControl::reload`], logging the outcome with every `file:line` error.
+    pub fn reload_and_log(&self) -> bool {
+        match self.reload() {
+            Ok(()) => {
+                let snapshot = self.snapshot();
+                let (names, wildcards, networks) = snapshot.policy.rules.counts();
+                let users = snapshot
+                    .authenticator
+                    .as_ref()
+                    .map_or(0, |a| a.user_count());
+                tracing::info!(names, wildcards, networks, users, "access files reloaded");
+                true
+            }
+            Err(errors) => {
+                for error in &errors.0 {
+                    tracing::error!(%error, "reload failed; keeping the previous access files");
+                }
+                false
+            }
+        }
+    }
+}
+
+fn read_files(args: &AccessArgs) -> Result<Snapshot, FileErrors> {
+    let rules = args.blacklist.as_deref().map(acl::load).transpose();
+    let users = args.auth_file.as_deref().map(load_users).transpose();
+    match (rules, users) {
+        (Ok(rules), Ok(users)) => Ok(Snapshot {
+            policy: Arc::new(Policy {
+                rules: rules.unwrap_or_else(Rules::default),
+                allow_local_targets: args.allow_local_targets,
+                connect_ports: args.connect_ports.clone(),
+                allow_clients: args.allow_clients.clone(),
+            }),
+            authenticator: users.map(|u| Arc::new(Authenticator::new(u))),
+        }),
+        (rules, users) => {
+            let mut errors = rules.err().map(|e| e.0).unwrap_or_default();
+            errors.extend(users.err().map(|e| e.0).unwrap_or_default());
+            Err(FileErrors(errors))
+        }
+    }
+}
+
+/// Warns loudly when the proxy listens beyond loopback with neither authentication
+/// nor a client allow list: anyone who can reach it can use it. Returns whether it warned.
+pub fn warn_if_open_proxy(bind: IpAddr, args: &AccessArgs) -> bool {
+    let open = !acl::canonical_ip(bind).is_loopback()
+        && args.auth_file.is_none()
+        && args.allow_clients.is_none();
+    if open {
+        tracing::warn!(
+            %bind,
+            "OPEN PROXY: listening on a non-loopback address with neither --auth-file nor \
+             --allow-clients; anyone who can reach this port can relay traffic through it"
+        );
+    }
+    open
+}
+
+/// Re-reads the access files on every `SIGHUP` until the signal stream ends.
+/// Spawn it once at startup.
+pub async fn reload_on_sighup(access: AccessControl) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; access files will not be reloaded");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading access files");
+        access.reload_and_log();
+    }
+}
+
+#[cfg(test)]
+#[path = "access_tests.rs"]
+mod tests;

@@ -1,0 +1,167 @@
+//! The access decisions the connection path asks for, in the order it asks them:
+//! may this client use the proxy, may it name this host, may CONNECT reach this port,
+//! and — after DNS — may the proxy connect to these addresses. Each answer is
+//! `Ok(())` or a [`Denial`] that becomes a `403` (RFC 9110 §15.5.4).
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
+
+use super::host::{Host, canonical_ip, normalise};
+use super::ports::PortSet;
+use super::rules::Rules;
+
+/// Everything the access checks need, frozen together so one request sees one version.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub rules: Rules,
+    /// When false (the default), destinations on loopback, link-local or unspecified
+    /// addresses are refused: they reach the proxy host itself or a cloud metadata
+    /// service (169.254.169.254), the classic SSRF targets.
+    pub allow_local_targets: bool,
+    pub connect_ports: PortSet,
+    /// Clients allowed to use the proxy; `None` means any.
+    pub allow_clients: Option<Vec<IpNet>>,
+}
+
+/// Why a request was refused. `Display` is the one-line reason for the `403` body,
+/// lower-case and without a final period so it fits `Forbidden: {reason}.`;
+/// [`Denial::brief`] is the label for logs and statistics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// The client address is outside `--allow-clients`.
+    ClientNotAllowed(IpAddr),
+    /// The host name matches a name rule.
+    BlockedHost,
+    /// The destination (literal or resolved) lies in a CIDR rule.
+    BlockedAddress(IpAddr),
+    /// The destination is loopback, link-local or unspecified.
+    LocalTarget(IpAddr),
+    /// CONNECT to a port outside `--connect-ports`.
+    ConnectPort(u16),
+}
+
+impl Denial {
+    pub fn brief(&self) -> &'static str {
+        match self {
+            Denial::ClientNotAllowed(_) => "client-not-allowed",
+            Denial::BlockedHost => "blocked-host",
+            Denial::BlockedAddress(_) => "blocked-address",
+            Denial::LocalTarget(_) => "local-target",
+            Denial::ConnectPort(_) => "connect-port",
+        }
+    }
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Denial::ClientNotAllowed(_) => {
+                f.write_str("your address is not allowed to use this proxy")
+            }
+            Denial::BlockedHost | Denial::BlockedAddress(_) => {
+                f.write_str("this destination is blocked by the proxy's access list")
+            }
+            Denial::LocalTarget(_) => f.write_str(
+                "this destination is a loopback, link-local or unspecified address; \
+                 the proxy refuses those unless started with --allow-local-targets",
+            ),
+            Denial::ConnectPort(port) => write!(
+                f,
+                "CONNECT to port {port} is not allowed; the allowed ports are set with --connect-ports"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Denial {}
+
+impl Policy {
+    /// A policy with the given rules and every other setting at its safe default.
+    pub fn with_rules(rules: Rules) -> Policy {
+        Policy {
+            rules,
+            ..Policy::default()
+        }
+    }
+
+    pub fn check_client(&self, client: IpAddr) -> Result<(), Denial> {
+        let Some(allowed) = &self.allow_clients else {
+            return Ok(());
+        };
+        // A dual-stack listener reports IPv4 clients as `::ffff:a.b.c.d`.
+        let client = canonical_ip(client);
+        if allowed.iter().any(|net| net.contains(&client)) {
+            Ok(())
+        } else {
+            Err(Denial::ClientNotAllowed(client))
+        }
+    }
+
+    /// The request target's host as the client wrote it (any case, trailing dot,
+    /// `:port`, `[v6]`). Names meet the name rules; address literals meet the
+    /// address checks right away. Names that resolve to blocked addresses are caught
+    /// later by [`Policy::check_addrs`].
+    pub fn check_host(&self, host: &str) -> Result<(), Denial> {
+        match normalise(host) {
+            Host::Ip(ip) => self.check_addr(ip),
+            Host::Name(name) if self.rules.blocks_name(&name) => Err(Denial::BlockedHost),
+            Host::Name(_) => Ok(()),
+        }
+    }
+
+    pub fn check_connect_port(&self, port: u16) -> Result<(), Denial> {
+        if self.connect_ports.contains(port) {
+            Ok(())
+        } else {
+            Err(Denial::ConnectPort(port))
+        }
+    }
+
+    /// Every address the destination resolved to. One bad address refuses the lot:
+    /// the proxy must connect only to addresses it checked, and a name with one
+    /// internal address among public ones is exactly what a rebinding attack looks like.
+    pub fn check_addrs(&self, addrs: &[SocketAddr]) -> Result<(), Denial> {
+        addrs.iter().try_for_each(|a| self.check_addr(a.ip()))
+    }
+
+    /// One destination address against the CIDR rules and the local-target rule.
+    pub fn check_addr(&self, ip: IpAddr) -> Result<(), Denial> {
+        let ip = canonical_ip(ip);
+        if self.rules.blocks_addr(ip) {
+            return Err(Denial::BlockedAddress(ip));
+        }
+        if !self.allow_local_targets && is_local(ip) {
+            return Err(Denial::LocalTarget(ip));
+        }
+        Ok(())
+    }
+}
+
+/// Loopback (`127.0.0.0/8`, `::1`), link-local (`169.254.0.0/16`, `fe80::/10`) and
+/// unspecified addresses. All of `0.0.0.0/8` counts: RFC 1122 §3.2.1.3 reserves it
+/// for "this host on this network", and Linux connects `0.0.0.0` to the local host.
+pub fn is_local(ip: IpAddr) -> bool {
+    match canonical_ip(ip) {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local() || v4.octets()[0] == 0,
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// One `--allow-clients` element: a CIDR network or a bare address (one host).
+pub fn parse_client_net(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(IpNet::from(canonical_ip(ip)));
+    }
+    text.parse::<IpNet>()
+        .map(|net| net.trunc())
+        .map_err(|_| format!("{text:?} is neither an address nor a CIDR network"))
+}
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod tests;

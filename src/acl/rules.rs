@@ -1,0 +1,224 @@
+//! The blacklist file: reading its lines into rules and freezing them into lookup
+//! structures (two hash sets of names, a [`NetSet`] of networks). Matching a name
+//! costs one hash lookup per label; matching an address one binary search.
+//! This module decides only what is listed; what to do about it is [`super::Policy`]'s.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::path::Path;
+
+use ipnet::IpNet;
+
+use super::host::{canonical_ip, name_problem};
+use super::netset::NetSet;
+use crate::files::{FileErrors, LineError, content_lines};
+
+/// Names that hosts files carry for the machine itself (Debian's and macOS's
+/// `/etc/hosts`, and the header of most public blocklists). In hosts-file form they
+/// are skipped, not blocked: loopback is already refused unless
+/// `--allow-local-targets` is given, and blocking `localhost` by name would make
+/// that flag useless as soon as a public list is loaded.
+pub const HOSTS_FILE_SELF_NAMES: &[&str] = &[
+    "localhost",
+    "localhost.localdomain",
+    "local",
+    "broadcasthost",
+    "ip6-localhost",
+    "ip6-loopback",
+    "ip6-localnet",
+    "ip6-mcastprefix",
+    "ip6-allnodes",
+    "ip6-allrouters",
+    "ip6-allhosts",
+    "0.0.0.0",
+];
+
+/// The frozen rule set. Cheap to query, never mutated after [`parse`].
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    /// `example.com`: that host only.
+    exact: HashSet<Box<str>>,
+    /// `*.ads.com` is stored as `ads.com`: any host with it as a proper suffix.
+    wildcard: HashSet<Box<str>>,
+    nets: NetSet,
+}
+
+impl Rules {
+    /// Whether a canonical (lower-case, no trailing dot) host name is listed, exactly
+    /// or under a wildcard. `*.ads.com` matches `x.ads.com` and `a.b.ads.com`, but
+    /// neither `ads.com` nor `notads.com`: only suffixes that start after a dot are tried.
+    pub fn blocks_name(&self, name: &str) -> bool {
+        if self.exact.contains(name) {
+            return true;
+        }
+        if self.wildcard.is_empty() {
+            return false;
+        }
+        let mut rest = name;
+        while let Some(dot) = rest.find('.') {
+            rest = &rest[dot + 1..];
+            if self.wildcard.contains(rest) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Whether an address (IPv4-mapped counted as IPv4) lies in a listed network.
+    pub fn blocks_addr(&self, ip: IpAddr) -> bool {
+        self.nets.contains(ip)
+    }
+
+    /// `(exact names, wildcard domains, networks)`, for the startup and reload log.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.exact.len(),
+            self.wildcard.len(),
+            self.nets.rule_count(),
+        )
+    }
+}
+
+/// One rule as read from a line, before freezing.
+#[derive(Debug, PartialEq, Eq)]
+enum Rule {
+    Exact(String),
+    Wildcard(String),
+    Net(IpNet),
+}
+
+/// Reads a blacklist file's text. `file` names it in error messages. Every bad line
+/// is reported, each as `file:line: reason`.
+pub fn parse(text: &str, file: &str) -> Result<Rules, FileErrors> {
+    let mut exact = HashSet::new();
+    let mut wildcard = HashSet::new();
+    let mut nets = Vec::new();
+    let mut errors = Vec::new();
+    for (line, content) in content_lines(text) {
+        match parse_line(content) {
+            Ok(rules) => {
+                for rule in rules {
+                    match rule {
+                        Rule::Exact(name) => exact.insert(name.into_boxed_str()),
+                        Rule::Wildcard(name) => wildcard.insert(name.into_boxed_str()),
+                        Rule::Net(net) => {
+                            nets.push(net);
+                            true
+                        }
+                    };
+                }
+            }
+            Err(reason) => errors.push(LineError {
+                file: file.to_string(),
+                line,
+                reason,
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(FileErrors(errors));
+    }
+    exact.shrink_to_fit();
+    wildcard.shrink_to_fit();
+    Ok(Rules {
+        exact,
+        wildcard,
+        nets: NetSet::build(&nets),
+    })
+}
+
+/// Reads and parses a blacklist file. An unreadable file is one error on line 0.
+pub fn load(path: &Path) -> Result<Rules, FileErrors> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, &file),
+        Err(e) => Err(FileErrors(vec![LineError {
+            file,
+            line: 0,
+            reason: format!("cannot read rules file: {e}"),
+        }])),
+    }
+}
+
+/// One content line: a single rule, or a hosts-file line `ADDRESS NAME…` whose
+/// names become exact rules (the address is ignored).
+fn parse_line(content: &str) -> Result<Vec<Rule>, String> {
+    // A rule never contains `#`, so everything from the first one is a comment.
+    let content = content.split('#').next().unwrap_or_default();
+    let mut fields = content.split_whitespace();
+    let Some(first) = fields.next() else {
+        return Ok(Vec::new());
+    };
+    let names: Vec<&str> = fields.collect();
+    if names.is_empty() {
+        return parse_rule(first).map(|rule| vec![rule]);
+    }
+    if first.parse::<IpAddr>().is_err() {
+        return Err(format!(
+            "expected one rule per line, found {} fields (hosts-file lines start with an address)",
+            names.len() + 1
+        ));
+    }
+    names
+        .into_iter()
+        .filter(|name| !HOSTS_FILE_SELF_NAMES.contains(&name.to_ascii_lowercase().as_str()))
+        .map(|name| match exact_name(name)? {
+            Rule::Exact(n) => Ok(Rule::Exact(n)),
+            _ => Err(format!("hosts-file entry {name:?} is not a host name")),
+        })
+        .collect()
+}
+
+fn parse_rule(field: &str) -> Result<Rule, String> {
+    if field.contains('/') {
+        let net: IpNet = field
+            .parse()
+            .map_err(|_| format!("invalid CIDR network {field:?}"))?;
+        if net.trunc() != net {
+            return Err(format!(
+                "host bits set in {field:?}; did you mean {}?",
+                net.trunc()
+            ));
+        }
+        return Ok(Rule::Net(net));
+    }
+    if let Ok(ip) = field.parse::<IpAddr>() {
+        return Ok(Rule::Net(IpNet::from(canonical_ip(ip))));
+    }
+    if let Some(domain) = field.strip_prefix("*.") {
+        let domain = canonical_name(domain);
+        if domain.is_empty() {
+            return Err("'*.' needs a domain after it, as in *.ads.com".into());
+        }
+        return match name_problem(&domain) {
+            None => Ok(Rule::Wildcard(domain)),
+            Some(problem) => Err(format!("{problem} in {field:?}")),
+        };
+    }
+    if let Some(domain) = field.strip_prefix('.') {
+        return Err(format!(
+            "{field:?}: a leading dot is not a rule form; write *{field} for its subdomains \
+             and {domain} for the domain itself"
+        ));
+    }
+    exact_name(field)
+}
+
+fn exact_name(field: &str) -> Result<Rule, String> {
+    if let Ok(ip) = field.parse::<IpAddr>() {
+        return Ok(Rule::Net(IpNet::from(canonical_ip(ip))));
+    }
+    let name = canonical_name(field);
+    match name_problem(&name) {
+        None => Ok(Rule::Exact(name)),
+        Some(problem) => Err(format!("{problem} in {field:?}")),
+    }
+}
+
+fn canonical_name(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+#[path = "rules_tests.rs"]
+mod tests;

@@ -1,0 +1,196 @@
+//! CONNECT tunnels and protocol upgrades: a TLS download intact through the tunnel
+//! (curl and an HTTP client crate), bytes sent ahead of the 200, refused tunnels closing
+//! the connection, WebSocket-style 101 upgrades, idle tunnels timing out.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::tls::TlsOrigin;
+use common::*;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+#[tokio::test]
+async fn tls_download_through_tunnel_is_intact() {
+    let body = Arc::new(pattern(8 * 1024 * 1024 + 17));
+    let origin = TlsOrigin::start(body.clone()).await;
+    let proxy = Proxy::start().await;
+    let dir = std::env::temp_dir().join(format!("proxy-connect-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &origin.cert_pem).unwrap();
+    let url = format!("https://localhost:{}/blob", origin.addr.port());
+    let (code, out, err) = curl(&[
+        "-p",
+        "-x",
+        &proxy.url(),
+        "--cacert",
+        ca.to_str().unwrap(),
+        &url,
+    ])
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(Sha256::digest(&out), Sha256::digest(&*body));
+}
+
+#[tokio::test]
+async fn https_with_http_client_crate_keeps_tls_alive_in_tunnel() {
+    let body = Arc::new(pattern(100_000));
+    let origin = TlsOrigin::start(body.clone()).await;
+    let proxy = Proxy::start().await;
+    let cert = reqwest::Certificate::from_pem(origin.cert_pem.as_bytes()).unwrap();
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::https(proxy.url()).unwrap())
+        .add_root_certificate(cert)
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{}/", origin.addr.port());
+    for _ in 0..3 {
+        let response = within(client.get(&url).send()).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(within(response.bytes()).await.unwrap(), &body[..]);
+    }
+}
+
+/// An echo server: what it reads, it writes back, until EOF.
+async fn echo_origin() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn bytes_sent_behind_the_connect_head_are_relayed() {
+    let echo = echo_origin().await;
+    let proxy = Proxy::start().await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let request = format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\nearly bytes");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let expected = b"HTTP/1.1 200 Connection Established\r\n\r\nearly bytes";
+    let mut got = vec![0; expected.len()];
+    within(stream.read_exact(&mut got)).await.unwrap();
+    assert_eq!(got, expected);
+    stream.write_all(b" and later ones").await.unwrap();
+    let mut more = vec![0; 15];
+    within(stream.read_exact(&mut more)).await.unwrap();
+    assert_eq!(more, b" and later ones");
+}
+
+#[tokio::test]
+async fn refused_connect_closes_and_never_parses_the_tunnel_bytes() {
+    let origin = Origin::fixed("must not be reached").await;
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let proxy = Proxy::start().await;
+    let smuggled = format!(
+        "GET {} HTTP/1.1\r\nHost: x\r\n\r\n",
+        origin.url("/smuggled")
+    );
+    let request = format!("CONNECT {closed} HTTP/1.1\r\n\r\n{smuggled}");
+    let response = exchange(proxy.addr, request.as_bytes()).await;
+    assert_eq!(status(&response), 502);
+    assert_eq!(response.windows(9).filter(|w| w == b"HTTP/1.1 ").count(), 1);
+    assert_eq!(origin.request_count(), 0);
+    proxy.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn websocket_upgrade_becomes_a_relay() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let head = read_response(&mut stream).await;
+        let head = String::from_utf8(head).unwrap();
+        assert!(
+            head.contains("Upgrade: websocket\r\n") && head.contains("Connection: Upgrade\r\n"),
+            "{head}"
+        );
+        stream
+            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nserver-first")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 5];
+        stream.read_exact(&mut buf).await.unwrap();
+        stream.write_all(&buf).await.unwrap();
+    });
+    let proxy = Proxy::start().await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let request = format!(
+        "GET http://{addr}/chat HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let head = read_response(&mut stream).await;
+    let head = String::from_utf8(head).unwrap();
+    assert!(
+        head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains("Upgrade: websocket\r\n") && head.contains("Connection: Upgrade\r\n"),
+        "{head}"
+    );
+    let mut first = [0u8; 12];
+    within(stream.read_exact(&mut first)).await.unwrap();
+    assert_eq!(&first, b"server-first");
+    stream.write_all(b"hello").await.unwrap();
+    let mut echo = [0u8; 5];
+    within(stream.read_exact(&mut echo)).await.unwrap();
+    assert_eq!(&echo, b"hello");
+}
+
+#[tokio::test]
+async fn upgrade_refused_by_origin_is_a_normal_response() {
+    let origin = Origin::fixed("no upgrade here").await;
+    let proxy = Proxy::start().await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    for _ in 0..2 {
+        let request = format!(
+            "GET {} HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            origin.url("/")
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        assert!(
+            read_response(&mut stream)
+                .await
+                .ends_with(b"no upgrade here")
+        );
+    }
+}
+
+#[tokio::test]
+async fn idle_tunnel_is_closed() {
+    let echo = echo_origin().await;
+    let proxy = Proxy::start_with(|c| c.timeouts.idle = Duration::from_secs(1)).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(format!("CONNECT {echo} HTTP/1.1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let all = read_to_close(&mut stream).await;
+    assert!(all.starts_with(b"HTTP/1.1 200"));
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "idle tunnel was not closed"
+    );
+}
