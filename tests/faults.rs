@@ -427,3 +427,50 @@ async fn tunnel_passes_half_close_both_ways() {
     assert_eq!(rest.unwrap(), b"still here");
     proxy.assert_healthy().await;
 }
+
+/// With the cache on, a cacheable response the origin breaks off is not stored: the
+/// next request goes to the origin and gets the whole body.
+#[tokio::test]
+async fn a_response_cut_off_is_never_cached() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let proxy = Proxy::start_with(|c| c.cache.cache = true).await;
+    for framing in ["Content-Length: 100000\r\n", "Connection: close\r\n"] {
+        let served = Arc::new(AtomicUsize::new(0));
+        let count = served.clone();
+        let origin = scripted_origin(move |mut stream| {
+            let first = count.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                read_head(&mut stream).await;
+                let head = format!("HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\n{framing}\r\n");
+                if first {
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream.write_all(&[b'p'; PARTIAL]).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    reset(stream);
+                } else {
+                    let whole = "HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Length: 5\r\n\r\nwhole";
+                    let _ = stream.write_all(whole.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                }
+            }
+        })
+        .await;
+        let request =
+            format!("GET http://{origin}/cacheable HTTP/1.1\r\nConnection: close\r\n\r\n");
+        let (cut, _) = ask(&proxy, &request).await;
+        assert!(body_after_head(&cut).len() <= PARTIAL, "{framing}");
+        let (again, _) = ask(&proxy, &request).await;
+        assert!(
+            again.ends_with(b"\r\n\r\nwhole"),
+            "{framing}: {}",
+            String::from_utf8_lossy(&again)
+        );
+        assert_eq!(
+            served.load(Ordering::SeqCst),
+            2,
+            "{framing}: the second request was not sent on"
+        );
+    }
+    proxy.assert_healthy().await;
+}
