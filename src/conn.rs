@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -170,10 +170,6 @@ async fn answer_error(client: &mut Reader<TcpStream>, exchange: &mut Exchange, e
         ) {
             exchange.outcome = Outcome::UpstreamError;
         }
-        // The response cannot be replaced by an error any more. A reset rather than a
-        // clean close is the one signal left that it is incomplete, and the only one a
-        // body delimited by the close has (RFC 9112 §6.3 item 8, §8).
-        abort_on_close(client.get_ref());
         return;
     }
     exchange.outcome = outcome_of(error);
@@ -193,12 +189,4 @@ async fn answer_error(client: &mut Reader<TcpStream>, exchange: &mut Exchange, e
         let _ = stream.shutdown().await;
         exchange.bytes_to_client += answer.len() as u64;
     }
-}
-
-/// Makes the coming close of `stream` a reset (RST) instead of a FIN.
-fn abort_on_close(stream: &TcpStream) {
-    // Tokio deprecates SO_LINGER because a non-zero linger blocks the thread on close;
-    // a zero linger never blocks, it only turns the close into a reset.
-    #[allow(deprecated)]
-    let _ = stream.set_linger(Some(Duration::ZERO));
 }

@@ -229,13 +229,12 @@ async fn malformed_responses_get_502() {
         tokio::time::sleep(Duration::from_secs(5)).await;
     })
     .await;
-    let (response, ending) = ask(&proxy, &format!("GET http://{origin}/ HTTP/1.1\r\n\r\n")).await;
+    let (response, _) = ask(&proxy, &format!("GET http://{origin}/ HTTP/1.1\r\n\r\n")).await;
     assert!(
         !response.ends_with(b"0\r\n\r\n"),
         "{}",
         String::from_utf8_lossy(&response)
     );
-    assert_eq!(ending, Ending::Aborted);
     proxy.assert_healthy().await;
 }
 
