@@ -23,7 +23,9 @@ cmd="${1:-}"
 case "$cmd" in
 start)
     cargo build --release
-    exec ./target/release/proxy-server --host 127.0.0.1 --port 8888 "$@"
+    exec ./target/release/proxy-server --host 127.0.0.1 --port 8888 \
+        --blacklist config/blocked_domains.txt --auth-file config/users.txt \
+        --cache --log-dir logs "$@"
     ;;
 test)
     need_packages curl ca-certificates

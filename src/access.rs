@@ -164,19 +164,25 @@ pub fn warn_if_open_proxy(bind: IpAddr, args: &AccessArgs) -> bool {
 }
 
 /// Re-reads the access files on every `SIGHUP` until the signal stream ends.
-/// Spawn it once at startup.
-pub async fn reload_on_sighup(access: AccessControl) {
+/// The handler is installed when this is called, not when the returned task first
+/// runs: SIGHUP's default action ends the process, so it must be in place before the
+/// proxy announces that it is listening (a supervisor may reload right then).
+/// Call it inside the runtime and spawn the result once at startup.
+pub fn reload_on_sighup(access: AccessControl) -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = match signal(SignalKind::hangup()) {
-        Ok(hangups) => hangups,
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGHUP; access files will not be reloaded");
-            return;
+    let hangups = signal(SignalKind::hangup());
+    async move {
+        let mut hangups = match hangups {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGHUP; access files will not be reloaded");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading access files");
+            access.reload_and_log();
         }
-    };
-    while hangups.recv().await.is_some() {
-        tracing::info!("SIGHUP: reloading access files");
-        access.reload_and_log();
     }
 }
 

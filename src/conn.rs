@@ -21,6 +21,7 @@ use crate::stats::Outcome;
 /// Serves requests on one client connection until either side closes it.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().ok();
     let mut client = Reader::new(stream, Side::Client);
     let mut head_deadline = Instant::now() + ctx.config.timeouts.header;
     loop {
@@ -32,15 +33,19 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
                 // A head that could not be read is answered and logged, then the
                 // connection closes: its framing can no longer be trusted.
                 let mut exchange = Exchange::unparsed(peer, Instant::now());
-                exchange.bytes_from_client = client.consumed() - consumed;
+                // The rejected bytes are still buffered (never consumed), but they were
+                // read from the client and the connection ends here: count them all.
+                exchange.bytes_from_client = client.bytes_read() - consumed;
                 answer_error(&mut client, &mut exchange, &error).await;
                 ctx.record(&exchange);
                 return;
             }
         };
-        let mut exchange = Exchange::start(peer, &head, Instant::now());
+        let mut exchange = Exchange::start(peer, local, &head, Instant::now());
         exchange.bytes_from_client = client.consumed() - consumed;
-        let next = match handle(&ctx, &mut client, &head, &mut exchange).await {
+        // Boxed so that an idle connection's task holds only the small waiting state, not
+        // the space the whole request path needs (the benchmark's idle-memory scenario).
+        let next = match Box::pin(handle(&ctx, &mut client, &head, &mut exchange)).await {
             Ok(next) => next,
             Err(error) => {
                 answer_error(&mut client, &mut exchange, &error).await;
@@ -48,8 +53,15 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
             }
         };
         if !exchange.relayed {
-            // Head and body as read; a relay counts its own bytes.
-            exchange.bytes_from_client = client.consumed() - consumed;
+            // Head and body as read; a relay counts its own bytes. When the connection
+            // ends here, bytes read but never used (the body of a refused request) still
+            // came from the client; otherwise they belong to the next request.
+            let read = if next == Next::Close {
+                client.bytes_read()
+            } else {
+                client.consumed()
+            };
+            exchange.bytes_from_client = read - consumed;
         }
         ctx.record(&exchange);
         if next == Next::Close {
@@ -104,7 +116,7 @@ async fn handle(
     if rewrite::via_has(&head.headers, &ctx.config.via_name) {
         return Err(ProxyError::Loop);
     }
-    admit(ctx, client, head, exchange).await?;
+    admit(ctx, head, exchange).await?;
     if head.is_method("CONNECT") {
         crate::connect::connect(ctx, client, head, exchange).await
     } else {
@@ -117,17 +129,14 @@ async fn handle(
 /// checked later, right before connecting (`Context::check_destination`).
 async fn admit(
     ctx: &Context,
-    client: &Reader<TcpStream>,
     head: &RequestHead,
     exchange: &mut Exchange,
 ) -> Result<(), ProxyError> {
     let access = ctx.access.snapshot();
     let policy = &access.policy;
-    if let Ok(peer) = client.get_ref().peer_addr() {
-        policy
-            .check_client(peer.ip())
-            .map_err(ProxyError::Forbidden)?;
-    }
+    policy
+        .check_client(exchange.client.ip())
+        .map_err(ProxyError::Forbidden)?;
     if let Some(authenticator) = &access.authenticator {
         let credentials = head.headers.get("proxy-authorization").map(|v| &v[..]);
         let user = authenticator

@@ -23,9 +23,8 @@ pub async fn connect(
     let Target::Authority { host, port } = &head.target else {
         return Err(ProxyError::BadRequest("CONNECT needs a host:port target"));
     };
-    let local = client.get_ref().local_addr().ok();
     let addrs = upstream::resolve(host, *port).await?;
-    ctx.check_destination(&addrs, local)?;
+    ctx.check_destination(&addrs, exchange.local)?;
     let (mut origin, peer) = upstream::connect(&addrs, ctx.config.timeouts.connect).await?;
     exchange.upstream = Some(peer);
     exchange.status = 200;

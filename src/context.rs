@@ -155,6 +155,8 @@ pub struct Exchange {
     pub started: Instant,
     pub wall_start: SystemTime,
     pub client: SocketAddr,
+    /// The address the client reached the proxy on (for loop detection).
+    pub local: Option<SocketAddr>,
     /// The authenticated user, when authentication is on.
     pub user: Option<String>,
     pub method: String,
@@ -176,8 +178,14 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub fn start(client: SocketAddr, head: &RequestHead, started: Instant) -> Exchange {
+    pub fn start(
+        client: SocketAddr,
+        local: Option<SocketAddr>,
+        head: &RequestHead,
+        started: Instant,
+    ) -> Exchange {
         let mut exchange = Exchange::unparsed(client, started);
+        exchange.local = local;
         exchange.method = head.method_str().to_string();
         exchange.target = head.target.display();
         exchange
@@ -189,6 +197,7 @@ impl Exchange {
             started,
             wall_start: SystemTime::now(),
             client,
+            local: None,
             user: None,
             method: "-".to_string(),
             target: "-".to_string(),

@@ -51,7 +51,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(cli: Cli, config: Config, services: Services, stats: Arc<Stats>) -> ExitCode {
-    let listener = match TcpListener::bind(config.listen).await {
+    let listener = match server::bind(config.listen) {
         Ok(listener) => listener,
         Err(error) => {
             tracing::error!("cannot listen on {}: {error}", config.listen);

@@ -60,21 +60,6 @@ async fn https_with_http_client_crate_keeps_tls_alive_in_tunnel() {
     }
 }
 
-/// An echo server: what it reads, it writes back, until EOF.
-async fn echo_origin() -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = stream.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test]
 async fn bytes_sent_behind_the_connect_head_are_relayed() {
     let echo = echo_origin().await;

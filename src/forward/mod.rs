@@ -73,12 +73,16 @@ pub async fn forward(
             exchange.cache = CacheResult::Miss;
             filler
         }
-        Some(cached::Outcome::Refreshed(hit)) => {
-            let hit = hit.ok_or(ProxyError::BadResponse(
-                "304 does not match the stored response",
-            ))?;
+        Some(cached::Outcome::Refreshed(refreshed)) => {
             release(ctx, head, origin, &response, BodyLength::Empty);
-            return serve_hit(ctx, client, head, &hit, exchange).await;
+            if let Some(hit) = refreshed {
+                return serve_hit(ctx, client, head, &hit, exchange).await;
+            }
+            // The 304 describes some other response than the stored one (RFC 9111 §4.3.4):
+            // ask again without validators and pass the answer on.
+            exchange.cache = CacheResult::Miss;
+            let (response, origin) = fetch(ctx, client, head, BodyLength::Empty, exchange).await?;
+            return respond(ctx, client, head, &response, origin, exchange, None).await;
         }
     };
     respond(ctx, client, head, &response, origin, exchange, filler).await
@@ -95,7 +99,7 @@ async fn fetch(
     let Target::Absolute { host, port, .. } = &head.target else {
         return Err(ProxyError::BadRequest("not an absolute-form request"));
     };
-    let local = client.get_ref().local_addr().ok();
+    let local = exchange.local;
     let mut origin = acquire(ctx, host, *port, local, true).await?;
     exchange.upstream = Some(origin.peer);
     let response = match exchange_head(ctx, client, head, length, &mut origin, exchange).await {

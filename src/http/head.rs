@@ -158,6 +158,10 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, ProxyErr
     let mut request = httparse::Request::new(&mut fields);
     let mut spans: Spans = [(0, 0, 0, 0); MAX_HEADERS];
     let (len, method, target, minor, count) = match request.parse(buf) {
+        // A head that completed only past the limit is over it all the same.
+        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD_BYTES => {
+            return over_limit(buf).map(|()| None);
+        }
         Ok(httparse::Status::Complete(len)) => {
             let count = record_spans(buf, request.headers, &mut spans);
             let method = request.method.unwrap_or("").to_string();
@@ -199,6 +203,9 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, ProxyE
     let mut response = httparse::Response::new(&mut fields);
     let mut spans: Spans = [(0, 0, 0, 0); MAX_HEADERS];
     let (len, status, reason, minor, count) = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD_BYTES => {
+            return Err(ProxyError::BadResponse("response head too large"));
+        }
         Ok(httparse::Status::Complete(len)) => {
             let count = record_spans(buf, response.headers, &mut spans);
             let reason = Bytes::copy_from_slice(response.reason.unwrap_or("").as_bytes());

@@ -82,6 +82,11 @@ impl Headers {
         self.0.push(Header::new(name, value));
     }
 
+    /// The last field named `name`, to change in place.
+    pub fn last_mut(&mut self, name: &str) -> Option<&mut Header> {
+        self.0.iter_mut().rev().find(|h| h.is(name))
+    }
+
     /// Removes every field named `name`.
     pub fn remove(&mut self, name: &str) {
         self.0.retain(|h| !h.is(name));

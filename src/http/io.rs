@@ -17,6 +17,9 @@ use crate::error::{ProxyError, Side};
 /// larger buffers at a quarter of the memory of 64 KiB.
 pub const READ_CHUNK: usize = 16 * 1024;
 
+/// The first read on a connection, sized for a typical request head.
+const FIRST_CHUNK: usize = 2 * 1024;
+
 pub struct Reader<R> {
     io: R,
     buf: BytesMut,
@@ -62,7 +65,11 @@ impl<R: AsyncRead + Unpin> Reader<R> {
 
     /// Reads more bytes into the buffer; `Ok(0)` at end of stream.
     pub async fn fill(&mut self) -> io::Result<usize> {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+        if self.buf.capacity() == 0 {
+            // Most request heads fit in a small first buffer: a connection that sends
+            // only part of a head holds no more than this.
+            self.buf.reserve(FIRST_CHUNK);
+        } else if self.buf.capacity() - self.buf.len() < FIRST_CHUNK / 2 {
             self.buf.reserve(READ_CHUNK);
         }
         let n = self.io.read_buf(&mut self.buf).await?;

@@ -64,18 +64,18 @@ fn strip_hop_by_hop(headers: &Headers, keep_upgrade: bool) -> Headers {
     out
 }
 
+/// Adds this hop to the last `Via` field, or a new one (RFC 9110 §7.6.3).
 fn add_via(headers: &mut Headers, via: &str) {
-    let last_via = headers.iter().rposition(|h| h.is("via"));
-    let mut fields: Vec<Header> = headers.iter().cloned().collect();
-    match last_via {
-        Some(i) => {
-            let mut value = fields[i].value.to_vec();
-            value.extend_from_slice(format!(", {via}").as_bytes());
-            fields[i].value = Bytes::from(value);
+    match headers.last_mut("via") {
+        Some(last) => {
+            let mut value = Vec::with_capacity(last.value.len() + via.len() + 2);
+            value.extend_from_slice(&last.value);
+            value.extend_from_slice(b", ");
+            value.extend_from_slice(via.as_bytes());
+            last.value = Bytes::from(value);
         }
-        None => fields.push(Header::new("Via", Bytes::from(via.to_string()))),
+        None => headers.push(Header::new("Via", Bytes::from(via.to_string()))),
     }
-    *headers = fields.into_iter().collect();
 }
 
 /// Whether our own name already appears in the request's Via: a forwarding loop.

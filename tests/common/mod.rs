@@ -4,6 +4,9 @@
 //! has a deadline.
 #![allow(dead_code)]
 
+pub mod access;
+pub mod cache;
+pub mod observe;
 pub mod tls;
 
 use std::future::Future;
@@ -128,6 +131,21 @@ impl Origin {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
+}
+
+/// A raw TCP origin that writes back whatever it reads, until EOF.
+pub async fn echo_origin() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
 }
 
 /// A `200 OK` with a Content-Length body.
@@ -333,6 +351,9 @@ pub struct ProxyProcess {
     pub child: tokio::process::Child,
     /// Where its logs go: a fresh temporary folder unless `args` name one.
     pub log_dir: std::path::PathBuf,
+    /// Every line it wrote to stderr so far.
+    pub stderr: Log,
+    drain: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl ProxyProcess {
@@ -356,22 +377,31 @@ impl ProxyProcess {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
+        let stderr = Log::default();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let sink = stderr.clone();
         let addr = within(async {
             while let Some(line) = lines.next_line().await.unwrap() {
+                sink.0.lock().unwrap().push_str(&format!("{line}\n"));
                 if let Some(addr) = line.split("listening on ").nth(1) {
                     return addr.trim().parse::<SocketAddr>().unwrap();
                 }
             }
-            panic!("proxy exited before listening");
+            panic!("proxy exited before listening:\n{}", sink.text());
         })
         .await;
-        // Keep draining diagnostics so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Keep reading so the child never blocks on a full pipe, and tests can look.
+        let drain = tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.0.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
         ProxyProcess {
             addr,
             child,
             log_dir,
+            stderr,
+            drain: Some(drain),
         }
     }
 
@@ -440,4 +470,70 @@ pub async fn curl(args: &[&str]) -> (i32, Vec<u8>, String) {
         out.stdout,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+impl Origin {
+    /// As [`Origin::start`], listening on `bind` instead of `127.0.0.1:0` (for example
+    /// `127.0.0.2:0` or `[::1]:0`); `None` when this machine cannot listen there.
+    pub async fn start_on(
+        bind: &str,
+        handler: impl Fn(&Seen) -> Vec<u8> + Send + Sync + 'static,
+    ) -> Option<Origin> {
+        let listener = TcpListener::bind(bind).await.ok()?;
+        let origin = Origin {
+            addr: listener.local_addr().unwrap(),
+            seen: Arc::default(),
+            raw: Arc::default(),
+            connections: Arc::default(),
+        };
+        let handler: Handler = Arc::new(handler);
+        let state = origin.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                *state.connections.lock().unwrap() += 1;
+                tokio::spawn(state.clone().serve(stream, handler.clone()));
+            }
+        });
+        Some(origin)
+    }
+}
+
+/// Everything a [`ProxyProcess::start_logged`] child has written to stderr so far.
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<String>>);
+
+impl Log {
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// How many times `needle` occurs in the log.
+    pub fn count(&self, needle: &str) -> usize {
+        self.0.lock().unwrap().matches(needle).count()
+    }
+
+    /// Waits (within the step deadline) until `needle` has occurred `times` times.
+    pub async fn wait_for(&self, needle: &str, times: usize) {
+        let log = self.clone();
+        let found = tokio::time::timeout(STEP, async move {
+            while log.count(needle) < times {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(
+            found.is_ok(),
+            "log never showed {needle:?} {times} times:\n{}",
+            self.text()
+        );
+    }
+}
+
+impl ProxyProcess {
+    /// As [`ProxyProcess::start`], with a handle on what the child writes to stderr.
+    pub async fn start_logged(args: &[&str]) -> (ProxyProcess, Log) {
+        let proxy = ProxyProcess::start(args).await;
+        let log = proxy.stderr.clone();
+        (proxy, log)
+    }
 }

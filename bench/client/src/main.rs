@@ -1,0 +1,39 @@
+//! Load tools that `bench/bench.py` drives where wrk cannot: a byte source for
+//! tunnels, one CONNECT tunnel's throughput, HTTPS keep-alive load inside
+//! CONNECT tunnels, and thousands of idle client connections. Each tool prints
+//! one JSON line of results on stdout; the harness owns timing policy, rounds
+//! and reporting. Only loopback addresses are ever passed in.
+
+mod args;
+mod http;
+mod idle;
+mod proxy;
+mod source;
+mod tls_load;
+mod tunnel;
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "usage: bench-client source|tunnel|tls-load|idle [--flag value]...";
+
+fn main() -> Result<()> {
+    let mut argv = std::env::args().skip(1);
+    let Some(tool) = argv.next() else {
+        bail!(USAGE);
+    };
+    let flags = args::Flags::parse(argv)?;
+    // One runtime thread, like `wrk -t1`: the client must not take both cores
+    // from the servers it measures.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match tool.as_str() {
+            "source" => source::run(&flags).await,
+            "tunnel" => tunnel::run(&flags).await,
+            "tls-load" => tls_load::run(&flags).await,
+            "idle" => idle::run(&flags).await,
+            _ => bail!(USAGE),
+        }
+    })
+}

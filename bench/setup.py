@@ -1,0 +1,154 @@
+"""The bench environment: temp dir, origin content, TLS certificate, configs,
+and the four columns (direct, proxy-server, tinyproxy, squid) as Targets.
+
+Owns what is started before the scenarios and how each column is reached.
+Scenarios that need a fresh server (idle memory, cache) ask for one here.
+"""
+
+import os
+import subprocess
+import tempfile
+
+import servers
+
+SMALL_BYTES = 200
+LARGE_BYTES = 1024 * 1024
+# Client connections the servers must accept (scenario 5 holds 10,000).
+MAX_CONNECTIONS = 20000
+# Idle and head timeouts for proxy-server, long enough for every scenario's
+# hold even when opening 10,000 connections is slow on a busy machine (the
+# defaults would close a connection with no complete head after 10 s).
+IDLE_TIMEOUT_S = 600
+HEADER_TIMEOUT_S = 120
+# The peers run without per-request logging (squid access_log none,
+# tinyproxy LogLevel Warning); proxy-server's access records are at info.
+PROXY_LOG_LEVEL = "warn"
+
+
+class Target:
+    """One column: how a client reaches the origin through it (or directly)."""
+
+    def __init__(self, name, server=None, note=""):
+        self.name = name
+        self.server = server  # None for direct
+        self.note = note
+
+    @property
+    def proxy_port(self):
+        return self.server.port if self.server else None
+
+    @property
+    def proxy_addr(self):
+        return "127.0.0.1:%d" % self.server.port if self.server else None
+
+
+class Env:
+    def __init__(self, root, proxy_bin, client_bin):
+        self.root = root
+        self.proxy_bin = proxy_bin
+        self.client_bin = client_bin
+        self.dir = tempfile.mkdtemp(prefix="proxy-bench-")
+        # Squid and tinyproxy drop to unprivileged users and write logs here.
+        os.chmod(self.dir, 0o777)
+        self.origin_port = servers.free_port()
+        self.tls_port = servers.free_port()
+        self.proxy_help = self._proxy_help()
+        self.notes = []  # shown above the table
+        self.notes_after = []  # shown with the notes under it
+
+    # -- content and origin -------------------------------------------------
+
+    def make_content(self):
+        www = os.path.join(self.dir, "www")
+        os.makedirs(www)
+        os.makedirs(os.path.join(self.dir, "nginx-tmp"))
+        with open(os.path.join(www, "small"), "wb") as f:
+            f.write(b"s" * SMALL_BYTES)
+        with open(os.path.join(www, "large"), "wb") as f:
+            f.write(os.urandom(LARGE_BYTES))
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+             # An end-entity certificate (rustls/webpki refuse a CA one as a
+             # server's), trusted by the load tool as its own root.
+             "-addext", "basicConstraints=critical,CA:FALSE",
+             "-addext", "extendedKeyUsage=serverAuth",
+             "-keyout", os.path.join(self.dir, "key.pem"),
+             "-out", os.path.join(self.dir, "cert.pem")],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+
+    def start_origin(self):
+        conf = servers.render("nginx.conf", self.dir, "nginx.conf", dir=self.dir,
+                              origin_port=self.origin_port, tls_port=self.tls_port)
+        origin = servers.Server("origin-nginx", ["nginx", "-c", conf, "-p", self.dir],
+                                self.origin_port, self.dir).start()
+        if not servers.wait_port(self.tls_port):
+            raise RuntimeError("nginx TLS port did not open")
+        return origin
+
+    # -- proxy-server -------------------------------------------------------
+
+    def _proxy_help(self):
+        try:
+            run = subprocess.run([self.proxy_bin, "--help"], capture_output=True,
+                                 text=True, timeout=10)
+            return run.stdout + run.stderr
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
+    def proxy_supports(self, flag):
+        return flag in self.proxy_help
+
+    def proxy_log_dir(self, label):
+        return os.path.join(self.dir, "logs-" + label)
+
+    def proxy_argv(self, port, label, cache=False):
+        argv = [self.proxy_bin, "--host", "127.0.0.1", "--port", str(port)]
+        # Loopback origins are refused by the ACL's default (egress to
+        # loopback is an SSRF risk); the benchmark's origins are all local,
+        # and its CONNECT targets listen on high ports (the default is 443).
+        for flag, value in (("--allow-local-targets", None),
+                            ("--connect-ports", "1-65535"),
+                            ("--log-dir", self.proxy_log_dir(label)),
+                            ("--max-connections", MAX_CONNECTIONS),
+                            ("--idle-timeout", IDLE_TIMEOUT_S),
+                            ("--header-timeout", HEADER_TIMEOUT_S),
+                            ("--log-level", PROXY_LOG_LEVEL)):
+            if self.proxy_supports(flag):
+                argv += [flag] if value is None else [flag, str(value)]
+        if cache:
+            argv.append("--cache")
+        return argv
+
+    def start_proxy_server(self, label, cache=False):
+        if not self.proxy_supports("--port"):
+            raise RuntimeError("%s --help shows no --port" % self.proxy_bin)
+        if cache and not self.proxy_supports("--cache"):
+            raise RuntimeError("proxy-server has no --cache flag yet")
+        port = servers.free_port()
+        return servers.Server(label, self.proxy_argv(port, label, cache), port, self.dir).start()
+
+    # -- peers --------------------------------------------------------------
+
+    def start_tinyproxy(self, label):
+        port = servers.free_port()
+        conf = servers.render("tinyproxy.conf", self.dir, label + ".conf",
+                              dir=self.dir, port=port, name=label)
+        return servers.Server(label, ["tinyproxy", "-d", "-c", conf], port, self.dir).start()
+
+    def start_squid(self, label, cache=False):
+        port = servers.free_port()
+        template = "squid-cache.conf" if cache else "squid.conf"
+        conf = servers.render(template, self.dir, label + ".conf",
+                              dir=self.dir, port=port, name=label)
+        return servers.Server(label, ["squid", "-N", "-f", conf], port, self.dir).start()
+
+    def start(self, kind, label, cache=False):
+        """A fresh server of `kind` ("proxy-server", "tinyproxy", "squid")."""
+        if kind == "proxy-server":
+            return self.start_proxy_server(label, cache)
+        if kind == "tinyproxy":
+            return self.start_tinyproxy(label)
+        if kind == "squid":
+            return self.start_squid(label, cache)
+        raise ValueError(kind)

@@ -1,0 +1,201 @@
+//! Fixtures for the access-control tests: scratch files, raw requests and tunnels with
+//! chosen credentials, the expected 403 and 407 answers, a users file with a clear and a
+//! bcrypt user, and SIGHUP reloads of the real binary.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::*;
+
+/// The 403 body for a destination on the access list.
+pub const BLOCKED: &str = "Forbidden: this destination is blocked by the proxy's access list.\n";
+/// Longest body a refusal may carry: a short line, not a page.
+pub const SHORT_BODY: usize = 200;
+
+/// A scratch directory for one test's files, removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("proxy-access-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    pub fn write(&self, name: &str, text: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn text(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// A plain-HTTP request for `authority` on a fresh connection, read until the proxy closes.
+pub async fn get(proxy: SocketAddr, authority: &str, extra: &str) -> Vec<u8> {
+    let request = format!(
+        "GET http://{authority}/ HTTP/1.1\r\nHost: {authority}\r\n{extra}Connection: close\r\n\r\n"
+    );
+    exchange(proxy, request.as_bytes()).await
+}
+
+/// A CONNECT that the proxy is expected to refuse: it answers and closes. Bytes sent
+/// behind the head must never be read as a request.
+pub async fn refused_connect(
+    proxy: SocketAddr,
+    authority: &str,
+    extra: &str,
+    behind: &str,
+) -> Vec<u8> {
+    let request =
+        format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{extra}\r\n{behind}");
+    exchange(proxy, request.as_bytes()).await
+}
+
+/// Opens a tunnel to `authority`: the proxy answers 200 and relays from then on.
+pub async fn open_tunnel(proxy: SocketAddr, authority: &str, extra: &str) -> TcpStream {
+    let mut stream = within(TcpStream::connect(proxy)).await.unwrap();
+    let request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{extra}\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let head = read_head(&mut stream).await;
+    assert_eq!(head, b"HTTP/1.1 200 Connection Established\r\n\r\n");
+    stream
+}
+
+pub async fn assert_echoes(stream: &mut TcpStream, bytes: &[u8]) {
+    stream.write_all(bytes).await.unwrap();
+    let mut back = vec![0; bytes.len()];
+    within(stream.read_exact(&mut back)).await.unwrap();
+    assert_eq!(back, bytes);
+}
+
+/// The body of a complete response.
+pub fn body(response: &[u8]) -> String {
+    let text = String::from_utf8_lossy(response);
+    text.split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string())
+}
+
+/// One `403` with a short body containing `reason`, closing the connection: exactly
+/// one response on the wire.
+pub fn assert_forbidden(response: &[u8], reason: &str, what: &str) {
+    let text = String::from_utf8_lossy(response);
+    assert!(
+        text.starts_with("HTTP/1.1 403 Forbidden\r\n"),
+        "{what}: {text}"
+    );
+    assert!(text.contains("\r\nConnection: close\r\n"), "{what}: {text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{what}: {text}");
+    let body = body(response);
+    assert!(body.contains(reason), "{what}: {body}");
+    assert!(body.len() < SHORT_BODY, "{what}: {body}");
+}
+
+/// The name check passed and the proxy went on to DNS, which knows no such name.
+pub fn assert_unresolved(response: &[u8], what: &str) {
+    let text = String::from_utf8_lossy(response);
+    assert!(text.starts_with("HTTP/1.1 502 "), "{what}: {text}");
+    assert!(body(response).contains("cannot resolve"), "{what}: {text}");
+}
+
+/// A health check for proxies whose rules refuse every 127.0.0.1 origin: a fresh
+/// connection is still served, through an origin on `::1` where this machine has one.
+pub async fn assert_healthy_over_v6(proxy: SocketAddr) {
+    let Some(origin) = Origin::start_on("[::1]:0", |_| ok("healthy")).await else {
+        eprintln!("no IPv6 loopback here; health checked by a fresh refusal only");
+        assert_eq!(status(&get(proxy, "127.0.0.1:9", "").await), 403);
+        return;
+    };
+    let response = get(proxy, &origin.addr.to_string(), "").await;
+    assert!(
+        response.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    assert!(response.ends_with(b"healthy"));
+}
+
+pub const CLEAR_USER: (&str, &str) = ("plain", "clear:pass#1");
+pub const BCRYPT_USER: (&str, &str) = ("hashed", "bcrypt pass 2");
+
+/// A users file with one clear-text and one bcrypt user (cost 4, `$2y$` as htpasswd writes).
+pub fn users_file(files: &Scratch) -> PathBuf {
+    let hash = bcrypt::hash_with_result(BCRYPT_USER.1, 4)
+        .unwrap()
+        .format_for_version(bcrypt::Version::TwoY);
+    files.write(
+        "users.txt",
+        format!(
+            "# users\n{}:{}\n\n{}:{hash}\n",
+            CLEAR_USER.0, CLEAR_USER.1, BCRYPT_USER.0
+        ),
+    )
+}
+
+pub fn basic(scheme: &str, credentials: &[u8]) -> String {
+    let token = base64::engine::general_purpose::STANDARD.encode(credentials);
+    format!("Proxy-Authorization: {scheme} {token}\r\n")
+}
+
+pub fn login((user, password): (&str, &str)) -> String {
+    basic("Basic", format!("{user}:{password}").as_bytes())
+}
+
+/// One `407` with the Basic challenge, exactly once, closing the connection.
+pub fn assert_challenged(response: &[u8], what: &str) {
+    let text = String::from_utf8_lossy(response);
+    assert!(
+        text.starts_with("HTTP/1.1 407 Proxy Authentication Required\r\n"),
+        "{what}: {text}"
+    );
+    let challenges: Vec<&str> = text
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .split("\r\n")
+        .filter(|l| l.to_ascii_lowercase().starts_with("proxy-authenticate:"))
+        .collect();
+    assert_eq!(
+        challenges,
+        ["Proxy-Authenticate: Basic realm=\"proxy-server\""],
+        "{what}"
+    );
+    assert!(text.contains("\r\nConnection: close\r\n"), "{what}: {text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{what}: {text}");
+    assert!(body(response).len() < SHORT_BODY);
+}
+
+pub async fn hangup(proxy: &ProxyProcess) {
+    let status = within(
+        tokio::process::Command::new("kill")
+            .args(["-HUP", &proxy.pid().to_string()])
+            .status(),
+    )
+    .await
+    .unwrap();
+    assert!(status.success());
+}
+
+/// Polls (bounded) until a plain request to `authority` gets `expected`.
+pub async fn wait_for_status(proxy: SocketAddr, authority: &str, expected: u16) {
+    for _ in 0..100 {
+        if status(&get(proxy, authority, "").await) == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{authority} never answered {expected}");
+}
