@@ -201,14 +201,17 @@ async fn malformed_responses_get_502() {
         ),
     ];
     for (name, reply) in cases {
-        let reply: &'static str = Box::leak(reply.into_boxed_str());
-        let origin = scripted_origin(move |mut stream| async move {
-            read_head(&mut stream).await;
-            let _ = stream.write_all(reply.as_bytes()).await;
-            let _ = stream.shutdown().await;
-            let mut rest = Vec::new();
-            let _ =
-                tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+        let reply: std::sync::Arc<str> = reply.into();
+        let origin = scripted_origin(move |mut stream| {
+            let reply = reply.clone();
+            async move {
+                read_head(&mut stream).await;
+                let _ = stream.write_all(reply.as_bytes()).await;
+                let _ = stream.shutdown().await;
+                let mut rest = Vec::new();
+                let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+                    .await;
+            }
         })
         .await;
         let (response, _) = ask(&proxy, &format!("GET http://{origin}/ HTTP/1.1\r\n\r\n")).await;
