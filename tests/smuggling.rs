@@ -121,6 +121,7 @@ fn cases() -> Vec<(&'static str, String, Expect)> {
         ("trailer without colon", chunked("5\r\nhello\r\n0\r\nnot a field\r\n\r\n"), RefusedInBody(400)),
         ("oversized chunk extension", chunked(&format!("5;{}\r\nhello\r\n0\r\n\r\n", "e".repeat(5000))), RefusedInBody(400)),
         ("truncated chunked body", chunked("5\r\nhel"), Cut),
+        ("largest chunk size, then the client stops", chunked("fffffffffffffff\r\nhello"), Cut),
         ("truncated Content-Length body", post("Content-Length: 10\r\n", "hello"), Cut),
         // Head syntax (RFC 9112 §2.2, §5).
         ("bare LF line endings", "POST http://{o}/s HTTP/1.1\nHost: {o}\nContent-Length: 5\n\nhello".to_string(), SIMPLE),
