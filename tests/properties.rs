@@ -59,6 +59,14 @@ const INTERESTING_NAMES: [&str; 18] = [
     "Content_Length",
 ];
 
+const FRAMING: [(&str, &str); 5] = [
+    ("Content-Length", "12"),
+    ("content-length", "007"),
+    ("Transfer-Encoding", "chunked"),
+    ("transfer-encoding", "CHUNKED"),
+    ("Transfer-Encoding", "chunked, "),
+];
+
 fn field_name() -> impl Strategy<Value = String> {
     prop_oneof![
         proptest::sample::select(&INTERESTING_NAMES[..]).prop_map(str::to_string),
@@ -118,17 +126,28 @@ fn sent() -> impl Strategy<Value = Sent> {
             proptest::sample::select(&["", " ", "  ", "\t", " \t"][..]),
             12,
         ),
+        // A framing field somewhere, so bodies of each kind are common, not accidental.
+        proptest::option::of((
+            proptest::sample::select(&FRAMING[..]),
+            any::<proptest::sample::Index>(),
+        )),
     )
         .prop_map(
-            |(method, host, port, path, version, fields, lf_only, spaces)| Sent {
-                method: method.to_string(),
-                host,
-                port,
-                path,
-                version,
-                fields,
-                lf_only,
-                spaces,
+            |(method, host, port, path, version, mut fields, lf_only, spaces, framing)| {
+                if let Some(((name, value), at)) = framing {
+                    let at = at.index(fields.len() + 1);
+                    fields.insert(at, (name.to_string(), value.to_string()));
+                }
+                Sent {
+                    method: method.to_string(),
+                    host,
+                    port,
+                    path,
+                    version,
+                    fields,
+                    lf_only,
+                    spaces,
+                }
             },
         )
 }
