@@ -77,7 +77,7 @@ pub fn response_body(
 /// `Content_Length` or `Transfer_Encoding` (any casing): a valid token we would forward
 /// as an ordinary field, but servers that map field names to CGI-style variables
 /// (`HTTP_CONTENT_LENGTH`) read it as the framing field itself, so the origin would
-/// frame the body differently from us. Refused like nginx's and gunicorn's defaults.
+/// frame the body differently from us. (nginx and gunicorn drop such names by default.)
 fn imitates_framing(name: &[u8]) -> bool {
     let lookalike = |real: &[u8]| {
         name.len() == real.len()
