@@ -161,6 +161,8 @@ fn outcome_of(error: &ProxyError) -> Outcome {
     match error {
         ProxyError::Forbidden(_) => Outcome::Blocked,
         ProxyError::ProxyAuthRequired(_) => Outcome::AuthFailed,
+        // Allowed, but `only-if-cached` found nothing to serve.
+        ProxyError::NotCached => Outcome::Allowed,
         other => match other.side() {
             Side::Upstream => Outcome::UpstreamError,
             _ => Outcome::Malformed,

@@ -11,8 +11,12 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::framing::BodyLength;
 use super::head::MAX_HEAD_BYTES;
-use super::io::{READ_CHUNK, Reader};
+use super::io::Reader;
 use crate::error::{ProxyError, Side};
+
+/// Data up to this size is gathered with the pending head or chunk framing into one
+/// write; larger pieces are written as they are, not copied.
+const COALESCE_LIMIT: usize = 8 * 1024;
 
 /// Longest chunk-size line accepted, extensions included.
 const MAX_CHUNK_LINE: usize = 4096;
@@ -90,7 +94,7 @@ impl<W: AsyncWrite + Unpin> Output<'_, W> {
     }
 
     async fn write(&mut self, data: Bytes) -> Result<(), ProxyError> {
-        if self.pending.len() + data.len() <= READ_CHUNK {
+        if self.pending.len() + data.len() <= COALESCE_LIMIT {
             self.queue(&data);
             return Ok(());
         }
