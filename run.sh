@@ -36,8 +36,32 @@ test)
 bench)
     exec bench/run.sh "$@"
     ;;
+fuzz)
+    # Each cargo-fuzz target (fuzz/fuzz_targets/) for SECONDS (default 60). New inputs go
+    # to fuzz/target/corpus-run/ (ignored); the committed seeds in fuzz/corpus/ are only
+    # read. A crash stops the run and leaves its input in fuzz/artifacts/<target>/.
+    seconds="${1:-60}"
+    case "$seconds" in '' | *[!0-9]*) echo "run.sh fuzz: SECONDS must be a number" >&2; exit 2 ;; esac
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    # AddressSanitizer needs a nightly compiler. Without one, the stable compiler builds
+    # the coverage-instrumented targets with sanitizers off (RUSTC_BOOTSTRAP lets it
+    # accept cargo-fuzz's flags); panics and assertion failures are still caught.
+    if cargo +nightly --version >/dev/null 2>&1; then
+        toolchain=(+nightly) sanitizer=address
+    else
+        toolchain=() sanitizer=none
+        export RUSTC_BOOTSTRAP=1
+    fi
+    cd fuzz
+    for target in $(cargo "${toolchain[@]}" fuzz list); do
+        echo "run.sh fuzz: $target for ${seconds}s (sanitizer: $sanitizer)" >&2
+        mkdir -p "target/corpus-run/$target"
+        cargo "${toolchain[@]}" fuzz run -O --sanitizer "$sanitizer" "$target" \
+            "target/corpus-run/$target" "corpus/$target" -- -max_total_time="$seconds"
+    done
+    ;;
 *)
-    echo "usage: ./run.sh start [proxy flags…] | test | bench" >&2
+    echo "usage: ./run.sh start [proxy flags…] | test | bench | fuzz [SECONDS]" >&2
     exit 2
     ;;
 esac

@@ -1,12 +1,17 @@
 //! The accept loop: one task per connection, a cap on connections served at once (a
 //! connection over the cap gets a canned 503 and is closed at once), and a graceful
 //! shutdown that stops accepting, lets requests in flight finish within a grace period,
-//! and closes idle keep-alive connections.
+//! and closes idle keep-alive connections. Each connection task is isolated: a panic in one
+//! is caught, logged and counted, and touches no other connection.
 
+use std::any::Any;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
@@ -14,6 +19,7 @@ use crate::config::Config;
 use crate::context::{Context, Services};
 use crate::error::ProxyError;
 use crate::http::rewrite;
+use crate::stats::Stats;
 
 /// Pending connections the kernel queues before `accept`. The default of 128 drops
 /// SYNs in a burst of new connections (each dropped one waits a second to retry): the
@@ -71,7 +77,8 @@ pub async fn run(
         let ctx = ctx.clone();
         let open = ctx.stats.connection_opened();
         tokio::spawn(async move {
-            crate::conn::serve(stream, peer, ctx).await;
+            let task = crate::conn::serve(stream, peer, ctx.clone());
+            isolate(task, peer, &ctx.stats).await;
             drop(open);
             drop(permit);
         });
@@ -82,6 +89,36 @@ pub async fn run(
     let drained = tokio::time::timeout(grace, permits.acquire_many(max as u32)).await;
     if drained.is_err() {
         tracing::warn!("grace period over with connections still open");
+    }
+}
+
+/// Runs one connection's task so that a panic in it stops there: it is caught, logged
+/// with the client's address and counted in the statistics (`panics_caught`). The task's sockets are dropped
+/// while unwinding, so its client sees a closed connection and nothing else; other
+/// connections, the accept loop and the caller (which still releases the connection
+/// permit) carry on. Relies on `panic = "unwind"` (the default, kept in Cargo.toml).
+pub async fn isolate(task: impl Future<Output = ()>, peer: SocketAddr, stats: &Stats) {
+    // Unwind safety: the task owns its connection state outright; shared state it
+    // touches (the origin pool, statistics, cache) sits behind poison-tolerant locks
+    // and atomics.
+    if let Err(payload) = AssertUnwindSafe(task).catch_unwind().await {
+        stats.panic_caught();
+        tracing::error!(
+            client = %peer,
+            panic = panic_message(payload.as_ref()),
+            "connection task panicked; connection closed"
+        );
+    }
+}
+
+/// The text a panic was raised with, when it is a string (as `panic!` makes it).
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    if let Some(text) = payload.downcast_ref::<&'static str>() {
+        text
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text
+    } else {
+        "non-string panic payload"
     }
 }
 
@@ -111,5 +148,76 @@ pub async fn signal() {
     tokio::select! {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn panic_messages() {
+        let text: Box<dyn Any + Send> = Box::new("static");
+        assert_eq!(panic_message(text.as_ref()), "static");
+        let owned: Box<dyn Any + Send> = Box::new(String::from("owned"));
+        assert_eq!(panic_message(owned.as_ref()), "owned");
+        let other: Box<dyn Any + Send> = Box::new(7u8);
+        assert_eq!(panic_message(other.as_ref()), "non-string panic payload");
+    }
+
+    /// One task panics while holding a socket, another runs beside it on the same
+    /// runtime: the panic is counted, its socket is closed, the other one finishes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_task_is_contained() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stats = Arc::new(Stats::default());
+        let mut doomed_client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (doomed, _) = listener.accept().await.unwrap();
+        let mut healthy_client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut healthy, _) = listener.accept().await.unwrap();
+
+        let counter = stats.clone();
+        let crashing = tokio::spawn(async move {
+            let task = async move {
+                let _socket = doomed;
+                tokio::task::yield_now().await;
+                let items: Vec<u8> = Vec::new();
+                let index = items.len() + 3;
+                let _ = items[index];
+            };
+            isolate(task, addr, &counter).await;
+        });
+        let counter = stats.clone();
+        let surviving = tokio::spawn(async move {
+            let task = async move {
+                let mut byte = [0u8; 1];
+                healthy.read_exact(&mut byte).await.unwrap();
+                healthy.write_all(&byte).await.unwrap();
+            };
+            isolate(task, addr, &counter).await;
+        });
+
+        // The caller's task completes normally (no JoinError): the panic stopped inside.
+        crashing.await.unwrap();
+        assert_eq!(stats.snapshot().panics_caught, 1);
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(5), doomed_client.read_to_end(&mut rest));
+        assert!(
+            matches!(closed.await, Ok(Ok(0))),
+            "the panicked task's socket was not closed"
+        );
+
+        healthy_client.write_all(b"x").await.unwrap();
+        let mut echo = [0u8; 1];
+        tokio::time::timeout(Duration::from_secs(5), healthy_client.read_exact(&mut echo))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&echo, b"x");
+        surviving.await.unwrap();
+        assert_eq!(stats.snapshot().panics_caught, 1);
     }
 }

@@ -278,6 +278,12 @@ async fn respond(
     )
     .await;
     exchange.bytes_from_origin += origin.reader.bytes_read();
+    if written.is_err() && client_length == BodyLength::UntilClose {
+        // This client reads the body up to the close, so a clean close would pass a
+        // cut-off body as whole (RFC 9112 §8): make the close a reset instead. Other
+        // framings let the client see the truncation itself.
+        abort_on_close(client.get_ref());
+    }
     exchange.bytes_to_client += written?;
     // Only a body that arrived whole is stored (a broken one returned above).
     cached::finish(filler, ctx.cache.as_ref(), &ctx.stats);
@@ -287,6 +293,14 @@ async fn respond(
     } else {
         Next::Close
     })
+}
+
+/// Makes the coming close of `stream` a reset (RST) instead of a FIN.
+fn abort_on_close(stream: &TcpStream) {
+    // Tokio deprecates SO_LINGER because a non-zero linger blocks the thread on close;
+    // a zero linger never blocks, it only turns the close into a reset.
+    #[allow(deprecated)]
+    let _ = stream.set_linger(Some(std::time::Duration::ZERO));
 }
 
 /// Pools the origin connection if the exchange left it clean and reusable.

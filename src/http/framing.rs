@@ -17,6 +17,11 @@ pub enum BodyLength {
 
 /// The request body length, or 400 for ambiguous framing.
 pub fn request_body(version: Version, headers: &Headers) -> Result<BodyLength, ProxyError> {
+    if headers.iter().any(|h| imitates_framing(&h.name)) {
+        return Err(ProxyError::BadRequest(
+            "field name imitates Content-Length or Transfer-Encoding",
+        ));
+    }
     if headers.contains("transfer-encoding") {
         if headers.contains("content-length") {
             return Err(ProxyError::BadRequest(
@@ -67,6 +72,22 @@ pub fn response_body(
         Ok(Some(n)) => Ok(BodyLength::Fixed(n)),
         Err(()) => Err(ProxyError::BadResponse("invalid Content-Length")),
     }
+}
+
+/// `Content_Length` or `Transfer_Encoding` (any casing): a valid token we would forward
+/// as an ordinary field, but servers that map field names to CGI-style variables
+/// (`HTTP_CONTENT_LENGTH`) read it as the framing field itself, so the origin would
+/// frame the body differently from us. (nginx and gunicorn drop such names by default.)
+fn imitates_framing(name: &[u8]) -> bool {
+    let lookalike = |real: &[u8]| {
+        name.len() == real.len()
+            && name.contains(&b'_')
+            && name
+                .iter()
+                .zip(real)
+                .all(|(&n, &r)| n.eq_ignore_ascii_case(&r) || (n == b'_' && r == b'-'))
+    };
+    lookalike(b"content-length") || lookalike(b"transfer-encoding")
 }
 
 enum Coding {
@@ -136,6 +157,7 @@ mod tests {
             (vec![("Content-Length", "5, 5")], BodyLength::Fixed(5)),
             (vec![("Transfer-Encoding", "chunked")], BodyLength::Chunked),
             (vec![("Transfer-Encoding", "CHUNKED")], BodyLength::Chunked),
+            (vec![("X_Content_Length", "5")], BodyLength::Empty),
         ];
         for (fields, want) in ok {
             assert_eq!(
@@ -162,6 +184,9 @@ mod tests {
             vec![("Transfer-Encoding", "chunked, chunked")],
             vec![("Transfer-Encoding", "xchunked")],
             vec![("Transfer-Encoding", "")],
+            vec![("Transfer_Encoding", "chunked")],
+            vec![("content_length", "5")],
+            vec![("Content-Length", "5"), ("Content_Length", "6")],
         ];
         for fields in bad {
             assert!(request_body(v11, &headers(&fields)).is_err(), "{fields:?}");

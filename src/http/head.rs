@@ -265,14 +265,33 @@ pub fn parse_target(method: &str, target: &str) -> Result<Target, ProxyError> {
     let (host, port) = split_host_port(authority)?;
     let path = match path.as_bytes().first() {
         None => Bytes::from_static(b"/"),
-        Some(b'?') => Bytes::from(format!("/{path}")),
-        Some(_) => Bytes::copy_from_slice(path.as_bytes()),
+        Some(b'?') => ascii_path(&format!("/{path}")),
+        Some(_) => ascii_path(path),
     };
     Ok(Target::Absolute {
         host,
         port: port.unwrap_or(80),
         path,
     })
+}
+
+/// The path as sent on: ASCII byte-exact, and any raw non-ASCII (UTF-8 that httparse
+/// lets through) percent-encoded, as RFC 3987 §3.1 maps an IRI to a URI. A request line
+/// must be ASCII (RFC 9112 §3.2, RFC 3986 §2), and origins that decode it as Latin-1
+/// and split on Unicode whitespace would read bytes such as 0x85 or 0xA0 as separators.
+fn ascii_path(path: &str) -> Bytes {
+    if path.is_ascii() {
+        return Bytes::copy_from_slice(path.as_bytes());
+    }
+    let mut out = String::with_capacity(path.len() * 3);
+    for &byte in path.as_bytes() {
+        if byte.is_ascii() {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    Bytes::from(out)
 }
 
 /// Splits `host[:port]` or `[v6][:port]`; the host is lower-cased and checked.
@@ -348,6 +367,18 @@ mod tests {
         assert_eq!(t.display(), "http://a/");
         let t = parse_target("GET", "http://a?x").unwrap();
         assert_eq!(t.display(), "http://a/?x");
+    }
+
+    #[test]
+    fn non_ascii_paths_are_percent_encoded() {
+        let t = parse_target("GET", "http://a/caf\u{e9}?q=\u{a0}&r=%41").unwrap();
+        assert_eq!(t.display(), "http://a/caf%C3%A9?q=%C2%A0&r=%41");
+        let head = parse_all("GET http://a/\u{85} HTTP/1.1\r\n\r\n".as_bytes())
+            .unwrap()
+            .unwrap();
+        assert!(matches!(head.target, Target::Absolute { ref path, .. } if path == "/%C2%85"));
+        // Bytes that are not UTF-8 never get this far.
+        assert!(parse_all(b"GET http://a/\x80 HTTP/1.1\r\n\r\n").is_err());
     }
 
     #[test]
