@@ -31,7 +31,7 @@ test)
     need_packages curl ca-certificates
     cargo fmt --check
     cargo clippy --all-targets -- -D warnings
-    cargo test --all-targets
+    cargo test
     ;;
 bench)
     exec bench/run.sh "$@"

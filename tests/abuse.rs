@@ -4,15 +4,14 @@
 //! end of each.
 
 mod common;
-mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::raw::{Rng, open_files_limit, read_until_end};
 use common::{LOCAL, Origin, Proxy, ProxyProcess, status};
-use support::{Rng, open_files_limit, read_until_end};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
@@ -29,7 +28,7 @@ fn crowd_body(path: &str) -> String {
     tag.repeat(CROWD_BODY / tag.len() + 1)[..CROWD_BODY].to_string()
 }
 
-async fn get(proxy: SocketAddr, url: &str) -> (Vec<u8>, support::Ending) {
+async fn get(proxy: SocketAddr, url: &str) -> (Vec<u8>, common::raw::Ending) {
     let mut stream = TcpStream::connect(proxy).await.unwrap();
     let request = format!("GET {url} HTTP/1.1\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();

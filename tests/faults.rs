@@ -4,12 +4,11 @@
 //! pooled, and the proxy stays healthy after each.
 
 mod common;
-mod support;
 
 use std::time::{Duration, Instant};
 
+use common::raw::{Ending, read_head, read_until_end, reset, scripted_origin};
 use common::{Proxy, status};
-use support::{Ending, read_head, read_until_end, reset, scripted_origin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;

@@ -6,7 +6,9 @@
 
 pub mod access;
 pub mod cache;
+pub mod canonical;
 pub mod observe;
+pub mod raw;
 pub mod tls;
 
 use std::future::Future;

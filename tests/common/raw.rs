@@ -1,10 +1,6 @@
 //! Fixtures for the adversarial tests (smuggling, faults, abuse): an origin that records
 //! every byte it receives on every connection and answers only requests in canonical
 //! form, the strict parser that defines that form, and a few raw-socket helpers.
-//! Shared fixtures for ordinary tests live in `tests/common/`.
-#![allow(dead_code)]
-
-pub mod canonical;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -14,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 #[allow(unused_imports)]
-pub use canonical::{Message, parse_canonical};
+pub use super::canonical::{Message, parse_canonical};
 
 /// What the raw origin answers each canonical request with.
 pub const ORIGIN_REPLY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
