@@ -1,16 +1,22 @@
 //! proxy-server: a single-binary, asynchronous forward proxy for HTTP and HTTPS.
 //!
 //! # Life of a request
-//! `server` accepts a connection (over the connection cap: 503) and spawns `conn::serve`,
-//! which reads a request head (`http::io`, under the header timeout), refuses loops
-//! (`Via`), then hands CONNECT to `connect` (resolve, check, connect, 200, `tunnel`
-//! relay) and everything else to `forward` (pooled or fresh origin connection from
-//! `upstream`, rewritten head, streamed bodies, 101 upgrades relayed). Errors come back
-//! to `conn`, the one place that answers them; each exchange is recorded, then the
-//! connection waits for the next request or closes.
+//! `server` accepts a connection (over the connection cap: 503) and spawns `conn::serve`
+//! in its own panic-isolated task. `conn` reads a request head (`http::io`, under the
+//! header timeout), refuses loops (`Via`), then admits it: client address, credentials
+//! (`auth`, 407), host name and CONNECT port (`acl`, 403), with one version of the rules
+//! from `access`. CONNECT goes to `connect` (resolve, check the addresses, connect, 200,
+//! `tunnel` relay); everything else to `forward`, which asks the `cache` first (a hit is
+//! answered from memory), then sends the rewritten head and streamed body on a pooled or
+//! fresh origin connection from `upstream` and streams the response back (teed into the
+//! cache when it may be stored; 101 upgrades become a relay). Errors come back to `conn`,
+//! the one place that answers them; each exchange becomes one access-log record
+//! (`logging`) and counts in `stats` (read by `metrics`); then the connection waits for
+//! the next request or closes.
 //!
-//! Dependencies point one way: `config`, `error`, `http` at the bottom; `upstream` and
-//! `tunnel` above them; `context`, `connect`, `forward`; then `conn`, then `server`.
+//! Dependencies point one way: `files`, `http`, `stats` at the bottom; `acl`, `auth`,
+//! `cache`, `logging` on them; `error`, `access`, `metrics`, `config`; `upstream` and
+//! `tunnel`; `context`; `connect` and `forward`; then `conn`, then `server`.
 
 pub mod access;
 pub mod acl;
