@@ -11,9 +11,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout_at;
 
-use crate::context::{Context, Exchange};
+use crate::context::{Context, Exchange, Next};
 use crate::error::{ProxyError, Side};
-use crate::forward::{self, Next};
+use crate::forward;
 use crate::http::rewrite;
 use crate::http::{Reader, RequestHead};
 use crate::stats::Outcome;

@@ -6,9 +6,8 @@ use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::context::{Context, Exchange};
+use crate::context::{Context, Exchange, Next};
 use crate::error::{ProxyError, Side};
-use crate::forward::Next;
 use crate::http::{Reader, RequestHead, Target};
 use crate::stats::Outcome;
 use crate::{tunnel, upstream};

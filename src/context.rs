@@ -148,6 +148,13 @@ impl Context {
     }
 }
 
+/// What the client connection does after an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    KeepAlive,
+    Close,
+}
+
 /// One request or tunnel as the access log will show it; the connection path fills it
 /// in as it goes. Byte counts include heads and framing.
 #[derive(Debug)]

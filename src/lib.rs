@@ -14,9 +14,9 @@
 //! (`logging`) and counts in `stats` (read by `metrics`); then the connection waits for
 //! the next request or closes.
 //!
-//! Dependencies point one way: `files`, `http`, `stats` at the bottom; `acl`, `auth`,
-//! `cache`, `logging` on them; `error`, `access`, `metrics`, `config`; `upstream` and
-//! `tunnel`; `context`; `connect` and `forward`; then `conn`, then `server`.
+//! Dependencies point one way: `files`, `stats`, `tunnel` at the bottom; `acl`, `auth`,
+//! `logging` on them; `error`, `access`, `metrics`; `http`; `cache`, `upstream`;
+//! `config`; `context`; `connect`; `forward`; then `conn`, then `server`.
 
 pub mod access;
 pub mod acl;

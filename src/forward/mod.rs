@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::cache::{self, Filler, Hit, Timing};
-use crate::context::{Context, Exchange};
+use crate::context::{Context, Exchange, Next};
 use crate::error::{ProxyError, Side};
 use crate::http::body::{self, Relay};
 use crate::http::rewrite::{self, ClientFraming};
@@ -24,13 +24,6 @@ use crate::http::{
 use crate::logging::CacheResult;
 use crate::upstream;
 use cached::Decision;
-
-/// What the client connection does after an exchange.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
-    KeepAlive,
-    Close,
-}
 
 struct Origin {
     reader: Reader<TcpStream>,
