@@ -2,6 +2,16 @@
 //! each way as they are written, so the totals are right however the relay ends; a
 //! half-close on one side is passed to the other, and a relay silent for the idle timeout
 //! is closed.
+//!
+//! On Linux each direction is spliced through a kernel pipe (`zero_copy`, over the
+//! system calls in `splice`), so tunnel bytes never pass through user space; where that
+//! is impossible (no pipe to be had, sockets the kernel cannot splice) and on other
+//! systems, a direction is copied through a user-space buffer instead.
+
+#[cfg(target_os = "linux")]
+mod splice;
+#[cfg(target_os = "linux")]
+mod zero_copy;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -9,9 +19,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 
-/// Buffer per direction. Larger than the HTTP read chunk: a tunnel is a bulk transfer
-/// and fewer, larger writes cost less CPU per byte.
+/// Buffer per direction of the copy loop. Larger than the HTTP read chunk: a tunnel is a
+/// bulk transfer and fewer, larger writes cost less CPU per byte.
 pub const TUNNEL_CHUNK: usize = 64 * 1024;
 
 /// Bytes relayed each way, and how the relay ended.
@@ -126,15 +137,31 @@ impl<'a> Meter<'a> {
     }
 }
 
-async fn pump<R, W>(from: &mut R, to: &mut W, early: Bytes, meter: Meter<'_>) -> std::io::Result<()>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+/// Relays one direction: the early bytes first, with plain writes, then everything
+/// `from` sends until it ends; the half-close is then passed on to `to`.
+async fn pump(
+    from: &mut ReadHalf<'_>,
+    to: &mut WriteHalf<'_>,
+    early: Bytes,
+    meter: Meter<'_>,
+) -> std::io::Result<()> {
     if !early.is_empty() {
         to.write_all(&early).await?;
         meter.moved(early.len());
     }
+    #[cfg(target_os = "linux")]
+    if zero_copy::pump(from, to, &meter).await? == zero_copy::Finish::Done {
+        return Ok(());
+    }
+    copy(from, to, &meter).await
+}
+
+/// The portable relay: read into a user-space buffer, write it out.
+async fn copy<R, W>(from: &mut R, to: &mut W, meter: &Meter<'_>) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut buf = vec![0u8; TUNNEL_CHUNK];
     loop {
         let n = from.read(&mut buf).await?;
