@@ -6,6 +6,11 @@
 //! Every call here takes descriptors the caller owns and keeps open for the call's
 //! duration (`AsRawFd` of a borrowed socket, the pipe's own `OwnedFd`s), and passes no
 //! user-space buffer, so the kernel never writes into Rust memory.
+//!
+//! Unlike `send`, splice(2) has no `MSG_NOSIGNAL`: splicing into a socket whose peer has
+//! gone raises SIGPIPE as well as returning EPIPE. Rust programs ignore SIGPIPE from
+//! `main` on (the standard runtime sets it to `SIG_IGN`), so the binary and the tests
+//! see only the error; an embedder that restores the default disposition must not.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
