@@ -2,6 +2,16 @@
 //! each way as they are written, so the totals are right however the relay ends; a
 //! half-close on one side is passed to the other, and a relay silent for the idle timeout
 //! is closed.
+//!
+//! On Linux each direction is spliced through a kernel pipe (`zero_copy`, over the
+//! system calls in `splice`), so tunnel bytes never pass through user space; where that
+//! is impossible (no pipe to be had, sockets the kernel cannot splice) and on other
+//! systems, a direction is copied through a user-space buffer instead.
+
+#[cfg(target_os = "linux")]
+mod splice;
+#[cfg(target_os = "linux")]
+mod zero_copy;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -9,10 +19,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 
-/// Buffer per direction. Larger than the HTTP read chunk: a tunnel is a bulk transfer
-/// and fewer, larger writes cost less CPU per byte.
-pub const TUNNEL_CHUNK: usize = 64 * 1024;
+/// Buffer per direction of the copy loop (the path where splicing is impossible). A
+/// tunnel is a bulk transfer and fewer, larger writes cost less CPU per byte: 256 KiB
+/// took about 0.75 CPU-s/GB through a loopback tunnel where 64 KiB took about 1.0. On
+/// Linux the buffer exists only once the direction has bytes and splicing was refused.
+pub const TUNNEL_CHUNK: usize = 256 * 1024;
 
 /// Bytes relayed each way, and how the relay ended.
 #[derive(Debug, Default, Clone, Copy)]
@@ -126,15 +139,31 @@ impl<'a> Meter<'a> {
     }
 }
 
-async fn pump<R, W>(from: &mut R, to: &mut W, early: Bytes, meter: Meter<'_>) -> std::io::Result<()>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+/// Relays one direction: the early bytes first, with plain writes, then everything
+/// `from` sends until it ends; the half-close is then passed on to `to`.
+async fn pump(
+    from: &mut ReadHalf<'_>,
+    to: &mut WriteHalf<'_>,
+    early: Bytes,
+    meter: Meter<'_>,
+) -> std::io::Result<()> {
     if !early.is_empty() {
         to.write_all(&early).await?;
         meter.moved(early.len());
     }
+    #[cfg(target_os = "linux")]
+    if zero_copy::pump(from, to, &meter).await? == zero_copy::Finish::Done {
+        return Ok(());
+    }
+    copy(from, to, &meter).await
+}
+
+/// The portable relay: read into a user-space buffer, write it out.
+async fn copy<R, W>(from: &mut R, to: &mut W, meter: &Meter<'_>) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut buf = vec![0u8; TUNNEL_CHUNK];
     loop {
         let n = from.read(&mut buf).await?;
@@ -156,5 +185,58 @@ async fn idle_expired(last_activity: &AtomicU64, start: Instant, idle: Duration)
             return;
         }
         tokio::time::sleep_until(deadline.into()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    async fn socket_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let near = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (far, _) = listener.accept().await.unwrap();
+        (near, far)
+    }
+
+    /// The copy loop is what runs where splicing cannot; it must count exactly and pass
+    /// the half-close on just like the spliced path the integration tests exercise.
+    #[tokio::test]
+    async fn copy_loop_counts_and_passes_the_half_close_on() {
+        let (mut writer, mut from) = socket_pair().await;
+        let (mut to, mut reader) = socket_pair().await;
+        let (total, last_activity) = (AtomicU64::new(0), AtomicU64::new(0));
+        let heard = AtomicU64::new(0);
+        let on_bytes = |_, bytes| {
+            heard.fetch_add(bytes, Ordering::Relaxed);
+        };
+        let meter = Meter::new(
+            Direction::ToClient,
+            &total,
+            &last_activity,
+            Instant::now(),
+            &on_bytes,
+        );
+        let payload = vec![5u8; 3 * TUNNEL_CHUNK + 11];
+        let send = async {
+            writer.write_all(&payload).await?;
+            writer.shutdown().await
+        };
+        let relay = copy(&mut from, &mut to, &meter);
+        let mut received = Vec::new();
+        let (sent, relayed, read) = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(send, relay, reader.read_to_end(&mut received))
+        })
+        .await
+        .unwrap();
+        sent.unwrap();
+        relayed.unwrap();
+        read.unwrap();
+        assert_eq!(received, payload);
+        assert_eq!(total.load(Ordering::Relaxed), payload.len() as u64);
+        assert_eq!(heard.load(Ordering::Relaxed), payload.len() as u64);
     }
 }

@@ -213,8 +213,18 @@ impl Proxy {
 
     /// Serves on `listener` with exactly `config`.
     pub async fn serve(listener: TcpListener, config: proxy_server::config::Config) -> Proxy {
-        let addr = listener.local_addr().unwrap();
         let services = proxy_server::context::Services::load(&config).unwrap();
+        Proxy::serve_services(listener, config, services).await
+    }
+
+    /// Serves on `listener` with `config` and services the test built (for example to keep
+    /// a handle on their statistics).
+    pub async fn serve_services(
+        listener: TcpListener,
+        config: proxy_server::config::Config,
+        services: proxy_server::context::Services,
+    ) -> Proxy {
+        let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(proxy_server::server::run(
             listener,
