@@ -97,12 +97,7 @@ async fn slowloris_is_cut_off_by_the_header_timeout() {
 async fn two_thousand_clients_are_all_answered() {
     let mut proxy = ProxyProcess::start(&LOCAL).await;
     let origin = Origin::start(|seen| {
-        let path = seen
-            .request_line()
-            .split(' ')
-            .nth(1)
-            .unwrap_or("")
-            .to_string();
+        let path = seen.target();
         common::ok(&crowd_body(&path))
     })
     .await;

@@ -12,6 +12,12 @@ use common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
+/// `host` is refused as a blocked destination for plain HTTP and for CONNECT.
+async fn assert_blocked_both_ways(proxy: SocketAddr, host: &str) {
+    assert_forbidden(&get(proxy, host, "").await, BLOCKED, host);
+    assert_forbidden(&refused_connect(proxy, host, "", "").await, BLOCKED, host);
+}
+
 #[tokio::test]
 async fn name_rules_refuse_before_any_lookup() {
     let files = Scratch::new("names");
@@ -84,12 +90,7 @@ async fn exact_name_rule_keeps_a_reachable_origin_uncontacted() {
         format!("LOCALHOST.:{port}"),
         format!("LocalHost..:{port}"),
     ] {
-        assert_forbidden(&get(proxy.addr, &host, "").await, BLOCKED, &host);
-        assert_forbidden(
-            &refused_connect(proxy.addr, &host, "", "").await,
-            BLOCKED,
-            &host,
-        );
+        assert_blocked_both_ways(proxy.addr, &host).await;
     }
     assert_eq!(origin.connection_count(), 0);
     // The rule is about the name: the same origin by address is served.
@@ -115,12 +116,7 @@ async fn network_rules_v4_and_v6() {
         format!("[::ffff:127.0.0.2]:{port}"),
         format!("127.0.0.3:{port}"),
     ] {
-        assert_forbidden(&get(proxy.addr, &host, "").await, BLOCKED, &host);
-        assert_forbidden(
-            &refused_connect(proxy.addr, &host, "", "").await,
-            BLOCKED,
-            &host,
-        );
+        assert_blocked_both_ways(proxy.addr, &host).await;
     }
     assert_eq!(origin.connection_count(), 0);
     // Addresses that would need a connection attempt to fail are refused at once.
@@ -149,12 +145,7 @@ async fn network_rules_v4_and_v6() {
     );
     if let Some(v6) = Origin::start_on("[::1]:0", |_| ok("reached")).await {
         let host = v6.addr.to_string();
-        assert_forbidden(&get(proxy.addr, &host, "").await, BLOCKED, &host);
-        assert_forbidden(
-            &refused_connect(proxy.addr, &host, "", "").await,
-            BLOCKED,
-            &host,
-        );
+        assert_blocked_both_ways(proxy.addr, &host).await;
         assert_eq!(v6.connection_count(), 0);
     }
     // Outside the rules, 127.0.0.1 is served.

@@ -17,12 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 async fn eviction_drops_the_least_recently_used_at_the_byte_limit() {
     const OBJECT: usize = 400 * 1024;
     let origin = Origin::start(|seen| {
-        let path = seen
-            .request_line()
-            .split(' ')
-            .nth(1)
-            .unwrap_or("")
-            .to_string();
+        let path = seen.target();
         let fill = path.bytes().last().unwrap_or(b'?') as char;
         reply(
             "Cache-Control: max-age=600\r\n",
@@ -352,12 +347,7 @@ async fn http10_client_gets_a_hit_and_a_close() {
 #[tokio::test]
 async fn pipelined_requests_get_hits_in_order() {
     let origin = Origin::start(|seen| {
-        let path = seen
-            .request_line()
-            .split(' ')
-            .nth(1)
-            .unwrap_or("")
-            .to_string();
+        let path = seen.target();
         reply("Cache-Control: max-age=600\r\n", &format!("body of {path}"))
     })
     .await;

@@ -191,6 +191,53 @@ async fn chunked_request_and_response_bodies() {
 }
 
 #[tokio::test]
+async fn other_transfer_codings_are_kept_for_the_client() {
+    let origin = Origin::start(|seen| {
+        let te = if seen.target() == "/gzip-chunked" {
+            "gzip, chunked"
+        } else {
+            "gzip"
+        };
+        let body = if te == "gzip" {
+            "GZ"
+        } else {
+            "2\r\nGZ\r\n0\r\n\r\n"
+        };
+        let close = if te == "gzip" {
+            "Connection: close\r\n"
+        } else {
+            ""
+        };
+        format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {te}\r\n{close}\r\n{body}").into_bytes()
+    })
+    .await;
+    let proxy = Proxy::start().await;
+    let request = format!(
+        "GET {} HTTP/1.1\r\nConnection: close\r\n\r\n",
+        origin.url("/gzip-chunked")
+    );
+    let response = String::from_utf8(exchange(proxy.addr, request.as_bytes()).await).unwrap();
+    assert!(
+        response.contains("Transfer-Encoding: gzip, chunked\r\n"),
+        "{response}"
+    );
+    assert!(
+        response.ends_with("\r\n\r\n2\r\nGZ\r\n0\r\n\r\n"),
+        "{response}"
+    );
+    let request = format!(
+        "GET {} HTTP/1.1\r\nConnection: close\r\n\r\n",
+        origin.url("/gzip")
+    );
+    let response = String::from_utf8(exchange(proxy.addr, request.as_bytes()).await).unwrap();
+    assert!(
+        response.contains("Transfer-Encoding: gzip\r\n"),
+        "{response}"
+    );
+    assert!(response.ends_with("\r\n\r\nGZ"), "{response}");
+}
+
+#[tokio::test]
 async fn http10_client_gets_chunked_body_decoded() {
     let origin = Origin::start(|_| {
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec()

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -110,19 +111,22 @@ async fn slow_origin(delay: Duration) -> std::net::SocketAddr {
     addr
 }
 
+/// A request to `slow` through the proxy at `addr`, answered when the task ends.
+fn request_in_flight(addr: SocketAddr, slow: SocketAddr) -> tokio::task::JoinHandle<Vec<u8>> {
+    tokio::spawn(async move {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET http://{slow}/ HTTP/1.1\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        read_to_close(&mut stream).await
+    })
+}
+
 #[tokio::test]
 async fn shutdown_lets_requests_in_flight_finish() {
     let slow = slow_origin(Duration::from_millis(700)).await;
     let proxy = Proxy::start().await;
     let addr = proxy.addr;
-    let in_flight = tokio::spawn(async move {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(format!("GET http://{slow}/ HTTP/1.1\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        read_to_close(&mut stream).await
-    });
+    let in_flight = request_in_flight(addr, slow);
     let idle = TcpStream::connect(addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     proxy.shutdown().await;
@@ -141,14 +145,7 @@ async fn binary_exits_0_on_sigterm_after_draining() {
     let slow = slow_origin(Duration::from_millis(700)).await;
     let mut proxy = ProxyProcess::start(&LOCAL).await;
     let addr = proxy.addr;
-    let in_flight = tokio::spawn(async move {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(format!("GET http://{slow}/ HTTP/1.1\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        read_to_close(&mut stream).await
-    });
+    let in_flight = request_in_flight(addr, slow);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &proxy.pid().to_string()])

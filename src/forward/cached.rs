@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use crate::cache::{
     Cache, CacheRequest, CacheResponse, Filler, Hit, Lookup, Miss, Revalidation, Timing, UriKey,
 };
-use crate::http::{BodyLength, Headers, RequestHead, ResponseHead, Target};
+use crate::http::{BodyLength, Headers, RequestHead, ResponseHead, Target, rewrite};
 use crate::stats::{CacheTotals, Stats};
 
 /// What the cache decided before anything went to the origin.
@@ -98,18 +98,23 @@ impl Plan<'_> {
             reason: &response.reason,
             headers: &response.headers,
         };
+        // A body still carrying a transfer coding such as gzip would be stored decoded of
+        // its chunking only, and served without the coding named: not stored.
+        let storable = rewrite::other_codings(&response.headers).is_empty();
         let outcome = match self.step {
             Step::Revalidate(revalidation) if response.status == 304 => Outcome::Refreshed(
                 cache.refresh(&self.request, revalidation, &response.headers, timing),
             ),
             Step::Revalidate(revalidation) => {
+                let miss = revalidation.into_miss();
                 let filler =
-                    cache.begin_fill(&self.request, revalidation.into_miss(), &stored, timing);
-                Outcome::Forward(filler.map(Box::new))
+                    storable.then(|| cache.begin_fill(&self.request, miss, &stored, timing));
+                Outcome::Forward(filler.flatten().map(Box::new))
             }
             Step::Fill(miss) => {
-                let filler = cache.begin_fill(&self.request, miss, &stored, timing);
-                Outcome::Forward(filler.map(Box::new))
+                let filler =
+                    storable.then(|| cache.begin_fill(&self.request, miss, &stored, timing));
+                Outcome::Forward(filler.flatten().map(Box::new))
             }
             Step::Invalidate => {
                 cache.invalidate(&self.request, response.status, &response.headers);

@@ -238,11 +238,12 @@ async fn read_line<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     }
 }
 
-/// `1*HEXDIG [ BWS ";" ext ]`: at most 15 hex digits, so the size fits in a u64 with
-/// room to spare; extensions must hold no control characters.
+/// `1*HEXDIG [ BWS ";" ext ]`: at most 15 significant hex digits, so the size fits in a
+/// u64 with room to spare; extensions must hold no control characters.
 pub fn parse_chunk_size(line: &[u8]) -> Option<u64> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    if digits == 0 || digits > 15 {
+    let significant = line[..digits].iter().skip_while(|&&b| b == b'0').count();
+    if digits == 0 || significant > 15 {
         return None;
     }
     let rest = &line[digits..];
@@ -383,6 +384,8 @@ mod tests {
             parse_chunk_size(b"fffffffffffffff"),
             Some(0xfff_ffff_ffff_ffff)
         );
+        assert_eq!(parse_chunk_size(b"0000000000000000000005"), Some(5));
+        assert_eq!(parse_chunk_size(b"1000000000000000"), None);
         assert_eq!(parse_chunk_size(b"1a\x00"), None);
         assert_eq!(parse_chunk_size(b""), None);
     }

@@ -61,9 +61,11 @@ pub fn response_body(
     if headers.contains("transfer-encoding") {
         // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length; a response whose
         // final coding is not chunked runs until close.
+        // Other codings before a final chunked (`gzip, chunked`) stay on the body: only
+        // the chunking is decoded, and the client is told about the rest.
         return Ok(match transfer_coding(headers) {
-            Coding::Chunked => BodyLength::Chunked,
-            Coding::NotChunkedLast | Coding::Unsupported => BodyLength::UntilClose,
+            Coding::Chunked | Coding::Unsupported => BodyLength::Chunked,
+            Coding::NotChunkedLast => BodyLength::UntilClose,
         });
     }
     match content_length(headers) {

@@ -111,7 +111,7 @@ pub fn origin_request(head: &RequestHead, length: BodyLength, via_name: &str) ->
         &format!("{} {via_name}", via_version(head.version)),
     );
     headers.write_to(&mut out);
-    write_framing(&mut out, length);
+    write_framing(&mut out, length, &[]);
     if upgrade {
         out.extend_from_slice(b"Connection: Upgrade\r\n");
     }
@@ -126,16 +126,45 @@ fn via_version(version: Version) -> &'static str {
     }
 }
 
-fn write_framing(out: &mut Vec<u8>, length: BodyLength) {
+/// Writes the framing field for `length`. `codings` are transfer codings other than
+/// chunked that the body still carries (a response's `gzip` in `gzip, chunked`): the
+/// proxy decodes only the chunking, so they stay named for the client.
+fn write_framing(out: &mut Vec<u8>, length: BodyLength, codings: &[&[u8]]) {
     match length {
         BodyLength::Fixed(n) => {
             out.extend_from_slice(b"Content-Length: ");
             out.extend_from_slice(n.to_string().as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        BodyLength::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        BodyLength::Chunked => write_codings(out, codings.iter().copied().chain([&b"chunked"[..]])),
+        BodyLength::UntilClose if !codings.is_empty() => {
+            write_codings(out, codings.iter().copied())
+        }
         BodyLength::Empty | BodyLength::UntilClose => {}
     }
+}
+
+fn write_codings<'a>(out: &mut Vec<u8>, codings: impl Iterator<Item = &'a [u8]>) {
+    out.extend_from_slice(b"Transfer-Encoding: ");
+    for (i, coding) in codings.enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(coding);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The transfer codings of a message other than a final `chunked`.
+pub fn other_codings(headers: &Headers) -> Vec<&[u8]> {
+    let mut codings: Vec<&[u8]> = headers.tokens("transfer-encoding").collect();
+    if codings
+        .last()
+        .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
+    {
+        codings.pop();
+    }
+    codings
 }
 
 /// How the response goes back to the client.
@@ -172,7 +201,7 @@ pub fn client_response(head: &ResponseHead, framing: ClientFraming, via_name: &s
     };
     line.write_to(&mut out);
     out.truncate(out.len() - 2);
-    write_framing(&mut out, framing.length);
+    write_framing(&mut out, framing.length, &other_codings(&head.headers));
     if switching {
         out.extend_from_slice(b"Connection: Upgrade\r\n");
     } else if !framing.keep_alive {
@@ -270,6 +299,41 @@ mod tests {
         let out = String::from_utf8(origin_request(&head, BodyLength::Fixed(5), "p")).unwrap();
         assert!(out.contains("Content-Length: 5\r\n"));
         assert!(!out.contains("Expect"));
+    }
+
+    #[test]
+    fn other_transfer_codings_stay_named_for_the_client() {
+        let response = |te: &'static str| ResponseHead {
+            version: Version::Http11,
+            status: 200,
+            reason: Bytes::from_static(b"OK"),
+            headers: [Header::new("Transfer-Encoding", te)].into_iter().collect(),
+        };
+        let framing = |length| ClientFraming {
+            length,
+            keep_alive: false,
+            client_version: Version::Http11,
+            keep_content_length: false,
+        };
+        let out = client_response(
+            &response("gzip, chunked"),
+            framing(BodyLength::Chunked),
+            "p",
+        );
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .contains("Transfer-Encoding: gzip, chunked\r\n")
+        );
+        let out = client_response(&response("gzip"), framing(BodyLength::UntilClose), "p");
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .contains("Transfer-Encoding: gzip\r\n")
+        );
+        let out = client_response(&response("chunked"), framing(BodyLength::Chunked), "p");
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("Transfer-Encoding: chunked\r\n") && !out.contains("gzip"));
     }
 
     #[test]

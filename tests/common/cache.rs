@@ -123,6 +123,6 @@ pub fn count_for(origin: &Origin, path: &str) -> usize {
     origin
         .requests()
         .iter()
-        .filter(|s| s.request_line().split(' ').nth(1) == Some(path))
+        .filter(|s| s.target() == path)
         .count()
 }

@@ -51,6 +51,15 @@ impl Seen {
         self.head_str().lines().next().unwrap_or("").to_string()
     }
 
+    /// The request target as sent (the second word of the request line).
+    pub fn target(&self) -> String {
+        self.request_line()
+            .split(' ')
+            .nth(1)
+            .unwrap_or("")
+            .to_string()
+    }
+
     /// The value of the first header field called `name`.
     pub fn header(&self, name: &str) -> Option<String> {
         self.head_str().split("\r\n").skip(1).find_map(|line| {
@@ -146,6 +155,14 @@ pub fn ok(body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The Content-Length in a lower-cased head, or 0.
+fn content_length(head: &str) -> usize {
+    head.split("\r\n")
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0)
+}
+
 /// Reads one request (head and body) as an origin would; `None` at a clean close.
 async fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Seen> {
     let mut seen = Seen::default();
@@ -177,12 +194,7 @@ async fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Seen> {
             }
         }
     }
-    let length = head
-        .split("\r\n")
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length];
+    let mut body = vec![0; content_length(&head)];
     reader.read_exact(&mut body).await.ok()?;
     seen.raw.extend_from_slice(&body);
     seen.body = body;
@@ -322,12 +334,7 @@ pub async fn read_response(stream: &mut TcpStream) -> Vec<u8> {
     let mut out = read_head(stream).await;
     within(async {
         let head = String::from_utf8_lossy(&out).to_ascii_lowercase();
-        let length = head
-            .split("\r\n")
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; length];
+        let mut body = vec![0; content_length(&head)];
         stream.read_exact(&mut body).await.unwrap();
         out.extend_from_slice(&body);
         out
