@@ -152,10 +152,54 @@ async fn pump(
         meter.moved(early.len());
     }
     #[cfg(target_os = "linux")]
-    if zero_copy::pump(from, to, &meter).await? == zero_copy::Finish::Done {
-        return Ok(());
+    {
+        if copy_small(from, to, &meter).await? == Copied::Ended {
+            return Ok(());
+        }
+        if zero_copy::pump(from, to, &meter).await? == zero_copy::Finish::Done {
+            return Ok(());
+        }
     }
     copy(from, to, &meter).await
+}
+
+/// Reads of this size carry a direction while its messages are small (TLS records,
+/// requests): for those a splice through a pipe costs more than a copy. A read that fills
+/// it marks the direction as bulk, which from then on moves by splice.
+#[cfg(target_os = "linux")]
+const SMALL_READ: usize = 16 * 1024;
+
+#[cfg(target_os = "linux")]
+#[derive(Debug, PartialEq, Eq)]
+enum Copied {
+    /// The source ended and the half-close was passed on.
+    Ended,
+    /// A read filled the buffer: the rest is bulk.
+    Bulk,
+}
+
+/// Copies while reads come back smaller than [`SMALL_READ`].
+#[cfg(target_os = "linux")]
+async fn copy_small(
+    from: &mut ReadHalf<'_>,
+    to: &mut WriteHalf<'_>,
+    meter: &Meter<'_>,
+) -> std::io::Result<Copied> {
+    // No buffer until there is something to read: an idle tunnel holds none.
+    from.as_ref().readable().await?;
+    let mut buf = vec![0u8; SMALL_READ];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            to.shutdown().await?;
+            return Ok(Copied::Ended);
+        }
+        to.write_all(&buf[..n]).await?;
+        meter.moved(n);
+        if n == buf.len() {
+            return Ok(Copied::Bulk);
+        }
+    }
 }
 
 /// The portable relay: read into a user-space buffer, write it out.
