@@ -4,9 +4,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 
 use crate::access::AccessControl;
 use crate::cache::Cache;
@@ -48,11 +50,20 @@ pub struct Context {
     pub cache: Option<Cache>,
     pub stats: Arc<Stats>,
     access_log: Option<AccessLog>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
+}
+
+/// The drain signal: a flag that requests check, and a wake-up for connections waiting
+/// idle. A [`Notified`] is 64 bytes against 120 for a `watch` receiver's `changed()`, and
+/// every idle connection holds one.
+#[derive(Default)]
+struct Shutdown {
+    started: AtomicBool,
+    wake: Notify,
 }
 
 impl Context {
-    pub fn new(config: Config, services: Services, shutdown: watch::Receiver<bool>) -> Context {
+    pub fn new(config: Config, services: Services) -> Context {
         Context {
             config,
             pool: Pool::default(),
@@ -60,7 +71,7 @@ impl Context {
             cache: services.cache,
             stats: services.stats,
             access_log: services.access_log,
-            shutdown,
+            shutdown: Shutdown::default(),
         }
     }
 
@@ -117,11 +128,19 @@ impl Context {
 
     /// Whether the server is draining: responses then close their connections.
     pub fn shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
+        self.shutdown.started.load(Ordering::Acquire)
     }
 
-    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.shutdown.clone()
+    /// Starts the drain: later checks see it, and every waiter made before now wakes.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.started.store(true, Ordering::Release);
+        self.shutdown.wake.notify_waiters();
+    }
+
+    /// Completes at [`begin_shutdown`](Self::begin_shutdown), if that comes after this
+    /// call; check [`shutting_down`](Self::shutting_down) after making it.
+    pub fn shutdown_wake(&self) -> Notified<'_> {
+        self.shutdown.wake.notified()
     }
 
     /// Refuses destinations that are this proxy itself: the listening address, or the

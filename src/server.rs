@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
 
 use crate::config::Config;
+use crate::conn;
 use crate::context::{Context, Services};
 use crate::error::ProxyError;
 use crate::http::rewrite;
-use crate::stats::Stats;
+use crate::stats::ConnectionSlot;
 
 /// Pending connections the kernel queues before `accept`. The default of 128 drops
 /// SYNs in a burst of new connections (each dropped one waits a second to retry): the
@@ -52,11 +52,9 @@ pub async fn run(
     if let Ok(bound) = listener.local_addr() {
         config.listen = bound;
     }
-    let (stop, stopped) = watch::channel(false);
     let max = config.max_connections;
     let grace = config.timeouts.shutdown_grace;
-    let ctx = Arc::new(Context::new(config, services, stopped));
-    let permits = Arc::new(Semaphore::new(max));
+    let ctx = Arc::new(Context::new(config, services));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -70,45 +68,56 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        let Some(slot) = ctx.stats.connection_opened(max) else {
             refuse_overloaded(stream);
             continue;
         };
-        let ctx = ctx.clone();
-        let open = ctx.stats.connection_opened();
-        tokio::spawn(async move {
-            let task = crate::conn::serve(stream, peer, ctx.clone());
-            isolate(task, peer, &ctx.stats).await;
-            drop(open);
-            drop(permit);
-        });
+        tokio::spawn(isolate(conn::serve(stream, peer, ctx.clone()), peer, slot));
     }
     drop(listener);
-    let _ = stop.send(true);
+    ctx.begin_shutdown();
     tracing::info!("shutting down: waiting up to {grace:?} for requests in flight");
-    let drained = tokio::time::timeout(grace, permits.acquire_many(max as u32)).await;
-    if drained.is_err() {
+    let drained = tokio::time::timeout(grace, async {
+        while ctx.stats.connections_active() > 0 {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+    });
+    if drained.await.is_err() {
         tracing::warn!("grace period over with connections still open");
     }
 }
 
+/// How often the drain looks whether the last connection has closed.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
+
 /// Runs one connection's task so that a panic in it stops there: it is caught, logged
-/// with the client's address and counted in the statistics (`panics_caught`). The task's sockets are dropped
-/// while unwinding, so its client sees a closed connection and nothing else; other
-/// connections, the accept loop and the caller (which still releases the connection
-/// permit) carry on. Relies on `panic = "unwind"` (the default, kept in Cargo.toml).
-pub async fn isolate(task: impl Future<Output = ()>, peer: SocketAddr, stats: &Stats) {
+/// with the client's address and counted in the statistics (`panics_caught`). The task's
+/// sockets are dropped while unwinding, so its client sees a closed connection and
+/// nothing else; other connections and the accept loop carry on. The connection's `slot`
+/// is given back when the task ends either way. Relies on `panic = "unwind"` (the
+/// default, kept in Cargo.toml).
+///
+/// Built from combinators rather than as an `async fn`, which would keep the task's
+/// future twice over (as an argument and inside the await): every idle connection pays
+/// for the size of this future.
+pub fn isolate(
+    task: impl Future<Output = ()>,
+    peer: SocketAddr,
+    slot: ConnectionSlot,
+) -> impl Future<Output = ()> {
     // Unwind safety: the task owns its connection state outright; shared state it
     // touches (the origin pool, statistics, cache) sits behind poison-tolerant locks
     // and atomics.
-    if let Err(payload) = AssertUnwindSafe(task).catch_unwind().await {
-        stats.panic_caught();
-        tracing::error!(
-            client = %peer,
-            panic = panic_message(payload.as_ref()),
-            "connection task panicked; connection closed"
-        );
-    }
+    AssertUnwindSafe(task).catch_unwind().map(move |outcome| {
+        if let Err(payload) = outcome {
+            slot.stats().panic_caught();
+            tracing::error!(
+                client = %peer,
+                panic = panic_message(payload.as_ref()),
+                "connection task panicked; connection closed"
+            );
+        }
+    })
 }
 
 /// The text a panic was raised with, when it is a string (as `panic!` makes it).
@@ -154,6 +163,7 @@ pub async fn signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::Stats;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
@@ -178,7 +188,7 @@ mod tests {
         let mut healthy_client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (mut healthy, _) = listener.accept().await.unwrap();
 
-        let counter = stats.clone();
+        let slot = stats.connection_opened(2).unwrap();
         let crashing = tokio::spawn(async move {
             let task = async move {
                 let _socket = doomed;
@@ -187,21 +197,26 @@ mod tests {
                 let index = items.len() + 3;
                 let _ = items[index];
             };
-            isolate(task, addr, &counter).await;
+            isolate(task, addr, slot).await;
         });
-        let counter = stats.clone();
+        let slot = stats.connection_opened(2).unwrap();
         let surviving = tokio::spawn(async move {
             let task = async move {
                 let mut byte = [0u8; 1];
                 healthy.read_exact(&mut byte).await.unwrap();
                 healthy.write_all(&byte).await.unwrap();
             };
-            isolate(task, addr, &counter).await;
+            isolate(task, addr, slot).await;
         });
 
         // The caller's task completes normally (no JoinError): the panic stopped inside.
         crashing.await.unwrap();
         assert_eq!(stats.snapshot().panics_caught, 1);
+        assert_eq!(
+            stats.connections_active(),
+            1,
+            "the panicked task's slot is back"
+        );
         let mut rest = Vec::new();
         let closed =
             tokio::time::timeout(Duration::from_secs(5), doomed_client.read_to_end(&mut rest));

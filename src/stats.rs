@@ -10,6 +10,7 @@
 
 mod histogram;
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -98,32 +99,58 @@ pub struct Stats {
     request_durations: DurationHistogram,
 }
 
-/// Keeps an "active" gauge raised while alive; lowers it exactly once when dropped.
+/// Keeps an "active" gauge raised while alive; lowers it exactly once when dropped. One
+/// pointer wide: every connection task holds one for as long as the connection lives.
 #[derive(Debug)]
 #[must_use = "the gauge is lowered as soon as the guard is dropped"]
-pub struct ActiveGuard {
+pub struct ActiveGuard<G: Gauge> {
     stats: Arc<Stats>,
-    gauge: Gauge,
+    gauge: PhantomData<G>,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Gauge {
-    Connections,
-    Tunnels,
+/// A client connection's place under `--max-connections`, and its count in the
+/// active-connections gauge.
+pub type ConnectionSlot = ActiveGuard<Connections>;
+
+/// Which gauge an [`ActiveGuard`] holds up.
+pub trait Gauge {
+    fn of(stats: &Stats) -> &AtomicU64;
 }
 
-impl Gauge {
-    fn of(self, stats: &Stats) -> &AtomicU64 {
-        match self {
-            Gauge::Connections => &stats.connections_active,
-            Gauge::Tunnels => &stats.tunnels_active,
-        }
+#[derive(Debug)]
+pub enum Connections {}
+
+#[derive(Debug)]
+pub enum Tunnels {}
+
+impl Gauge for Connections {
+    fn of(stats: &Stats) -> &AtomicU64 {
+        &stats.connections_active
     }
 }
 
-impl Drop for ActiveGuard {
+impl Gauge for Tunnels {
+    fn of(stats: &Stats) -> &AtomicU64 {
+        &stats.tunnels_active
+    }
+}
+
+impl<G: Gauge> ActiveGuard<G> {
+    fn new(stats: &Arc<Stats>) -> ActiveGuard<G> {
+        ActiveGuard {
+            stats: Arc::clone(stats),
+            gauge: PhantomData,
+        }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+}
+
+impl<G: Gauge> Drop for ActiveGuard<G> {
     fn drop(&mut self) {
-        self.gauge.of(&self.stats).fetch_sub(1, Ordering::Relaxed);
+        G::of(&self.stats).fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -132,26 +159,31 @@ fn add(counter: &AtomicU64, amount: u64) {
 }
 
 impl Stats {
-    /// Counts an accepted connection and keeps it active until the guard drops. Take it right
-    /// after `accept` and move it into the connection task.
-    pub fn connection_opened(self: &Arc<Self>) -> ActiveGuard {
+    /// Counts an accepted connection and keeps it active until the slot drops, if fewer
+    /// than `max` are active; `None` otherwise (the caller refuses the connection, which
+    /// is not counted). Take it right after `accept` and move it into the connection task.
+    pub fn connection_opened(self: &Arc<Self>, max: usize) -> Option<ConnectionSlot> {
+        let max = u64::try_from(max).unwrap_or(u64::MAX);
+        self.connections_active
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |active| {
+                (active < max).then_some(active + 1)
+            })
+            .ok()?;
         add(&self.connections_accepted, 1);
-        add(&self.connections_active, 1);
-        ActiveGuard {
-            stats: Arc::clone(self),
-            gauge: Gauge::Connections,
-        }
+        Some(ActiveGuard::new(self))
+    }
+
+    /// Connections open now.
+    pub fn connections_active(&self) -> u64 {
+        self.connections_active.load(Ordering::Relaxed)
     }
 
     /// Counts a CONNECT tunnel once it is established (2xx sent) and keeps it active until the
     /// guard drops.
-    pub fn tunnel_opened(self: &Arc<Self>) -> ActiveGuard {
+    pub fn tunnel_opened(self: &Arc<Self>) -> ActiveGuard<Tunnels> {
         add(&self.tunnels_opened, 1);
         add(&self.tunnels_active, 1);
-        ActiveGuard {
-            stats: Arc::clone(self),
-            gauge: Gauge::Tunnels,
-        }
+        ActiveGuard::new(self)
     }
 
     /// Counts one finished request (or closed tunnel) by outcome. The duration goes into the
@@ -293,8 +325,12 @@ mod tests {
     #[test]
     fn guards_raise_gauges_while_alive_and_lower_them_once() {
         let stats = Arc::new(Stats::default());
-        let first = stats.connection_opened();
-        let second = stats.connection_opened();
+        let first = stats.connection_opened(2).unwrap();
+        let second = stats.connection_opened(2).unwrap();
+        assert!(
+            stats.connection_opened(2).is_none(),
+            "a third is over the cap"
+        );
         let tunnel = stats.tunnel_opened();
         let snapshot = stats.snapshot();
         assert_eq!(
@@ -317,7 +353,7 @@ mod tests {
     #[test]
     fn guard_is_released_when_a_task_panics() {
         let stats = Arc::new(Stats::default());
-        let guard = stats.connection_opened();
+        let guard = stats.connection_opened(1).unwrap();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
             let _held = guard;
             panic!("connection task failed");

@@ -1,13 +1,16 @@
 //! A read side with its own buffer: the bytes read past a head or a body stay here for the
 //! next message, and reads only append, so a read cancelled by a timeout loses nothing.
 //! The buffer is allocated on the first read and given back while the connection is idle,
-//! so an idle connection costs no buffer memory.
+//! so an idle connection costs no buffer memory: a client's first bytes are waited for
+//! without one ([`Reader::poll_first_read`]).
 
 use std::io;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::TcpStream;
 
 use super::head::{self, RequestHead, ResponseHead};
 use crate::error::{ProxyError, Side};
@@ -147,5 +150,62 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 Err(_) => return Err(ProxyError::UpstreamClosed),
             }
         }
+    }
+}
+
+impl Reader<TcpStream> {
+    /// Waits until the socket has bytes, holding no buffer meanwhile (an idle connection
+    /// costs none), then reads what is there into a buffer of that size; `Ok(0)` at end
+    /// of stream. Readiness alone is not enough: tokio reports a freshly accepted socket
+    /// readable before any byte has come, so the read goes through a stack buffer.
+    pub fn poll_first_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.io.poll_read_ready(cx))?;
+            let mut first = [0u8; HEAD_CHUNK];
+            match self.io.try_read(&mut first) {
+                Ok(n) => {
+                    self.buf.extend_from_slice(&first[..n]);
+                    self.read += n as u64;
+                    return Poll::Ready(Ok(n));
+                }
+                // try_read cleared the readiness: the next poll waits for the reactor.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::poll_fn;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    /// tokio reports a freshly accepted socket readable before any byte has come: the
+    /// wait must neither take that for data nor allocate a buffer while nothing is there.
+    #[tokio::test]
+    async fn waiting_for_the_first_bytes_holds_no_buffer() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let mut reader = Reader::new(accepted, Side::Client);
+
+        let first = poll_fn(|cx| Poll::Ready(reader.poll_first_read(cx))).await;
+        assert!(first.is_pending(), "nothing was sent yet");
+        assert_eq!(reader.buf.capacity(), 0);
+
+        client.write_all(b"GET ").await.unwrap();
+        let read = poll_fn(|cx| reader.poll_first_read(cx)).await.unwrap();
+        assert_eq!((read, reader.buffered()), (4, &b"GET "[..]));
+        assert_eq!(reader.bytes_read(), 4);
+
+        drop(client);
+        reader.consume(4);
+        let closed = poll_fn(|cx| reader.poll_first_read(cx)).await.unwrap();
+        assert_eq!(closed, 0);
     }
 }

@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn summary_line_reports_the_counted_numbers() {
         let stats = Arc::new(Stats::default());
-        let _connection = stats.connection_opened();
+        let _connection = stats.connection_opened(1);
         for _ in 0..9 {
             stats.request_finished(Outcome::Allowed, Duration::from_millis(3));
         }
