@@ -34,6 +34,9 @@ def parse_args():
     parser.add_argument("--secs", type=int, help="seconds per load run (default 5, quick 2)")
     parser.add_argument("--only", default="1,2,3,4,5,6,7",
                         help="comma-separated scenario numbers to run")
+    parser.add_argument("--peers", default="tinyproxy,squid",
+                        help="comma-separated peers to run beside direct and proxy-server "
+                             "(empty: none, for quick before/after comparisons)")
     parser.add_argument("--root", required=True, help="repository root")
     parser.add_argument("--proxy-bin", required=True)
     parser.add_argument("--client-bin", required=True)
@@ -44,13 +47,14 @@ def parse_args():
     args.rounds = max(1, min(args.rounds or (1 if args.quick else 3), 20))
     args.secs = max(1, min(args.secs or (2 if args.quick else 5), 120))
     args.only = {int(x) for x in args.only.split(",") if x.strip()}
+    args.kinds = ["proxy-server"] + [k for k in KINDS[1:] if k in args.peers.split(",")]
     return args
 
 
-def start_columns(env, cache=False):
+def start_columns(env, kinds, cache=False):
     """direct plus one fresh server per kind; a kind that fails is reported, not fatal."""
     targets = [setup.Target("direct")]
-    for kind in KINDS:
+    for kind in kinds:
         if cache and kind == "tinyproxy":
             targets.append(setup.Target(kind, note="no cache"))
             continue
@@ -92,7 +96,7 @@ def rounds(args, targets, measure, warm=None):
 def run_scenarios(args, env):
     results = {}
     secs = args.secs
-    main_targets = start_columns(env)
+    main_targets = start_columns(env, args.kinds)
     wrk_scenarios = [(1, scenarios.s1_keepalive), (2, scenarios.s2_new_connection),
                      (3, scenarios.s3_large)]
     for number, func in wrk_scenarios:
@@ -113,7 +117,7 @@ def run_scenarios(args, env):
     env.notes_after.append(access_log_evidence(env))
     if 6 in args.only:
         print("S6: %s" % report.TITLES[6], flush=True)
-        cache_targets = start_columns(env, cache=True)
+        cache_targets = start_columns(env, args.kinds, cache=True)
         results[6] = rounds(args, cache_targets, lambda t: scenarios.s6_cache(env, t, secs),
                             warm=lambda t: scenarios.wrk(env, t, "/small", 8, 1))
         for target in cache_targets:
@@ -156,7 +160,7 @@ def run_idle(args, env):
     errors = {}  # direct has no server memory to measure: its cells stay empty
     hold = 3 if args.quick else 4
     for partial in (False, True):
-        for kind in KINDS:
+        for kind in args.kinds:
             key = kind + (" partial" if partial else "")
             try:
                 server = env.start(kind, "%s-idle%s" % (kind, "-partial" if partial else ""))

@@ -101,7 +101,7 @@ impl Future for FirstBytes<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        if let Poll::Ready(read) = this.client.poll_first_read(cx) {
+        if let Poll::Ready(read) = this.client.poll_read_some(cx) {
             return Poll::Ready(Some(read));
         }
         if this.shutdown.poll(cx).is_ready() || this.idle.poll(cx).is_ready() {

@@ -1,16 +1,17 @@
 //! A read side with its own buffer: the bytes read past a head or a body stay here for the
 //! next message, and reads only append, so a read cancelled by a timeout loses nothing.
-//! The buffer is allocated on the first read and given back while the connection is idle,
-//! so an idle connection costs no buffer memory: a client's first bytes are waited for
-//! without one ([`Reader::poll_first_read`]).
+//! Heads are read through a stack buffer and appended, so the buffer holds only bytes
+//! that arrived: an idle connection has none, and one that sent part of a head holds just
+//! that part ([`Reader::poll_read_some`]). Bodies are read straight into spare capacity.
 
 use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 use super::head::{self, RequestHead, ResponseHead};
 use crate::error::{ProxyError, Side};
@@ -21,8 +22,8 @@ use crate::error::{ProxyError, Side};
 /// 256 KiB 0.66 with no more throughput, so 64 KiB per side of an active transfer.
 pub const READ_CHUNK: usize = 64 * 1024;
 
-/// Bytes asked of the socket per read while reading a head: most heads fit in one, and
-/// a connection that sends only part of a head holds no more than this.
+/// Bytes asked of the socket per read while reading a head (most heads fit in one), into
+/// a buffer on the stack.
 const HEAD_CHUNK: usize = 2 * 1024;
 
 pub struct Reader<R> {
@@ -70,18 +71,35 @@ impl<R: AsyncRead + Unpin> Reader<R> {
 
     /// Reads more bytes into the buffer, for a body; `Ok(0)` at end of stream.
     pub async fn fill(&mut self) -> io::Result<usize> {
-        self.read_more(READ_CHUNK).await
+        self.read_more().await
     }
 
-    /// Reads into at least `chunk / 2` bytes of free space, growing the buffer by `chunk`
-    /// when less is free.
-    async fn read_more(&mut self, chunk: usize) -> io::Result<usize> {
-        if self.buf.capacity() - self.buf.len() < chunk / 2 {
-            self.buf.reserve(chunk);
+    /// Reads into at least half a [`READ_CHUNK`] of free space, growing the buffer by
+    /// one when less is free.
+    async fn read_more(&mut self) -> io::Result<usize> {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
+            self.buf.reserve(READ_CHUNK);
         }
         let n = self.io.read_buf(&mut self.buf).await?;
         self.read += n as u64;
         Ok(n)
+    }
+
+    /// Waits until the stream has bytes, then appends what is there (up to
+    /// [`HEAD_CHUNK`]) to the buffer; `Ok(0)` at end of stream. Nothing is allocated while
+    /// waiting, and the buffer grows only by what arrived.
+    pub fn poll_read_some(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let mut chunk = [MaybeUninit::<u8>::uninit(); HEAD_CHUNK];
+        let mut read = ReadBuf::uninit(&mut chunk);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut read))?;
+        let n = read.filled().len();
+        self.buf.extend_from_slice(read.filled());
+        self.read += n as u64;
+        Poll::Ready(Ok(n))
+    }
+
+    async fn read_some(&mut self) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_read_some(cx)).await
     }
 
     /// Bytes read from the stream so far.
@@ -123,7 +141,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             {
                 return Ok(Some(head));
             }
-            match self.read_more(HEAD_CHUNK).await {
+            match self.read_some().await {
                 Ok(0) if self.buf.is_empty() => return Ok(None),
                 Ok(0) => {
                     return Err(ProxyError::BadRequest(
@@ -144,33 +162,10 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             {
                 return Ok(head);
             }
-            match self.read_more(HEAD_CHUNK).await {
+            match self.read_some().await {
                 Ok(0) => return Err(ProxyError::UpstreamClosed),
                 Ok(_) => {}
                 Err(_) => return Err(ProxyError::UpstreamClosed),
-            }
-        }
-    }
-}
-
-impl Reader<TcpStream> {
-    /// Waits until the socket has bytes, holding no buffer meanwhile (an idle connection
-    /// costs none), then reads what is there into a buffer of that size; `Ok(0)` at end
-    /// of stream. Readiness alone is not enough: tokio reports a freshly accepted socket
-    /// readable before any byte has come, so the read goes through a stack buffer.
-    pub fn poll_first_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.io.poll_read_ready(cx))?;
-            let mut first = [0u8; HEAD_CHUNK];
-            match self.io.try_read(&mut first) {
-                Ok(n) => {
-                    self.buf.extend_from_slice(&first[..n]);
-                    self.read += n as u64;
-                    return Poll::Ready(Ok(n));
-                }
-                // try_read cleared the readiness: the next poll waits for the reactor.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }
@@ -181,12 +176,12 @@ mod tests {
     use super::*;
     use std::future::poll_fn;
     use tokio::io::AsyncWriteExt;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     /// tokio reports a freshly accepted socket readable before any byte has come: the
     /// wait must neither take that for data nor allocate a buffer while nothing is there.
     #[tokio::test]
-    async fn waiting_for_the_first_bytes_holds_no_buffer() {
+    async fn waiting_holds_no_buffer_and_a_partial_head_only_its_bytes() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap())
             .await
@@ -194,18 +189,22 @@ mod tests {
         let (accepted, _) = listener.accept().await.unwrap();
         let mut reader = Reader::new(accepted, Side::Client);
 
-        let first = poll_fn(|cx| Poll::Ready(reader.poll_first_read(cx))).await;
+        let first = poll_fn(|cx| Poll::Ready(reader.poll_read_some(cx))).await;
         assert!(first.is_pending(), "nothing was sent yet");
         assert_eq!(reader.buf.capacity(), 0);
 
         client.write_all(b"GET ").await.unwrap();
-        let read = poll_fn(|cx| reader.poll_first_read(cx)).await.unwrap();
+        let read = poll_fn(|cx| reader.poll_read_some(cx)).await.unwrap();
         assert_eq!((read, reader.buffered()), (4, &b"GET "[..]));
+        assert!(
+            reader.buf.capacity() < HEAD_CHUNK,
+            "part of a head is kept in a buffer of its size"
+        );
         assert_eq!(reader.bytes_read(), 4);
 
         drop(client);
         reader.consume(4);
-        let closed = poll_fn(|cx| reader.poll_first_read(cx)).await.unwrap();
+        let closed = poll_fn(|cx| reader.poll_read_some(cx)).await.unwrap();
         assert_eq!(closed, 0);
     }
 }
