@@ -24,6 +24,8 @@ import setup
 
 KINDS = ["proxy-server", "tinyproxy", "squid"]
 TUNNEL_BYTES = 2 * 1024 ** 3
+# Scenarios run through the relay floor too (S4 and S7 are added where they run).
+FLOOR_SCENARIOS = {1}
 
 
 def parse_args():
@@ -97,21 +99,26 @@ def run_scenarios(args, env):
     results = {}
     secs = args.secs
     main_targets = start_columns(env, args.kinds)
+    # The floor for the per-message scenarios: a minimal relay (no proxy work) in
+    # front of the same origins, reported under the table.
+    floor = env.start_relay("relay", [env.origin_port, env.tls_port])
     wrk_scenarios = [(1, scenarios.s1_keepalive), (2, scenarios.s2_new_connection),
                      (3, scenarios.s3_large)]
     for number, func in wrk_scenarios:
         if number in args.only:
             print("S%d: %s" % (number, report.TITLES[number]), flush=True)
-            results[number] = rounds(args, main_targets, lambda t, f=func: f(env, t, secs),
+            targets = main_targets + ([floor] if number in FLOOR_SCENARIOS else [])
+            results[number] = rounds(args, targets, lambda t, f=func: f(env, t, secs),
                                      warm=lambda t, f=func: f(env, t, 1))
     if 4 in args.only:
         print("S4: %s" % report.TITLES[4], flush=True)
         results[4] = run_tunnel(args, env, main_targets)
     if 7 in args.only:
         print("S7: %s" % report.TITLES[7], flush=True)
-        results[7] = rounds(args, main_targets, lambda t: scenarios.s7_tls(env, t, secs),
+        results[7] = rounds(args, main_targets + [floor],
+                            lambda t: scenarios.s7_tls(env, t, secs),
                             warm=lambda t: scenarios.s7_tls(env, t, 1))
-    for target in main_targets:
+    for target in main_targets + [floor]:
         if target.server:
             target.server.stop()
     env.notes_after.append(access_log_evidence(env))
@@ -147,10 +154,13 @@ def run_tunnel(args, env, targets):
     source = servers.Server("tunnel-source", [env.client_bin, "source", "--listen",
                                               "127.0.0.1:%d" % port, "--bytes",
                                               str(TUNNEL_BYTES)], port, env.dir).start()
+    # The floor for a tunnel: a minimal relay splicing through a pipe, as ours does.
+    floor = env.start_relay("relay-splice", [port], splice=True)
     try:
-        return rounds(args, targets,
+        return rounds(args, targets + [floor],
                       lambda t: scenarios.s4_tunnel(env, t, port, TUNNEL_BYTES))
     finally:
+        floor.server.stop()
         source.stop()
 
 

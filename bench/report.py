@@ -128,11 +128,39 @@ def render(args, env, results, elapsed):
                   if rows and rows[0].get("open_secs") is not None]
         if opened:
             notes.append("S5, time to open 10,000 connections: " + ", ".join(opened))
+    floor = floor_note(results)
+    if floor:
+        notes.append(floor)
     notes += env.notes_after
     if notes:
         out += ["", "Notes:"] + ["- " + n for n in notes]
     out += ["", "Peers: " + versions()]
     return "\n".join(out) + "\n"
+
+
+def floor_note(results):
+    """The relay floor's figures: what any user-space relay pays for this traffic."""
+    parts = []
+    for number, rate, unit, cpu, cpu_unit in ((1, "rps", "req/s", "cpu_us_per_req", "µs/req"),
+                                              (4, "mbps", "MB/s", "cpu_s_per_gb", "s/GB"),
+                                              (7, "rps", "req/s", "cpu_us_per_req", "µs/req")):
+        if number not in results or not results[number]["rows"].get("relay"):
+            continue
+        value, note = cell(results[number], "relay", rate)
+        if note:
+            parts.append("S%d %s" % (number, note))
+            continue
+        direct, _ = cell(results[number], "direct", rate)
+        used, _ = cell(results[number], "relay", cpu)
+        ours, _ = cell(results[number], "proxy-server", cpu)
+        parts.append("S%d %s %s (%s direct) at %s %s (proxy-server: %s)" % (
+            number, fmt(value), unit, ratio(value, direct), fmt(used), cpu_unit, fmt(ours)))
+    if not parts:
+        return None
+    return ("Floor, a minimal relay in front of the same origin (`bench-client relay`: no "
+            "parsing, checks or logging; one event loop copying both ways with tokio's "
+            "copy_bidirectional, and in S4 splice(2) through a 1 MiB pipe on a blocking "
+            "thread per direction): " + "; ".join(parts))
 
 
 def target_text(target, unit):

@@ -51,11 +51,11 @@ def _check_alive(target):
 def wrk(env, target, path, conns, secs, close=False, check=True):
     """One wrk run; the origin's request count is compared with wrk's."""
     origin = "127.0.0.1:%d" % env.origin_port
-    if target.server:
+    if target.proxied:
         url = "http://%s/" % target.proxy_addr
         request_target = "http://%s%s" % (origin, path)  # absolute form, RFC 9112 §3.2.2
     else:
-        url = "http://%s/" % origin
+        url = "http://127.0.0.1:%d/" % target.reach(env.origin_port)
         request_target = path
     argv = ["wrk", "-t1", "-c%d" % conns, "-d%ds" % secs, "--latency", "-s", WRK_LUA, url,
             "--", request_target, origin, "close" if close else "keep",
@@ -136,8 +136,9 @@ def client(env, args, timeout):
 
 
 def s4_tunnel(env, target, source_port, total_bytes):
-    args = ["tunnel", "--target", "127.0.0.1:%d" % source_port, "--bytes", str(total_bytes)]
-    if target.server:
+    args = ["tunnel", "--target", "127.0.0.1:%d" % target.reach(source_port),
+            "--bytes", str(total_bytes)]
+    if target.proxied:
         args += ["--proxy", target.proxy_addr]
     cpu0 = _cpu(target)
     out = client(env, args, TOOL_GRACE_S * 5)
@@ -150,10 +151,10 @@ def s4_tunnel(env, target, source_port, total_bytes):
 
 
 def s7_tls(env, target, secs):
-    args = ["tls-load", "--target", "127.0.0.1:%d" % env.tls_port, "--conns", "64",
+    args = ["tls-load", "--target", "127.0.0.1:%d" % target.reach(env.tls_port), "--conns", "64",
             "--secs", str(secs), "--ca", os.path.join(env.dir, "cert.pem"),
             "--server-name", "localhost", "--path", "/small"]
-    if target.server:
+    if target.proxied:
         args += ["--proxy", target.proxy_addr]
     cpu0, origin0 = _cpu(target), origin_requests(env)
     out = client(env, args, secs + TOOL_GRACE_S)

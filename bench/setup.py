@@ -28,18 +28,29 @@ PROXY_LOG_LEVEL = "warn"
 class Target:
     """One column: how a client reaches the origin through it (or directly)."""
 
-    def __init__(self, name, server=None, note=""):
+    def __init__(self, name, server=None, note="", routes=None):
         self.name = name
         self.server = server  # None for direct
         self.note = note
+        # For the relay floor: origin port -> the relay's port in front of it.
+        self.routes = routes
+
+    @property
+    def proxied(self):
+        """Whether clients speak to it as a proxy (absolute form, CONNECT)."""
+        return self.server is not None and self.routes is None
+
+    def reach(self, port):
+        """The port a direct-style client connects to for the origin on `port`."""
+        return self.routes.get(port, port) if self.routes else port
 
     @property
     def proxy_port(self):
-        return self.server.port if self.server else None
+        return self.server.port if self.proxied else None
 
     @property
     def proxy_addr(self):
-        return "127.0.0.1:%d" % self.server.port if self.server else None
+        return "127.0.0.1:%d" % self.server.port if self.proxied else None
 
 
 class Env:
@@ -142,6 +153,16 @@ class Env:
         conf = servers.render(template, self.dir, label + ".conf",
                               dir=self.dir, port=port, name=label)
         return servers.Server(label, ["squid", "-N", "-f", conf], port, self.dir).start()
+
+    def start_relay(self, label, origin_ports, splice=False):
+        """The floor: bench-client relay in front of each of `origin_ports`."""
+        routes = {port: servers.free_port() for port in origin_ports}
+        spec = ",".join("127.0.0.1:%d=127.0.0.1:%d" % (mine, port)
+                        for port, mine in routes.items())
+        argv = [self.client_bin, "relay", "--routes", spec, "--splice",
+                "true" if splice else "false"]
+        server = servers.Server(label, argv, next(iter(routes.values())), self.dir).start()
+        return Target("relay", server, routes=routes)
 
     def start(self, kind, label, cache=False):
         """A fresh server of `kind` ("proxy-server", "tinyproxy", "squid")."""

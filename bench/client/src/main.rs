@@ -1,6 +1,7 @@
 //! Load tools that `bench/bench.py` drives where wrk cannot: a byte source for
 //! tunnels, one CONNECT tunnel's throughput, HTTPS keep-alive load inside
-//! CONNECT tunnels, and thousands of idle client connections. Each tool prints
+//! CONNECT tunnels, thousands of idle client connections, and a minimal relay
+//! (the floor any user-space relay pays). Each tool prints
 //! one JSON line of results on stdout; the harness owns timing policy, rounds
 //! and reporting. Only loopback addresses are ever passed in.
 
@@ -8,13 +9,14 @@ mod args;
 mod http;
 mod idle;
 mod proxy;
+mod relay;
 mod source;
 mod tls_load;
 mod tunnel;
 
 use anyhow::{Result, bail};
 
-const USAGE: &str = "usage: bench-client source|tunnel|tls-load|idle [--flag value]...";
+const USAGE: &str = "usage: bench-client source|tunnel|tls-load|idle|relay [--flag value]...";
 
 fn main() -> Result<()> {
     let mut argv = std::env::args().skip(1);
@@ -22,6 +24,10 @@ fn main() -> Result<()> {
         bail!(USAGE);
     };
     let flags = args::Flags::parse(argv)?;
+    if tool == "relay" {
+        // Blocking threads, no runtime: the floor has no event loop to pay for.
+        return relay::run(&flags);
+    }
     // One runtime thread, like `wrk -t1`: the client must not take both cores
     // from the servers it measures.
     let runtime = tokio::runtime::Builder::new_current_thread()
