@@ -70,20 +70,58 @@ struct Idle {
     since: Instant,
 }
 
-/// Idle keep-alive connections by origin `host:port`. The lock guards only map updates
-/// and is never held across an await.
+/// Idle keep-alive connections by origin `host:port`. The lock guards only map updates,
+/// is never held across an await, and is held for O(1) work on the request path (the
+/// clock is read and keys are built before taking it): under S1's load a put that
+/// checked every idle connection's age under the lock cost 50 µs CPU per request
+/// against 41–42 now.
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<HashMap<(String, u16), Vec<Idle>>>,
+    idle: Mutex<Lists>,
+}
+
+#[derive(Default)]
+struct Lists {
+    by_origin: HashMap<(String, u16), Vec<Idle>>,
+    /// Connections in all the lists.
+    total: usize,
+}
+
+impl Lists {
+    /// Drops from `origin`'s list the connections idle too long at `now` (oldest first,
+    /// as they were put).
+    fn expire(&mut self, origin: &(String, u16), now: Instant) {
+        if let Some(list) = self.by_origin.get_mut(origin) {
+            let stale = list
+                .iter()
+                .take_while(|c| now.duration_since(c.since) >= POOL_IDLE_TIMEOUT)
+                .count();
+            list.drain(..stale);
+            self.total -= stale;
+        }
+    }
+
+    /// Drops every connection idle too long at `now`, and the lists left empty.
+    fn expire_all(&mut self, now: Instant) {
+        self.by_origin.retain(|_, list| {
+            list.retain(|c| now.duration_since(c.since) < POOL_IDLE_TIMEOUT);
+            !list.is_empty()
+        });
+        self.total = self.by_origin.values().map(Vec::len).sum();
+    }
 }
 
 impl Pool {
     /// An idle connection to `host:port` that still looks alive, most recent first.
     pub fn take(&self, host: &str, port: u16) -> Option<(TcpStream, SocketAddr)> {
+        let origin = (host.to_string(), port);
+        let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.get_mut(&(host.to_string(), port))?;
+        let idle = &mut *idle;
+        let list = idle.by_origin.get_mut(&origin)?;
         while let Some(conn) = list.pop() {
-            if conn.since.elapsed() < POOL_IDLE_TIMEOUT && looks_alive(&conn.stream) {
+            idle.total -= 1;
+            if now.duration_since(conn.since) < POOL_IDLE_TIMEOUT && looks_alive(&conn.stream) {
                 return Some((conn.stream, conn.peer));
             }
         }
@@ -92,36 +130,34 @@ impl Pool {
 
     /// Keeps a connection whose last response was read completely.
     pub fn put(&self, host: &str, port: u16, stream: TcpStream, peer: SocketAddr) {
+        let origin = (host.to_string(), port);
+        let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let total: usize = idle.values().map(Vec::len).sum();
-        if total >= POOL_MAX_TOTAL {
-            idle.retain(|_, list| {
-                list.retain(|c| c.since.elapsed() < POOL_IDLE_TIMEOUT);
-                !list.is_empty()
-            });
-            if idle.values().map(Vec::len).sum::<usize>() >= POOL_MAX_TOTAL {
+        idle.expire(&origin, now);
+        if idle.total >= POOL_MAX_TOTAL {
+            idle.expire_all(now);
+            if idle.total >= POOL_MAX_TOTAL {
                 return;
             }
         }
-        let list = idle.entry((host.to_string(), port)).or_default();
-        list.retain(|c| c.since.elapsed() < POOL_IDLE_TIMEOUT);
+        let list = idle.by_origin.entry(origin).or_default();
         if list.len() < POOL_MAX_PER_ORIGIN {
             list.push(Idle {
                 stream,
                 peer,
-                since: Instant::now(),
+                since: now,
             });
+            idle.total += 1;
         }
     }
 
     /// Drops every idle connection (after the access rules change).
     pub fn clear(&self) {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        *self.idle.lock().unwrap_or_else(|e| e.into_inner()) = Lists::default();
     }
 
     pub fn len(&self) -> usize {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.values().map(Vec::len).sum()
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).total
     }
 
     pub fn is_empty(&self) -> bool {
@@ -162,6 +198,36 @@ mod tests {
             pool.take("o", addr.port()).is_none(),
             "closed connection reused"
         );
+    }
+
+    /// The running total follows puts, takes and the per-origin cap.
+    #[tokio::test]
+    async fn pool_counts_what_it_holds() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool = Pool::default();
+        let mut servers = Vec::new();
+        for origin in ["a", "a", "a", "b", "b"] {
+            let (client, _) = connect(&[addr], Duration::from_secs(5)).await.unwrap();
+            servers.push(listener.accept().await.unwrap().0);
+            pool.put(origin, 80, client, addr);
+        }
+        assert_eq!(pool.len(), 5);
+        assert!(pool.take("a", 80).is_some());
+        assert!(pool.take("b", 81).is_none(), "ports are part of the origin");
+        assert_eq!(pool.len(), 4);
+        for _ in 0..POOL_MAX_PER_ORIGIN {
+            let (client, _) = connect(&[addr], Duration::from_secs(5)).await.unwrap();
+            servers.push(listener.accept().await.unwrap().0);
+            pool.put("b", 80, client, addr);
+        }
+        assert_eq!(
+            pool.len(),
+            2 + POOL_MAX_PER_ORIGIN,
+            "b holds at most its cap"
+        );
+        pool.clear();
+        assert!(pool.is_empty());
     }
 
     #[tokio::test]
