@@ -221,7 +221,12 @@ async fn admit(
         .check_client(exchange.client.ip())
         .map_err(ProxyError::Forbidden)?;
     if let Some(authenticator) = &access.authenticator {
-        let credentials = head.headers.get("proxy-authorization").map(|v| &v[..]);
+        let mut fields = head.headers.get_all("proxy-authorization");
+        let credentials = fields.next().map(|v| &v[..]);
+        if fields.next().is_some() {
+            // Which one counts would be a guess, and another hop may guess otherwise.
+            return Err(ProxyError::BadRequest("repeated Proxy-Authorization field"));
+        }
         let user = authenticator
             .authenticate(credentials)
             .await

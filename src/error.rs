@@ -25,6 +25,8 @@ pub enum ProxyError {
     UriTooLong,
     /// Head over the byte limit or too many fields: 431.
     HeadTooLarge,
+    /// A request in a major HTTP version other than 1 (an HTTP/2 preface, say): 505.
+    VersionNotSupported,
     /// A scheme or transfer coding the proxy does not implement: 501.
     NotImplemented(&'static str),
     /// Access denied by policy: 403 with a short reason.
@@ -62,6 +64,7 @@ impl ProxyError {
             BadRequest(_) | NotAProxyRequest => 400,
             UriTooLong => 414,
             HeadTooLarge => 431,
+            VersionNotSupported => 505,
             NotImplemented(_) => 501,
             Forbidden(_) => 403,
             ProxyAuthRequired(_) => 407,
@@ -78,8 +81,8 @@ impl ProxyError {
     pub fn side(&self) -> Side {
         use ProxyError::*;
         match self {
-            BadRequest(_) | NotAProxyRequest | UriTooLong | HeadTooLarge | NotImplemented(_)
-            | Loop | HeaderTimeout => Side::Client,
+            BadRequest(_) | NotAProxyRequest | UriTooLong | HeadTooLarge | VersionNotSupported
+            | NotImplemented(_) | Loop | HeaderTimeout => Side::Client,
             Forbidden(_) | ProxyAuthRequired(_) | Overloaded => Side::Proxy,
             UpstreamConnect(_) | ConnectTimeout | ResponseTimeout | BadResponse(_)
             | UpstreamClosed => Side::Upstream,
@@ -96,6 +99,7 @@ impl ProxyError {
             NotAProxyRequest => "origin_form",
             UriTooLong => "uri_too_long",
             HeadTooLarge => "head_too_large",
+            VersionNotSupported => "version_not_supported",
             NotImplemented(_) => "not_implemented",
             Forbidden(denial) => denial.brief(),
             ProxyAuthRequired(why) => why.brief(),
@@ -123,6 +127,9 @@ impl ProxyError {
                 .to_string(),
             UriTooLong => "Request URI too long.\n".to_string(),
             HeadTooLarge => "Request header fields too large.\n".to_string(),
+            VersionNotSupported => {
+                "HTTP version not supported: this proxy speaks HTTP/1.1.\n".to_string()
+            }
             NotImplemented(what) => format!("Not implemented: {what}.\n"),
             Forbidden(why) => format!("Forbidden: {why}.\n"),
             // The reason stays in the logs: it may name a user, and says nothing useful
@@ -167,6 +174,7 @@ mod tests {
             (NotAProxyRequest, Some(400)),
             (UriTooLong, Some(414)),
             (HeadTooLarge, Some(431)),
+            (VersionNotSupported, Some(505)),
             (NotImplemented("x"), Some(501)),
             (Forbidden(Denial::BlockedHost), Some(403)),
             (ProxyAuthRequired(AuthError::Missing), Some(407)),

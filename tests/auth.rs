@@ -71,6 +71,29 @@ async fn bad_credentials_get_407_with_the_challenge() {
     );
 }
 
+/// Two `Proxy-Authorization` fields are ambiguous (which one counts?): 400, even when
+/// one of them is good, and nothing reaches the origin.
+#[tokio::test]
+async fn repeated_credentials_are_refused() {
+    let files = Scratch::new("auth-repeated");
+    let users = users_file(&files);
+    let proxy = Proxy::start_with(|c| c.access.auth_file = Some(users)).await;
+    let origin = Origin::fixed("must not be reached").await;
+    let authority = origin.addr.to_string();
+    let good = login(CLEAR_USER);
+    let bad = login((CLEAR_USER.0, "wrong"));
+    for extra in [
+        format!("{good}{bad}"),
+        format!("{bad}{good}"),
+        format!("{good}{good}"),
+    ] {
+        let response = get(proxy.addr, &authority, &extra).await;
+        let text = String::from_utf8_lossy(&response);
+        assert!(text.starts_with("HTTP/1.1 400 "), "{extra:?}: {text}");
+    }
+    assert_eq!(origin.connection_count(), 0);
+}
+
 #[tokio::test]
 async fn good_credentials_pass_and_never_reach_the_origin() {
     let files = Scratch::new("auth-ok");

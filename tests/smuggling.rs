@@ -145,8 +145,11 @@ fn cases() -> Vec<(&'static str, String, Expect)> {
         ("userinfo in target", "GET http://user:pw@{o}/ HTTP/1.1\r\n\r\n".to_string(), Refused(400)),
         ("GET http://a@b/", "GET http://evil.example@{o}/ HTTP/1.1\r\n\r\n".to_string(), Refused(400)),
         ("missing version", "GET http://{o}/\r\n\r\n".to_string(), Refused(400)),
-        ("HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_string(), Refused(400)),
-        ("HTTP/1.2", "GET http://{o}/ HTTP/1.2\r\n\r\n".to_string(), Refused(400)),
+        ("HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_string(), Refused(505)),
+        ("HTTP/3.0", "GET http://{o}/ HTTP/3.0\r\n\r\n".to_string(), Refused(505)),
+        // RFC 9112 §2.3: a later minor version is served as HTTP/1.1.
+        ("HTTP/1.2", "GET http://{o}/ HTTP/1.2\r\n\r\n".to_string(), Forwarded { messages: 1, body: "", fields: &[] }),
+        ("HTTP/1.10", "GET http://{o}/ HTTP/1.10\r\n\r\n".to_string(), Refused(400)),
         ("lower-case version", "GET http://{o}/ http/1.1\r\n\r\n".to_string(), Refused(400)),
         ("origin-form target", "GET /s HTTP/1.1\r\nHost: {o}\r\n\r\n".to_string(), Refused(400)),
         ("asterisk target", "OPTIONS * HTTP/1.1\r\nHost: {o}\r\n\r\n".to_string(), Refused(400)),

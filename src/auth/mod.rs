@@ -102,7 +102,16 @@ impl Authenticator {
         let rejected = || AuthError::Rejected {
             user: user.to_string(),
         };
-        let verified = match self.users.get(user).ok_or_else(rejected)? {
+        let Some(secret) = self.users.get(user) else {
+            // An unknown name costs what a known one does, so timing does not tell an
+            // attacker which names exist: with bcrypt users in the file, the password
+            // is checked against one of their hashes and the answer thrown away.
+            if let Some(hash) = self.users.a_bcrypt_hash() {
+                self.run_bcrypt(&credentials, hash).await;
+            }
+            return Err(rejected());
+        };
+        let verified = match secret {
             // Comparing fixed-size digests in constant time leaks neither the
             // password's content nor its length through timing.
             Secret::Clear(digest) => {
@@ -124,6 +133,15 @@ impl Authenticator {
         if self.cache.is_fresh(&key) {
             return true;
         }
+        let verified = self.run_bcrypt(credentials, hash).await;
+        if verified {
+            self.cache.insert(key);
+        }
+        verified
+    }
+
+    /// One bcrypt check on the blocking pool, at most [`MAX_CONCURRENT_BCRYPT`] at once.
+    async fn run_bcrypt(&self, credentials: &Credentials, hash: &Arc<str>) -> bool {
         let Ok(permit) = Arc::clone(&self.bcrypt_slots).acquire_owned().await else {
             return false;
         };
@@ -135,11 +153,7 @@ impl Authenticator {
             let _permit = permit;
             bcrypt::verify(password, &hash).unwrap_or(false)
         });
-        let verified = job.await.unwrap_or(false);
-        if verified {
-            self.cache.insert(key);
-        }
-        verified
+        job.await.unwrap_or(false)
     }
 
     /// How many bcrypt verifications actually ran (cache misses), for statistics.

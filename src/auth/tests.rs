@@ -52,6 +52,29 @@ async fn bcrypt_password_and_htpasswd_prefixes() {
     }
 }
 
+/// With bcrypt users in the file, an unknown name runs bcrypt too (a decoy check whose
+/// answer is thrown away), so its refusal takes as long as a known name's; with only
+/// clear-text users no bcrypt runs at all.
+#[tokio::test]
+async fn unknown_users_cost_a_bcrypt_check_like_known_ones() {
+    let a = authenticator(VERIFIED_CACHE_TTL);
+    let refused = auth(&a, "mallory:b-pass").await;
+    assert_eq!(
+        refused,
+        Err(AuthError::Rejected {
+            user: "mallory".into()
+        }),
+        "the decoy hash's password does not let an unknown user in"
+    );
+    assert_eq!(a.bcrypt_verifications(), 1);
+    assert!(auth(&a, "mallory:b-pass").await.is_err());
+    assert_eq!(a.bcrypt_verifications(), 2, "never cached");
+
+    let clear = Authenticator::new(parse_users("alice:a-pass\n", "users.txt").unwrap());
+    assert!(auth(&clear, "mallory:x").await.is_err());
+    assert_eq!(clear.bcrypt_verifications(), 0);
+}
+
 #[tokio::test]
 async fn unknown_user_and_user_case_matter() {
     let a = authenticator(VERIFIED_CACHE_TTL);

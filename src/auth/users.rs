@@ -52,6 +52,15 @@ impl Users {
         self.by_name.get(user)
     }
 
+    /// One of the bcrypt hashes in the file, if any: checking an unknown user's password
+    /// against it costs what checking a known user's does.
+    pub fn a_bcrypt_hash(&self) -> Option<&Arc<str>> {
+        self.by_name.values().find_map(|secret| match secret {
+            Secret::Bcrypt(hash) => Some(hash),
+            Secret::Clear(_) => None,
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.by_name.len()
     }

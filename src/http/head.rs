@@ -151,9 +151,47 @@ fn record_spans(base: &[u8], parsed: &[httparse::Header<'_>], spans: &mut Spans)
     parsed.len()
 }
 
+/// RFC 9112 §2.3: a request in HTTP/1.x with x above 1 is handled as HTTP/1.1, the
+/// highest minor version this proxy speaks (httparse knows only 1.0 and 1.1). The digit is
+/// rewritten in place once the request line is complete; the head is re-serialised as
+/// HTTP/1.1 for the origin anyway.
+fn serve_later_minor_as_http11(buf: &mut BytesMut) {
+    let line_len = request_line(buf).len();
+    let Some(version_at) = line_len.checked_sub(9) else {
+        return;
+    };
+    let version = &buf[version_at..line_len];
+    if version.starts_with(b" HTTP/1.") && matches!(version[8], b'2'..=b'9') {
+        buf[line_len - 1] = b'1';
+    }
+}
+
+/// The first line of `buf` without its line ending (empty until a line ending arrives).
+fn request_line(buf: &[u8]) -> &[u8] {
+    let Some(end) = buf.iter().position(|&b| b == b'\n') else {
+        return &[];
+    };
+    buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end])
+}
+
+/// What a request line with a version httparse refuses gets: 505 for a well-formed
+/// version in another major (an HTTP/2 preface, `HTTP/3.0`), 400 for anything else.
+fn version_error(line: &[u8]) -> ProxyError {
+    let version = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
+    match version {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && *major != b'1' && minor.is_ascii_digit() =>
+        {
+            ProxyError::VersionNotSupported
+        }
+        _ => ProxyError::BadRequest("malformed HTTP version"),
+    }
+}
+
 /// Parses a request head at the start of `buf`. `Ok(None)`: incomplete, read more.
 /// On success the head's bytes are split off `buf`.
 pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, ProxyError> {
+    serve_later_minor_as_http11(buf);
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut fields);
     let mut spans: Spans = [(0, 0, 0, 0); MAX_HEADERS];
@@ -170,9 +208,7 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, ProxyErr
         }
         Ok(httparse::Status::Partial) => return over_limit(buf).map(|()| None),
         Err(httparse::Error::TooManyHeaders) => return Err(ProxyError::HeadTooLarge),
-        Err(httparse::Error::Version) => {
-            return Err(ProxyError::BadRequest("unsupported HTTP version"));
-        }
+        Err(httparse::Error::Version) => return Err(version_error(request_line(buf))),
         Err(_) => return Err(ProxyError::BadRequest("malformed request head")),
     };
     let head = buf.split_to(len).freeze();
