@@ -135,8 +135,7 @@ async fn exchange(
     peer: SocketAddr,
     consumed: u64,
 ) -> Next {
-    let local = local_addr(ctx, client.get_ref());
-    let mut exchange = Exchange::start(peer, local, &head, Instant::now());
+    let mut exchange = Exchange::start(peer, &head, Instant::now());
     exchange.bytes_from_client = client.consumed() - consumed;
     let next = match handle(ctx, client, &head, &mut exchange).await {
         Ok(next) => next,
@@ -158,17 +157,6 @@ async fn exchange(
     }
     ctx.record(&exchange);
     next
-}
-
-/// The address the client reached us on: the listening address, unless that is a
-/// wildcard (then the socket is asked, one system call per request).
-fn local_addr(ctx: &Context, stream: &TcpStream) -> Option<SocketAddr> {
-    let listen = ctx.config.listen;
-    if listen.ip().is_unspecified() {
-        stream.local_addr().ok()
-    } else {
-        Some(listen)
-    }
 }
 
 /// Answers and records a head that could not be read; the connection then closes, as

@@ -24,7 +24,7 @@ pub async fn connect(
         return Err(ProxyError::BadRequest("CONNECT needs a host:port target"));
     };
     let addrs = upstream::resolve(host, *port).await?;
-    ctx.check_destination(&addrs, exchange.local)?;
+    ctx.check_destination(&addrs, client.get_ref())?;
     let (mut origin, peer) = upstream::connect(&addrs, ctx.config.timeouts.connect).await?;
     exchange.upstream = Some(peer);
     exchange.status = 200;

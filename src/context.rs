@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
@@ -143,19 +144,21 @@ impl Context {
         self.shutdown.wake.notified()
     }
 
-    /// Refuses destinations that are this proxy itself: the listening address, or the
-    /// address this client reached us on (a forwarding loop, 508).
+    /// Refuses destinations that are this proxy itself (a forwarding loop, 508): the
+    /// listening address, or, listening on a wildcard, loopback or the address `client`
+    /// reached us on. The socket is asked for that address only when a destination has
+    /// our port, so the common request costs no system call.
     pub fn check_destination(
         &self,
         addrs: &[SocketAddr],
-        local: Option<SocketAddr>,
+        client: &TcpStream,
     ) -> Result<(), ProxyError> {
         let listen = self.config.listen;
         let is_self = |a: &SocketAddr| {
-            Some(*a) == local
-                || (a.port() == listen.port()
-                    && (a.ip() == listen.ip()
-                        || (listen.ip().is_unspecified() && a.ip().is_loopback())))
+            a.port() == listen.port()
+                && (a.ip() == listen.ip()
+                    || (listen.ip().is_unspecified()
+                        && (a.ip().is_loopback() || client.local_addr().ok() == Some(*a))))
         };
         if addrs.iter().any(is_self) {
             return Err(ProxyError::Loop);
@@ -181,8 +184,6 @@ pub struct Exchange {
     pub started: Instant,
     pub wall_start: SystemTime,
     pub client: SocketAddr,
-    /// The address the client reached the proxy on (for loop detection).
-    pub local: Option<SocketAddr>,
     /// The authenticated user, when authentication is on.
     pub user: Option<String>,
     pub method: String,
@@ -204,14 +205,8 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub fn start(
-        client: SocketAddr,
-        local: Option<SocketAddr>,
-        head: &RequestHead,
-        started: Instant,
-    ) -> Exchange {
+    pub fn start(client: SocketAddr, head: &RequestHead, started: Instant) -> Exchange {
         let mut exchange = Exchange::unparsed(client, started);
-        exchange.local = local;
         exchange.method = head.method_str().to_string();
         exchange.target = head.target.display();
         exchange
@@ -223,7 +218,6 @@ impl Exchange {
             started,
             wall_start: SystemTime::now(),
             client,
-            local: None,
             user: None,
             method: "-".to_string(),
             target: "-".to_string(),

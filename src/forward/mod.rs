@@ -92,8 +92,7 @@ async fn fetch(
     let Target::Absolute { host, port, .. } = &head.target else {
         return Err(ProxyError::BadRequest("not an absolute-form request"));
     };
-    let local = exchange.local;
-    let mut origin = acquire(ctx, host, *port, local, true).await?;
+    let mut origin = acquire(ctx, host, *port, client.get_ref(), true).await?;
     exchange.upstream = Some(origin.peer);
     let response = match exchange_head(ctx, client, head, length, &mut origin, exchange).await {
         // A pooled connection the origin closed just before we used it: RFC 9112 §9.3.1
@@ -101,7 +100,7 @@ async fn fetch(
         Err(ProxyError::UpstreamClosed)
             if origin.reused && origin.reader.buffered().is_empty() && retryable(head, length) =>
         {
-            origin = acquire(ctx, host, *port, local, false).await?;
+            origin = acquire(ctx, host, *port, client.get_ref(), false).await?;
             exchange.upstream = Some(origin.peer);
             exchange_head(ctx, client, head, length, &mut origin, exchange).await?
         }
@@ -119,14 +118,14 @@ async fn acquire(
     ctx: &Context,
     host: &str,
     port: u16,
-    local: Option<SocketAddr>,
+    client: &TcpStream,
     pooled: bool,
 ) -> Result<Origin, ProxyError> {
     // A pooled connection was checked when it was opened; the rules may have changed
     // since (SIGHUP), so its address is checked again.
     let pooled = pooled.then(|| ctx.pool.take(host, port)).flatten();
     if let Some((stream, peer)) =
-        pooled.filter(|(_, peer)| ctx.check_destination(&[*peer], local).is_ok())
+        pooled.filter(|(_, peer)| ctx.check_destination(&[*peer], client).is_ok())
     {
         return Ok(Origin {
             reader: Reader::new(stream, Side::Upstream),
@@ -135,7 +134,7 @@ async fn acquire(
         });
     }
     let addrs = upstream::resolve(host, port).await?;
-    ctx.check_destination(&addrs, local)?;
+    ctx.check_destination(&addrs, client)?;
     let (stream, peer) = upstream::connect(&addrs, ctx.config.timeouts.connect).await?;
     Ok(Origin {
         reader: Reader::new(stream, Side::Upstream),
