@@ -5,20 +5,18 @@
 //! thread copies both ways through 64 KiB buffers (tokio's
 //! `copy_bidirectional`); with `--splice true` one blocking thread per
 //! direction splices through a 1 MiB pipe (what proxy-server's tunnels use for
-//! bulk). Runs until the harness kills it (`--lifetime` is the backstop).
+//! bulk). Runs until the harness kills it, or `--lifetime` seconds (the backstop).
 
 use crate::args::Flags;
 use anyhow::{Result, bail};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const COPY_CHUNK: usize = 64 * 1024;
 const PIPE_SIZE: usize = 1024 * 1024;
 const DEFAULT_LIFETIME_SECS: u64 = 1800;
-/// Between looks at the listeners when none had a connection waiting.
-const ACCEPT_POLL: Duration = Duration::from_millis(2);
 
 pub fn run(flags: &Flags) -> Result<()> {
     let routes: String = flags.get("routes", None)?;
@@ -29,21 +27,20 @@ pub fn run(flags: &Flags) -> Result<()> {
         let Some((listen, target)) = route.split_once('=') else {
             bail!("--routes: expected LISTEN=TARGET, got {route:?}");
         };
-        let listener = TcpListener::bind(listen)?;
-        listener.set_nonblocking(true)?;
-        listeners.push((listener, target.to_string()));
+        listeners.push((TcpListener::bind(listen)?, target.to_string()));
     }
+    thread::spawn(move || {
+        thread::sleep(lifetime);
+        std::process::exit(0);
+    });
     if !splice {
-        return copy_relay(listeners, lifetime);
+        return copy_relay(listeners);
     }
-    let started = Instant::now();
-    while started.elapsed() < lifetime {
-        let mut accepted = false;
-        for (listener, target) in &listeners {
-            match listener.accept() {
-                Ok((client, _)) => {
-                    accepted = true;
-                    client.set_nonblocking(false)?;
+    let accepting: Vec<_> = listeners
+        .into_iter()
+        .map(|(listener, target)| {
+            thread::spawn(move || {
+                for client in listener.incoming().flatten() {
                     let target = target.clone();
                     thread::spawn(move || {
                         if let Err(error) = splice_relay(client, &target) {
@@ -51,25 +48,24 @@ pub fn run(flags: &Flags) -> Result<()> {
                         }
                     });
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if !accepted {
-            thread::sleep(ACCEPT_POLL);
-        }
+            })
+        })
+        .collect();
+    for thread in accepting {
+        let _ = thread.join();
     }
     Ok(())
 }
 
 /// One event loop on one thread, a task per connection copying both ways: the
 /// least a relay of small messages can do per message.
-fn copy_relay(listeners: Vec<(TcpListener, String)>, lifetime: Duration) -> Result<()> {
+fn copy_relay(listeners: Vec<(TcpListener, String)>) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         for (listener, target) in listeners {
+            listener.set_nonblocking(true)?;
             let listener = tokio::net::TcpListener::from_std(listener)?;
             tokio::spawn(async move {
                 while let Ok((mut client, _)) = listener.accept().await {
@@ -90,7 +86,7 @@ fn copy_relay(listeners: Vec<(TcpListener, String)>, lifetime: Duration) -> Resu
                 }
             });
         }
-        tokio::time::sleep(lifetime).await;
+        std::future::pending::<()>().await;
         Ok(())
     })
 }
