@@ -110,6 +110,11 @@ def run_scenarios(args, env):
             targets = main_targets + ([floor] if number in FLOOR_SCENARIOS else [])
             results[number] = rounds(args, targets, lambda t, f=func: f(env, t, secs),
                                      warm=lambda t, f=func: f(env, t, 1))
+            if number == 3:
+                print("S3: 100 MiB GET over one connection", flush=True)
+                huge = rounds(args, main_targets,
+                              lambda t: scenarios.s3_huge(env, t, secs))
+                merge_variant(results[3], huge, "huge")
     if 4 in args.only:
         print("S4: %s" % report.TITLES[4], flush=True)
         results[4] = run_tunnel(args, env, main_targets)
@@ -134,6 +139,14 @@ def run_scenarios(args, env):
         print("S5: %s" % report.TITLES[5], flush=True)
         results[5] = run_idle(args, env)
     return results
+
+
+def merge_variant(result, variant, suffix):
+    """Files a variant's rows beside a scenario's own, as "NAME SUFFIX" (see report.cell)."""
+    for name, rows in variant["rows"].items():
+        result["rows"]["%s %s" % (name, suffix)] = rows
+    for name, note in variant["errors"].items():
+        result["errors"]["%s %s" % (name, suffix)] = note
 
 
 def access_log_evidence(env):

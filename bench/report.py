@@ -31,6 +31,8 @@ ROWS = [
     (2, "cpu_us_per_req", "S2 server CPU", "µs/req", False, None),
     (3, "mbps", "S3 1 MiB GET ×8", "MB/s", True, ("ratio", 0.80)),
     (3, "cpu_s_per_gb", "S3 server CPU", "s/GB", False, None),
+    (3, "mbps huge", "S3 100 MiB over one connection", "MB/s", True, ("ratio", 0.80)),
+    (3, "cpu_s_per_gb huge", "S3 100 MiB server CPU", "s/GB", False, None),
     (4, "mbps", "S4 CONNECT tunnel 2 GiB", "MB/s", True, ("ratio", 0.90)),
     (4, "cpu_s_per_gb", "S4 server CPU", "s/GB", False, ("max", 0.15)),
     (5, "kib_per_conn", "S5 idle connection", "KiB/conn", False, ("max", 1.0)),

@@ -89,7 +89,7 @@ def wrk(env, target, path, conns, secs, close=False, check=True):
 
 
 def path_size(path):
-    return {"/small": 200, "/large": 1024 * 1024}.get(path, 0)
+    return {"/small": 200, "/large": 1024 * 1024, "/huge": 100 * 1024 * 1024}.get(path, 0)
 
 
 def check_forwarded(row, target):
@@ -121,6 +121,11 @@ def s2_new_connection(env, target, secs):
 
 def s3_large(env, target, secs):
     return check_forwarded(wrk(env, target, "/large", 8, secs, check=False), target)
+
+
+def s3_huge(env, target, secs):
+    """100 MiB responses, one after another over one connection."""
+    return check_forwarded(wrk(env, target, "/huge", 1, secs, check=False), target)
 
 
 def s6_cache(env, target, secs):

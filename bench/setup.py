@@ -13,6 +13,7 @@ import servers
 
 SMALL_BYTES = 200
 LARGE_BYTES = 1024 * 1024
+HUGE_BYTES = 100 * 1024 * 1024
 # Client connections the servers must accept (scenario 5 holds 10,000).
 MAX_CONNECTIONS = 20000
 # Idle and head timeouts for proxy-server, long enough for every scenario's
@@ -77,6 +78,8 @@ class Env:
             f.write(b"s" * SMALL_BYTES)
         with open(os.path.join(www, "large"), "wb") as f:
             f.write(os.urandom(LARGE_BYTES))
+        with open(os.path.join(www, "huge"), "wb") as f:
+            f.write(os.urandom(1024 * 1024) * (HUGE_BYTES // (1024 * 1024)))
         subprocess.run(
             ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
              "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
