@@ -24,8 +24,6 @@ import setup
 
 KINDS = ["proxy-server", "tinyproxy", "squid"]
 TUNNEL_BYTES = 2 * 1024 ** 3
-# Scenarios run through the relay floor too (S4 and S7 are added where they run).
-FLOOR_SCENARIOS = {1}
 
 
 def parse_args():
@@ -99,15 +97,15 @@ def run_scenarios(args, env):
     results = {}
     secs = args.secs
     main_targets = start_columns(env, args.kinds)
-    # The floor for the per-message scenarios: a minimal relay (no proxy work) in
-    # front of the same origins, reported under the table.
+    # The floor for the per-message scenarios (S1 here, S7 below): a minimal relay (no
+    # proxy work) in front of the same origins, reported under the table.
     floor = env.start_relay("relay", [env.origin_port, env.tls_port])
     wrk_scenarios = [(1, scenarios.s1_keepalive), (2, scenarios.s2_new_connection),
                      (3, scenarios.s3_large)]
     for number, func in wrk_scenarios:
         if number in args.only:
             print("S%d: %s" % (number, report.TITLES[number]), flush=True)
-            targets = main_targets + ([floor] if number in FLOOR_SCENARIOS else [])
+            targets = main_targets + ([floor] if number == 1 else [])
             results[number] = rounds(args, targets, lambda t, f=func: f(env, t, secs),
                                      warm=lambda t, f=func: f(env, t, 1))
             if number == 3:
