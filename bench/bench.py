@@ -99,13 +99,14 @@ def run_scenarios(args, env):
     main_targets = start_columns(env, args.kinds)
     # The floor for the per-message scenarios (S1 here, S7 below): a minimal relay (no
     # proxy work) in front of the same origins, reported under the table.
-    floor = env.start_relay("relay", [env.origin_port, env.tls_port])
+    floors = ([env.start_relay("relay", [env.origin_port, env.tls_port])]
+              if args.only & {1, 7} else [])
     wrk_scenarios = [(1, scenarios.s1_keepalive), (2, scenarios.s2_new_connection),
                      (3, scenarios.s3_large)]
     for number, func in wrk_scenarios:
         if number in args.only:
             print("S%d: %s" % (number, report.TITLES[number]), flush=True)
-            targets = main_targets + ([floor] if number == 1 else [])
+            targets = main_targets + (floors if number == 1 else [])
             results[number] = rounds(args, targets, lambda t, f=func: f(env, t, secs),
                                      warm=lambda t, f=func: f(env, t, 1))
             if number == 3:
@@ -118,10 +119,10 @@ def run_scenarios(args, env):
         results[4] = run_tunnel(args, env, main_targets)
     if 7 in args.only:
         print("S7: %s" % report.TITLES[7], flush=True)
-        results[7] = rounds(args, main_targets + [floor],
+        results[7] = rounds(args, main_targets + floors,
                             lambda t: scenarios.s7_tls(env, t, secs),
                             warm=lambda t: scenarios.s7_tls(env, t, 1))
-    for target in main_targets + [floor]:
+    for target in main_targets + floors:
         if target.server:
             target.server.stop()
     env.notes_after.append(access_log_evidence(env))
