@@ -1,26 +1,29 @@
-//! What a connection task shares with the rest of the process (settings, the origin
-//! pool, the shutdown signal), and the record of one exchange that the connection fills
-//! in as it goes and logs when it ends.
+//! What a connection task shares with the rest of the process (settings, access state,
+//! the dialer and its pool, the cache, statistics, the shutdown signal), what every
+//! front end does the same way (relay a tunnel with live counts, record an exchange),
+//! and the record of one exchange that the front end fills in as it goes and logs when
+//! it ends.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
+use bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
 use crate::access::AccessControl;
 use crate::cache::Cache;
+use crate::client::ClientStream;
 use crate::config::Config;
-use crate::error::ProxyError;
 use crate::files::FileErrors;
-use crate::http::RequestHead;
 use crate::logging::{AccessLog, AccessRecord, CacheResult};
 use crate::stats::{Outcome, Stats};
-use crate::tunnel::Direction;
-use crate::upstream::Pool;
+use crate::target::Target;
+use crate::tunnel::{self, Direction};
+use crate::upstream::Dialer;
 
 /// The long-lived state the server runs with, built at start: the access rules (whose
 /// file errors `main` reports with exit code 2), the cache, the statistics and the
@@ -37,7 +40,7 @@ impl Services {
     pub fn load(config: &Config) -> Result<Services, FileErrors> {
         Ok(Services {
             access: AccessControl::load(&config.access)?,
-            cache: Cache::from_args(&config.cache),
+            cache: config.cache.as_ref().map(Cache::with_settings),
             stats: Arc::default(),
             access_log: None,
         })
@@ -46,7 +49,7 @@ impl Services {
 
 pub struct Context {
     pub config: Config,
-    pub pool: Pool,
+    pub dialer: Dialer,
     pub access: AccessControl,
     pub cache: Option<Cache>,
     pub stats: Arc<Stats>,
@@ -65,9 +68,14 @@ struct Shutdown {
 
 impl Context {
     pub fn new(config: Config, services: Services) -> Context {
+        let dialer = Dialer::new(
+            services.access.clone(),
+            config.listen,
+            config.timeouts.connect,
+        );
         Context {
             config,
-            pool: Pool::default(),
+            dialer,
             access: services.access,
             cache: services.cache,
             stats: services.stats,
@@ -113,8 +121,39 @@ impl Context {
         );
     }
 
+    /// Marks the exchange as relayed from here on (a tunnel or an upgrade): the bytes so
+    /// far are counted now, [`Context::relay`] counts the rest as they move.
+    pub fn begin_relay(&self, exchange: &mut Exchange) {
+        self.stats.add_bytes_from_client(exchange.bytes_from_client);
+        self.stats.add_bytes_to_client(exchange.bytes_to_client);
+        self.stats.add_bytes_from_origin(exchange.bytes_from_origin);
+        self.stats.add_bytes_to_origin(exchange.bytes_to_origin);
+        exchange.relayed = true;
+    }
+
+    /// Relays a tunnel or an upgraded connection with live statistics, and adds the bytes
+    /// each way to the exchange's record.
+    pub async fn relay(
+        &self,
+        client: &mut ClientStream,
+        client_early: Bytes,
+        upstream: &mut TcpStream,
+        upstream_early: Bytes,
+        exchange: &mut Exchange,
+    ) -> tunnel::End {
+        let count = |direction, bytes| self.count_relayed(direction, bytes);
+        let idle = self.config.timeouts.idle;
+        let (totals, end) =
+            tunnel::relay(client, client_early, upstream, upstream_early, idle, &count).await;
+        exchange.bytes_from_client += totals.client_to_upstream;
+        exchange.bytes_to_origin += totals.client_to_upstream;
+        exchange.bytes_from_origin += totals.upstream_to_client;
+        exchange.bytes_to_client += totals.upstream_to_client;
+        end
+    }
+
     /// Live statistics for a relay: bytes each way, as they move.
-    pub fn count_relayed(&self, direction: Direction, bytes: u64) {
+    fn count_relayed(&self, direction: Direction, bytes: u64) {
         match direction {
             Direction::ToUpstream => {
                 self.stats.add_bytes_from_client(bytes);
@@ -142,31 +181,6 @@ impl Context {
     /// call; check [`shutting_down`](Self::shutting_down) after making it.
     pub fn shutdown_wake(&self) -> Notified<'_> {
         self.shutdown.wake.notified()
-    }
-
-    /// Refuses destinations that are this proxy itself (a forwarding loop, 508): the
-    /// listening address, or, listening on a wildcard, loopback or the address `client`
-    /// reached us on. The socket is asked for that address only when a destination has
-    /// our port, so the common request costs no system call.
-    pub fn check_destination(
-        &self,
-        addrs: &[SocketAddr],
-        client: &TcpStream,
-    ) -> Result<(), ProxyError> {
-        let listen = self.config.listen;
-        let is_self = |a: &SocketAddr| {
-            a.port() == listen.port()
-                && (a.ip() == listen.ip()
-                    || (listen.ip().is_unspecified()
-                        && (a.ip().is_loopback() || client.local_addr().ok() == Some(*a))))
-        };
-        if addrs.iter().any(is_self) {
-            return Err(ProxyError::Loop);
-        }
-        self.access
-            .policy()
-            .check_addrs(addrs)
-            .map_err(ProxyError::Forbidden)
     }
 }
 
@@ -205,10 +219,18 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub fn start(client: SocketAddr, head: &RequestHead, started: Instant) -> Exchange {
+    /// An exchange for `target`, shown in the log as `url` where the front end has one
+    /// (a plain HTTP request), else as `host:port`.
+    pub fn start(
+        client: SocketAddr,
+        method: &str,
+        target: &Target<'_>,
+        url: Option<String>,
+        started: Instant,
+    ) -> Exchange {
         let mut exchange = Exchange::unparsed(client, started);
-        exchange.method = head.method_str().to_string();
-        exchange.target = head.target.display();
+        exchange.method = method.to_string();
+        exchange.target = url.unwrap_or_else(|| target.to_string());
         exchange
     }
 

@@ -1,10 +1,14 @@
 //! The request-path error vocabulary: what went wrong, on which side, and the HTTP answer
-//! it becomes. `conn` is the one place that turns a `ProxyError` into bytes on the wire.
+//! it becomes. A leaf: the access decisions (`acl`, `auth`) turn their reasons into a
+//! [`Refusal`] or an [`AuthFailure`] here, so the wire code in `http` depends on nothing
+//! above it. Each front end has one place that turns a `ProxyError` into its protocol's
+//! answer (`http_proxy` writes the HTTP one); the log shows [`ProxyError::brief`], and
+//! [`std::error::Error::source`] keeps the I/O cause for debugging.
 
 use std::fmt;
-
-use crate::acl::Denial;
-use crate::auth::AuthError;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Which party a failure belongs to, for logs and statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +16,23 @@ pub enum Side {
     Client,
     Upstream,
     Proxy,
+}
+
+/// Why the access policy refused a request: a stable label for logs and statistics, the
+/// one-line reason for the client (lower-case, no final period), and the rule that
+/// decided, when the policy names its rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub brief: &'static str,
+    pub reason: String,
+    pub rule: Option<Arc<str>>,
+}
+
+/// Why credentials were not accepted; only the label leaves the `auth` module, so no
+/// user name or password can reach an answer through this type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthFailure {
+    pub brief: &'static str,
 }
 
 /// A failure while serving one request.
@@ -30,15 +51,21 @@ pub enum ProxyError {
     /// A scheme or transfer coding the proxy does not implement: 501.
     NotImplemented(&'static str),
     /// Access denied by policy: 403 with a short reason.
-    Forbidden(Denial),
+    Forbidden(Refusal),
     /// Credentials missing, malformed or wrong: 407.
-    ProxyAuthRequired(AuthError),
+    ProxyAuthRequired(AuthFailure),
     /// The request would come back to this proxy: 508.
     Loop,
     /// Over the connection limit: 503.
     Overloaded,
-    /// The origin's name does not resolve or it refused the connection: 502.
-    UpstreamConnect(String),
+    /// The origin's name does not resolve (or resolves to nothing): 502.
+    Resolve { host: String, source: io::Error },
+    /// Every address of the origin refused or failed the connection: 502. `addr` is the
+    /// last one tried.
+    Connect {
+        addr: Option<SocketAddr>,
+        source: io::Error,
+    },
     /// The origin did not accept the connection in time: 504.
     ConnectTimeout,
     /// The origin did not answer in time: 504.
@@ -50,7 +77,7 @@ pub enum ProxyError {
     /// The origin closed or failed before its response head was complete: 502.
     UpstreamClosed,
     /// I/O failed after the response started: nothing can be sent, only closed.
-    Io(Side, std::io::Error),
+    Io(Side, io::Error),
     /// The client was too slow to send its request head.
     HeaderTimeout,
 }
@@ -70,7 +97,7 @@ impl ProxyError {
             ProxyAuthRequired(_) => 407,
             Loop => 508,
             Overloaded => 503,
-            UpstreamConnect(_) | BadResponse(_) | UpstreamClosed => 502,
+            Resolve { .. } | Connect { .. } | BadResponse(_) | UpstreamClosed => 502,
             ConnectTimeout | ResponseTimeout | NotCached => 504,
             HeaderTimeout => 408,
             Io(..) => return None,
@@ -84,7 +111,11 @@ impl ProxyError {
             BadRequest(_) | NotAProxyRequest | UriTooLong | HeadTooLarge | VersionNotSupported
             | NotImplemented(_) | Loop | HeaderTimeout => Side::Client,
             Forbidden(_) | ProxyAuthRequired(_) | Overloaded => Side::Proxy,
-            UpstreamConnect(_) | ConnectTimeout | ResponseTimeout | BadResponse(_)
+            Resolve { .. }
+            | Connect { .. }
+            | ConnectTimeout
+            | ResponseTimeout
+            | BadResponse(_)
             | UpstreamClosed => Side::Upstream,
             NotCached => Side::Proxy,
             Io(side, _) => *side,
@@ -101,11 +132,12 @@ impl ProxyError {
             HeadTooLarge => "head_too_large",
             VersionNotSupported => "version_not_supported",
             NotImplemented(_) => "not_implemented",
-            Forbidden(denial) => denial.brief(),
-            ProxyAuthRequired(why) => why.brief(),
+            Forbidden(refusal) => refusal.brief,
+            ProxyAuthRequired(failure) => failure.brief,
             Loop => "loop",
             Overloaded => "overloaded",
-            UpstreamConnect(_) => "upstream_connect",
+            Resolve { .. } => "upstream_resolve",
+            Connect { .. } => "upstream_connect",
             ConnectTimeout => "connect_timeout",
             ResponseTimeout => "response_timeout",
             NotCached => "not_cached",
@@ -131,13 +163,14 @@ impl ProxyError {
                 "HTTP version not supported: this proxy speaks HTTP/1.1.\n".to_string()
             }
             NotImplemented(what) => format!("Not implemented: {what}.\n"),
-            Forbidden(why) => format!("Forbidden: {why}.\n"),
+            Forbidden(refusal) => format!("Forbidden: {}.\n", refusal.reason),
             // The reason stays in the logs: it may name a user, and says nothing useful
             // to a client that has to send credentials anyway.
             ProxyAuthRequired(_) => "Proxy authentication required.\n".to_string(),
             Loop => "Forwarding loop detected.\n".to_string(),
             Overloaded => "Too many connections; try again later.\n".to_string(),
-            UpstreamConnect(why) => format!("Bad gateway: {why}.\n"),
+            Resolve { host, .. } => format!("Bad gateway: cannot resolve {host}.\n"),
+            Connect { source, .. } => format!("Bad gateway: cannot connect: {source}.\n"),
             ConnectTimeout => {
                 "Gateway timeout: the origin did not accept the connection.\n".to_string()
             }
@@ -160,7 +193,16 @@ impl fmt::Display for ProxyError {
     }
 }
 
-impl std::error::Error for ProxyError {}
+impl std::error::Error for ProxyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ProxyError::Resolve { source, .. }
+            | ProxyError::Connect { source, .. }
+            | ProxyError::Io(_, source) => Some(source),
+            _ => None,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -176,11 +218,31 @@ mod tests {
             (HeadTooLarge, Some(431)),
             (VersionNotSupported, Some(505)),
             (NotImplemented("x"), Some(501)),
-            (Forbidden(Denial::BlockedHost), Some(403)),
-            (ProxyAuthRequired(AuthError::Missing), Some(407)),
+            (
+                Forbidden(Refusal {
+                    brief: "blocked-host",
+                    reason: "x".into(),
+                    rule: None,
+                }),
+                Some(403),
+            ),
+            (ProxyAuthRequired(AuthFailure { brief: "x" }), Some(407)),
             (Loop, Some(508)),
             (Overloaded, Some(503)),
-            (UpstreamConnect("x".into()), Some(502)),
+            (
+                Resolve {
+                    host: "x".into(),
+                    source: io::ErrorKind::NotFound.into(),
+                },
+                Some(502),
+            ),
+            (
+                Connect {
+                    addr: None,
+                    source: io::ErrorKind::ConnectionRefused.into(),
+                },
+                Some(502),
+            ),
             (BadResponse("x"), Some(502)),
             (UpstreamClosed, Some(502)),
             (ConnectTimeout, Some(504)),

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use proxy_server::config::{Cli, Config};
+use proxy_server::config::{Cli, Config, Settings};
 use proxy_server::context::Services;
 use proxy_server::stats::Stats;
 use proxy_server::{access, logging, metrics, server};
@@ -24,8 +24,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let config = Config::from_cli(&cli);
+    let settings = Cli::parse().settings();
+    let config = settings.config.clone();
     let mut services = match Services::load(&config) {
         Ok(services) => services,
         Err(errors) => {
@@ -34,7 +34,7 @@ fn main() -> ExitCode {
         }
     };
     let stats = Arc::new(Stats::default());
-    let logging = match logging::init(&cli.log, &cli.log_level, stats.clone()) {
+    let logging = match logging::init(&settings.log, stats.clone()) {
         Ok(logging) => logging,
         Err(error) => {
             eprintln!("proxy-server: {error:#}");
@@ -43,13 +43,13 @@ fn main() -> ExitCode {
     };
     services.stats = stats.clone();
     services.access_log = Some(logging.access_log());
-    access::warn_if_open_proxy(cli.host, &cli.access);
+    access::warn_if_open_proxy(config.listen.ip(), &config.access);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = cli.workers {
+    if let Some(workers) = settings.workers {
         runtime.worker_threads(workers);
     }
     let code = match runtime.enable_all().build() {
-        Ok(runtime) => runtime.block_on(serve(cli, config, services, stats)),
+        Ok(runtime) => runtime.block_on(serve(settings, config, services, stats)),
         Err(error) => {
             eprintln!("proxy-server: cannot start the runtime: {error}");
             ExitCode::FAILURE
@@ -59,7 +59,12 @@ fn main() -> ExitCode {
     code
 }
 
-async fn serve(cli: Cli, config: Config, services: Services, stats: Arc<Stats>) -> ExitCode {
+async fn serve(
+    settings: Settings,
+    config: Config,
+    services: Services,
+    stats: Arc<Stats>,
+) -> ExitCode {
     let listener = match server::bind(config.listen) {
         Ok(listener) => listener,
         Err(error) => {
@@ -68,7 +73,7 @@ async fn serve(cli: Cli, config: Config, services: Services, stats: Arc<Stats>) 
         }
     };
     let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
-    if let Some(addr) = cli.metrics.metrics_addr {
+    if let Some(addr) = settings.metrics.addr {
         match TcpListener::bind(addr).await {
             Ok(listener) => {
                 tracing::info!(
@@ -83,9 +88,9 @@ async fn serve(cli: Cli, config: Config, services: Services, stats: Arc<Stats>) 
             }
         }
     }
-    let summaries = cli
+    let summaries = settings
         .metrics
-        .stats_interval()
+        .stats_interval
         .map(|every| tokio::spawn(metrics::periodic_summary(stats.clone(), every)));
     tokio::spawn(access::reload_on_sighup(services.access.clone()));
     let bound = listener.local_addr().map_or(config.listen, |a| a);

@@ -14,11 +14,12 @@ use std::time::Duration;
 use futures_util::FutureExt as _;
 use tokio::net::TcpListener;
 
+use crate::client::ClientStream;
 use crate::config::Config;
-use crate::conn;
 use crate::context::{Context, Services};
 use crate::error::ProxyError;
 use crate::http::rewrite;
+use crate::http_proxy;
 use crate::stats::ConnectionSlot;
 
 /// Pending connections the kernel queues before `accept`. The default of 128 drops
@@ -72,7 +73,10 @@ pub async fn run(
             refuse_overloaded(stream);
             continue;
         };
-        tokio::spawn(isolate(conn::serve(stream, peer, ctx.clone()), peer, slot));
+        let client = ClientStream::tcp(stream, peer);
+        // The front end for this listener's protocol; a SOCKS5 or TLS listener is one more
+        // kind of listener here, spawning its own front end on the same context.
+        tokio::spawn(isolate(http_proxy::serve(client, ctx.clone()), peer, slot));
     }
     drop(listener);
     ctx.begin_shutdown();

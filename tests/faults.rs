@@ -435,7 +435,7 @@ async fn tunnel_passes_half_close_both_ways() {
 async fn a_response_cut_off_is_never_cached() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let proxy = Proxy::start_with(|c| c.cache.cache = true).await;
+    let proxy = Proxy::start_with(|c| common::cache::cache_on(c, 64, 8192)).await;
     for framing in ["Content-Length: 100000\r\n", "Connection: close\r\n"] {
         let served = Arc::new(AtomicUsize::new(0));
         let count = served.clone();

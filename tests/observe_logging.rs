@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use proxy_server::logging::{
-    self, AccessLog, AccessRecord, CacheResult, LogArgs, LogFormat, RotatingFile, RotationPolicy,
+    self, AccessLog, AccessRecord, CacheResult, LogFormat, LogSettings, RotatingFile,
+    RotationPolicy,
 };
 use proxy_server::stats::{Outcome, Stats};
 
@@ -55,15 +56,17 @@ fn log_files(path: &Path, keep: u32) -> Vec<PathBuf> {
 #[test]
 fn init_writes_rotated_access_log_and_diagnostics_and_flushes_on_shutdown() {
     let dir = temp_dir("init");
-    let args = LogArgs {
-        log_dir: dir.clone(),
-        log_format: LogFormat::Squid,
-        log_max_size: 1,
-        log_keep: 5,
+    let settings = LogSettings {
+        dir: dir.clone(),
+        format: LogFormat::Squid,
+        rotation: RotationPolicy {
+            max_bytes: 1 << 20,
+            keep: 5,
+        },
+        level: "info,observe_logging=debug".to_string(),
     };
     let stats = Arc::new(Stats::default());
-    let logging =
-        logging::init(&args, "info,observe_logging=debug", Arc::clone(&stats)).expect("init");
+    let logging = logging::init(&settings, Arc::clone(&stats)).expect("init");
     let access = logging.access_log();
 
     // Lines of ~120 bytes, ~4.5 MiB through a 1 MiB limit: four rotations, all within keep = 5.
@@ -81,7 +84,7 @@ fn init_writes_rotated_access_log_and_diagnostics_and_flushes_on_shutdown() {
     logging.shutdown();
 
     let access_path = dir.join("access.log");
-    let files = log_files(&access_path, args.log_keep);
+    let files = log_files(&access_path, settings.rotation.keep);
     assert!(files.len() >= 4, "rotated at least three times: {files:?}");
     let mut seen = BTreeSet::new();
     for file in &files {

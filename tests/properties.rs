@@ -17,7 +17,7 @@ use bytes::BytesMut;
 use proptest::prelude::*;
 use proxy_server::error::Side;
 use proxy_server::http::body::{Relay, relay_body};
-use proxy_server::http::{BodyLength, Reader, Target, framing, head, rewrite};
+use proxy_server::http::{BodyLength, Reader, RequestTarget, framing, head, rewrite};
 use tokio::io::{AsyncRead, ReadBuf};
 
 /// Fields that describe one hop (RFC 9110 §7.6.1) or carry the proxy's own credentials,
@@ -205,7 +205,7 @@ proptest! {
         // Method and path byte-exact, Host from the URI.
         prop_assert_eq!(&seen.method, &sent.method);
         prop_assert_eq!(&seen.target, &sent.path);
-        let Target::Absolute { .. } = &request.target else { unreachable!() };
+        let RequestTarget::Absolute { .. } = &request.target else { unreachable!() };
         let host = request.target.host_header();
         prop_assert_eq!(seen.one("host"), Some(host.as_str()));
 

@@ -6,14 +6,14 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use proxy_server::http::{Target, framing, head, rewrite};
+use proxy_server::http::{RequestTarget, framing, head, rewrite};
 
 fuzz_target!(|data: &[u8]| {
     let mut buf = BytesMut::from(data);
     let Ok(Some(request)) = head::parse_request(&mut buf) else {
         return;
     };
-    let Target::Absolute { path, .. } = &request.target else {
+    let RequestTarget::Absolute { path, .. } = &request.target else {
         return; // CONNECT is tunnelled, never re-serialised.
     };
     let Ok(length) = framing::request_body(request.version, &request.headers) else {

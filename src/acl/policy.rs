@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use super::host::{Host, canonical_ip, normalise};
 use super::ports::PortSet;
 use super::rules::Rules;
+use crate::error::Refusal;
 
 /// Everything the access checks need, frozen together so one request sees one version.
 #[derive(Debug, Clone, Default)]
@@ -76,6 +77,16 @@ impl fmt::Display for Denial {
 }
 
 impl std::error::Error for Denial {}
+
+impl From<Denial> for Refusal {
+    fn from(denial: Denial) -> Refusal {
+        Refusal {
+            brief: denial.brief(),
+            reason: denial.to_string(),
+            rule: None,
+        }
+    }
+}
 
 impl Policy {
     /// A policy with the given rules and every other setting at its safe default.

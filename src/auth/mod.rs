@@ -17,6 +17,8 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
+use crate::error::AuthFailure;
+
 pub use cache::{VERIFIED_CACHE_CAPACITY, VERIFIED_CACHE_TTL, VerifiedCache};
 pub use credentials::Credentials;
 pub use users::{Secret, Users, load_users, parse_users, sha256};
@@ -47,6 +49,14 @@ impl AuthError {
             AuthError::Missing => "auth-missing",
             AuthError::Malformed(_) => "auth-malformed",
             AuthError::Rejected { .. } => "auth-rejected",
+        }
+    }
+}
+
+impl From<AuthError> for AuthFailure {
+    fn from(error: AuthError) -> AuthFailure {
+        AuthFailure {
+            brief: error.brief(),
         }
     }
 }

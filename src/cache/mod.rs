@@ -48,21 +48,13 @@ pub const DEFAULT_CACHE_SIZE_MIB: u64 = 64;
 pub const DEFAULT_CACHE_MAX_OBJECT_KIB: u64 = 8192;
 
 /// Response cache flags.
-#[derive(clap::Args, Debug, Clone)]
-pub struct CacheArgs {
-    /// Serve repeated GET requests from an in-memory cache that follows the HTTP caching rules (RFC 9111)
-    #[arg(long)]
-    pub cache: bool,
-
-    /// Most memory the cache may hold, in MiB (response headers and bodies counted)
-    #[arg(long = "cache-size", value_name = "MIB", default_value_t = DEFAULT_CACHE_SIZE_MIB,
-          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
-    pub cache_size: u64,
-
-    /// Largest single response the cache stores, in KiB; larger ones are streamed but not stored
-    #[arg(long = "cache-max-object", value_name = "KIB", default_value_t = DEFAULT_CACHE_MAX_OBJECT_KIB,
-          value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
-    pub cache_max_object: u64,
+/// How big the cache may grow, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Most memory the stored responses may take, heads and bodies counted.
+    pub capacity: usize,
+    /// Largest single response stored; larger ones are streamed but not stored.
+    pub max_object: usize,
 }
 
 /// The request as the cache sees it.
@@ -157,16 +149,9 @@ impl Cache {
     }
 
     /// The cache the flags ask for, or `None` without `--cache`.
-    pub fn from_args(args: &CacheArgs) -> Option<Cache> {
-        let bytes =
-            |n: u64, unit: u64| usize::try_from(n.saturating_mul(unit)).unwrap_or(usize::MAX);
-        args.cache.then(|| {
-            Cache::new(
-                bytes(args.cache_size, 1 << 20),
-                bytes(args.cache_max_object, 1 << 10),
-                DEFAULT_FLIGHT_WAIT,
-            )
-        })
+    /// A cache of the given size, with the default flight wait.
+    pub fn with_settings(settings: &CacheSettings) -> Cache {
+        Cache::new(settings.capacity, settings.max_object, DEFAULT_FLIGHT_WAIT)
     }
 
     pub fn stats(&self) -> &Stats {

@@ -501,32 +501,3 @@ async fn failed_leader_releases_waiters() {
     }
     assert!(cache.flights.is_empty());
 }
-
-#[test]
-fn flags_parse_with_defaults() {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        cache: CacheArgs,
-    }
-    let cli = Cli::try_parse_from(["proxy"]).map_err(|e| e.to_string());
-    let args = cli.map(|c| c.cache).unwrap_or_else(|e| panic!("{e}"));
-    assert!(!args.cache);
-    assert_eq!(
-        (args.cache_size, args.cache_max_object),
-        (DEFAULT_CACHE_SIZE_MIB, DEFAULT_CACHE_MAX_OBJECT_KIB)
-    );
-    assert!(Cache::from_args(&args).is_none());
-    let cli = Cli::try_parse_from([
-        "proxy",
-        "--cache",
-        "--cache-size",
-        "1",
-        "--cache-max-object",
-        "16",
-    ]);
-    let args = cli.map(|c| c.cache).unwrap_or_else(|e| panic!("{e}"));
-    assert!(Cache::from_args(&args).is_some_and(|c| c.store.max_object() == 16 << 10));
-    assert!(Cli::try_parse_from(["proxy", "--cache-size", "0"]).is_err());
-}

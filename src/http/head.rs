@@ -36,7 +36,7 @@ impl Version {
 
 /// Where a request goes (RFC 9112 §3.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub enum RequestTarget {
     /// `http://host:port/path?query`: `path` is forwarded byte-exact (at least `/`).
     Absolute {
         host: String,
@@ -47,16 +47,16 @@ pub enum Target {
     Authority { host: String, port: u16 },
 }
 
-impl Target {
+impl RequestTarget {
     pub fn host(&self) -> &str {
         match self {
-            Target::Absolute { host, .. } | Target::Authority { host, .. } => host,
+            RequestTarget::Absolute { host, .. } | RequestTarget::Authority { host, .. } => host,
         }
     }
 
     pub fn port(&self) -> u16 {
         match self {
-            Target::Absolute { port, .. } | Target::Authority { port, .. } => *port,
+            RequestTarget::Absolute { port, .. } | RequestTarget::Authority { port, .. } => *port,
         }
     }
 
@@ -64,7 +64,7 @@ impl Target {
     pub fn host_header(&self) -> String {
         let host = bracketed(self.host());
         match self.port() {
-            80 if matches!(self, Target::Absolute { .. }) => host,
+            80 if matches!(self, RequestTarget::Absolute { .. }) => host,
             port => format!("{host}:{port}"),
         }
     }
@@ -72,14 +72,14 @@ impl Target {
     /// The target as a log line shows it: the URL, or `host:port` for CONNECT.
     pub fn display(&self) -> String {
         match self {
-            Target::Absolute { path, .. } => {
+            RequestTarget::Absolute { path, .. } => {
                 format!(
                     "http://{}{}",
                     self.host_header(),
                     String::from_utf8_lossy(path)
                 )
             }
-            Target::Authority { host, port } => format!("{}:{port}", bracketed(host)),
+            RequestTarget::Authority { host, port } => format!("{}:{port}", bracketed(host)),
         }
     }
 }
@@ -95,7 +95,7 @@ fn bracketed(host: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct RequestHead {
     pub method: Bytes,
-    pub target: Target,
+    pub target: RequestTarget,
     pub version: Version,
     pub headers: Headers,
 }
@@ -272,11 +272,11 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, ProxyE
 }
 
 /// Reads the request target in the form its method calls for.
-pub fn parse_target(method: &str, target: &str) -> Result<Target, ProxyError> {
+pub fn parse_target(method: &str, target: &str) -> Result<RequestTarget, ProxyError> {
     if method == "CONNECT" {
         let (host, port) = split_host_port(target)?;
         let port = port.ok_or(ProxyError::BadRequest("CONNECT target needs a port"))?;
-        return Ok(Target::Authority { host, port });
+        return Ok(RequestTarget::Authority { host, port });
     }
     if target.starts_with('/') || target == "*" {
         return Err(ProxyError::NotAProxyRequest);
@@ -304,7 +304,7 @@ pub fn parse_target(method: &str, target: &str) -> Result<Target, ProxyError> {
         Some(b'?') => ascii_path(&format!("/{path}")),
         Some(_) => ascii_path(path),
     };
-    Ok(Target::Absolute {
+    Ok(RequestTarget::Absolute {
         host,
         port: port.unwrap_or(80),
         path,
@@ -387,7 +387,7 @@ mod tests {
                 .unwrap();
         assert_eq!(
             head.target,
-            Target::Absolute {
+            RequestTarget::Absolute {
                 host: "example.com".into(),
                 port: 8080,
                 path: Bytes::from_static(b"/a%20b?q=1&r")
@@ -412,7 +412,9 @@ mod tests {
         let head = parse_all("GET http://a/\u{85} HTTP/1.1\r\n\r\n".as_bytes())
             .unwrap()
             .unwrap();
-        assert!(matches!(head.target, Target::Absolute { ref path, .. } if path == "/%C2%85"));
+        assert!(
+            matches!(head.target, RequestTarget::Absolute { ref path, .. } if path == "/%C2%85")
+        );
         // Bytes that are not UTF-8 never get this far.
         assert!(parse_all(b"GET http://a/\x80 HTTP/1.1\r\n\r\n").is_err());
     }

@@ -10,6 +10,6 @@ pub mod io;
 pub mod rewrite;
 
 pub use framing::BodyLength;
-pub use head::{RequestHead, ResponseHead, Target, Version};
+pub use head::{RequestHead, RequestTarget, ResponseHead, Version};
 pub use headers::{Header, Headers};
 pub use io::Reader;

@@ -100,7 +100,7 @@ pub fn origin_request(head: &RequestHead, length: BodyLength, via_name: &str) ->
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(&head.method);
     out.push(b' ');
-    if let super::Target::Absolute { path, .. } = &head.target {
+    if let super::RequestTarget::Absolute { path, .. } = &head.target {
         out.extend_from_slice(path);
     }
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");

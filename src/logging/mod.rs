@@ -48,10 +48,9 @@ pub const DIAGNOSTIC_QUEUE_LINES: usize = 8_192;
 
 const ACCESS_LOG_FILE: &str = "access.log";
 const DIAGNOSTIC_LOG_FILE: &str = "proxy.log";
-const BYTES_PER_MIB: u64 = 1024 * 1024;
 
 /// Access log line format.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     /// Squid's native access.log layout plus request bytes and outcome
     Squid,
@@ -60,31 +59,16 @@ pub enum LogFormat {
 }
 
 /// Where and how the proxy writes its logs.
-#[derive(clap::Args, Debug, Clone)]
-pub struct LogArgs {
-    /// Directory for access.log and proxy.log (created if missing)
-    #[arg(long = "log-dir", value_name = "DIR", default_value = DEFAULT_LOG_DIR)]
-    pub log_dir: PathBuf,
-    /// Access log line format
-    #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Squid)]
-    pub log_format: LogFormat,
-    /// Rotate a log file before it grows past this many MiB
-    #[arg(long = "log-max-size", value_name = "MIB", default_value_t = DEFAULT_LOG_MAX_SIZE_MIB,
-          value_parser = clap::value_parser!(u64).range(1..=MAX_LOG_MAX_SIZE_MIB))]
-    pub log_max_size: u64,
-    /// Rotated files kept per log (NAME.1 newest … NAME.N oldest); 0 keeps none
-    #[arg(long = "log-keep", value_name = "N", default_value_t = DEFAULT_LOG_KEEP)]
-    pub log_keep: u32,
-}
-
-impl LogArgs {
-    /// The rotation policy the flags describe.
-    pub fn rotation(&self) -> RotationPolicy {
-        RotationPolicy {
-            max_bytes: self.log_max_size.saturating_mul(BYTES_PER_MIB),
-            keep: self.log_keep,
-        }
-    }
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// Directory for access.log and proxy.log (created if missing).
+    pub dir: PathBuf,
+    /// Access log line format.
+    pub format: LogFormat,
+    /// When both logs rotate and how many old files are kept.
+    pub rotation: RotationPolicy,
+    /// Console and proxy.log level or filter; `RUST_LOG` overrides it.
+    pub level: String,
 }
 
 /// Handle for writing access records; cheap to clone into every connection task.
@@ -154,12 +138,12 @@ pub struct Logging {
 /// (an `EnvFilter` directive such as `info` or `proxy_server=debug`; `RUST_LOG`, when set,
 /// takes precedence) and opens `DIR/access.log`. Fails if the directory or a file cannot be
 /// created, the filter does not parse, or a global subscriber is already installed.
-pub fn init(args: &LogArgs, level: &str, stats: Arc<Stats>) -> anyhow::Result<Logging> {
-    let dir = &args.log_dir;
+pub fn init(settings: &LogSettings, stats: Arc<Stats>) -> anyhow::Result<Logging> {
+    let dir = &settings.dir;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create log directory {}", dir.display()))?;
-    let policy = args.rotation();
-    let filter = level_filter(level)?;
+    let policy = settings.rotation;
+    let filter = level_filter(&settings.level)?;
 
     let diagnostic_path = dir.join(DIAGNOSTIC_LOG_FILE);
     let diagnostic_file = RotatingFile::open(&diagnostic_path, policy)
@@ -168,7 +152,7 @@ pub fn init(args: &LogArgs, level: &str, stats: Arc<Stats>) -> anyhow::Result<Lo
     let console = spawn_diagnostic_sink("console-log", Box::new(std::io::stderr()), &stats)?;
 
     let access_path = dir.join(ACCESS_LOG_FILE);
-    let access = AccessLog::spawn(&access_path, args.log_format, policy, stats)
+    let access = AccessLog::spawn(&access_path, settings.format, policy, stats)
         .with_context(|| format!("cannot open {}", access_path.display()))?;
 
     let console_layer = tracing_subscriber::fmt::layer()
@@ -256,54 +240,5 @@ impl Logging {
 impl Drop for Logging {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser, Debug)]
-    struct Cli {
-        #[command(flatten)]
-        log: LogArgs,
-    }
-
-    #[test]
-    fn flags_default_and_parse() {
-        let cli = Cli::try_parse_from(["proxy"]).expect("defaults");
-        assert_eq!(cli.log.log_dir, PathBuf::from("logs"));
-        assert_eq!(cli.log.log_format, LogFormat::Squid);
-        assert_eq!(
-            cli.log.rotation(),
-            RotationPolicy {
-                max_bytes: 10 * BYTES_PER_MIB,
-                keep: 5
-            }
-        );
-
-        let cli = Cli::try_parse_from([
-            "proxy",
-            "--log-dir",
-            "/var/log/p",
-            "--log-format",
-            "json",
-            "--log-max-size",
-            "1",
-            "--log-keep",
-            "0",
-        ])
-        .expect("flags");
-        assert_eq!(cli.log.log_format, LogFormat::Json);
-        assert_eq!(
-            cli.log.rotation(),
-            RotationPolicy {
-                max_bytes: BYTES_PER_MIB,
-                keep: 0
-            }
-        );
-        assert!(Cli::try_parse_from(["proxy", "--log-max-size", "0"]).is_err());
-        assert!(Cli::try_parse_from(["proxy", "--log-format", "xml"]).is_err());
     }
 }

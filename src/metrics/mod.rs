@@ -21,24 +21,12 @@ pub use server::{MAX_CONNECTIONS, MAX_HEAD_BYTES, READ_TIMEOUT, serve};
 pub const MIN_STATS_INTERVAL_SECS: u64 = 1;
 
 /// Live statistics reporting.
-#[derive(clap::Args, Debug, Clone)]
-pub struct MetricsArgs {
-    /// Serve /metrics (Prometheus), /stats (JSON) and / (HTML) on this address, e.g.
-    /// 127.0.0.1:9898 [default: off]
-    #[arg(long = "metrics-addr", value_name = "ADDR")]
-    pub metrics_addr: Option<SocketAddr>,
-    /// Write a one-line statistics summary to the diagnostics log every SECS seconds
-    /// [default: off]
-    #[arg(long = "stats-interval", value_name = "SECS",
-          value_parser = clap::value_parser!(u64).range(MIN_STATS_INTERVAL_SECS..))]
-    pub stats_interval: Option<u64>,
-}
-
-impl MetricsArgs {
-    /// The summary period, if one was asked for.
-    pub fn stats_interval(&self) -> Option<Duration> {
-        self.stats_interval.map(Duration::from_secs)
-    }
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetricsSettings {
+    /// Where to serve /metrics, /stats and /; `None`: nowhere.
+    pub addr: Option<SocketAddr>,
+    /// How often to log a one-line summary; `None`: never.
+    pub stats_interval: Option<Duration>,
 }
 
 /// One line with the numbers an operator scans first, e.g.
@@ -107,35 +95,6 @@ pub fn log_final_summary(stats: &Stats) {
 mod tests {
     use super::*;
     use crate::stats::Outcome;
-    use clap::Parser;
-
-    #[derive(Parser, Debug)]
-    struct Cli {
-        #[command(flatten)]
-        metrics: MetricsArgs,
-    }
-
-    #[test]
-    fn flags_are_off_unless_given() {
-        let cli = Cli::try_parse_from(["proxy"]).expect("defaults");
-        assert_eq!(cli.metrics.metrics_addr, None);
-        assert_eq!(cli.metrics.stats_interval(), None);
-        let cli = Cli::try_parse_from([
-            "proxy",
-            "--metrics-addr",
-            "127.0.0.1:9898",
-            "--stats-interval",
-            "30",
-        ])
-        .expect("flags");
-        assert_eq!(
-            cli.metrics.metrics_addr,
-            Some("127.0.0.1:9898".parse().expect("addr"))
-        );
-        assert_eq!(cli.metrics.stats_interval(), Some(Duration::from_secs(30)));
-        assert!(Cli::try_parse_from(["proxy", "--stats-interval", "0"]).is_err());
-        assert!(Cli::try_parse_from(["proxy", "--metrics-addr", "localhost"]).is_err());
-    }
 
     #[test]
     fn summary_line_reports_the_counted_numbers() {

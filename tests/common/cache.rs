@@ -20,9 +20,10 @@ pub const CONCURRENT_MISSES: usize = 50;
 
 /// Turns the cache on with `size_mib` of room and objects up to `max_object_kib`.
 pub fn cache_on(config: &mut Config, size_mib: u64, max_object_kib: u64) {
-    config.cache.cache = true;
-    config.cache.cache_size = size_mib;
-    config.cache.cache_max_object = max_object_kib;
+    config.cache = Some(proxy_server::cache::CacheSettings {
+        capacity: (size_mib << 20) as usize,
+        max_object: (max_object_kib << 10) as usize,
+    });
 }
 
 /// A proxy with the default cache limits.

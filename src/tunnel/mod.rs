@@ -13,6 +13,7 @@ mod splice;
 #[cfg(target_os = "linux")]
 mod zero_copy;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -51,58 +52,112 @@ pub enum End {
     Idle,
 }
 
+/// What the relay asks of each side: whether it is a bare TCP socket. Both bare: each
+/// direction may move by splice(2). Anything else (TLS, say) is copied. This is the one
+/// place that choice is made.
+pub trait Splice {
+    fn tcp(&mut self) -> Option<&mut TcpStream>;
+}
+
+impl Splice for TcpStream {
+    fn tcp(&mut self) -> Option<&mut TcpStream> {
+        Some(self)
+    }
+}
+
 /// Relays until both directions are done, one fails, or the relay idles out.
 /// `client_early` / `upstream_early` are bytes already read from each side; `on_bytes`
 /// hears of every write as it happens, for live statistics.
-pub async fn relay(
-    client: &mut TcpStream,
+pub async fn relay<C, U>(
+    client: &mut C,
     client_early: Bytes,
-    upstream: &mut TcpStream,
+    upstream: &mut U,
     upstream_early: Bytes,
     idle: Duration,
     on_bytes: &(dyn Fn(Direction, u64) + Sync),
-) -> (Totals, End) {
+) -> (Totals, End)
+where
+    C: AsyncRead + AsyncWrite + Splice + Unpin,
+    U: AsyncRead + AsyncWrite + Splice + Unpin,
+{
     let start = Instant::now();
     let last_activity = AtomicU64::new(0);
     let up = AtomicU64::new(0);
     let down = AtomicU64::new(0);
-    let (mut client_read, mut client_write) = client.split();
-    let (mut upstream_read, mut upstream_write) = upstream.split();
-    let to_upstream = pump(
-        &mut client_read,
-        &mut upstream_write,
-        client_early,
-        Meter::new(Direction::ToUpstream, &up, &last_activity, start, on_bytes),
-    );
-    let to_client = pump(
-        &mut upstream_read,
-        &mut client_write,
-        upstream_early,
-        Meter::new(Direction::ToClient, &down, &last_activity, start, on_bytes),
-    );
-    tokio::pin!(to_upstream, to_client);
-    let (mut up_done, mut down_done) = (false, false);
-    let end = loop {
-        tokio::select! {
-            result = &mut to_upstream, if !up_done => match result {
-                Ok(()) => up_done = true,
-                Err(_) => break End::Error,
-            },
-            result = &mut to_client, if !down_done => match result {
-                Ok(()) => down_done = true,
-                Err(_) => break End::Error,
-            },
-            () = idle_expired(&last_activity, start, idle) => break End::Idle,
-        }
-        if up_done && down_done {
-            break End::Closed;
-        }
+    let meter_up = Meter::new(Direction::ToUpstream, &up, &last_activity, start, on_bytes);
+    let meter_down = Meter::new(Direction::ToClient, &down, &last_activity, start, on_bytes);
+    let watch = (&last_activity, start, idle);
+    let end = if let (Some(client), Some(upstream)) = (client.tcp(), upstream.tcp()) {
+        let (mut client_read, mut client_write) = client.split();
+        let (mut upstream_read, mut upstream_write) = upstream.split();
+        both_ways(
+            pump_tcp(
+                &mut client_read,
+                &mut upstream_write,
+                client_early,
+                meter_up,
+            ),
+            pump_tcp(
+                &mut upstream_read,
+                &mut client_write,
+                upstream_early,
+                meter_down,
+            ),
+            watch,
+        )
+        .await
+    } else {
+        let (mut client_read, mut client_write) = tokio::io::split(client);
+        let (mut upstream_read, mut upstream_write) = tokio::io::split(upstream);
+        both_ways(
+            pump_copy(
+                &mut client_read,
+                &mut upstream_write,
+                client_early,
+                meter_up,
+            ),
+            pump_copy(
+                &mut upstream_read,
+                &mut client_write,
+                upstream_early,
+                meter_down,
+            ),
+            watch,
+        )
+        .await
     };
     let totals = Totals {
         client_to_upstream: up.load(Ordering::Relaxed),
         upstream_to_client: down.load(Ordering::Relaxed),
     };
     (totals, end)
+}
+
+/// Runs both directions until both are done, one fails, or nothing moved for the idle
+/// timeout (`watch`: the last-activity clock, its start and the timeout).
+async fn both_ways(
+    to_upstream: impl Future<Output = std::io::Result<()>>,
+    to_client: impl Future<Output = std::io::Result<()>>,
+    (last_activity, start, idle): (&AtomicU64, Instant, Duration),
+) -> End {
+    tokio::pin!(to_upstream, to_client);
+    let (mut up_done, mut down_done) = (false, false);
+    loop {
+        tokio::select! {
+            result = &mut to_upstream, if !up_done => match result {
+                Ok(()) => up_done = true,
+                Err(_) => return End::Error,
+            },
+            result = &mut to_client, if !down_done => match result {
+                Ok(()) => down_done = true,
+                Err(_) => return End::Error,
+            },
+            () = idle_expired(last_activity, start, idle) => return End::Idle,
+        }
+        if up_done && down_done {
+            return End::Closed;
+        }
+    }
 }
 
 /// Counts one direction's bytes and notes the time of the last movement.
@@ -139,18 +194,16 @@ impl<'a> Meter<'a> {
     }
 }
 
-/// Relays one direction: the early bytes first, with plain writes, then everything
-/// `from` sends until it ends; the half-close is then passed on to `to`.
-async fn pump(
+/// Relays one direction between two TCP sockets: the early bytes first, with plain
+/// writes, then small messages by copying and bulk by splicing (Linux), until `from`
+/// ends; the half-close is then passed on to `to`.
+async fn pump_tcp(
     from: &mut ReadHalf<'_>,
     to: &mut WriteHalf<'_>,
     early: Bytes,
     meter: Meter<'_>,
 ) -> std::io::Result<()> {
-    if !early.is_empty() {
-        to.write_all(&early).await?;
-        meter.moved(early.len());
-    }
+    write_early(to, early, &meter).await?;
     #[cfg(target_os = "linux")]
     {
         if copy_small(from, to, &meter).await? == Copied::Ended {
@@ -161,6 +214,33 @@ async fn pump(
         }
     }
     copy(from, to, &meter).await
+}
+
+/// Relays one direction by copying: the early bytes, then everything `from` sends.
+async fn pump_copy<R, W>(
+    from: &mut R,
+    to: &mut W,
+    early: Bytes,
+    meter: Meter<'_>,
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    write_early(to, early, &meter).await?;
+    copy(from, to, &meter).await
+}
+
+async fn write_early<W: AsyncWrite + Unpin>(
+    to: &mut W,
+    early: Bytes,
+    meter: &Meter<'_>,
+) -> std::io::Result<()> {
+    if !early.is_empty() {
+        to.write_all(&early).await?;
+        meter.moved(early.len());
+    }
+    Ok(())
 }
 
 /// Reads of this size carry a direction while its messages are small (TLS records,

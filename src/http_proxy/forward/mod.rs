@@ -7,34 +7,37 @@
 mod cached;
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::cache::{self, Filler, Hit, Timing};
+use crate::client::ClientStream;
 use crate::context::{Context, Exchange, Next};
 use crate::error::{ProxyError, Side};
 use crate::http::body::{self, Relay};
 use crate::http::rewrite::{self, ClientFraming};
 use crate::http::{
-    BodyLength, Headers, Reader, RequestHead, ResponseHead, Target, Version, framing,
+    BodyLength, Headers, Reader, RequestHead, RequestTarget, ResponseHead, Version, framing,
 };
 use crate::logging::CacheResult;
-use crate::upstream;
+use crate::target::Target;
+use crate::upstream::{Link, Reuse};
 use cached::Decision;
 
+/// The upstream side of a forwarded request: the connection's read state and how it was
+/// made.
 struct Origin {
     reader: Reader<TcpStream>,
-    peer: SocketAddr,
-    reused: bool,
+    link: Link,
 }
 
 pub async fn forward(
     ctx: &Context,
-    client: &mut Reader<TcpStream>,
+    client: &mut Reader<ClientStream>,
     head: &RequestHead,
+    target: &Target<'_>,
     exchange: &mut Exchange,
 ) -> Result<Next, ProxyError> {
     let length = framing::request_body(head.version, &head.headers)?;
@@ -52,7 +55,7 @@ pub async fn forward(
         None => Cow::Borrowed(head),
     };
     let request_time = SystemTime::now();
-    let (response, origin) = fetch(ctx, client, &sent, length, exchange).await?;
+    let (response, origin) = fetch(ctx, client, &sent, target, length, exchange).await?;
     let timing = Timing {
         request_time,
         response_time: SystemTime::now(),
@@ -67,14 +70,15 @@ pub async fn forward(
             filler
         }
         Some(cached::Outcome::Refreshed(refreshed)) => {
-            release(ctx, head, origin, &response, BodyLength::Empty);
+            release(ctx, origin, &response, BodyLength::Empty);
             if let Some(hit) = refreshed {
                 return serve_hit(ctx, client, head, &hit, exchange).await;
             }
             // The 304 describes some other response than the stored one (RFC 9111 §4.3.4):
             // ask again without validators and pass the answer on.
             exchange.cache = CacheResult::Miss;
-            let (response, origin) = fetch(ctx, client, head, BodyLength::Empty, exchange).await?;
+            let (response, origin) =
+                fetch(ctx, client, head, target, BodyLength::Empty, exchange).await?;
             return respond(ctx, client, head, &response, origin, exchange, None).await;
         }
     };
@@ -84,24 +88,27 @@ pub async fn forward(
 /// Sends the request on a pooled or fresh connection and reads the final response head.
 async fn fetch(
     ctx: &Context,
-    client: &mut Reader<TcpStream>,
+    client: &mut Reader<ClientStream>,
     head: &RequestHead,
+    target: &Target<'_>,
     length: BodyLength,
     exchange: &mut Exchange,
 ) -> Result<(ResponseHead, Origin), ProxyError> {
-    let Target::Absolute { host, port, .. } = &head.target else {
+    if !matches!(head.target, RequestTarget::Absolute { .. }) {
         return Err(ProxyError::BadRequest("not an absolute-form request"));
-    };
-    let mut origin = acquire(ctx, host, *port, client.get_ref(), true).await?;
-    exchange.upstream = Some(origin.peer);
+    }
+    let mut origin = acquire(ctx, target, client.get_ref(), Reuse::Pooled).await?;
+    exchange.upstream = Some(origin.link.peer);
     let response = match exchange_head(ctx, client, head, length, &mut origin, exchange).await {
         // A pooled connection the origin closed just before we used it: RFC 9112 §9.3.1
         // lets an idempotent request without a body be retried once on a fresh one.
         Err(ProxyError::UpstreamClosed)
-            if origin.reused && origin.reader.buffered().is_empty() && retryable(head, length) =>
+            if origin.link.reused
+                && origin.reader.buffered().is_empty()
+                && retryable(head, length) =>
         {
-            origin = acquire(ctx, host, *port, client.get_ref(), false).await?;
-            exchange.upstream = Some(origin.peer);
+            origin = acquire(ctx, target, client.get_ref(), Reuse::Fresh).await?;
+            exchange.upstream = Some(origin.link.peer);
             exchange_head(ctx, client, head, length, &mut origin, exchange).await?
         }
         other => other?,
@@ -116,30 +123,14 @@ fn retryable(head: &RequestHead, length: BodyLength) -> bool {
 
 async fn acquire(
     ctx: &Context,
-    host: &str,
-    port: u16,
-    client: &TcpStream,
-    pooled: bool,
+    target: &Target<'_>,
+    client: &ClientStream,
+    reuse: Reuse,
 ) -> Result<Origin, ProxyError> {
-    // A pooled connection was checked when it was opened; the rules may have changed
-    // since (SIGHUP), so its address is checked again.
-    let pooled = pooled.then(|| ctx.pool.take(host, port)).flatten();
-    if let Some((stream, peer)) =
-        pooled.filter(|(_, peer)| ctx.check_destination(&[*peer], client).is_ok())
-    {
-        return Ok(Origin {
-            reader: Reader::new(stream, Side::Upstream),
-            peer,
-            reused: true,
-        });
-    }
-    let addrs = upstream::resolve(host, port).await?;
-    ctx.check_destination(&addrs, client)?;
-    let (stream, peer) = upstream::connect(&addrs, ctx.config.timeouts.connect).await?;
+    let upstream = ctx.dialer.dial(target, client, reuse).await?;
     Ok(Origin {
-        reader: Reader::new(stream, Side::Upstream),
-        peer,
-        reused: false,
+        reader: Reader::new(upstream.stream, Side::Upstream),
+        link: upstream.link,
     })
 }
 
@@ -147,7 +138,7 @@ async fn acquire(
 /// responses other than 101 on to the client.
 async fn exchange_head(
     ctx: &Context,
-    client: &mut Reader<TcpStream>,
+    client: &mut Reader<ClientStream>,
     head: &RequestHead,
     length: BodyLength,
     origin: &mut Origin,
@@ -204,7 +195,7 @@ async fn exchange_head(
     }
 }
 
-async fn write_client(client: &mut Reader<TcpStream>, bytes: &[u8]) -> Result<(), ProxyError> {
+async fn write_client(client: &mut Reader<ClientStream>, bytes: &[u8]) -> Result<(), ProxyError> {
     client
         .get_mut()
         .write_all(bytes)
@@ -219,7 +210,7 @@ fn client_keep_alive(ctx: &Context, head: &RequestHead, length: BodyLength) -> b
 
 async fn respond(
     ctx: &Context,
-    client: &mut Reader<TcpStream>,
+    client: &mut Reader<ClientStream>,
     head: &RequestHead,
     response: &ResponseHead,
     mut origin: Origin,
@@ -274,12 +265,12 @@ async fn respond(
         // This client reads the body up to the close, so a clean close would pass a
         // cut-off body as whole (RFC 9112 §8): make the close a reset instead. Other
         // framings let the client see the truncation itself.
-        abort_on_close(client.get_ref());
+        client.get_ref().abort_on_close();
     }
     exchange.bytes_to_client += written?;
     // Only a body that arrived whole is stored (a broken one returned above).
     cached::finish(filler, ctx.cache.as_ref(), &ctx.stats);
-    release(ctx, head, origin, response, length);
+    release(ctx, origin, response, length);
     Ok(if keep_alive {
         Next::KeepAlive
     } else {
@@ -287,35 +278,21 @@ async fn respond(
     })
 }
 
-/// Makes the coming close of `stream` a reset (RST) instead of a FIN.
-fn abort_on_close(stream: &TcpStream) {
-    // Tokio deprecates SO_LINGER because a non-zero linger blocks the thread on close;
-    // a zero linger never blocks, it only turns the close into a reset.
-    #[allow(deprecated)]
-    let _ = stream.set_linger(Some(std::time::Duration::ZERO));
-}
-
 /// Pools the origin connection if the exchange left it clean and reusable.
-fn release(
-    ctx: &Context,
-    head: &RequestHead,
-    origin: Origin,
-    response: &ResponseHead,
-    length: BodyLength,
-) {
+fn release(ctx: &Context, origin: Origin, response: &ResponseHead, length: BodyLength) {
     let reusable = rewrite::origin_keep_alive(response)
         && length != BodyLength::UntilClose
         && origin.reader.buffered().is_empty();
-    if let (true, Target::Absolute { host, port, .. }) = (reusable, &head.target) {
+    if reusable {
         let (stream, _) = origin.reader.into_parts();
-        ctx.pool.put(host, *port, stream, origin.peer);
+        ctx.dialer.release(stream, origin.link);
     }
 }
 
 /// Answers from the cache.
 async fn serve_hit(
     ctx: &Context,
-    client: &mut Reader<TcpStream>,
+    client: &mut Reader<ClientStream>,
     head: &RequestHead,
     hit: &Hit,
     exchange: &mut Exchange,
@@ -345,7 +322,7 @@ async fn serve_hit(
 /// A 101 answer to an upgrade request turns the connection into a two-way relay.
 async fn upgrade(
     ctx: &Context,
-    client: &mut Reader<TcpStream>,
+    client: &mut Reader<ClientStream>,
     head: &RequestHead,
     response: &ResponseHead,
     origin: Origin,
@@ -366,16 +343,11 @@ async fn upgrade(
     write_client(client, &out).await?;
     exchange.bytes_to_client += out.len() as u64;
     exchange.bytes_from_origin += origin.reader.consumed();
-    ctx.stats.add_bytes_from_client(exchange.bytes_from_client);
-    ctx.stats.add_bytes_to_client(exchange.bytes_to_client);
-    ctx.stats.add_bytes_from_origin(exchange.bytes_from_origin);
-    ctx.stats.add_bytes_to_origin(exchange.bytes_to_origin);
-    exchange.relayed = true;
+    ctx.begin_relay(exchange);
     let early_client = client.take(usize::MAX);
     let (mut stream, early_origin) = origin.reader.into_parts();
-    crate::connect::relay(
-        ctx,
-        client,
+    ctx.relay(
+        client.get_mut(),
         early_client,
         &mut stream,
         early_origin,

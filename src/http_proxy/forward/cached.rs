@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use crate::cache::{
     Cache, CacheRequest, CacheResponse, Filler, Hit, Lookup, Miss, Revalidation, Timing, UriKey,
 };
-use crate::http::{BodyLength, Headers, RequestHead, ResponseHead, Target, rewrite};
+use crate::http::{BodyLength, Headers, RequestHead, RequestTarget, ResponseHead, rewrite};
 use crate::stats::{CacheTotals, Stats};
 
 /// What the cache decided before anything went to the origin.
@@ -52,7 +52,7 @@ pub async fn decide<'a>(
     length: BodyLength,
     stats: &Stats,
 ) -> Decision<'a> {
-    let (Some(cache), Target::Absolute { host, port, path }) = (cache, &head.target) else {
+    let (Some(cache), RequestTarget::Absolute { host, port, path }) = (cache, &head.target) else {
         return Decision::Bypass;
     };
     let request = CacheRequest {

@@ -1,39 +1,39 @@
-//! One client connection's life: read a request head under the header timeout, check
-//! it (loop, client address, credentials, host, CONNECT port), hand it to CONNECT or
-//! forwarding, record the exchange, then keep the connection for the next request or
-//! close it. This is the one place where errors become HTTP answers on the wire.
+//! The HTTP proxy front end: one client connection's life. Read a request head under
+//! the header timeout, refuse loops, state the [`Target`] and ask admission
+//! (`access`), hand the request to CONNECT (`connect`) or forwarding (`forward`), record
+//! the exchange, then keep the connection for the next request or close it. This is the
+//! one place where errors become HTTP answers on the wire. Other front ends (SOCKS5, …)
+//! sit beside this folder and share admission, the dialer, the relay and the record.
+
+mod connect;
+mod forward;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::futures::Notified;
 use tokio::time::{Sleep, timeout_at};
 
+use crate::access::{Admission, ClientCredentials, Decision};
+use crate::client::ClientStream;
 use crate::context::{Context, Exchange, Next};
 use crate::error::{ProxyError, Side};
-use crate::forward;
 use crate::http::rewrite;
-use crate::http::{Reader, RequestHead};
+use crate::http::{self, Reader, RequestHead};
 use crate::stats::Outcome;
+use crate::target::{Kind, Target};
 
 /// Serves requests on one client connection until either side closes it.
 ///
 /// The returned future is what a connection costs while it waits for a request, so it
-/// holds only the socket, its read state, the client's address and a [`FirstBytes`];
-/// everything a request needs lives in a box for that request. (A plain `async fn`
-/// would also keep a second copy of each argument.)
-pub fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    ctx: Arc<Context>,
-) -> impl Future<Output = ()> + Send {
-    let _ = stream.set_nodelay(true);
+/// holds only the client stream, its read state and a [`FirstBytes`]; everything a
+/// request needs lives in a box for that request. (A plain `async fn` would also keep a
+/// second copy of each argument.)
+pub fn serve(stream: ClientStream, ctx: Arc<Context>) -> impl Future<Output = ()> + Send {
     let mut client = Reader::new(stream, Side::Client);
     async move {
         let mut head_deadline = Instant::now() + ctx.config.timeouts.header;
@@ -62,7 +62,7 @@ pub fn serve(
                     Ok(head) => head,
                     Err(_) => Err(ProxyError::HeaderTimeout),
                 };
-                Box::pin(respond(&ctx, &mut client, head, peer, consumed))
+                Box::pin(respond(&ctx, &mut client, head, consumed))
             };
             if request.await == Next::Close {
                 return;
@@ -78,7 +78,7 @@ pin_project_lite::pin_project! {
     /// an idle connection spends its time, so it is kept small: a timer, a shutdown
     /// waiter and the reader, whose socket holds the waker in its own readiness slot.
     struct FirstBytes<'a> {
-        client: &'a mut Reader<TcpStream>,
+        client: &'a mut Reader<ClientStream>,
         #[pin]
         shutdown: Notified<'a>,
         #[pin]
@@ -87,7 +87,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<'a> FirstBytes<'a> {
-    fn new(ctx: &'a Context, client: &'a mut Reader<TcpStream>, until: Instant) -> Self {
+    fn new(ctx: &'a Context, client: &'a mut Reader<ClientStream>, until: Instant) -> Self {
         FirstBytes {
             client,
             shutdown: ctx.shutdown_wake(),
@@ -115,29 +115,33 @@ impl Future for FirstBytes<'_> {
 /// (the connection ends quietly).
 async fn respond(
     ctx: &Context,
-    client: &mut Reader<TcpStream>,
+    client: &mut Reader<ClientStream>,
     head: Result<Option<RequestHead>, ProxyError>,
-    peer: SocketAddr,
     consumed: u64,
 ) -> Next {
     match head {
-        Ok(Some(head)) => exchange(ctx, client, head, peer, consumed).await,
+        Ok(Some(head)) => exchange(ctx, client, head, consumed).await,
         Ok(None) => Next::Close,
-        Err(error) => refuse_head(ctx, client, error, peer, consumed).await,
+        Err(error) => refuse_head(ctx, client, error, consumed).await,
     }
 }
 
 /// Serves one request whose head has been read, and records it.
 async fn exchange(
     ctx: &Context,
-    client: &mut Reader<TcpStream>,
+    client: &mut Reader<ClientStream>,
     head: RequestHead,
-    peer: SocketAddr,
     consumed: u64,
 ) -> Next {
-    let mut exchange = Exchange::start(peer, &head, Instant::now());
+    let target = target_of(&head);
+    let url = match &head.target {
+        http::RequestTarget::Absolute { .. } => Some(head.target.display()),
+        http::RequestTarget::Authority { .. } => None,
+    };
+    let peer = client.get_ref().peer();
+    let mut exchange = Exchange::start(peer, head.method_str(), &target, url, Instant::now());
     exchange.bytes_from_client = client.consumed() - consumed;
-    let next = match handle(ctx, client, &head, &mut exchange).await {
+    let next = match handle(ctx, client, &head, &target, &mut exchange).await {
         Ok(next) => next,
         Err(error) => {
             answer_error(client, &mut exchange, &error).await;
@@ -163,12 +167,11 @@ async fn exchange(
 /// its framing can no longer be trusted.
 async fn refuse_head(
     ctx: &Context,
-    client: &mut Reader<TcpStream>,
+    client: &mut Reader<ClientStream>,
     error: ProxyError,
-    peer: SocketAddr,
     consumed: u64,
 ) -> Next {
-    let mut exchange = Exchange::unparsed(peer, Instant::now());
+    let mut exchange = Exchange::unparsed(client.get_ref().peer(), Instant::now());
     // The rejected bytes are still buffered (never consumed), but they were read from
     // the client and the connection ends here: count them all.
     exchange.bytes_from_client = client.bytes_read() - consumed;
@@ -177,59 +180,69 @@ async fn refuse_head(
     Next::Close
 }
 
-/// Checks a request and hands it to the handler for its method.
+/// The request's target in the terms every front end shares.
+fn target_of(head: &RequestHead) -> Target<'_> {
+    let kind = if head.is_method("CONNECT") {
+        Kind::Connect
+    } else if rewrite::wants_upgrade(head) {
+        Kind::Upgrade
+    } else {
+        Kind::Http
+    };
+    Target::new(head.target.host(), head.target.port(), kind)
+}
+
+/// Checks a request and hands it to the handler for its kind.
 async fn handle(
     ctx: &Context,
-    client: &mut Reader<TcpStream>,
+    client: &mut Reader<ClientStream>,
     head: &RequestHead,
+    target: &Target<'_>,
     exchange: &mut Exchange,
 ) -> Result<Next, ProxyError> {
     if rewrite::via_has(&head.headers, &ctx.config.via_name) {
         return Err(ProxyError::Loop);
     }
-    admit(ctx, head, exchange).await?;
-    if head.is_method("CONNECT") {
-        crate::connect::connect(ctx, client, head, exchange).await
+    admit(ctx, head, target, exchange).await?;
+    if target.is_tunnel() {
+        connect::connect(ctx, client, head, target, exchange).await
     } else {
-        forward::forward(ctx, client, head, exchange).await
+        forward::forward(ctx, client, head, target, exchange).await
     }
 }
 
-/// The access checks that need no DNS, with one consistent version of the rules:
-/// client address, credentials, host name, CONNECT port. The resolved addresses are
-/// checked later, right before connecting (`Context::check_destination`).
+/// Asks admission about the request, with the credentials it carries.
 async fn admit(
     ctx: &Context,
     head: &RequestHead,
+    target: &Target<'_>,
     exchange: &mut Exchange,
 ) -> Result<(), ProxyError> {
     let access = ctx.access.snapshot();
-    let policy = &access.policy;
-    policy
-        .check_client(exchange.client.ip())
-        .map_err(ProxyError::Forbidden)?;
-    if let Some(authenticator) = &access.authenticator {
-        let mut fields = head.headers.get_all("proxy-authorization");
-        let credentials = fields.next().map(|v| &v[..]);
-        if fields.next().is_some() {
-            // Which one counts would be a guess, and another hop may guess otherwise.
-            return Err(ProxyError::BadRequest("repeated Proxy-Authorization field"));
+    let mut fields = head.headers.get_all("proxy-authorization");
+    let credentials = match fields.next() {
+        Some(field) => ClientCredentials::ProxyAuthorization(field),
+        None => ClientCredentials::None,
+    };
+    if access.authenticator.is_some() && fields.next().is_some() {
+        // Which one counts would be a guess, and another hop may guess otherwise.
+        return Err(ProxyError::BadRequest("repeated Proxy-Authorization field"));
+    }
+    let request = Admission {
+        listener: ctx.config.listen,
+        client: exchange.client.ip(),
+        credentials,
+        target: *target,
+        method: head.method_str(),
+    };
+    match access.admit(&request).await {
+        Decision::Allow { user } => {
+            exchange.user = user;
+            Ok(())
         }
-        let user = authenticator
-            .authenticate(credentials)
-            .await
-            .map_err(ProxyError::ProxyAuthRequired)?;
-        exchange.user = Some(user);
+        Decision::Deny(refusal) => Err(ProxyError::Forbidden(refusal)),
+        Decision::AuthRequired(failure) => Err(ProxyError::ProxyAuthRequired(failure)),
     }
-    policy
-        .check_host(head.target.host())
-        .map_err(ProxyError::Forbidden)?;
-    if head.is_method("CONNECT") {
-        policy
-            .check_connect_port(head.target.port())
-            .map_err(ProxyError::Forbidden)?;
-    }
-    Ok(())
 }
 
 /// The statistics bucket an error falls in.
@@ -247,7 +260,11 @@ fn outcome_of(error: &ProxyError) -> Outcome {
 }
 
 /// Sends the error's answer unless a response has already begun; the connection closes.
-async fn answer_error(client: &mut Reader<TcpStream>, exchange: &mut Exchange, error: &ProxyError) {
+async fn answer_error(
+    client: &mut Reader<ClientStream>,
+    exchange: &mut Exchange,
+    error: &ProxyError,
+) {
     exchange.failure = Some(error.brief());
     if exchange.response_started {
         // Whatever broke, the response was under way: the client saw it as forwarded.
@@ -281,17 +298,16 @@ async fn answer_error(client: &mut Reader<TcpStream>, exchange: &mut Exchange, e
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Cli, Config};
+    use crate::config::Config;
     use crate::context::Services;
-    use clap::Parser;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     /// What an idle connection costs is mostly this future: tokio adds 120 bytes of task
     /// header and rounds the task up to a multiple of 128, and `server::isolate` adds the
     /// client's address and the connection slot. Within 360 bytes the task stays at 512.
     #[tokio::test]
     async fn a_waiting_connection_is_small() {
-        let config = Config::from_cli(&Cli::try_parse_from(["proxy-server"]).unwrap());
+        let config = Config::with_listen("127.0.0.1:0".parse().unwrap());
         let services = Services::load(&config).unwrap();
         let ctx = Arc::new(Context::new(config, services));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -299,7 +315,7 @@ mod tests {
             .await
             .unwrap();
         let (stream, peer) = listener.accept().await.unwrap();
-        let task = serve(stream, peer, ctx);
+        let task = serve(ClientStream::tcp(stream, peer), ctx);
         let size = std::mem::size_of_val(&task);
         assert!(size <= 360, "the connection future grew to {size} bytes");
     }

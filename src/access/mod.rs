@@ -1,7 +1,11 @@
-//! The access-control flags and the live state built from them: the ACL [`Policy`]
-//! and the [`Authenticator`], held together behind one atomic pointer so a request
-//! sees one consistent version and `SIGHUP` can swap in freshly read files without
-//! disturbing connections in flight. A reload that fails leaves the old state in force.
+//! Who may use the proxy to reach what. Owns the live access state built from the
+//! settings — the ACL [`Policy`] and the [`Authenticator`], held together behind one
+//! atomic pointer so a request sees one consistent version and `SIGHUP` can swap in
+//! freshly read files without disturbing connections in flight (a reload that fails
+//! leaves the old state in force) — and the one admission decision every front end asks
+//! for (`admission`). No sockets here: front ends bring what the client said.
+
+mod admission;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -10,39 +14,24 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
 
-use crate::acl::{self, DEFAULT_CONNECT_PORTS, Policy, PortSet, Rules, parse_client_net};
+use crate::acl::{self, Policy, PortSet, Rules};
 use crate::auth::{Authenticator, load_users};
 use crate::files::FileErrors;
+pub use admission::{Admission, ClientCredentials, Decision};
 
-/// Flags for authentication and the ACL; the main `Cli` flattens them.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct AccessArgs {
-    /// Require Basic proxy authentication against this users file: one
-    /// `user:password` per line, the password in clear text or a bcrypt hash as
-    /// written by `htpasswd -nbB user password`. Re-read on SIGHUP.
-    #[arg(long, value_name = "FILE")]
+/// What access control runs with: the files it reads and the settings beside them. The
+/// default is the safe one: no files, local targets refused, CONNECT to 443 only.
+#[derive(Debug, Clone, Default)]
+pub struct AccessSettings {
+    /// The users file (Basic authentication); `None`: authentication is off.
     pub auth_file: Option<PathBuf>,
-
-    /// Refuse destinations listed in this rules file: `example.com`, `*.ads.com`
-    /// (subdomains), `10.0.0.0/8`, `fd00::/8`, bare addresses and hosts-file lines
-    /// (`0.0.0.0 tracker.com`). Re-read on SIGHUP.
-    #[arg(long, value_name = "FILE")]
+    /// The destination rules file; `None`: no rules.
     pub blacklist: Option<PathBuf>,
-
-    /// Allow destinations on loopback (127.0.0.0/8, ::1), link-local
-    /// (169.254.0.0/16, fe80::/10) and unspecified addresses, which are refused by
-    /// default. Rules in the --blacklist file still apply.
-    #[arg(long)]
+    /// Whether loopback, link-local and unspecified destinations are allowed.
     pub allow_local_targets: bool,
-
-    /// Ports CONNECT may reach: a comma-separated list of ports and ranges, e.g.
-    /// `443,8443,1024-65535`.
-    #[arg(long, value_name = "LIST", default_value = DEFAULT_CONNECT_PORTS)]
+    /// Ports CONNECT may reach.
     pub connect_ports: PortSet,
-
-    /// Only clients from these networks may use the proxy: comma-separated CIDR
-    /// networks or addresses. Default: any client.
-    #[arg(long, value_name = "CIDR,...", value_delimiter = ',', value_parser = parse_client_net)]
+    /// Networks clients must come from; `None`: any client.
     pub allow_clients: Option<Vec<IpNet>>,
 }
 
@@ -62,17 +51,17 @@ pub struct AccessControl {
 
 #[derive(Debug)]
 struct Inner {
-    args: AccessArgs,
+    settings: AccessSettings,
     current: ArcSwap<Snapshot>,
 }
 
 impl AccessControl {
-    /// Reads the files the flags name. Errors from both files are reported together.
-    pub fn load(args: &AccessArgs) -> Result<AccessControl, FileErrors> {
-        let snapshot = read_files(args)?;
+    /// Reads the files the settings name. Errors from both files are reported together.
+    pub fn load(settings: &AccessSettings) -> Result<AccessControl, FileErrors> {
+        let snapshot = read_files(settings)?;
         Ok(AccessControl {
             inner: Arc::new(Inner {
-                args: args.clone(),
+                settings: settings.clone(),
                 current: ArcSwap::from_pointee(snapshot),
             }),
         })
@@ -92,13 +81,13 @@ impl AccessControl {
     }
 
     pub fn auth_required(&self) -> bool {
-        self.inner.args.auth_file.is_some()
+        self.inner.settings.auth_file.is_some()
     }
 
     /// Re-reads both files and swaps them in together. If either fails, nothing
     /// changes and the errors are returned.
     pub fn reload(&self) -> Result<(), FileErrors> {
-        let snapshot = read_files(&self.inner.args)?;
+        let snapshot = read_files(&self.inner.settings)?;
         self.inner.current.store(Arc::new(snapshot));
         Ok(())
     }
@@ -126,7 +115,7 @@ impl AccessControl {
     }
 }
 
-fn read_files(args: &AccessArgs) -> Result<Snapshot, FileErrors> {
+fn read_files(args: &AccessSettings) -> Result<Snapshot, FileErrors> {
     let rules = args.blacklist.as_deref().map(acl::load).transpose();
     let users = args.auth_file.as_deref().map(load_users).transpose();
     match (rules, users) {
@@ -149,7 +138,7 @@ fn read_files(args: &AccessArgs) -> Result<Snapshot, FileErrors> {
 
 /// Warns loudly when the proxy listens beyond loopback with neither authentication
 /// nor a client allow list: anyone who can reach it can use it. Returns whether it warned.
-pub fn warn_if_open_proxy(bind: IpAddr, args: &AccessArgs) -> bool {
+pub fn warn_if_open_proxy(bind: IpAddr, args: &AccessSettings) -> bool {
     let open = !acl::canonical_ip(bind).is_loopback()
         && args.auth_file.is_none()
         && args.allow_clients.is_none();
@@ -187,5 +176,4 @@ pub fn reload_on_sighup(access: AccessControl) -> impl Future<Output = ()> + Sen
 }
 
 #[cfg(test)]
-#[path = "access_tests.rs"]
 mod tests;

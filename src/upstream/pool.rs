@@ -1,16 +1,17 @@
-//! Reaching origins: name resolution, connecting with a deadline to addresses the caller
-//! has already checked (so no second lookup can swap them, RFC 9110 §17.1 aside), and the
-//! pool of idle keep-alive connections reused across client connections.
+//! The pool of idle keep-alive upstream connections, reused across client connections and
+//! keyed by route: a connection made directly to an origin and one made through a parent
+//! proxy are never mixed up, even for the same host and port. Only keeps and hands out
+//! sockets; whether one may be used again is the dialer's to check.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
-use crate::error::ProxyError;
+use super::Route;
 
 /// Idle connections kept for one origin.
 pub const POOL_MAX_PER_ORIGIN: usize = 64;
@@ -21,56 +22,21 @@ pub const POOL_MAX_TOTAL: usize = 1024;
 /// one the origin is closing at that moment; the retry covers the rest.
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// Resolves `host` to the addresses a connection may go to. IP literals skip the resolver.
-pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ProxyError> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    let found = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|_| ProxyError::UpstreamConnect(format!("cannot resolve {host}")))?;
-    let addrs: Vec<SocketAddr> = found.collect();
-    if addrs.is_empty() {
-        return Err(ProxyError::UpstreamConnect(format!(
-            "cannot resolve {host}"
-        )));
-    }
-    Ok(addrs)
-}
-
-/// Connects to the first of `addrs` that accepts, all within `limit`.
-pub async fn connect(
-    addrs: &[SocketAddr],
-    limit: Duration,
-) -> Result<(TcpStream, SocketAddr), ProxyError> {
-    let attempt = async {
-        let mut last: Option<io::Error> = None;
-        for &addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    return Ok((stream, addr));
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        let why = last.map_or_else(|| "no address".to_string(), |e| e.to_string());
-        Err(ProxyError::UpstreamConnect(format!(
-            "cannot connect: {why}"
-        )))
-    };
-    tokio::time::timeout(limit, attempt)
-        .await
-        .unwrap_or(Err(ProxyError::ConnectTimeout))
-}
-
 struct Idle {
     stream: TcpStream,
     peer: SocketAddr,
     since: Instant,
 }
 
-/// Idle keep-alive connections by origin `host:port`. The lock guards only map updates,
+/// Where a pooled connection leads: the route it took and the origin it was made for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    pub route: Route,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Idle keep-alive connections by [`PoolKey`]. The lock guards only map updates,
 /// is never held across an await, and is held for O(1) work on the request path (the
 /// clock is read and keys are built before taking it): under S1's load a put that
 /// checked every idle connection's age under the lock cost 50 µs CPU per request
@@ -82,7 +48,7 @@ pub struct Pool {
 
 #[derive(Default)]
 struct Lists {
-    by_origin: HashMap<(String, u16), Vec<Idle>>,
+    by_origin: HashMap<PoolKey, Vec<Idle>>,
     /// Connections in all the lists.
     total: usize,
 }
@@ -90,7 +56,7 @@ struct Lists {
 impl Lists {
     /// Drops from `origin`'s list the connections idle too long at `now` (oldest first,
     /// as they were put).
-    fn expire(&mut self, origin: &(String, u16), now: Instant) {
+    fn expire(&mut self, origin: &PoolKey, now: Instant) {
         if let Some(list) = self.by_origin.get_mut(origin) {
             let stale = list
                 .iter()
@@ -112,13 +78,12 @@ impl Lists {
 }
 
 impl Pool {
-    /// An idle connection to `host:port` that still looks alive, most recent first.
-    pub fn take(&self, host: &str, port: u16) -> Option<(TcpStream, SocketAddr)> {
-        let origin = (host.to_string(), port);
+    /// An idle connection for `key` that still looks alive, most recent first.
+    pub fn take(&self, key: &PoolKey) -> Option<(TcpStream, SocketAddr)> {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let idle = &mut *idle;
-        let list = idle.by_origin.get_mut(&origin)?;
+        let list = idle.by_origin.get_mut(key)?;
         while let Some(conn) = list.pop() {
             idle.total -= 1;
             if now.duration_since(conn.since) < POOL_IDLE_TIMEOUT && looks_alive(&conn.stream) {
@@ -129,8 +94,7 @@ impl Pool {
     }
 
     /// Keeps a connection whose last response was read completely.
-    pub fn put(&self, host: &str, port: u16, stream: TcpStream, peer: SocketAddr) {
-        let origin = (host.to_string(), port);
+    pub fn put(&self, origin: PoolKey, stream: TcpStream, peer: SocketAddr) {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.expire(&origin, now);
@@ -151,17 +115,10 @@ impl Pool {
         }
     }
 
-    /// Drops every idle connection (after the access rules change).
-    pub fn clear(&self) {
-        *self.idle.lock().unwrap_or_else(|e| e.into_inner()) = Lists::default();
-    }
-
+    /// Connections held now.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).total
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -177,25 +134,38 @@ mod tests {
     use super::*;
     use tokio::net::TcpListener;
 
+    fn key(host: &str, port: u16) -> PoolKey {
+        PoolKey {
+            route: Route::Direct,
+            host: host.to_string(),
+            port,
+        }
+    }
+
+    async fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        (client, listener.accept().await.unwrap().0)
+    }
+
     #[tokio::test]
     async fn pool_reuses_live_and_drops_closed() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let pool = Pool::default();
-        let (client, _) = connect(&[addr], Duration::from_secs(5)).await.unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        pool.put("o", addr.port(), client, addr);
-        assert!(pool.take("o", addr.port()).is_some());
-        assert!(pool.take("o", addr.port()).is_none());
+        let (client, server) = pair(&listener).await;
+        pool.put(key("o", addr.port()), client, addr);
+        assert!(pool.take(&key("o", addr.port())).is_some());
+        assert!(pool.take(&key("o", addr.port())).is_none());
 
-        let (client, _) = connect(&[addr], Duration::from_secs(5)).await.unwrap();
-        let (server2, _) = listener.accept().await.unwrap();
-        pool.put("o", addr.port(), client, addr);
+        let (client, server2) = pair(&listener).await;
+        pool.put(key("o", addr.port()), client, addr);
         drop(server2);
         drop(server);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(
-            pool.take("o", addr.port()).is_none(),
+            pool.take(&key("o", addr.port())).is_none(),
             "closed connection reused"
         );
     }
@@ -208,39 +178,26 @@ mod tests {
         let pool = Pool::default();
         let mut servers = Vec::new();
         for origin in ["a", "a", "a", "b", "b"] {
-            let (client, _) = connect(&[addr], Duration::from_secs(5)).await.unwrap();
-            servers.push(listener.accept().await.unwrap().0);
-            pool.put(origin, 80, client, addr);
+            let (client, server) = pair(&listener).await;
+            servers.push(server);
+            pool.put(key(origin, 80), client, addr);
         }
         assert_eq!(pool.len(), 5);
-        assert!(pool.take("a", 80).is_some());
-        assert!(pool.take("b", 81).is_none(), "ports are part of the origin");
+        assert!(pool.take(&key("a", 80)).is_some());
+        assert!(
+            pool.take(&key("b", 81)).is_none(),
+            "ports are part of the origin"
+        );
         assert_eq!(pool.len(), 4);
         for _ in 0..POOL_MAX_PER_ORIGIN {
-            let (client, _) = connect(&[addr], Duration::from_secs(5)).await.unwrap();
-            servers.push(listener.accept().await.unwrap().0);
-            pool.put("b", 80, client, addr);
+            let (client, server) = pair(&listener).await;
+            servers.push(server);
+            pool.put(key("b", 80), client, addr);
         }
         assert_eq!(
             pool.len(),
             2 + POOL_MAX_PER_ORIGIN,
             "b holds at most its cap"
         );
-        pool.clear();
-        assert!(pool.is_empty());
-    }
-
-    #[tokio::test]
-    async fn resolve_and_refuse() {
-        assert_eq!(
-            resolve("127.0.0.1", 80).await.unwrap(),
-            vec!["127.0.0.1:80".parse().unwrap()]
-        );
-        assert!(resolve("no-such-host.invalid", 80).await.is_err());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        drop(listener);
-        let err = connect(&[addr], Duration::from_secs(5)).await.unwrap_err();
-        assert_eq!(err.status(), Some(502));
     }
 }

@@ -1,25 +1,13 @@
-//! Tests for the access flags, loading, atomic reload and the open-proxy warning.
+//! Tests for loading the access files, atomic reload and the open-proxy warning.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
-use clap::Parser;
 
 use super::*;
 use crate::acl::Denial;
-
-#[derive(Parser, Debug)]
-struct Cli {
-    #[command(flatten)]
-    access: AccessArgs,
-}
-
-fn flags(argv: &[&str]) -> Result<AccessArgs, clap::Error> {
-    Cli::try_parse_from(std::iter::once("proxy-server").chain(argv.iter().copied()))
-        .map(|cli| cli.access)
-}
 
 /// A private scratch directory per test, removed on drop.
 struct Scratch(PathBuf);
@@ -52,14 +40,10 @@ fn basic(user_password: &str) -> Vec<u8> {
 }
 
 #[test]
-fn flag_defaults() {
-    let args = flags(&[]).unwrap();
-    assert_eq!(args.auth_file, None);
-    assert_eq!(args.blacklist, None);
-    assert!(!args.allow_local_targets);
-    assert_eq!(args.connect_ports.to_string(), "443");
-    assert_eq!(args.allow_clients, None);
-    let access = AccessControl::load(&args).unwrap();
+fn defaults_are_safe() {
+    let settings = AccessSettings::default();
+    assert_eq!(settings.connect_ports.to_string(), "443");
+    let access = AccessControl::load(&settings).unwrap();
     assert!(!access.auth_required() && access.authenticator().is_none());
     assert!(matches!(
         access.policy().check_addr("127.0.0.1".parse().unwrap()),
@@ -67,44 +51,16 @@ fn flag_defaults() {
     ));
 }
 
-#[test]
-fn flag_values_and_errors() {
-    let args = flags(&[
-        "--allow-local-targets",
-        "--connect-ports",
-        "443,8443,1024-65535",
-        "--allow-clients",
-        "10.0.0.0/8,192.0.2.7,fd00::/8",
-    ])
-    .unwrap();
-    assert!(args.allow_local_targets);
-    assert!(args.connect_ports.contains(5000) && !args.connect_ports.contains(25));
-    assert_eq!(args.allow_clients.as_ref().map(Vec::len), Some(3));
-    let bad_ports = flags(&["--connect-ports", "443,smtp"])
-        .unwrap_err()
-        .to_string();
-    assert!(bad_ports.contains("not a port number"), "{bad_ports}");
-    let bad_clients = flags(&["--allow-clients", "10.0.0.0/8,nope"])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        bad_clients.contains("neither an address nor a CIDR"),
-        "{bad_clients}"
-    );
-}
-
 #[tokio::test]
 async fn loads_both_files() {
     let dir = Scratch::new();
     let rules = dir.write("rules.txt", "example.com\n");
     let users = dir.write("users.txt", "alice:secret\n");
-    let args = flags(&[
-        "--blacklist",
-        rules.to_str().unwrap(),
-        "--auth-file",
-        users.to_str().unwrap(),
-    ])
-    .unwrap();
+    let args = AccessSettings {
+        blacklist: Some(rules),
+        auth_file: Some(users),
+        ..AccessSettings::default()
+    };
     let access = AccessControl::load(&args).unwrap();
     assert!(access.auth_required());
     assert_eq!(
@@ -123,10 +79,10 @@ fn bad_lines_in_both_files_are_reported_together() {
     let dir = Scratch::new();
     let rules = dir.write("rules.txt", "ok.com\n10.0.0.0/99\n");
     let users = dir.write("users.txt", "alice\n");
-    let args = AccessArgs {
+    let args = AccessSettings {
         blacklist: Some(rules),
         auth_file: Some(users),
-        ..AccessArgs::default()
+        ..AccessSettings::default()
     };
     let errors = AccessControl::load(&args).unwrap_err().to_string();
     let lines: Vec<&str> = errors.lines().collect();
@@ -146,10 +102,10 @@ async fn reload_swaps_both_files_or_neither() {
     let dir = Scratch::new();
     let rules = dir.write("rules.txt", "a.com\n");
     let users = dir.write("users.txt", "alice:one\n");
-    let args = AccessArgs {
+    let args = AccessSettings {
         blacklist: Some(rules.clone()),
         auth_file: Some(users.clone()),
-        ..AccessArgs::default()
+        ..AccessSettings::default()
     };
     let access = AccessControl::load(&args).unwrap();
     let in_flight = access.policy();
@@ -204,9 +160,9 @@ async fn sighup_reloads_the_files() {
     let _guard = signal(SignalKind::hangup()).unwrap();
     let dir = Scratch::new();
     let rules = dir.write("rules.txt", "a.com\n");
-    let args = AccessArgs {
+    let args = AccessSettings {
         blacklist: Some(rules.clone()),
-        ..AccessArgs::default()
+        ..AccessSettings::default()
     };
     let access = AccessControl::load(&args).unwrap();
     let reloader = tokio::spawn(reload_on_sighup(access.clone()));
@@ -231,20 +187,20 @@ async fn sighup_reloads_the_files() {
 
 #[test]
 fn open_proxy_warning() {
-    let open = AccessArgs::default();
+    let open = AccessSettings::default();
     assert!(warn_if_open_proxy("0.0.0.0".parse().unwrap(), &open));
     assert!(warn_if_open_proxy("::".parse().unwrap(), &open));
     assert!(warn_if_open_proxy("192.0.2.1".parse().unwrap(), &open));
     assert!(!warn_if_open_proxy("127.0.0.1".parse().unwrap(), &open));
     assert!(!warn_if_open_proxy("::1".parse().unwrap(), &open));
-    let with_auth = AccessArgs {
+    let with_auth = AccessSettings {
         auth_file: Some(Path::new("users.txt").into()),
-        ..AccessArgs::default()
+        ..AccessSettings::default()
     };
     assert!(!warn_if_open_proxy("0.0.0.0".parse().unwrap(), &with_auth));
-    let with_clients = AccessArgs {
+    let with_clients = AccessSettings {
         allow_clients: Some(vec!["10.0.0.0/8".parse().unwrap()]),
-        ..AccessArgs::default()
+        ..AccessSettings::default()
     };
     assert!(!warn_if_open_proxy(
         "0.0.0.0".parse().unwrap(),
@@ -255,10 +211,10 @@ fn open_proxy_warning() {
 #[tokio::test]
 async fn shipped_sample_files_load() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    let args = AccessArgs {
+    let args = AccessSettings {
         blacklist: Some(root.join("blocked_domains.txt")),
         auth_file: Some(root.join("users.txt")),
-        ..AccessArgs::default()
+        ..AccessSettings::default()
     };
     let access = AccessControl::load(&args).unwrap();
     let policy = access.policy();

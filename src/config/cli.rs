@@ -1,0 +1,432 @@
+//! The command line: every flag, its default and its validation, in one place, and the
+//! conversion into the settings each module defines for itself ([`Settings`]). The only
+//! module that knows clap; help text comes from the doc comments here, so `--help` and
+//! the flag table in the docs are checked against each other by a test.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use clap::builder::TypedValueParser as _;
+use ipnet::IpNet;
+
+use super::{
+    Config, DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_HEADER_TIMEOUT_SECS, DEFAULT_HOST,
+    DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT,
+    DEFAULT_RESPONSE_TIMEOUT_SECS, DEFAULT_SHUTDOWN_GRACE_SECS, DEFAULT_VIA_NAME, Settings,
+    Timeouts,
+};
+use crate::access::AccessSettings;
+use crate::acl::{DEFAULT_CONNECT_PORTS, PortSet, parse_client_net};
+use crate::cache::{CacheSettings, DEFAULT_CACHE_MAX_OBJECT_KIB, DEFAULT_CACHE_SIZE_MIB};
+use crate::logging::{
+    DEFAULT_LOG_DIR, DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_SIZE_MIB, LogFormat, LogSettings,
+    MAX_LOG_MAX_SIZE_MIB, RotationPolicy,
+};
+use crate::metrics::{MIN_STATS_INTERVAL_SECS, MetricsSettings};
+
+/// A fast, small forward proxy for HTTP and HTTPS (CONNECT).
+///
+/// Point `curl -x http://HOST:PORT`, a browser, or HTTP_PROXY/HTTPS_PROXY at it.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "proxy-server", version, about, long_about = None)]
+pub struct Cli {
+    /// Address to listen on (IPv4 or IPv6). Loopback by default: listening on a public
+    /// address makes an open proxy unless authentication or a client allow list is set.
+    #[arg(long, default_value_t = DEFAULT_HOST)]
+    pub host: IpAddr,
+
+    /// TCP port to listen on.
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+
+    /// Most client connections served at once; a connection over the limit is answered
+    /// `503 Service Unavailable` and closed.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..=1_000_000).map(|v| v as usize))]
+    pub max_connections: usize,
+
+    /// Seconds to wait for a TCP connection to an origin (then `504`).
+    #[arg(long, default_value_t = DEFAULT_CONNECT_TIMEOUT_SECS, value_parser = secs)]
+    pub connect_timeout: u64,
+
+    /// Seconds a client may take to send a complete request head (slowloris guard).
+    #[arg(long, default_value_t = DEFAULT_HEADER_TIMEOUT_SECS, value_parser = secs)]
+    pub header_timeout: u64,
+
+    /// Seconds an idle keep-alive connection or a silent tunnel is kept open.
+    #[arg(long, default_value_t = DEFAULT_IDLE_TIMEOUT_SECS, value_parser = secs)]
+    pub idle_timeout: u64,
+
+    /// Seconds to wait for an origin's response head, and between reads of its body (then `504`).
+    #[arg(long, default_value_t = DEFAULT_RESPONSE_TIMEOUT_SECS, value_parser = secs)]
+    pub response_timeout: u64,
+
+    /// Seconds requests in flight may take to finish after SIGINT/SIGTERM.
+    #[arg(long, default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS)]
+    pub shutdown_grace: u64,
+
+    /// Name this proxy adds to `Via`; a request already carrying it is a loop (`508`).
+    /// Give chained instances different names.
+    #[arg(long, default_value = DEFAULT_VIA_NAME, value_parser = via_name)]
+    pub via_name: String,
+
+    /// Tokio worker threads [default: number of CPU cores].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024).map(|v| v as usize))]
+    pub workers: Option<usize>,
+
+    /// Console log level or filter (`error`, `warn`, `info`, `debug`, `trace`, or a
+    /// tracing filter such as `proxy_server=debug`); `RUST_LOG` overrides it.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+
+    #[command(flatten)]
+    pub access: AccessFlags,
+
+    #[command(flatten)]
+    pub cache: CacheFlags,
+
+    #[command(flatten)]
+    pub log: LogFlags,
+
+    #[command(flatten)]
+    pub metrics: MetricsFlags,
+}
+
+/// Authentication and the ACL (`access::AccessSettings`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct AccessFlags {
+    /// Require Basic proxy authentication against this users file: one
+    /// `user:password` per line, the password in clear text or a bcrypt hash as
+    /// written by `htpasswd -nbB user password`. Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+
+    /// Refuse destinations listed in this rules file: `example.com`, `*.ads.com`
+    /// (subdomains), `10.0.0.0/8`, `fd00::/8`, bare addresses and hosts-file lines
+    /// (`0.0.0.0 tracker.com`). Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub blacklist: Option<PathBuf>,
+
+    /// Allow destinations on loopback (127.0.0.0/8, ::1), link-local
+    /// (169.254.0.0/16, fe80::/10) and unspecified addresses, which are refused by
+    /// default. Rules in the --blacklist file still apply.
+    #[arg(long)]
+    pub allow_local_targets: bool,
+
+    /// Ports CONNECT may reach: a comma-separated list of ports and ranges, e.g.
+    /// `443,8443,1024-65535`.
+    #[arg(long, value_name = "LIST", default_value = DEFAULT_CONNECT_PORTS)]
+    pub connect_ports: PortSet,
+
+    /// Only clients from these networks may use the proxy: comma-separated CIDR
+    /// networks or addresses. Default: any client.
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',', value_parser = parse_client_net)]
+    pub allow_clients: Option<Vec<IpNet>>,
+}
+
+/// The response cache (`cache::CacheSettings`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct CacheFlags {
+    /// Serve repeated GET requests from an in-memory cache that follows the HTTP caching rules (RFC 9111)
+    #[arg(long)]
+    pub cache: bool,
+
+    /// Most memory the cache may hold, in MiB (response headers and bodies counted)
+    #[arg(long = "cache-size", value_name = "MIB", default_value_t = DEFAULT_CACHE_SIZE_MIB,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub cache_size: u64,
+
+    /// Largest single response the cache stores, in KiB; larger ones are streamed but not stored
+    #[arg(long = "cache-max-object", value_name = "KIB", default_value_t = DEFAULT_CACHE_MAX_OBJECT_KIB,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    pub cache_max_object: u64,
+}
+
+/// Where and how the proxy writes its logs (`logging::LogSettings`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LogFlags {
+    /// Directory for access.log and proxy.log (created if missing)
+    #[arg(long = "log-dir", value_name = "DIR", default_value = DEFAULT_LOG_DIR)]
+    pub log_dir: PathBuf,
+    /// Access log line format
+    #[arg(long = "log-format", value_enum, default_value_t = LogFormatFlag::Squid)]
+    pub log_format: LogFormatFlag,
+    /// Rotate a log file before it grows past this many MiB
+    #[arg(long = "log-max-size", value_name = "MIB", default_value_t = DEFAULT_LOG_MAX_SIZE_MIB,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_LOG_MAX_SIZE_MIB))]
+    pub log_max_size: u64,
+    /// Rotated files kept per log (NAME.1 newest … NAME.N oldest); 0 keeps none
+    #[arg(long = "log-keep", value_name = "N", default_value_t = DEFAULT_LOG_KEEP)]
+    pub log_keep: u32,
+}
+
+/// Access log line format, as the flag names it.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormatFlag {
+    /// Squid's native access.log layout plus request bytes and outcome
+    Squid,
+    /// One JSON object per line
+    Json,
+}
+
+/// Live statistics reporting (`metrics::MetricsSettings`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct MetricsFlags {
+    /// Serve /metrics (Prometheus), /stats (JSON) and / (HTML) on this address, e.g.
+    /// 127.0.0.1:9898 [default: off]
+    #[arg(long = "metrics-addr", value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Write a one-line statistics summary to the diagnostics log every SECS seconds
+    /// [default: off]
+    #[arg(long = "stats-interval", value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(MIN_STATS_INTERVAL_SECS..))]
+    pub stats_interval: Option<u64>,
+}
+
+fn secs(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(n) if (1..=86_400).contains(&n) => Ok(n),
+        _ => Err("expected a whole number of seconds from 1 to 86400".into()),
+    }
+}
+
+fn via_name(text: &str) -> Result<String, String> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:".contains(&b);
+    if !text.is_empty() && text.bytes().all(token) {
+        Ok(text.to_string())
+    } else {
+        Err("expected a token such as proxy-server or gw1.example:8888".into())
+    }
+}
+
+const BYTES_PER_KIB: u64 = 1 << 10;
+const BYTES_PER_MIB: u64 = 1 << 20;
+
+/// `n` units as a byte count, saturating where it would not fit.
+fn bytes(n: u64, unit: u64) -> usize {
+    usize::try_from(n.saturating_mul(unit)).unwrap_or(usize::MAX)
+}
+
+impl Cli {
+    /// What the flags say, as the settings each part of the program takes.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            config: self.config(),
+            log: self.log.settings(&self.log_level),
+            metrics: MetricsSettings {
+                addr: self.metrics.metrics_addr,
+                stats_interval: self.metrics.stats_interval.map(Duration::from_secs),
+            },
+            workers: self.workers,
+        }
+    }
+
+    fn config(&self) -> Config {
+        Config {
+            listen: SocketAddr::new(self.host, self.port),
+            max_connections: self.max_connections,
+            timeouts: Timeouts {
+                connect: Duration::from_secs(self.connect_timeout),
+                header: Duration::from_secs(self.header_timeout),
+                idle: Duration::from_secs(self.idle_timeout),
+                response: Duration::from_secs(self.response_timeout),
+                shutdown_grace: Duration::from_secs(self.shutdown_grace),
+            },
+            via_name: self.via_name.clone(),
+            access: self.access.settings(),
+            cache: self.cache.settings(),
+        }
+    }
+}
+
+impl AccessFlags {
+    fn settings(&self) -> AccessSettings {
+        AccessSettings {
+            auth_file: self.auth_file.clone(),
+            blacklist: self.blacklist.clone(),
+            allow_local_targets: self.allow_local_targets,
+            connect_ports: self.connect_ports.clone(),
+            allow_clients: self.allow_clients.clone(),
+        }
+    }
+}
+
+impl CacheFlags {
+    fn settings(&self) -> Option<CacheSettings> {
+        self.cache.then(|| CacheSettings {
+            capacity: bytes(self.cache_size, BYTES_PER_MIB),
+            max_object: bytes(self.cache_max_object, BYTES_PER_KIB),
+        })
+    }
+}
+
+impl LogFlags {
+    fn settings(&self, level: &str) -> LogSettings {
+        LogSettings {
+            dir: self.log_dir.clone(),
+            format: match self.log_format {
+                LogFormatFlag::Squid => LogFormat::Squid,
+                LogFormatFlag::Json => LogFormat::Json,
+            },
+            rotation: RotationPolicy {
+                max_bytes: self.log_max_size.saturating_mul(BYTES_PER_MIB),
+                keep: self.log_keep,
+            },
+            level: level.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("proxy-server").chain(argv.iter().copied()))
+    }
+
+    fn settings(argv: &[&str]) -> Settings {
+        parse(argv).unwrap_or_else(|e| panic!("{e}")).settings()
+    }
+
+    #[test]
+    fn defaults() {
+        let settings = settings(&[]);
+        let config = &settings.config;
+        assert_eq!(config.listen, "127.0.0.1:8888".parse().unwrap());
+        assert_eq!(config.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(config.via_name, "proxy-server");
+        let access = &config.access;
+        assert_eq!((&access.auth_file, &access.blacklist), (&None, &None));
+        assert!(!access.allow_local_targets);
+        assert_eq!(access.connect_ports.to_string(), "443");
+        assert_eq!(access.allow_clients, None);
+        assert!(config.cache.is_none());
+        assert_eq!(settings.log.dir, PathBuf::from("logs"));
+        assert_eq!(settings.log.format, LogFormat::Squid);
+        assert_eq!(
+            settings.log.rotation,
+            RotationPolicy {
+                max_bytes: 10 * BYTES_PER_MIB,
+                keep: 5
+            }
+        );
+        assert_eq!(settings.log.level, "info");
+        assert_eq!(settings.metrics.addr, None);
+        assert_eq!(settings.metrics.stats_interval, None);
+        assert_eq!(settings.workers, None);
+    }
+
+    #[test]
+    fn access_flags_and_their_errors() {
+        let access = settings(&[
+            "--allow-local-targets",
+            "--connect-ports",
+            "443,8443,1024-65535",
+            "--allow-clients",
+            "10.0.0.0/8,192.0.2.7,fd00::/8",
+        ])
+        .config
+        .access;
+        assert!(access.allow_local_targets);
+        assert!(access.connect_ports.contains(5000) && !access.connect_ports.contains(25));
+        assert_eq!(access.allow_clients.as_ref().map(Vec::len), Some(3));
+        let bad_ports = parse(&["--connect-ports", "443,smtp"])
+            .unwrap_err()
+            .to_string();
+        assert!(bad_ports.contains("not a port number"), "{bad_ports}");
+        let bad_clients = parse(&["--allow-clients", "10.0.0.0/8,nope"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad_clients.contains("neither an address nor a CIDR"),
+            "{bad_clients}"
+        );
+    }
+
+    #[test]
+    fn cache_flags_become_byte_sizes() {
+        let cache = settings(&["--cache", "--cache-size", "1", "--cache-max-object", "16"])
+            .config
+            .cache;
+        assert_eq!(
+            cache,
+            Some(CacheSettings {
+                capacity: 1 << 20,
+                max_object: 16 << 10
+            })
+        );
+        let sizes_alone = settings(&["--cache-size", "1"]).config.cache;
+        assert!(sizes_alone.is_none(), "the cache is on only with --cache");
+        assert!(parse(&["--cache-size", "0"]).is_err());
+    }
+
+    #[test]
+    fn log_flags() {
+        let log = settings(&[
+            "--log-dir",
+            "/var/log/p",
+            "--log-format",
+            "json",
+            "--log-max-size",
+            "1",
+            "--log-keep",
+            "0",
+            "--log-level",
+            "debug",
+        ])
+        .log;
+        assert_eq!(log.dir, PathBuf::from("/var/log/p"));
+        assert_eq!(log.format, LogFormat::Json);
+        assert_eq!(
+            log.rotation,
+            RotationPolicy {
+                max_bytes: BYTES_PER_MIB,
+                keep: 0
+            }
+        );
+        assert_eq!(log.level, "debug");
+        assert!(parse(&["--log-max-size", "0"]).is_err());
+        assert!(parse(&["--log-format", "xml"]).is_err());
+    }
+
+    #[test]
+    fn metrics_flags_are_off_unless_given() {
+        let metrics =
+            settings(&["--metrics-addr", "127.0.0.1:9898", "--stats-interval", "30"]).metrics;
+        assert_eq!(metrics.addr, Some("127.0.0.1:9898".parse().unwrap()));
+        assert_eq!(metrics.stats_interval, Some(Duration::from_secs(30)));
+        assert!(parse(&["--stats-interval", "0"]).is_err());
+        assert!(parse(&["--metrics-addr", "localhost"]).is_err());
+    }
+
+    #[test]
+    fn core_flags_and_their_limits() {
+        let settings = settings(&[
+            "--host",
+            "::1",
+            "--port",
+            "3128",
+            "--max-connections",
+            "10",
+            "--connect-timeout",
+            "2",
+            "--workers",
+            "3",
+        ]);
+        assert_eq!(settings.config.listen, "[::1]:3128".parse().unwrap());
+        assert_eq!(settings.config.max_connections, 10);
+        assert_eq!(settings.config.timeouts.connect, Duration::from_secs(2));
+        assert_eq!(settings.workers, Some(3));
+        for bad in [
+            &["--max-connections", "0"][..],
+            &["--idle-timeout", "0"],
+            &["--header-timeout", "86401"],
+            &["--via-name", "two words"],
+            &["--workers", "0"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

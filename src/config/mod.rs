@@ -1,0 +1,70 @@
+//! The settings the program runs with, and where they come from: the command line
+//! (`cli`, the only place that knows clap). Each module defines its own settings type
+//! (`AccessSettings`, `CacheSettings`, `LogSettings`, `MetricsSettings`); this module
+//! gathers them into [`Settings`] at the edge, and library code receives them and never
+//! reads flags or the environment.
+
+mod cli;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use clap::Parser as _;
+
+use crate::access::AccessSettings;
+use crate::cache::CacheSettings;
+use crate::logging::LogSettings;
+use crate::metrics::MetricsSettings;
+pub use cli::{AccessFlags, CacheFlags, Cli, LogFlags, LogFormatFlag, MetricsFlags};
+
+pub const DEFAULT_HOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+pub const DEFAULT_PORT: u16 = 8888;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 5000;
+pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+pub const DEFAULT_RESPONSE_TIMEOUT_SECS: u64 = 60;
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
+pub const DEFAULT_VIA_NAME: &str = "proxy-server";
+
+/// Timeouts the connection path receives; library code never reads flags or the environment.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub header: Duration,
+    pub idle: Duration,
+    pub response: Duration,
+    pub shutdown_grace: Duration,
+}
+
+/// The settings the core data path runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub max_connections: usize,
+    pub timeouts: Timeouts,
+    pub via_name: String,
+    pub access: AccessSettings,
+    /// `None`: no cache.
+    pub cache: Option<CacheSettings>,
+}
+
+/// Everything the binary needs to start, from whatever source: the core [`Config`] the
+/// server runs with, and the settings of the parts `main` starts beside it.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config: Config,
+    pub log: LogSettings,
+    pub metrics: MetricsSettings,
+    /// Tokio worker threads; `None`: one per CPU core.
+    pub workers: Option<usize>,
+}
+
+impl Config {
+    /// Defaults for a given listen address (used by tests and embedders).
+    pub fn with_listen(listen: SocketAddr) -> Config {
+        let mut config = Cli::parse_from(["proxy-server"]).settings().config;
+        config.listen = listen;
+        config
+    }
+}

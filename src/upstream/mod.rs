@@ -1,0 +1,206 @@
+//! Reaching what a client asked for: the one dialer every front end uses, for tunnels and
+//! for forwarded requests alike. It picks the route, takes a pooled connection when the
+//! caller may reuse one, or resolves the target, checks every address (the access
+//! policy's address rules, and this proxy's own listening address: a forwarding loop),
+//! connects with a deadline to the checked addresses only — no second lookup can swap
+//! them (RFC 9110 §17.1 aside) — and returns the stream with the [`Link`] it took. A
+//! connection goes back to the pool ([`Dialer::release`]) keyed by its route.
+//!
+//! A [`Route`] is how a connection reaches its target. Every route is direct today; a
+//! parent proxy is one more variant, with a module here that opens the connection
+//! through the parent, and one arm in [`Dialer::dial`].
+
+mod pool;
+mod resolve;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use crate::access::AccessControl;
+use crate::client::ClientStream;
+use crate::error::ProxyError;
+use crate::target::Target;
+use pool::Pool;
+pub use pool::{POOL_IDLE_TIMEOUT, POOL_MAX_PER_ORIGIN, POOL_MAX_TOTAL, PoolKey};
+pub use resolve::resolve;
+
+/// How a connection reaches its target.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// Straight to the origin's address.
+    Direct,
+}
+
+/// Whether [`Dialer::dial`] may hand out a pooled connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    /// A pooled connection if one is idle, else a fresh one.
+    Pooled,
+    /// Always a fresh connection (a retry after a pooled one failed, a tunnel).
+    Fresh,
+}
+
+/// A connection to a target: the stream and how it got there.
+#[derive(Debug)]
+pub struct Upstream {
+    pub stream: TcpStream,
+    pub link: Link,
+}
+
+/// How an upstream connection was made: the address connected to, the route, whether it
+/// came from the pool, and the pool key it goes back under (none for tunnels).
+#[derive(Debug)]
+pub struct Link {
+    pub peer: SocketAddr,
+    pub route: Route,
+    pub reused: bool,
+    key: Option<PoolKey>,
+}
+
+/// Opens connections to targets. One per server, shared by every connection task.
+pub struct Dialer {
+    pool: Pool,
+    access: AccessControl,
+    /// This proxy's listening address: a destination that is this address is a loop.
+    listen: SocketAddr,
+    connect_timeout: Duration,
+}
+
+impl Dialer {
+    pub fn new(access: AccessControl, listen: SocketAddr, connect_timeout: Duration) -> Dialer {
+        Dialer {
+            pool: Pool::default(),
+            access,
+            listen,
+            connect_timeout,
+        }
+    }
+
+    /// A connection to `target` for `client`'s request. Tunnels are never pooled.
+    pub async fn dial(
+        &self,
+        target: &Target<'_>,
+        client: &ClientStream,
+        reuse: Reuse,
+    ) -> Result<Upstream, ProxyError> {
+        let route = Route::Direct;
+        let key = (!target.is_tunnel()).then(|| PoolKey {
+            route: route.clone(),
+            host: target.host.to_string(),
+            port: target.port,
+        });
+        if let (Some(key), Reuse::Pooled) = (&key, reuse)
+            && let Some(pooled) = self.take_checked(key, client)
+        {
+            return Ok(pooled);
+        }
+        let addrs = resolve(target.host, target.port).await?;
+        self.check(&addrs, client)?;
+        let (stream, peer) = connect(&addrs, self.connect_timeout).await?;
+        Ok(Upstream {
+            stream,
+            link: Link {
+                peer,
+                route,
+                reused: false,
+                key,
+            },
+        })
+    }
+
+    /// A pooled connection for `key` whose address the current rules still allow: it was
+    /// checked when it was opened, but the rules may have changed since (SIGHUP).
+    fn take_checked(&self, key: &PoolKey, client: &ClientStream) -> Option<Upstream> {
+        let (stream, peer) = self.pool.take(key)?;
+        self.check(&[peer], client).ok()?;
+        Some(Upstream {
+            stream,
+            link: Link {
+                peer,
+                route: key.route.clone(),
+                reused: true,
+                key: Some(key.clone()),
+            },
+        })
+    }
+
+    /// Keeps a connection whose last exchange ended cleanly, for the next request to the
+    /// same target by the same route.
+    pub fn release(&self, stream: TcpStream, link: Link) {
+        if let Some(key) = link.key {
+            self.pool.put(key, stream, link.peer);
+        }
+    }
+
+    /// Refuses destinations that are this proxy itself (a forwarding loop, 508): the
+    /// listening address, or, listening on a wildcard, loopback or the address `client`
+    /// reached us on; then the policy's address rules (403). The socket is asked for its
+    /// local address only when a destination has our port, so the common request costs
+    /// no system call.
+    fn check(&self, addrs: &[SocketAddr], client: &ClientStream) -> Result<(), ProxyError> {
+        let listen = self.listen;
+        let is_self = |a: &SocketAddr| {
+            a.port() == listen.port()
+                && (a.ip() == listen.ip()
+                    || (listen.ip().is_unspecified()
+                        && (a.ip().is_loopback() || client.local_addr().ok() == Some(*a))))
+        };
+        if addrs.iter().any(is_self) {
+            return Err(ProxyError::Loop);
+        }
+        self.access
+            .policy()
+            .check_addrs(addrs)
+            .map_err(|denial| ProxyError::Forbidden(denial.into()))
+    }
+}
+
+/// Connects to the first of `addrs` that accepts, all within `limit`.
+async fn connect(
+    addrs: &[SocketAddr],
+    limit: Duration,
+) -> Result<(TcpStream, SocketAddr), ProxyError> {
+    let attempt = async {
+        let mut last = None;
+        for &addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    return Ok((stream, addr));
+                }
+                Err(error) => last = Some((addr, error)),
+            }
+        }
+        let (addr, source) = match last {
+            Some((addr, error)) => (Some(addr), error),
+            None => (None, io::Error::new(io::ErrorKind::NotFound, "no address")),
+        };
+        Err(ProxyError::Connect { addr, source })
+    };
+    tokio::time::timeout(limit, attempt)
+        .await
+        .unwrap_or(Err(ProxyError::ConnectTimeout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_502_with_its_cause() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let error = connect(&[addr], Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(error.status(), Some(502));
+        assert_eq!(error.brief(), "upstream_connect");
+        assert!(matches!(&error, ProxyError::Connect { addr: Some(a), .. } if *a == addr));
+        let cause = error.source().unwrap().downcast_ref::<io::Error>().unwrap();
+        assert_eq!(cause.kind(), io::ErrorKind::ConnectionRefused);
+    }
+}
