@@ -1,22 +1,27 @@
 //! proxy-server: a single-binary, asynchronous forward proxy for HTTP and HTTPS.
 //!
 //! # Life of a request
-//! `server` accepts a connection (over the connection cap: 503) and spawns `conn::serve`
-//! in its own panic-isolated task. `conn` reads a request head (`http::io`, under the
-//! header timeout), refuses loops (`Via`), then admits it: client address, credentials
-//! (`auth`, 407), host name and CONNECT port (`acl`, 403), with one version of the rules
-//! from `access`. CONNECT goes to `connect` (resolve, check the addresses, connect, 200,
-//! `tunnel` relay); everything else to `forward`, which asks the `cache` first (a hit is
-//! answered from memory), then sends the rewritten head and streamed body on a pooled or
-//! fresh origin connection from `upstream` and streams the response back (teed into the
-//! cache when it may be stored; 101 upgrades become a relay). Errors come back to `conn`,
-//! the one place that answers them; each exchange becomes one access-log record
-//! (`logging`) and counts in `stats` (read by `metrics`); then the connection waits for
-//! the next request or closes.
+//! `server` accepts a connection (over the connection cap: 503), wraps it in a
+//! `client::ClientStream` that carries the client's address, and spawns the listener's
+//! front end — `http_proxy::serve` — in its own panic-isolated task. The front end reads a
+//! request head (`http::io`, under the header timeout), refuses loops (`Via`), states the
+//! `target::Target` (host, port, kind) and asks `access` for the one admission decision
+//! (client address, credentials via `auth` — 407 —, host and CONNECT port via `acl` —
+//! 403). A tunnel gets a connection from the `upstream::Dialer` (resolve, check every
+//! address, connect), the front end's own answer (`200 Connection Established`), then the
+//! `tunnel` relay. A plain request asks the `cache` first (a hit is answered from
+//! memory), then sends the rewritten head and streamed body on a pooled or fresh
+//! connection from the same dialer and streams the response back (teed into the cache
+//! when it may be stored; 101 upgrades become a relay). Errors (`error::ProxyError`) come
+//! back to the front end, the one place that answers them; each exchange becomes one
+//! access-log record (`logging`) and counts in `stats` (read by `metrics`); then the
+//! connection waits for the next request or closes.
 //!
-//! Dependencies point one way: `files`, `stats`, `tunnel` at the bottom; `acl`, `auth`,
-//! `logging` on them; `error`, `access`, `metrics`; `http`; `cache`, `upstream`;
-//! `config`; `context`; `connect`; `forward`; then `conn`, then `server`.
+//! Dependencies point one way, from the leaves up: `error`, `files`, `stats`, `target`,
+//! `tunnel`; `http`, `acl`, `auth`, `logging`, `client`; `access`, `cache`, `metrics`;
+//! `upstream`, `config` (the only module that knows the command line); `context`; the
+//! front end `http_proxy`; `server`. docs/architecture.md has the map and where the next
+//! front ends and upstreams plug in.
 
 pub mod access;
 pub mod acl;
