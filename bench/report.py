@@ -217,7 +217,7 @@ def versions():
 
 def append(path, text):
     header = ("# Benchmark results\n\nWritten by `./run.sh bench` (bench/run.sh); newest "
-              "last. See NOTES-bench.md / README for what each scenario measures.\n\n")
+              "last. See docs/performance.md for what each scenario measures.\n\n")
     exists = os.path.exists(path)
     with open(path, "a") as f:
         if not exists:

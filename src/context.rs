@@ -58,8 +58,8 @@ pub struct Context {
 }
 
 /// The drain signal: a flag that requests check, and a wake-up for connections waiting
-/// idle. A [`Notified`] is 64 bytes against 120 for a `watch` receiver's `changed()`, and
-/// every idle connection holds one.
+/// idle. A [`Notified`] is about half the size of a `watch` receiver's `changed()`, and
+/// every idle connection holds one (see docs/performance.md, "Idle connections" (S5)).
 #[derive(Default)]
 struct Shutdown {
     started: AtomicBool,

@@ -13,10 +13,10 @@ use tokio::net::TcpListener;
 
 /// mimalloc rather than glibc's malloc: tokio allocates each task and each socket's
 /// readiness state 128-byte aligned, and glibc pays about 128 bytes of padding for each
-/// such allocation. With 10,000 idle connections (bench S5) that is 1.12 KiB per
-/// connection under glibc and 0.75 KiB under mimalloc; CPU per request and per GB stayed
-/// within the benchmark's noise. `no_thp` keeps it off transparent huge pages, which
-/// otherwise added 8 MB to the resident size at start.
+/// such allocation, a large part of what an idle connection costs; CPU per request and per
+/// GB stayed within the benchmark's noise. `no_thp` keeps it off transparent huge pages,
+/// which otherwise inflate the resident size at start. See docs/performance.md,
+/// "Allocator" (S5).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -24,7 +24,8 @@ use crate::stats::ConnectionSlot;
 
 /// Pending connections the kernel queues before `accept`. The default of 128 drops
 /// SYNs in a burst of new connections (each dropped one waits a second to retry): the
-/// benchmark's 10,000-connection scenario took seconds to open instead of a fraction.
+/// benchmark's S5 took seconds to open its connections instead of a fraction (see
+/// docs/performance.md, "Listen backlog" (S5)).
 pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// Binds the listening socket with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, so a restart

@@ -16,15 +16,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use super::head::{self, RequestHead, ResponseHead};
 use crate::error::{ProxyError, Side};
 
-/// Bytes asked of the socket by a body's first read. Measured relaying 1 MiB responses on
-/// 8 connections (release build, 2 cores shared with the origin and the load generator):
-/// 16 KiB cost 0.72 CPU-s/GB, 64 KiB 0.53–0.66, 256 KiB 0.66 with no more throughput.
+/// Bytes asked of the socket by a body's first read: smaller reads cost more CPU per byte
+/// relayed, larger ones gained nothing (see docs/performance.md, "Read chunk size" (S3)).
 pub const READ_CHUNK: usize = 64 * 1024;
 
 /// The most a body read asks for. A read that fills all the space it was given doubles
-/// the next one, up to this: one 100 MiB response over one connection went from 0.5–0.6
-/// to about 1 GB/s (1.2–1.7 → 0.7–1.0 CPU-s/GB), as each read no longer waits for the
-/// origin to refill 64 KiB. Short bodies stay at [`READ_CHUNK`].
+/// the next one, up to this, so a long body over one connection no longer waits for the
+/// origin to refill a small read each time (see docs/performance.md, "Growing reads"
+/// (S3)). Short bodies stay at [`READ_CHUNK`].
 pub const MAX_READ_CHUNK: usize = 1024 * 1024;
 
 /// Bytes asked of the socket per read while reading a head (most heads fit in one), into

@@ -40,8 +40,8 @@ pub const DEFAULT_LOG_MAX_SIZE_MIB: u64 = 10;
 pub const DEFAULT_LOG_KEEP: u32 = 5;
 /// Largest accepted `--log-max-size`; keeps the byte count far from overflow.
 pub const MAX_LOG_MAX_SIZE_MIB: u64 = 1 << 20;
-/// Access lines queued before new ones are dropped: about two seconds of a very busy proxy
-/// (~16k requests/s) of disk stall, a few MiB of memory at ~200 bytes a line.
+/// Access lines queued before new ones are dropped: about two seconds of disk stall for a
+/// very busy proxy, a few MiB of memory (see docs/performance.md, "Access log queue size").
 pub const ACCESS_QUEUE_LINES: usize = 32_768;
 /// Diagnostic lines queued per destination (file and console) before new ones are dropped.
 pub const DIAGNOSTIC_QUEUE_LINES: usize = 8_192;

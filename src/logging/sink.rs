@@ -30,8 +30,8 @@ pub type DropReporter = Box<dyn FnMut(u64, &str, &mut dyn Write) + Send>;
 
 /// How long the writer lets lines gather while they keep coming. Under load a batch of
 /// lines then costs one wake-up and one write; a quiet log still writes each line at once.
-/// Measured: at 19,000 requests/s, waking per line cost two futex calls and one write per
-/// request, most of the proxy's CPU time.
+/// Waking per line cost two futex calls and one write per request, most of the proxy's
+/// CPU time under S1's load (see docs/performance.md, "Log writer batching" (S1)).
 const BATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
 enum Message {

@@ -23,8 +23,8 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 
 /// Buffer per direction of the copy loop (the path where splicing is impossible). A
-/// tunnel is a bulk transfer and fewer, larger writes cost less CPU per byte: 256 KiB
-/// took about 0.75 CPU-s/GB through a loopback tunnel where 64 KiB took about 1.0. On
+/// tunnel is a bulk transfer and fewer, larger writes cost less CPU per byte (see
+/// docs/performance.md, "Copy-loop buffer" (S4)). On
 /// Linux the buffer exists only once the direction has bytes and splicing was refused.
 pub const TUNNEL_CHUNK: usize = 256 * 1024;
 

@@ -17,9 +17,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// The pipe size asked for: a bulk tunnel moves up to this much per pair of splice calls.
 /// 1 MiB is the default `/proc/sys/fs/pipe-max-size`, the most an unprivileged process
-/// may ask for; pipe pages are allocated only while they hold data. Measured through a
-/// loopback tunnel: 64 KiB ≈ 0.66 CPU-s/GB, 256 KiB ≈ 0.55, 1 MiB ≈ 0.36, and 4 MiB
-/// (root only) worse again at ≈ 0.55.
+/// may ask for; pipe pages are allocated only while they hold data. Smaller pipes cost
+/// more CPU per byte, and a larger one (root only) was no better (see
+/// docs/performance.md, "Pipe size" (S4)).
 pub const PIPE_SIZE: usize = 1024 * 1024;
 
 /// Below this capacity splicing costs more system calls per byte than the copy loop's

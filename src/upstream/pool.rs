@@ -38,9 +38,9 @@ pub struct PoolKey {
 
 /// Idle keep-alive connections by [`PoolKey`]. The lock guards only map updates,
 /// is never held across an await, and is held for O(1) work on the request path (the
-/// clock is read and keys are built before taking it): under S1's load a put that
-/// checked every idle connection's age under the lock cost 50 µs CPU per request
-/// against 41–42 now.
+/// clock is read and keys are built before taking it): a put that checked every idle
+/// connection's age under the lock cost S1 noticeably more CPU per request (see
+/// docs/performance.md, "Origin pool lock" (S1)).
 #[derive(Default)]
 pub struct Pool {
     idle: Mutex<Lists>,
