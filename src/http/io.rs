@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
-use super::head::{self, RequestHead, ResponseHead};
+use super::head::{self, HeadLimits, OriginRequestHead, RequestHead, ResponseHead};
 use crate::error::{ProxyError, Side};
 
 /// Bytes asked of the socket by a body's first read: smaller reads cost more CPU per byte
@@ -150,9 +150,26 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     /// Reads one request head. `Ok(None)` when the client closed cleanly before sending
     /// a byte. Callers bound the whole call with the header timeout.
     pub async fn read_request_head(&mut self) -> Result<Option<RequestHead>, ProxyError> {
+        self.read_client_head(head::parse_request).await
+    }
+
+    /// Reads one request head as an origin server receives it, within `limits`; otherwise
+    /// as [`read_request_head`](Self::read_request_head).
+    pub async fn read_origin_request_head(
+        &mut self,
+        limits: HeadLimits,
+    ) -> Result<Option<OriginRequestHead>, ProxyError> {
+        self.read_client_head(|buf| head::parse_origin_request(buf, limits))
+            .await
+    }
+
+    async fn read_client_head<T>(
+        &mut self,
+        mut parse: impl FnMut(&mut BytesMut) -> Result<Option<T>, ProxyError>,
+    ) -> Result<Option<T>, ProxyError> {
         loop {
             if !self.buf.is_empty()
-                && let Some(head) = head::parse_request(&mut self.buf)?
+                && let Some(head) = parse(&mut self.buf)?
             {
                 return Ok(Some(head));
             }

@@ -1,26 +1,35 @@
 //! The metrics listener: a deliberately small HTTP/1.1 server for three read-only pages.
 //!
-//! Owns request-head reading (bounded size, read timeout, connection cap), routing of
+//! Owns the limits on request heads (size, read timeout, connection cap), routing of
 //! `GET`/`HEAD` for `/metrics`, `/stats` and `/`, and response framing. It never reads a
 //! request body: a request announcing one is answered and the connection closed
-//! (RFC 9112 §9.6 lets a server close after any response). It shares nothing with the proxy's
-//! data path except the read-only [`Stats`].
+//! (RFC 9112 §9.6 lets a server close after any response). Heads are parsed by
+//! `crate::http` (origin-form, the proxy's own RFC 9112 rules, tighter limits); otherwise it
+//! shares nothing with the proxy's data path except the read-only [`Stats`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::prometheus;
+use crate::error::{ProxyError, Side};
+use crate::http::head::{HeadLimits, OriginRequestHead};
+use crate::http::{BodyLength, Reader};
 use crate::stats::Stats;
 
 /// Largest request head accepted; a browser's or Prometheus's GET is a few hundred bytes.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// Header fields parsed per request.
 const MAX_HEADERS: usize = 32;
+/// Request heads are read by `crate::http`'s parser within these limits.
+const HEAD_LIMITS: HeadLimits = HeadLimits {
+    max_bytes: MAX_HEAD_BYTES,
+    max_fields: MAX_HEADERS,
+};
 /// How long a connection may take to send a request head (and idle between requests).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long writing one response may take before the client is given up on.
@@ -74,50 +83,27 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|&stop| stop).await;
 }
 
-/// What the router needs from a request head.
-#[derive(Debug, PartialEq, Eq)]
-struct Head {
-    method: String,
-    path: String,
-    keep_alive: bool,
-    has_body: bool,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum HeadError {
-    /// Head larger than [`MAX_HEAD_BYTES`] or with too many fields: 431 (RFC 6585 §5).
-    TooLarge,
-    /// Not an HTTP/1.x request head: 400.
-    Malformed,
-}
-
 async fn serve_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     stats: Arc<Stats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut buffer = Vec::with_capacity(1024);
+    let mut client = Reader::new(stream, Side::Client);
     for _ in 0..MAX_REQUESTS_PER_CONNECTION {
         let read = tokio::select! {
-            read = tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream, &mut buffer)) => read,
+            read = tokio::time::timeout(READ_TIMEOUT, client.read_origin_request_head(HEAD_LIMITS)) => read,
             () = stopped(&mut shutdown) => return,
         };
         let (response, keep_alive) = match read {
-            Err(_elapsed) => return,
-            Ok(Err(_)) | Ok(Ok(None)) => return,
-            Ok(Ok(Some(Err(HeadError::TooLarge)))) => (
-                Response::error(431, "Request Header Fields Too Large").encode(false, true),
-                false,
-            ),
-            Ok(Ok(Some(Err(HeadError::Malformed)))) => (
-                Response::error(400, "Bad Request").encode(false, true),
-                false,
-            ),
-            Ok(Ok(Some(Ok(head)))) => {
-                let keep_alive = head.keep_alive && !head.has_body;
-                (respond(&head, &stats, keep_alive), keep_alive)
-            }
+            // Timed out, or closed cleanly between requests.
+            Err(_) | Ok(Ok(None)) => return,
+            Ok(Ok(Some(head))) => answer(&head, &stats),
+            Ok(Err(error)) => match refusal(&error) {
+                Some(response) => (response, false),
+                None => return,
+            },
         };
+        let stream = client.get_mut();
         let written = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&response)).await;
         if !matches!(written, Ok(Ok(()))) || !keep_alive {
             let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.shutdown()).await;
@@ -126,71 +112,32 @@ async fn serve_connection(
     }
 }
 
-/// Reads until `buffer` holds a complete head, which is then removed from it. `Ok(None)`:
-/// the peer closed before sending a byte (a normal keep-alive end).
-async fn read_head(
-    stream: &mut TcpStream,
-    buffer: &mut Vec<u8>,
-) -> std::io::Result<Option<Result<Head, HeadError>>> {
-    loop {
-        match parse_head(buffer) {
-            Ok(Some(head)) => return Ok(Some(Ok(head))),
-            Ok(None) if buffer.len() >= MAX_HEAD_BYTES => {
-                return Ok(Some(Err(HeadError::TooLarge)));
-            }
-            Ok(None) => {}
-            Err(error) => return Ok(Some(Err(error))),
+/// The response to `head` and whether the connection stays open: only if the client
+/// asked for it and sent no body, since this server never reads one.
+fn answer(head: &OriginRequestHead, stats: &Arc<Stats>) -> (Vec<u8>, bool) {
+    match head.body() {
+        Ok(body) => {
+            let keep_alive = head.keep_alive() && body == BodyLength::Empty;
+            (respond(head, stats, keep_alive), keep_alive)
         }
-        let room = MAX_HEAD_BYTES + 1 - buffer.len();
-        let read = (&mut *stream).take(room as u64).read_buf(buffer).await?;
-        if read == 0 {
-            return Ok(if buffer.is_empty() {
-                None
-            } else {
-                Some(Err(HeadError::Malformed))
-            });
-        }
+        Err(error) => (refusal(&error).unwrap_or_default(), false),
     }
 }
 
-/// Parses a complete head at the front of `buffer` and drains it; `Ok(None)` if incomplete.
-fn parse_head(buffer: &mut Vec<u8>) -> Result<Option<Head>, HeadError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut fields);
-    let length = match request.parse(buffer) {
-        Ok(httparse::Status::Complete(length)) => length,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
-        Err(_) => return Err(HeadError::Malformed),
+/// The answer to a request head that could not be read, with the status `crate::http`
+/// gives it (400, 414, 431, 501, 505), the connection then closed; `None` when the
+/// client is gone and nothing can be sent.
+fn refusal(error: &ProxyError) -> Option<Vec<u8>> {
+    let status = error.status()?;
+    let reason = match status {
+        414 => "URI Too Long",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        505 => "HTTP Version Not Supported",
+        400 => "Bad Request",
+        _ => "Error",
     };
-    let method = request.method.unwrap_or_default().to_owned();
-    let path = request.path.unwrap_or_default().to_owned();
-    let version = request.version.unwrap_or(1);
-    let mut close = false;
-    let mut keep_alive_token = false;
-    let mut has_body = false;
-    for field in request.headers.iter() {
-        let value = String::from_utf8_lossy(field.value);
-        if field.name.eq_ignore_ascii_case("connection") {
-            for token in value.split(',').map(str::trim) {
-                close |= token.eq_ignore_ascii_case("close");
-                keep_alive_token |= token.eq_ignore_ascii_case("keep-alive");
-            }
-        } else if field.name.eq_ignore_ascii_case("transfer-encoding") {
-            has_body = true;
-        } else if field.name.eq_ignore_ascii_case("content-length") {
-            has_body |= value.trim() != "0";
-        }
-    }
-    buffer.drain(..length);
-    // RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive".
-    let keep_alive = !close && (version == 1 || keep_alive_token);
-    Ok(Some(Head {
-        method,
-        path,
-        keep_alive,
-        has_body,
-    }))
+    Some(Response::error(status, reason).encode(false, true))
 }
 
 /// One answer of this server; every body is small and built in memory.
@@ -251,23 +198,22 @@ impl Response {
     }
 }
 
-fn respond(head: &Head, stats: &Arc<Stats>, keep_alive: bool) -> Vec<u8> {
-    let send_body = match head.method.as_str() {
-        "GET" => true,
-        "HEAD" => false,
+fn respond(head: &OriginRequestHead, stats: &Arc<Stats>, keep_alive: bool) -> Vec<u8> {
+    let send_body = match &head.method[..] {
+        b"GET" => true,
+        b"HEAD" => false,
         _ => return Response::error(405, "Method Not Allowed").encode(keep_alive, true),
     };
-    let path = head.path.split('?').next().unwrap_or_default();
-    let response = match path {
-        "/metrics" => match prometheus::render(stats) {
+    let response = match head.path() {
+        b"/metrics" => match prometheus::render(stats) {
             Ok(text) => Response::ok(prometheus::CONTENT_TYPE, text.into_bytes()),
             Err(_) => Response::error(500, "Internal Server Error"),
         },
-        "/stats" => match serde_json::to_vec(&stats.snapshot()) {
+        b"/stats" => match serde_json::to_vec(&stats.snapshot()) {
             Ok(json) => Response::ok("application/json", json),
             Err(_) => Response::error(500, "Internal Server Error"),
         },
-        "/" => Response::ok("text/html; charset=utf-8", PAGE.as_bytes().to_vec()),
+        b"/" => Response::ok("text/html; charset=utf-8", PAGE.as_bytes().to_vec()),
         _ => Response::error(404, "Not Found"),
     };
     response.encode(keep_alive, send_body)
@@ -276,46 +222,70 @@ fn respond(head: &Head, stats: &Arc<Stats>, keep_alive: bool) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
 
-    fn parse_all(raw: &[u8]) -> Result<Option<Head>, HeadError> {
-        parse_head(&mut raw.to_vec())
+    fn parse_all(raw: &[u8]) -> Result<Option<OriginRequestHead>, ProxyError> {
+        crate::http::head::parse_origin_request(&mut BytesMut::from(raw), HEAD_LIMITS)
     }
 
-    #[test]
-    fn head_split_at_every_byte_is_partial_until_complete() {
-        let raw = b"GET /stats?x=1 HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, close\r\n\r\n";
-        for split in 0..raw.len() {
-            assert_eq!(parse_all(&raw[..split]), Ok(None), "split at {split}");
-        }
-        let mut buffer = raw.to_vec();
-        buffer.extend_from_slice(b"GET /");
-        let head = parse_head(&mut buffer).expect("valid").expect("complete");
-        assert_eq!(head.path, "/stats?x=1");
-        assert!(!head.keep_alive, "close wins");
-        assert_eq!(buffer, b"GET /", "only the head is consumed");
+    /// (keep-alive, body announced) as [`answer`] decides them.
+    fn persistence(raw: &[u8]) -> (bool, bool) {
+        let head = parse_all(raw).expect("valid").expect("complete");
+        let has_body = head.body().expect("unambiguous framing") != BodyLength::Empty;
+        (head.keep_alive() && !has_body, has_body)
     }
 
     #[test]
     fn persistence_follows_the_version_defaults() {
-        let head = |raw: &[u8]| parse_all(raw).expect("valid").expect("complete");
-        assert!(head(b"GET / HTTP/1.1\r\n\r\n").keep_alive);
-        assert!(!head(b"GET / HTTP/1.0\r\n\r\n").keep_alive);
-        assert!(head(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
-        assert!(head(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n").has_body);
-        assert!(!head(b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").has_body);
+        assert_eq!(persistence(b"GET / HTTP/1.1\r\n\r\n"), (true, false));
+        assert_eq!(persistence(b"GET / HTTP/1.0\r\n\r\n"), (false, false));
+        assert_eq!(
+            persistence(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"),
+            (true, false)
+        );
+        assert_eq!(
+            persistence(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n"),
+            (false, true)
+        );
+        assert_eq!(
+            persistence(b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+            (true, false)
+        );
+    }
+
+    fn status_of(raw: &[u8]) -> String {
+        let response = match parse_all(raw) {
+            Ok(Some(head)) => answer(&head, &Arc::new(Stats::default())).0,
+            Ok(None) => panic!("incomplete"),
+            Err(error) => refusal(&error).expect("answerable"),
+        };
+        String::from_utf8_lossy(&response[..12]).into_owned()
     }
 
     #[test]
-    fn garbage_and_field_floods_are_refused() {
-        assert_eq!(
-            parse_all(b"\x16\x03\x01 hello\r\n\r\n"),
-            Err(HeadError::Malformed)
-        );
+    fn garbage_floods_and_bad_framing_are_refused() {
+        assert_eq!(status_of(b"\x16\x03\x01 hello\r\n\r\n"), "HTTP/1.1 400");
         let mut flood = b"GET / HTTP/1.1\r\n".to_vec();
         for n in 0..=MAX_HEADERS {
             flood.extend_from_slice(format!("X-{n}: v\r\n").as_bytes());
         }
         flood.extend_from_slice(b"\r\n");
-        assert_eq!(parse_all(&flood), Err(HeadError::TooLarge));
+        assert_eq!(status_of(&flood), "HTTP/1.1 431");
+        assert_eq!(
+            status_of(
+                b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ),
+            "HTTP/1.1 400"
+        );
+        assert_eq!(
+            status_of(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+            "HTTP/1.1 505"
+        );
+        assert_eq!(status_of(b"DELETE /stats HTTP/1.1\r\n\r\n"), "HTTP/1.1 405");
+        assert_eq!(status_of(b"CONNECT a:443 HTTP/1.1\r\n\r\n"), "HTTP/1.1 405");
+        assert_eq!(
+            status_of(b"GET http://m/stats HTTP/1.1\r\n\r\n"),
+            "HTTP/1.1 200"
+        );
     }
 }
