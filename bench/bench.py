@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Runs issue 6's benchmark: seven scenarios, each for direct, proxy-server,
-tinyproxy and squid in alternation over several rounds, then writes the
-median figures and ratios to bench/RESULTS.md. Started by bench/run.sh, which
-builds the binaries and installs the packages first.
+Apache Traffic Server, tinyproxy and squid in alternation over several rounds,
+then writes the median figures and ratios to bench/RESULTS.md. Started by
+bench/run.sh, which builds the binaries and installs the packages first.
 
 Owns the round structure and the order of runs; servers.py starts and stops
 processes, scenarios.py measures, report.py formats.
@@ -22,7 +22,7 @@ import scenarios
 import servers
 import setup
 
-KINDS = ["proxy-server", "tinyproxy", "squid"]
+KINDS = ["proxy-server", "trafficserver", "tinyproxy", "squid"]
 TUNNEL_BYTES = 2 * 1024 ** 3
 
 
@@ -34,7 +34,7 @@ def parse_args():
     parser.add_argument("--secs", type=int, help="seconds per load run (default 5, quick 2)")
     parser.add_argument("--only", default="1,2,3,4,5,6,7",
                         help="comma-separated scenario numbers to run")
-    parser.add_argument("--peers", default="tinyproxy,squid",
+    parser.add_argument("--peers", default="trafficserver,tinyproxy,squid",
                         help="comma-separated peers to run beside direct and proxy-server "
                              "(empty: none, for quick before/after comparisons)")
     parser.add_argument("--root", required=True, help="repository root")

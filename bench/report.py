@@ -15,10 +15,12 @@ TITLES = {
     3: "1 MiB GET, keep-alive, 8 connections",
     4: "one CONNECT tunnel carrying 2 GiB",
     5: "10,000 idle client connections (then with a partial request head on each)",
-    6: "small GET cache hits, 64 connections (proxy-server --cache, squid memory cache)",
+    6: "small GET cache hits, 64 connections (proxy-server --cache, trafficserver and squid "
+       "with their caches on)",
     7: "HTTPS inside CONNECT, TLS keep-alive, 64 connections",
 }
-COLUMNS = ["direct", "proxy-server", "tinyproxy", "squid"]
+COLUMNS = ["direct", "proxy-server", "trafficserver", "tinyproxy", "squid"]
+PEERS = COLUMNS[2:]
 
 # (scenario, metric key, label, unit, higher_is_better, target)
 # A target is ("ratio", x): proxy-server/direct ≥ x; ("max", x): value ≤ x.
@@ -92,10 +94,12 @@ def render(args, env, results, elapsed):
     out += ["Machine: %s. Rounds: %d, %d s per load run%s; medians. Run time %.0f s."
             % (machine(), args.rounds, args.secs, " (--quick)" if args.quick else "",
                elapsed), ""]
-    out += ["| Scenario | unit | direct | proxy-server | tinyproxy | squid | "
-            "proxy-server/direct | tinyproxy/direct | squid/direct | "
-            "proxy-server/tinyproxy | proxy-server/squid | target | met |",
-            "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|"]
+    # Each server against direct, then proxy-server against each peer.
+    pairs = ([(name, "direct") for name in COLUMNS[1:]]
+             + [("proxy-server", peer) for peer in PEERS])
+    out += ["| Scenario | unit | %s | %s | target | met |" % (
+                " | ".join(COLUMNS), " | ".join("%s/%s" % pair for pair in pairs)),
+            "|---|---|%s|---|---|" % "|".join(["--:"] * (len(COLUMNS) + len(pairs)))]
     notes, seen = [], set()
     for number, key, label, unit, higher, target in ROWS:
         if number not in results:
@@ -113,9 +117,7 @@ def render(args, env, results, elapsed):
             else:
                 cells.append(fmt(value))
         proxy, direct = values["proxy-server"], values["direct"]
-        ratios = [ratio(proxy, direct), ratio(values["tinyproxy"], direct),
-                  ratio(values["squid"], direct), ratio(proxy, values["tinyproxy"]),
-                  ratio(proxy, values["squid"])]
+        ratios = [ratio(values[a], values[b]) for a, b in pairs]
         out.append("| %s | %s%s | %s | %s | %s | %s |" % (
             label, unit, "" if higher else " (lower better)", " | ".join(cells),
             " | ".join(ratios), target_text(target, unit), met(target, proxy, direct)))
@@ -211,8 +213,9 @@ def versions():
             return (run.stdout + run.stderr).strip().splitlines()[0]
         except (OSError, IndexError, subprocess.TimeoutExpired):
             return "?"
-    return "; ".join([first_line(["nginx", "-v"]), first_line(["tinyproxy", "-v"]),
-                      first_line(["squid", "-v"]), first_line(["wrk", "-v"])])
+    return "; ".join([first_line(["nginx", "-v"]), first_line(["traffic_server", "--version"]),
+                      first_line(["tinyproxy", "-v"]), first_line(["squid", "-v"]),
+                      first_line(["wrk", "-v"])])
 
 
 def append(path, text):

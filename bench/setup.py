@@ -1,5 +1,6 @@
 """The bench environment: temp dir, origin content, TLS certificate, configs,
-and the four columns (direct, proxy-server, tinyproxy, squid) as Targets.
+and the columns (direct, proxy-server, trafficserver, tinyproxy, squid) as
+Targets.
 
 Owns what is started before the scenarios and how each column is reached.
 Scenarios that need a fresh server (idle memory, cache) ask for one here.
@@ -24,6 +25,11 @@ HEADER_TIMEOUT_S = 120
 # The peers run without per-request logging (squid access_log none,
 # tinyproxy LogLevel Warning); proxy-server's access records are at info.
 PROXY_LOG_LEVEL = "warn"
+# Apache Traffic Server's optional config files, written empty (see
+# start_trafficserver); the ones the benchmark needs are templates in
+# bench/trafficserver/.
+ATS_EMPTY_FILES = ("cache.config", "parent.config", "plugin.config", "sni.yaml",
+                   "ssl_multicert.config", "volume.config", "hosting.config")
 
 
 class Target:
@@ -157,6 +163,35 @@ class Env:
                               dir=self.dir, port=port, name=label)
         return servers.Server(label, ["squid", "-N", "-f", conf], port, self.dir).start()
 
+    def start_trafficserver(self, label, cache=False):
+        """traffic_server alone in the foreground (no traffic_manager): one process,
+        whose threads carry all traffic, so /proc figures need no summing."""
+        port = servers.free_port()
+        home = os.path.join(self.dir, "ats-" + label)
+        for sub in ("etc", "log", "run", "cache"):
+            os.makedirs(os.path.join(home, sub))
+            # It writes logs, its lock and the cache file after dropping to
+            # its own user (as squid and tinyproxy do; see __init__).
+            os.chmod(os.path.join(home, sub), 0o777)
+        etc = os.path.join(home, "etc")
+        user = "trafficserver" if os.geteuid() == 0 else "#-1"  # "#-1": keep ours
+        servers.render("trafficserver/records.config", etc, "records.config", home=home,
+                       port=port, cache=int(cache), wait_for_cache=2 if cache else 0,
+                       user=user)
+        for name in ("remap.config", "ip_allow.yaml"):
+            servers.render("trafficserver/" + name, etc, name)
+        # Rule files it warns about when absent; empty, they add no rules.
+        for name in ATS_EMPTY_FILES:
+            open(os.path.join(etc, name), "w").close()
+        if cache:
+            servers.render("trafficserver/storage.config", etc, "storage.config", home=home)
+        else:
+            with open(os.path.join(etc, "storage.config"), "w") as f:
+                f.write("# No cache storage: scenario 6 alone runs with a cache.\n")
+        runroot = servers.render("trafficserver/runroot.yaml", home, "runroot.yaml", home=home)
+        argv = ["traffic_server", "--run-root=" + runroot]
+        return servers.Server(label, argv, port, self.dir).start()
+
     def start_relay(self, label, origin_ports, splice=False):
         """The floor: bench-client relay in front of each of `origin_ports`."""
         routes = {port: servers.free_port() for port in origin_ports}
@@ -168,11 +203,13 @@ class Env:
         return Target("relay", server, routes=routes)
 
     def start(self, kind, label, cache=False):
-        """A fresh server of `kind` ("proxy-server", "tinyproxy", "squid")."""
+        """A fresh server of `kind` ("proxy-server", "trafficserver", "tinyproxy", "squid")."""
         if kind == "proxy-server":
             return self.start_proxy_server(label, cache)
         if kind == "tinyproxy":
             return self.start_tinyproxy(label)
         if kind == "squid":
             return self.start_squid(label, cache)
+        if kind == "trafficserver":
+            return self.start_trafficserver(label, cache)
         raise ValueError(kind)
