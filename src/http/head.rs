@@ -8,7 +8,6 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::framing::{self, BodyLength};
 use super::headers::{Header, Headers};
 use crate::error::ProxyError;
 
@@ -134,49 +133,6 @@ impl RequestHead {
     }
 }
 
-/// A request head as an origin server sees it (from [`parse_origin_request`]).
-#[derive(Debug, Clone)]
-pub struct OriginRequestHead {
-    pub method: Bytes,
-    /// What to route on: the path and query of origin-form (RFC 9112 §3.2.1), of
-    /// absolute-form reduced to them (§3.2.2: a server must accept it), `*` for OPTIONS
-    /// (§3.2.4), or for CONNECT the `host:port` as sent, for the server to refuse.
-    pub target: Bytes,
-    pub version: Version,
-    pub headers: Headers,
-}
-
-impl OriginRequestHead {
-    pub fn is_method(&self, name: &str) -> bool {
-        &self.method[..] == name.as_bytes()
-    }
-
-    /// The path without its query.
-    pub fn path(&self) -> &[u8] {
-        let end = self
-            .target
-            .iter()
-            .position(|&b| b == b'?')
-            .unwrap_or(self.target.len());
-        &self.target[..end]
-    }
-
-    /// Whether the client asked to keep the connection open (RFC 9112 §9.3): HTTP/1.1
-    /// unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
-    pub fn keep_alive(&self) -> bool {
-        match self.version {
-            Version::Http11 => !self.headers.has_token("connection", "close"),
-            Version::Http10 => self.headers.has_token("connection", "keep-alive"),
-        }
-    }
-
-    /// The request body's length under the proxy's own framing rules (RFC 9112 §6.1–6.3);
-    /// 400 for ambiguous framing.
-    pub fn body(&self) -> Result<BodyLength, ProxyError> {
-        framing::request_body(self.version, &self.headers)
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct ResponseHead {
     pub version: Version,
@@ -270,35 +226,17 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, ProxyErr
     }))
 }
 
-/// Parses the request head an origin server receives (`GET /metrics HTTP/1.1`) at the
-/// start of `buf`, within `limits`, under the same rules as [`parse_request`].
-/// `Ok(None)`: incomplete, read more. On success the head's bytes are split off `buf`.
-pub fn parse_origin_request(
-    buf: &mut BytesMut,
-    limits: HeadLimits,
-) -> Result<Option<OriginRequestHead>, ProxyError> {
-    let Some(parts) = parse_request_parts(buf, limits)? else {
-        return Ok(None);
-    };
-    Ok(Some(OriginRequestHead {
-        target: origin_target(&parts.method, &parts.target)?,
-        method: Bytes::from(parts.method),
-        version: parts.version,
-        headers: parts.headers,
-    }))
-}
-
 /// A complete request head before its target is read in one form or another.
-struct RequestParts {
-    method: String,
-    target: String,
-    version: Version,
-    headers: Headers,
+pub(super) struct RequestParts {
+    pub(super) method: String,
+    pub(super) target: String,
+    pub(super) version: Version,
+    pub(super) headers: Headers,
 }
 
 /// The one httparse pass over a request head: limits, field syntax and version. The
 /// head's bytes are split off `buf` once it is complete.
-fn parse_request_parts(
+pub(super) fn parse_request_parts(
     buf: &mut BytesMut,
     limits: HeadLimits,
 ) -> Result<Option<RequestParts>, ProxyError> {
@@ -422,29 +360,11 @@ pub fn parse_target(method: &str, target: &str) -> Result<RequestTarget, ProxyEr
     })
 }
 
-/// Reads the request target as an origin server routes on it (see
-/// [`OriginRequestHead::target`]).
-fn origin_target(method: &str, target: &str) -> Result<Bytes, ProxyError> {
-    if target.starts_with('/') {
-        return Ok(ascii_path(target));
-    }
-    if target == "*" {
-        return match method {
-            "OPTIONS" => Ok(Bytes::from_static(b"*")),
-            _ => Err(ProxyError::BadRequest("asterisk-form is only for OPTIONS")),
-        };
-    }
-    match parse_target(method, target)? {
-        Target::Absolute { path, .. } => Ok(path),
-        Target::Authority { .. } => Ok(Bytes::copy_from_slice(target.as_bytes())),
-    }
-}
-
 /// The path as sent on: ASCII byte-exact, and any raw non-ASCII (UTF-8 that httparse
 /// lets through) percent-encoded, as RFC 3987 §3.1 maps an IRI to a URI. A request line
 /// must be ASCII (RFC 9112 §3.2, RFC 3986 §2), and origins that decode it as Latin-1
 /// and split on Unicode whitespace would read bytes such as 0x85 or 0xA0 as separators.
-fn ascii_path(path: &str) -> Bytes {
+pub(super) fn ascii_path(path: &str) -> Bytes {
     if path.is_ascii() {
         return Bytes::copy_from_slice(path.as_bytes());
     }
@@ -607,167 +527,6 @@ mod tests {
         assert!(matches!(
             parse_all(many.as_bytes()),
             Err(ProxyError::HeadTooLarge)
-        ));
-    }
-
-    /// The metrics listener's limits: tighter than the proxy's, same parser.
-    const SMALL: HeadLimits = HeadLimits {
-        max_bytes: 8 * 1024,
-        max_fields: 32,
-    };
-
-    fn parse_origin(text: &[u8]) -> Result<Option<OriginRequestHead>, ProxyError> {
-        parse_origin_request(&mut BytesMut::from(text), SMALL)
-    }
-
-    #[test]
-    fn origin_form_split_at_every_byte() {
-        let full = b"GET /stats?x=1 HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, close\r\n\r\n";
-        for split in 0..full.len() {
-            assert!(
-                parse_origin(&full[..split]).unwrap().is_none(),
-                "split {split}"
-            );
-        }
-        // Arriving one byte at a time into one buffer, with the next request behind it.
-        let mut stream = full.to_vec();
-        stream.extend_from_slice(b"GET /");
-        let mut buf = BytesMut::new();
-        let mut parsed = None;
-        for (at, &byte) in stream.iter().enumerate() {
-            buf.extend_from_slice(&[byte]);
-            if let Some(head) = parse_origin_request(&mut buf, SMALL).unwrap() {
-                assert_eq!(at + 1, full.len(), "complete exactly at the blank line");
-                parsed = Some(head);
-            }
-        }
-        let head = parsed.expect("complete");
-        assert!(head.is_method("GET"));
-        assert_eq!(
-            (&head.target[..], head.path()),
-            (&b"/stats?x=1"[..], &b"/stats"[..])
-        );
-        assert_eq!(head.version, Version::Http11);
-        assert_eq!(head.headers.get_str("host"), Some("a"));
-        assert!(!head.keep_alive(), "close wins");
-        assert_eq!(&buf[..], b"GET /", "only the head is consumed");
-    }
-
-    #[test]
-    fn origin_form_bare_line_feeds_and_split_line_endings() {
-        let full = b"HEAD /metrics HTTP/1.0\nConnection: Keep-Alive\n\n";
-        for split in 0..full.len() {
-            let mut buf = BytesMut::from(&full[..split]);
-            assert!(parse_origin_request(&mut buf, SMALL).unwrap().is_none());
-            buf.extend_from_slice(&full[split..]);
-            let head = parse_origin_request(&mut buf, SMALL).unwrap().unwrap();
-            assert_eq!(
-                (head.path(), head.version),
-                (&b"/metrics"[..], Version::Http10)
-            );
-            assert!(head.keep_alive(), "split {split}");
-            assert!(buf.is_empty());
-        }
-    }
-
-    #[test]
-    fn origin_targets() {
-        let target = |line: &str| {
-            parse_origin(format!("{line}\r\n\r\n").as_bytes())
-                .map(|head| head.map(|head| head.target))
-        };
-        let ok = [
-            ("GET /metrics HTTP/1.1", "/metrics"),
-            ("GET http://Metrics:9898/stats?q HTTP/1.1", "/stats?q"),
-            ("GET http://metrics HTTP/1.1", "/"),
-            ("OPTIONS * HTTP/1.1", "*"),
-            ("CONNECT metrics:443 HTTP/1.1", "metrics:443"),
-            ("GET /caf\u{e9} HTTP/1.1", "/caf%C3%A9"),
-        ];
-        for (line, want) in ok {
-            assert_eq!(target(line).unwrap().unwrap(), want.as_bytes(), "{line}");
-        }
-        for line in [
-            "GET * HTTP/1.1",
-            "GET metrics HTTP/1.1",
-            "GET ftp://a/ HTTP/1.1",
-        ] {
-            assert!(target(line).is_err(), "{line}");
-        }
-    }
-
-    #[test]
-    fn origin_form_versions_and_framing() {
-        let head = parse_origin(b"GET / HTTP/1.3\r\n\r\n").unwrap().unwrap();
-        assert_eq!(head.version, Version::Http11);
-        assert!(matches!(
-            parse_origin(b"PRI * HTTP/2.0\r\n\r\n"),
-            Err(ProxyError::VersionNotSupported)
-        ));
-        assert!(matches!(
-            parse_origin(b"\x16\x03\x01 hello\r\n\r\n"),
-            Err(ProxyError::BadRequest(_))
-        ));
-        let body = |fields: &str| {
-            parse_origin(format!("POST / HTTP/1.1\r\n{fields}\r\n").as_bytes())
-                .unwrap()
-                .unwrap()
-                .body()
-        };
-        assert_eq!(body("").unwrap(), BodyLength::Empty);
-        assert_eq!(body("Content-Length: 0\r\n").unwrap(), BodyLength::Empty);
-        assert_eq!(body("Content-Length: 3\r\n").unwrap(), BodyLength::Fixed(3));
-        assert_eq!(
-            body("Transfer-Encoding: chunked\r\n").unwrap(),
-            BodyLength::Chunked
-        );
-        assert!(body("Content-Length: 3\r\nTransfer-Encoding: chunked\r\n").is_err());
-        assert!(body("Content-Length: 3, 4\r\n").is_err());
-        // Field syntax is httparse's, as for the proxy.
-        assert!(parse_origin(b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n").is_err());
-    }
-
-    #[test]
-    fn origin_form_limits_are_a_parameter() {
-        let fields = |n: usize| -> String { (0..n).map(|i| format!("X{i}: 1\r\n")).collect() };
-        let head = format!("GET / HTTP/1.1\r\n{}\r\n", fields(SMALL.max_fields));
-        assert!(parse_origin(head.as_bytes()).unwrap().is_some());
-        let head = format!("GET / HTTP/1.1\r\n{}\r\n", fields(SMALL.max_fields + 1));
-        assert!(matches!(
-            parse_origin(head.as_bytes()),
-            Err(ProxyError::HeadTooLarge)
-        ));
-        assert!(
-            parse_request(&mut BytesMut::from(
-                format!(
-                    "GET http://a/ HTTP/1.1\r\n{}\r\n",
-                    fields(SMALL.max_fields + 1)
-                )
-                .as_bytes()
-            ))
-            .unwrap()
-            .is_some()
-        );
-
-        // Exactly at the byte limit is in; one byte more is out, complete or not.
-        let start = "GET / HTTP/1.1\r\nX: ";
-        let fill = SMALL.max_bytes - start.len() - 4;
-        let at_limit = format!("{start}{}\r\n\r\n", "a".repeat(fill));
-        assert_eq!(at_limit.len(), SMALL.max_bytes);
-        assert!(parse_origin(at_limit.as_bytes()).unwrap().is_some());
-        let over = format!("{start}{}\r\n\r\n", "a".repeat(fill + 1));
-        assert!(matches!(
-            parse_origin(over.as_bytes()),
-            Err(ProxyError::HeadTooLarge)
-        ));
-        assert!(matches!(
-            parse_origin(&over.as_bytes()[..SMALL.max_bytes]),
-            Err(ProxyError::HeadTooLarge)
-        ));
-        let long_uri = format!("GET /{} HTTP/1.1\r\n", "a".repeat(SMALL.max_bytes));
-        assert!(matches!(
-            parse_origin(long_uri.as_bytes()),
-            Err(ProxyError::UriTooLong)
         ));
     }
 

@@ -13,7 +13,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
-use super::head::{self, HeadLimits, OriginRequestHead, RequestHead, ResponseHead};
+use super::head::{self, HeadLimits, RequestHead, ResponseHead};
+use super::origin::{self, OriginRequestHead};
 use crate::error::{ProxyError, Side};
 
 /// Bytes asked of the socket by a body's first read: smaller reads cost more CPU per byte
@@ -159,7 +160,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         &mut self,
         limits: HeadLimits,
     ) -> Result<Option<OriginRequestHead>, ProxyError> {
-        self.read_client_head(|buf| head::parse_origin_request(buf, limits))
+        self.read_client_head(|buf| origin::parse_origin_request(buf, limits))
             .await
     }
 

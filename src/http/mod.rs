@@ -7,6 +7,7 @@ pub mod framing;
 pub mod head;
 pub mod headers;
 pub mod io;
+pub mod origin;
 pub mod rewrite;
 
 pub use framing::BodyLength;

@@ -29,8 +29,13 @@ pub fn wants_upgrade(head: &RequestHead) -> bool {
 
 /// Whether the client asked to keep its connection open after this exchange.
 pub fn client_keep_alive(head: &RequestHead) -> bool {
-    let headers = &head.headers;
-    match head.version {
+    keep_alive_requested(head.version, &head.headers)
+}
+
+/// RFC 9112 §9.3: an HTTP/1.1 connection persists unless `Connection: close`; an HTTP/1.0
+/// one only with `Connection: keep-alive`.
+pub fn keep_alive_requested(version: Version, headers: &Headers) -> bool {
+    match version {
         Version::Http11 => !headers.has_token("connection", "close"),
         Version::Http10 => headers.has_token("connection", "keep-alive"),
     }

@@ -17,7 +17,8 @@ use tokio::task::JoinSet;
 
 use super::prometheus;
 use crate::error::{ProxyError, Side};
-use crate::http::head::{HeadLimits, OriginRequestHead};
+use crate::http::head::HeadLimits;
+use crate::http::origin::OriginRequestHead;
 use crate::http::{BodyLength, Reader};
 use crate::stats::Stats;
 
@@ -225,7 +226,7 @@ mod tests {
     use bytes::BytesMut;
 
     fn parse_all(raw: &[u8]) -> Result<Option<OriginRequestHead>, ProxyError> {
-        crate::http::head::parse_origin_request(&mut BytesMut::from(raw), HEAD_LIMITS)
+        crate::http::origin::parse_origin_request(&mut BytesMut::from(raw), HEAD_LIMITS)
     }
 
     /// (keep-alive, body announced) as [`answer`] decides them.
