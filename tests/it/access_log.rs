@@ -2,13 +2,11 @@
 //! cached, tunnelled, blocked, refused, failed and malformed exchanges (no password ever
 //! logged), JSON lines, and rotation by size keeping whole lines and every request.
 
-mod common;
-
 use std::collections::HashSet;
 
+use crate::common::observe::*;
+use crate::common::*;
 use base64::Engine as _;
-use common::observe::*;
-use common::*;
 use serde_json::Value;
 
 #[tokio::test]

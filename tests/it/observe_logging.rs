@@ -63,7 +63,7 @@ fn init_writes_rotated_access_log_and_diagnostics_and_flushes_on_shutdown() {
     };
     let stats = Arc::new(Stats::default());
     let logging =
-        logging::init(&args, "info,observe_logging=debug", Arc::clone(&stats)).expect("init");
+        logging::init(&args, "info,it::observe_logging=debug", Arc::clone(&stats)).expect("init");
     let access = logging.access_log();
 
     // Lines of ~120 bytes, ~4.5 MiB through a 1 MiB limit: four rotations, all within keep = 5.

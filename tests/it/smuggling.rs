@@ -5,12 +5,12 @@
 //! only one reading exists for. After each case a fresh connection proves the proxy is
 //! still healthy.
 
-mod common;
-
 use std::time::Duration;
 
-use common::Proxy;
-use common::raw::{Message, RawOrigin, parse_canonical, send_and_half_close, split_responses};
+use crate::common::Proxy;
+use crate::common::raw::{
+    Message, RawOrigin, parse_canonical, send_and_half_close, split_responses,
+};
 
 /// What the proxy must do with one hostile request.
 #[derive(Debug, Clone, Copy)]

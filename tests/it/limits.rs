@@ -2,12 +2,10 @@
 //! idle connections are cut off, shutdown drains requests in flight and exits 0, bad
 //! flags exit 2, and a 200 MiB body each way streams through bounded memory.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

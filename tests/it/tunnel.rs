@@ -2,13 +2,11 @@
 //! through, bulk transfers both ways at once arrive intact and are counted to the byte,
 //! and a peer resetting its connection mid-transfer ends the tunnel promptly.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use proxy_server::context::Services;
 use proxy_server::stats::{Snapshot, Stats};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

@@ -2,12 +2,10 @@
 //! `If-Modified-Since` and `304`, request `no-cache` / `max-age=0`, the client's own
 //! validators, HEAD from a stored GET, and invalidation by unsafe methods.
 
-mod common;
-
 use std::time::Duration;
 
-use common::cache::*;
-use common::*;
+use crate::common::cache::*;
+use crate::common::*;
 
 /// An origin whose representation has the validators `"v1"` and a fixed
 /// Last-Modified: it answers matching conditionals with 304 and all else with `full`.

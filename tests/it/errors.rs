@@ -3,11 +3,9 @@
 //! CONNECT, 502/504 for unreachable or silent origins, 508 for loops, and a broken-off
 //! body is never passed off as complete. Each ends with a health check.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 

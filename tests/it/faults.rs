@@ -3,12 +3,10 @@
 //! hang, no broken body may pass for a complete one, no broken origin connection may be
 //! pooled, and the proxy stays healthy after each.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::raw::{Ending, read_head, read_until_end, reset, scripted_origin};
-use common::{Proxy, status};
+use crate::common::raw::{Ending, read_head, read_until_end, reset, scripted_origin};
+use crate::common::{Proxy, status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;

@@ -2,13 +2,11 @@
 //! (curl and an HTTP client crate), bytes sent ahead of the 200, refused tunnels closing
 //! the connection, WebSocket-style 101 upgrades, idle tunnels timing out.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::tls::TlsOrigin;
-use common::*;
+use crate::common::tls::TlsOrigin;
+use crate::common::*;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -6,7 +6,7 @@
 //! - a chunked body, however it is chunked, extended, trailed and split across reads,
 //!   decodes to the same bytes and is re-encoded canonically.
 
-mod common;
+use crate::common;
 
 use std::io;
 use std::pin::Pin;

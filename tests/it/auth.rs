@@ -2,11 +2,9 @@
 //! the credentials kept from origins and logs), bad rules and users files failing the
 //! start, and SIGHUP reloads while a tunnel stays up.
 
-mod common;
-
+use crate::common::access::*;
+use crate::common::*;
 use base64::Engine as _;
-use common::access::*;
-use common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 

@@ -3,15 +3,15 @@
 //! answer everyone else correctly with bounded memory, and serve a normal request at the
 //! end of each.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::raw::{Rng, open_files_limit, read_until_end};
-use common::{LOCAL, Origin, Proxy, ProxyProcess, status};
+use crate::common::raw::{Rng, open_files_limit, read_until_end};
+use crate::common::{LOCAL, Origin, Proxy, ProxyProcess, status};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;

@@ -2,9 +2,7 @@
 //! fields, Via, bodies in every framing) and what the client gets back, with curl, an
 //! HTTP client crate, and raw sockets.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 

@@ -2,14 +2,12 @@
 //! order, objects over the size limit, bodies broken off, concurrent misses collapsed
 //! into one origin request, `only-if-cached`, keep-alive and pipelining on hits.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
-use common::cache::*;
-use common::*;
+use crate::common::cache::*;
+use crate::common::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 

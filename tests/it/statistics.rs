@@ -2,10 +2,8 @@
 //! Prometheus text agreeing with `/stats`, the dashboard page, and the periodic and final
 //! summaries.
 
-mod common;
-
-use common::observe::*;
-use common::*;
+use crate::common::observe::*;
+use crate::common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 

@@ -1,0 +1,26 @@
+//! The integration tests, as one binary (one link instead of one per file). Each module
+//! covers one feature end to end; `common` holds every fixture they share: origins that
+//! record what they receive, the proxy started in-process (one entry point, `Proxy`) or
+//! as the real binary (`ProxyProcess`), raw-socket clients, and the checkers for logs and
+//! metrics. Everything listens on loopback ephemeral ports and every wait has a deadline.
+
+mod common;
+
+mod abuse;
+mod access_log;
+mod acl;
+mod auth;
+mod cache_limits;
+mod cache_store;
+mod cache_validation;
+mod connect;
+mod errors;
+mod faults;
+mod forward;
+mod limits;
+mod observe_logging;
+mod observe_metrics;
+mod properties;
+mod smuggling;
+mod statistics;
+mod tunnel;
