@@ -13,6 +13,7 @@ mod auth;
 mod cache_limits;
 mod cache_store;
 mod cache_validation;
+mod cli;
 mod connect;
 mod errors;
 mod faults;

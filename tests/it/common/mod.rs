@@ -1,28 +1,48 @@
-//! Shared fixtures for the integration tests: local origins that record the exact bytes
-//! they receive, the proxy started in-process or as the real binary on an ephemeral
-//! port, and small raw-socket clients. Everything listens on 127.0.0.1 and every wait
-//! has a deadline.
-#![allow(dead_code)]
+//! Shared fixtures for the integration tests, each written once:
+//! - `proxy`: the proxy in this test's runtime (`Proxy`, the one place that builds a
+//!   config, loads services and runs the server);
+//! - `process`: the real binary on an ephemeral port (`ProxyProcess`), its stderr, and
+//!   runs of the binary that are expected to exit (`run_binary`), memory probes;
+//! - `origin`: local origins (recording, echoing, scripted, silent, slow, closed);
+//! - `files`: scratch folders and files;
+//! - this file: raw-socket clients (send, read a head, a response, until close) and
+//!   the small parsers of what comes back (status, header fields, body);
+//! - `raw`, `canonical`, `access`, `cache`, `observe`, `tls`: fixtures of one area each.
+//!
+//! Everything listens on 127.0.0.1 (or ::1) and every wait has a deadline.
 
 pub mod access;
 pub mod cache;
 pub mod canonical;
+pub mod files;
 pub mod observe;
+pub mod origin;
+pub mod process;
+pub mod proxy;
 pub mod raw;
 pub mod tls;
 
+pub use files::*;
+pub use origin::*;
+pub use process::*;
+pub use proxy::*;
+
 use std::future::Future;
 use std::net::SocketAddr;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use base64::Engine as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// The longest any single step of a test may take.
 pub const STEP: Duration = Duration::from_secs(10);
+
+/// The pause between two looks at something a test waits for.
+pub const POLL_PAUSE: Duration = Duration::from_millis(20);
+
+/// What the proxy answers a CONNECT with (RFC 9110 §9.3.6).
+pub const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";
 
 /// Runs `fut` with the step deadline, failing the test if it passes.
 pub async fn within<T>(fut: impl Future<Output = T>) -> T {
@@ -31,119 +51,18 @@ pub async fn within<T>(fut: impl Future<Output = T>) -> T {
         .expect("step timed out")
 }
 
-/// One request as an origin saw it.
-#[derive(Debug, Clone, Default)]
-pub struct Seen {
-    /// The request line and header fields, exactly as received.
-    pub head: Vec<u8>,
-    /// The body as decoded (chunked framing removed).
-    pub body: Vec<u8>,
-    /// Every byte of the request as received, framing included.
-    pub raw: Vec<u8>,
-}
-
-impl Seen {
-    pub fn head_str(&self) -> String {
-        String::from_utf8_lossy(&self.head).into_owned()
+/// Polls `ready` every [`POLL_PAUSE`] until it says yes; fails the test naming `what`
+/// if it has not within `limit`.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut ready: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !ready().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(POLL_PAUSE).await;
     }
-
-    pub fn request_line(&self) -> String {
-        self.head_str().lines().next().unwrap_or("").to_string()
-    }
-
-    /// The request target as sent (the second word of the request line).
-    pub fn target(&self) -> String {
-        self.request_line()
-            .split(' ')
-            .nth(1)
-            .unwrap_or("")
-            .to_string()
-    }
-
-    /// The value of the first header field called `name`.
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.head_str().split("\r\n").skip(1).find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-    }
-}
-
-type Handler = Arc<dyn Fn(&Seen) -> Vec<u8> + Send + Sync>;
-
-/// A plain-TCP HTTP/1.1 origin: parses each request just enough to find its end, records
-/// it, and answers with the bytes the handler returns. Keeps connections alive.
-#[derive(Clone)]
-pub struct Origin {
-    pub addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    raw: Arc<Mutex<Vec<u8>>>,
-    connections: Arc<Mutex<usize>>,
-}
-
-impl Origin {
-    pub async fn start(handler: impl Fn(&Seen) -> Vec<u8> + Send + Sync + 'static) -> Origin {
-        Origin::start_on("127.0.0.1:0", handler)
-            .await
-            .expect("bind 127.0.0.1")
-    }
-
-    /// An origin answering every request with `200` and `body`.
-    pub async fn fixed(body: &'static str) -> Origin {
-        Origin::start(move |_| ok(body)).await
-    }
-
-    async fn serve(self, stream: TcpStream, handler: Handler) {
-        let mut reader = BufReader::new(stream);
-        while let Some(seen) = read_request(&mut reader).await {
-            self.raw.lock().unwrap().extend_from_slice(&seen.raw);
-            let reply = handler(&seen);
-            self.seen.lock().unwrap().push(seen);
-            if reader.get_mut().write_all(&reply).await.is_err() {
-                return;
-            }
-            let text = String::from_utf8_lossy(&reply).to_ascii_lowercase();
-            if text.contains("\r\nconnection: close\r\n") {
-                return;
-            }
-        }
-    }
-
-    pub fn requests(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    pub fn request_count(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
-
-    /// Every byte received, on every connection.
-    pub fn received(&self) -> Vec<u8> {
-        self.raw.lock().unwrap().clone()
-    }
-
-    pub fn connection_count(&self) -> usize {
-        *self.connections.lock().unwrap()
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
-
-/// A raw TCP origin that writes back whatever it reads, until EOF.
-pub async fn echo_origin() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = stream.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
 }
 
 /// A `200 OK` with a Content-Length body.
@@ -155,191 +74,96 @@ pub fn ok(body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The Content-Length in a lower-cased head, or 0.
-fn content_length(head: &str) -> usize {
-    head.split("\r\n")
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(0)
+/// How a read-to-the-end ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// A clean FIN.
+    Closed,
+    /// A reset or other error: the peer aborted.
+    Aborted,
 }
-
-/// Reads one request (head and body) as an origin would; `None` at a clean close.
-async fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Seen> {
-    let mut seen = Seen::default();
-    loop {
-        let mut line = Vec::new();
-        if reader.read_until(b'\n', &mut line).await.ok()? == 0 {
-            return None;
-        }
-        seen.head.extend_from_slice(&line);
-        if line == b"\r\n" || line == b"\n" {
-            break;
-        }
-    }
-    seen.raw = seen.head.clone();
-    let head = seen.head_str().to_ascii_lowercase();
-    if head.contains("\r\ntransfer-encoding: chunked\r\n") {
-        loop {
-            let mut size_line = Vec::new();
-            reader.read_until(b'\n', &mut size_line).await.ok()?;
-            seen.raw.extend_from_slice(&size_line);
-            let text = String::from_utf8_lossy(&size_line);
-            let size = usize::from_str_radix(text.trim().split(';').next()?, 16).ok()?;
-            let mut chunk = vec![0; size + 2];
-            reader.read_exact(&mut chunk).await.ok()?;
-            seen.raw.extend_from_slice(&chunk);
-            seen.body.extend_from_slice(&chunk[..size]);
-            if size == 0 {
-                return Some(seen);
-            }
-        }
-    }
-    let mut body = vec![0; content_length(&head)];
-    reader.read_exact(&mut body).await.ok()?;
-    seen.raw.extend_from_slice(&body);
-    seen.body = body;
-    Some(seen)
-}
-
-/// The proxy running in this test's runtime.
-pub struct Proxy {
-    pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    done: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Proxy {
-    pub async fn start() -> Proxy {
-        Proxy::start_with(|_| {}).await
-    }
-
-    /// Starts the proxy with defaults adjusted by `adjust`. The origins of these tests
-    /// live on loopback, so local targets and every CONNECT port are allowed unless
-    /// `adjust` says otherwise.
-    pub async fn start_with(adjust: impl FnOnce(&mut proxy_server::config::Config)) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let config = local_config(addr, adjust);
-        Proxy::serve(listener, config).await
-    }
-
-    /// Serves on `listener` with exactly `config`.
-    pub async fn serve(listener: TcpListener, config: proxy_server::config::Config) -> Proxy {
-        let services = proxy_server::context::Services::load(&config).unwrap();
-        Proxy::serve_services(listener, config, services).await
-    }
-
-    /// Serves on `listener` with `config` and services the test built (for example to keep
-    /// a handle on their statistics).
-    pub async fn serve_services(
-        listener: TcpListener,
-        config: proxy_server::config::Config,
-        services: proxy_server::context::Services,
-    ) -> Proxy {
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let done = tokio::spawn(proxy_server::server::run(
-            listener,
-            config,
-            services,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        Proxy {
-            addr,
-            stop: Some(stop),
-            done: Some(done),
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Signals shutdown and waits until the server has drained.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(done) = self.done.take() {
-            within(done).await.unwrap();
-        }
-    }
-
-    /// A request on a fresh connection gets a good answer: the proxy is still healthy.
-    pub async fn assert_healthy(&self) {
-        let origin = Origin::fixed("healthy").await;
-        let request = format!(
-            "GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            origin.url("/health")
-        );
-        let response = exchange(self.addr, request.as_bytes()).await;
-        assert!(
-            response.starts_with(b"HTTP/1.1 200"),
-            "{}",
-            String::from_utf8_lossy(&response)
-        );
-        assert!(response.ends_with(b"healthy"));
-    }
-}
-
-/// The default config for `addr`, opened up for loopback origins, then adjusted.
-pub fn local_config(
-    addr: SocketAddr,
-    adjust: impl FnOnce(&mut proxy_server::config::Config),
-) -> proxy_server::config::Config {
-    let mut config = proxy_server::config::Config::with_listen(addr);
-    config.access.allow_local_targets = true;
-    config.access.connect_ports = "1-65535".parse().unwrap();
-    adjust(&mut config);
-    config
-}
-
-/// Flags that open the binary up for loopback origins, as `local_config` does.
-pub const LOCAL: [&str; 3] = ["--allow-local-targets", "--connect-ports", "1-65535"];
 
 /// Sends `request` on a fresh connection and reads until the proxy closes it.
 pub async fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    exchange_ending(addr, request).await.0
+}
+
+/// As [`exchange`], also saying whether the proxy closed cleanly or aborted.
+pub async fn exchange_ending(addr: SocketAddr, request: &[u8]) -> (Vec<u8>, Ending) {
     let mut stream = within(TcpStream::connect(addr)).await.unwrap();
-    stream.write_all(request).await.unwrap();
+    within(stream.write_all(request)).await.unwrap();
+    read_until_end(&mut stream).await
+}
+
+/// Writes `request`, half-closes (so the proxy sees the end of the client's bytes and
+/// ends the connection after answering), and reads until the proxy closes. A write the
+/// proxy cut short by answering and closing is not an error here.
+pub async fn send_and_half_close(proxy: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = within(TcpStream::connect(proxy)).await.unwrap();
+    let _ = within(stream.write_all(request)).await;
+    let _ = stream.shutdown().await;
     read_to_close(&mut stream).await
 }
 
 /// Reads until the peer closes (or resets) the connection.
 pub async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    let _ = within(stream.read_to_end(&mut out)).await;
-    out
+    read_until_end(stream).await.0
 }
 
-/// Reads a message head (through the blank line) byte by byte, so nothing after it is consumed.
-pub async fn read_head(stream: &mut TcpStream) -> Vec<u8> {
-    within(async {
-        let mut out = Vec::new();
-        let mut byte = [0u8; 1];
-        while !out.ends_with(b"\r\n\r\n") {
-            if stream.read(&mut byte).await.unwrap() == 0 {
-                break;
+/// Reads until the peer closes or aborts; fails the test if neither happens in time.
+pub async fn read_until_end(stream: &mut TcpStream) -> (Vec<u8>, Ending) {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let read = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => return Ending::Closed,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(_) => return Ending::Aborted,
             }
-            out.push(byte[0]);
         }
-        out
-    })
-    .await
+    };
+    let ending = tokio::time::timeout(STEP, read)
+        .await
+        .expect("the connection was never closed");
+    (out, ending)
+}
+
+/// Reads a message head (through the blank line) byte by byte, so nothing after it is
+/// consumed. Stops early, with what it has, at a close or a read error.
+pub async fn read_head(stream: &mut TcpStream) -> Vec<u8> {
+    within(head_bytes(stream)).await
+}
+
+/// For origins: the next request head whole, or `None` at a close, an error, or when
+/// none came within the step deadline (an origin task must not fail the test itself).
+pub async fn next_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let head = tokio::time::timeout(STEP, head_bytes(stream)).await.ok()?;
+    head.ends_with(b"\r\n\r\n").then_some(head)
+}
+
+async fn head_bytes(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut byte = [0u8; 1];
+    while !out.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte).await {
+            Ok(1..) => out.push(byte[0]),
+            Ok(0) | Err(_) => break,
+        }
+    }
+    out
 }
 
 /// Reads one message with a Content-Length body (or none) off a kept-alive connection.
 pub async fn read_response(stream: &mut TcpStream) -> Vec<u8> {
     let mut out = read_head(stream).await;
-    within(async {
-        let head = String::from_utf8_lossy(&out).to_ascii_lowercase();
-        let mut body = vec![0; content_length(&head)];
-        stream.read_exact(&mut body).await.unwrap();
-        out.extend_from_slice(&body);
-        out
-    })
-    .await
+    let length = header_value(&String::from_utf8_lossy(&out), "content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    within(stream.read_exact(&mut body)).await.unwrap();
+    out.extend_from_slice(&body);
+    out
 }
 
 /// The status code of a raw response.
@@ -351,103 +175,72 @@ pub fn status(response: &[u8]) -> u16 {
         .unwrap_or(0)
 }
 
-/// The real binary, started with `args` on an ephemeral port; killed on drop.
-pub struct ProxyProcess {
-    pub addr: SocketAddr,
-    pub child: tokio::process::Child,
-    /// Where its logs go: a fresh temporary folder unless `args` name one.
-    pub log_dir: std::path::PathBuf,
-    /// Every line it wrote to stderr so far.
-    pub stderr: Log,
-    drain: Option<tokio::task::JoinHandle<()>>,
+/// The value of the first field called `name` in a head (its first line skipped).
+pub fn header_value(head: &str, name: &str) -> Option<String> {
+    let head = head.split("\r\n\r\n").next().unwrap_or(head);
+    head.split("\r\n").skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
 }
 
-impl ProxyProcess {
-    pub async fn start(args: &[&str]) -> ProxyProcess {
-        let log_dir = match args.iter().position(|a| *a == "--log-dir") {
-            Some(i) => std::path::PathBuf::from(args[i + 1]),
-            None => temp_dir("logs"),
-        };
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_proxy-server"))
-            .args(["--port", "0", "--log-dir"])
-            .arg(&log_dir)
-            .args(
-                args.iter()
-                    .enumerate()
-                    .filter(|(i, a)| **a != "--log-dir" && (*i == 0 || args[i - 1] != "--log-dir"))
-                    .map(|(_, a)| a),
-            )
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stderr = Log::default();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let sink = stderr.clone();
-        let addr = within(async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                sink.0.lock().unwrap().push_str(&format!("{line}\n"));
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    return addr.trim().parse::<SocketAddr>().unwrap();
-                }
-            }
-            panic!("proxy exited before listening:\n{}", sink.text());
-        })
-        .await;
-        // Keep reading so the child never blocks on a full pipe, and tests can look.
-        let drain = tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                sink.0.lock().unwrap().push_str(&format!("{line}\n"));
-            }
-        });
-        ProxyProcess {
-            addr,
-            child,
-            log_dir,
-            stderr,
-            drain: Some(drain),
-        }
-    }
-
-    /// Stops the process with SIGTERM and waits for it; returns its exit code.
-    pub async fn stop(&mut self) -> Option<i32> {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
-        within(self.child.wait()).await.ok()?.code()
-    }
-
-    /// The access log's lines (complete once the process has stopped).
-    pub fn access_log(&self) -> Vec<String> {
-        let text = std::fs::read_to_string(self.log_dir.join("access.log")).unwrap_or_default();
-        text.lines().map(str::to_string).collect()
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id().unwrap()
-    }
-
-    /// Resident memory in KiB, from /proc.
-    pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    }
+/// A raw message split after its head: (head with its blank line, the rest). Without a
+/// complete head, all of it is head.
+pub fn split_head(raw: &[u8]) -> (&[u8], &[u8]) {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw.len(), |i| i + 4);
+    raw.split_at(end)
 }
 
-/// A new empty folder under the system temp dir, unique to this process and call.
-pub fn temp_dir(label: &str) -> std::path::PathBuf {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("proxy-test-{}-{label}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// The body of a complete response, as text.
+pub fn body(response: &[u8]) -> String {
+    String::from_utf8_lossy(split_head(response).1).into_owned()
+}
+
+/// Standard base64, as Basic credentials are encoded (RFC 7617 §2).
+pub fn base64(bytes: impl AsRef<[u8]>) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A `Proxy-Authorization` field line with `scheme` and `credentials` in base64.
+pub fn proxy_authorization(scheme: &str, credentials: &[u8]) -> String {
+    format!("Proxy-Authorization: {scheme} {}\r\n", base64(credentials))
+}
+
+/// The Basic `Proxy-Authorization` field line for `user` and `password`.
+pub fn login((user, password): (&str, &str)) -> String {
+    proxy_authorization("Basic", format!("{user}:{password}").as_bytes())
+}
+
+/// A CONNECT head for `authority`, with `extra` field lines.
+pub fn connect_request(authority: &str, extra: &str) -> String {
+    format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{extra}\r\n")
+}
+
+/// Opens a tunnel to `authority`: the proxy answers exactly [`ESTABLISHED`] and relays
+/// from then on.
+pub async fn open_tunnel(proxy: SocketAddr, authority: &str, extra: &str) -> TcpStream {
+    let mut stream = within(TcpStream::connect(proxy)).await.unwrap();
+    let request = connect_request(authority, extra);
+    within(stream.write_all(request.as_bytes())).await.unwrap();
+    let head = read_head(&mut stream).await;
+    assert_eq!(
+        head,
+        ESTABLISHED,
+        "CONNECT {authority}: {}",
+        String::from_utf8_lossy(&head)
+    );
+    stream
+}
+
+/// Writes `bytes` into a tunnel to an echo origin and checks they come back.
+pub async fn assert_echoes(stream: &mut TcpStream, bytes: &[u8]) {
+    within(stream.write_all(bytes)).await.unwrap();
+    let mut back = vec![0; bytes.len()];
+    within(stream.read_exact(&mut back)).await.unwrap();
+    assert_eq!(back, bytes);
 }
 
 /// Runs curl with `args` and returns (exit status, stdout, stderr).
@@ -467,6 +260,7 @@ pub async fn curl(args: &[&str]) -> (i32, Vec<u8>, String) {
             .env_remove("https_proxy")
             .env_remove("HTTP_PROXY")
             .env_remove("HTTPS_PROXY")
+            .kill_on_drop(true)
             .output(),
     )
     .await
@@ -476,70 +270,4 @@ pub async fn curl(args: &[&str]) -> (i32, Vec<u8>, String) {
         out.stdout,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-impl Origin {
-    /// As [`Origin::start`], listening on `bind` instead of `127.0.0.1:0` (for example
-    /// `127.0.0.2:0` or `[::1]:0`); `None` when this machine cannot listen there.
-    pub async fn start_on(
-        bind: &str,
-        handler: impl Fn(&Seen) -> Vec<u8> + Send + Sync + 'static,
-    ) -> Option<Origin> {
-        let listener = TcpListener::bind(bind).await.ok()?;
-        let origin = Origin {
-            addr: listener.local_addr().unwrap(),
-            seen: Arc::default(),
-            raw: Arc::default(),
-            connections: Arc::default(),
-        };
-        let handler: Handler = Arc::new(handler);
-        let state = origin.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                *state.connections.lock().unwrap() += 1;
-                tokio::spawn(state.clone().serve(stream, handler.clone()));
-            }
-        });
-        Some(origin)
-    }
-}
-
-/// Everything a [`ProxyProcess::start_logged`] child has written to stderr so far.
-#[derive(Clone, Default)]
-pub struct Log(Arc<Mutex<String>>);
-
-impl Log {
-    pub fn text(&self) -> String {
-        self.0.lock().unwrap().clone()
-    }
-
-    /// How many times `needle` occurs in the log.
-    pub fn count(&self, needle: &str) -> usize {
-        self.0.lock().unwrap().matches(needle).count()
-    }
-
-    /// Waits (within the step deadline) until `needle` has occurred `times` times.
-    pub async fn wait_for(&self, needle: &str, times: usize) {
-        let log = self.clone();
-        let found = tokio::time::timeout(STEP, async move {
-            while log.count(needle) < times {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
-        assert!(
-            found.is_ok(),
-            "log never showed {needle:?} {times} times:\n{}",
-            self.text()
-        );
-    }
-}
-
-impl ProxyProcess {
-    /// As [`ProxyProcess::start`], with a handle on what the child writes to stderr.
-    pub async fn start_logged(args: &[&str]) -> (ProxyProcess, Log) {
-        let proxy = ProxyProcess::start(args).await;
-        let log = proxy.stderr.clone();
-        (proxy, log)
-    }
 }
