@@ -3,6 +3,12 @@
 //! record what they receive, the proxy started in-process (one entry point, `Proxy`) or
 //! as the real binary (`ProxyProcess`), raw-socket clients, and the checkers for logs and
 //! metrics. Everything listens on loopback ephemeral ports and every wait has a deadline.
+//!
+//! Time is real here, not tokio's paused clock: with the clock paused, a runtime that
+//! waits on a socket jumps straight to its next timer (tokio 1.x auto-advance ignores
+//! I/O in flight), so an exchange crossing client, proxy and origin would see its own
+//! step deadlines fire; and the proxy takes its head and tunnel-idle deadlines and the
+//! cache its ages from `std::time`, which a paused clock does not move.
 
 mod common;
 
