@@ -2,12 +2,10 @@
 //! `If-Modified-Since` and `304`, request `no-cache` / `max-age=0`, the client's own
 //! validators, HEAD from a stored GET, and invalidation by unsafe methods.
 
-mod common;
-
 use std::time::Duration;
 
-use common::cache::*;
-use common::*;
+use crate::common::cache::*;
+use crate::common::*;
 
 /// An origin whose representation has the validators `"v1"` and a fixed
 /// Last-Modified: it answers matching conditionals with 304 and all else with `full`.
@@ -195,13 +193,13 @@ async fn unsafe_methods_drop_the_stored_entry() {
             "HIT",
             "{method}"
         );
-        assert_eq!(count_for(&origin, &path), 1, "{method}");
+        assert_eq!(origin.count_for(&path), 1, "{method}");
         let unsafe_reply = send(proxy.addr, method, &url, &[], "change").await;
         assert_eq!(unsafe_reply.body, format!("{method} answered").as_bytes());
         let after = get(proxy.addr, &url, &[]).await;
         assert_eq!(after.x_cache(), "MISS", "{method} left the entry");
         assert_eq!(after.body, b"GET answered");
-        assert_eq!(count_for(&origin, &path), 3, "{method}");
+        assert_eq!(origin.count_for(&path), 3, "{method}");
     }
 }
 
@@ -258,5 +256,5 @@ async fn unsafe_method_drops_the_uri_in_location() {
     let created = send(proxy.addr, "POST", &origin.url("/items"), &[], "n=7").await;
     assert_eq!(created.status, 201);
     assert_eq!(get(proxy.addr, &item, &[]).await.x_cache(), "MISS");
-    assert_eq!(count_for(&origin, "/items/7"), 2);
+    assert_eq!(origin.count_for("/items/7"), 2);
 }

@@ -1,24 +1,19 @@
 //! Fixtures for the observability tests: the binary started with its metrics address
-//! known, Squid access lines parsed into fields, raw exchanges that count bytes, origins
-//! for each outcome, rotated-log readers and a Prometheus text-format checker.
+//! known, Squid access lines parsed into fields, raw exchanges and tunnels that count
+//! bytes, rotated-log readers and a Prometheus text-format checker.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use base64::Engine as _;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use super::*;
 
-/// Polls of a live value before giving up, and the pause between them (5 s in all).
-pub const POLLS: usize = 200;
-pub const POLL_PAUSE: Duration = Duration::from_millis(25);
-/// What the proxy answers a CONNECT with (src/connect.rs).
-pub const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";
+/// Polls of a live value before giving up, [`POLL_PAUSE`] apart (5 s in all).
+pub const POLLS: usize = 250;
 
 /// The binary with every stderr line kept, and its metrics address when one was asked for.
 pub struct Running {
@@ -160,10 +155,10 @@ pub async fn send(addr: SocketAddr, request: &str) -> (u64, Vec<u8>) {
 pub async fn get(metrics: SocketAddr, path: &str) -> (String, Vec<u8>) {
     let request = format!("GET {path} HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n");
     let raw = exchange(metrics, request.as_bytes()).await;
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head");
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let (head, body) = split_head(&raw);
+    let head = String::from_utf8_lossy(head).into_owned();
     assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
-    (head, raw[end + 4..].to_vec())
+    (head, body.to_vec())
 }
 
 pub async fn get_json(metrics: SocketAddr, path: &str) -> Value {
@@ -175,35 +170,11 @@ pub async fn get_json(metrics: SocketAddr, path: &str) -> Value {
     serde_json::from_slice(&body).expect("/stats is JSON")
 }
 
-/// A TCP origin that answers every chunk it reads by sending it back twice, so the two
-/// directions of a tunnel carry different byte counts; closes when the client does.
-pub async fn doubling_echo() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0; 16 * 1024];
-                while let Ok(n @ 1..) = stream.read(&mut buf).await {
-                    for _ in 0..2 {
-                        if stream.write_all(&buf[..n]).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 /// Opens a tunnel to a `doubling_echo`, sends `size` bytes through it, reads the doubled echo,
 /// and closes. Returns (bytes sent, bytes received), heads included.
 pub async fn tunnel(proxy: SocketAddr, target: SocketAddr, extra: &str, size: usize) -> (u64, u64) {
-    let head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{extra}\r\n");
-    let mut stream = within(TcpStream::connect(proxy)).await.unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    assert_eq!(read_head(&mut stream).await, ESTABLISHED);
+    let head = connect_request(&target.to_string(), extra);
+    let mut stream = open_tunnel(proxy, &target.to_string(), extra).await;
     let payload: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
     stream.write_all(&payload).await.unwrap();
     let mut echoed = vec![0; 2 * size];
@@ -214,50 +185,6 @@ pub async fn tunnel(proxy: SocketAddr, target: SocketAddr, extra: &str, size: us
     let sent = head.len() + size;
     let received = ESTABLISHED.len() + 2 * size;
     (sent as u64, received as u64)
-}
-
-/// A port on 127.0.0.1 that refuses connections.
-pub async fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
-}
-
-/// An origin that accepts connections and reads requests but never answers.
-pub async fn silent_origin() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0; 1024];
-                while let Ok(1..) = stream.read(&mut buf).await {}
-            });
-        }
-    });
-    addr
-}
-
-pub fn write_file(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
-}
-
-pub fn basic(credentials: &str) -> String {
-    let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
-    format!("Proxy-Authorization: Basic {encoded}\r\n")
-}
-
-/// An origin whose answers may be cached for a minute (RFC 9111 §5.2.2.1).
-pub async fn cacheable_origin(body: &'static str) -> Origin {
-    Origin::start(move |_| {
-        format!(
-            "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .into_bytes()
-    })
-    .await
 }
 
 /// Every line of a run without authentication: whole, from 127.0.0.1, no user, no type.

@@ -1,16 +1,15 @@
 //! Request smuggling: a table of malformed and ambiguous requests (framing, head syntax,
 //! chunked bodies, request-line tricks). For each, the proxy either refuses it with the
 //! expected status and closes, or forwards a normalised form. Either way every byte the
-//! raw origin received must parse as canonical HTTP/1.1 (`common::raw::canonical`), which
+//! raw origin received must parse as canonical HTTP/1.1 (`common::canonical`), which
 //! only one reading exists for. After each case a fresh connection proves the proxy is
 //! still healthy.
 
-mod common;
-
 use std::time::Duration;
 
-use common::Proxy;
-use common::raw::{Message, RawOrigin, parse_canonical, send_and_half_close, split_responses};
+use crate::common::canonical::{Message, parse_canonical};
+use crate::common::raw::{RawOrigin, split_responses};
+use crate::common::{Proxy, send_and_half_close};
 
 /// What the proxy must do with one hostile request.
 #[derive(Debug, Clone, Copy)]

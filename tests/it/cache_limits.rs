@@ -2,16 +2,12 @@
 //! order, objects over the size limit, bodies broken off, concurrent misses collapsed
 //! into one origin request, `only-if-cached`, keep-alive and pipelining on hits.
 
-mod common;
+use std::sync::atomic::Ordering::SeqCst;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-
-use common::cache::*;
-use common::*;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use crate::common::cache::*;
+use crate::common::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 #[tokio::test]
 async fn eviction_drops_the_least_recently_used_at_the_byte_limit() {
@@ -25,11 +21,12 @@ async fn eviction_drops_the_least_recently_used_at_the_byte_limit() {
         )
     })
     .await;
-    let (proxy, stats) = cached_proxy_with_stats(1).await;
+    let proxy = cached_proxy_of(1).await;
+    let addr = proxy.addr;
     let fetch = |path: &'static str| {
         let url = origin.url(path);
         async move {
-            let reply = get(proxy, &url, &[]).await;
+            let reply = get(addr, &url, &[]).await;
             assert_eq!(reply.body.len(), OBJECT, "{path}");
             assert!(reply.body.ends_with(&path.as_bytes()[path.len() - 1..]));
             reply.x_cache()
@@ -45,13 +42,13 @@ async fn eviction_drops_the_least_recently_used_at_the_byte_limit() {
     assert_eq!(fetch("/b").await, "MISS");
     assert_eq!(
         [
-            count_for(&origin, "/a"),
-            count_for(&origin, "/b"),
-            count_for(&origin, "/c")
+            origin.count_for("/a"),
+            origin.count_for("/b"),
+            origin.count_for("/c")
         ],
         [1, 2, 1]
     );
-    let snapshot = stats.snapshot();
+    let snapshot = proxy.snapshot();
     assert_eq!(snapshot.cache_evictions, 2, "{snapshot:?}");
     assert_eq!(snapshot.cache_entries, 2, "{snapshot:?}");
     assert!(snapshot.cache_bytes_held <= 1 << 20, "{snapshot:?}");
@@ -92,7 +89,7 @@ async fn object_over_the_limit_streams_whole_but_is_not_stored() {
             assert_eq!(code, 0, "{err}");
             assert!(out == body.as_bytes(), "{path}: body changed in transit");
         }
-        assert_eq!(count_for(&origin, path), 2, "{path} was stored");
+        assert_eq!(origin.count_for(path), 2, "{path} was stored");
     }
     // A small object on the same proxy is still stored.
     let small = origin_with("Cache-Control: max-age=600\r\n", "small").await;
@@ -134,7 +131,7 @@ async fn response_broken_off_mid_body_is_not_stored() {
             ("MISS".into(), b"complete".to_vec())
         );
         assert_eq!(
-            count_for(&origin, path),
+            origin.count_for(path),
             2,
             "{path}: the broken body was stored"
         );
@@ -147,45 +144,13 @@ async fn response_broken_off_mid_body_is_not_stored() {
     proxy.assert_healthy().await;
 }
 
-/// An origin that answers every request with `reply` after `SLOW_ORIGIN_DELAY`;
-/// returns its address and the number of requests it received.
-async fn slow_origin(reply: Vec<u8>) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&count);
-    let reply = Arc::new(reply);
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (seen, reply) = (Arc::clone(&seen), Arc::clone(&reply));
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(stream);
-                loop {
-                    // Requests here are GETs without bodies: the head is all there is.
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        match reader.read_line(&mut line).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(_) if line == "\r\n" => break,
-                            Ok(_) => {}
-                        }
-                    }
-                    seen.fetch_add(1, SeqCst);
-                    tokio::time::sleep(SLOW_ORIGIN_DELAY).await;
-                    if reader.get_mut().write_all(&reply).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (addr, count)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_misses_make_one_origin_request() {
-    let (origin, count) = slow_origin(reply("Cache-Control: max-age=600\r\n", "popular")).await;
+    let (origin, count) = slow_origin(
+        SLOW_ORIGIN_DELAY,
+        reply("Cache-Control: max-age=600\r\n", "popular"),
+    )
+    .await;
     let proxy = cached_proxy().await;
     let url = format!("http://{origin}/popular");
     let clients: Vec<_> = (0..CONCURRENT_MISSES)
@@ -214,7 +179,11 @@ async fn concurrent_misses_make_one_origin_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_misses_fetch_themselves_when_the_first_is_not_storable() {
     const CLIENTS: usize = 10;
-    let (origin, count) = slow_origin(reply("Cache-Control: no-store\r\n", "personal")).await;
+    let (origin, count) = slow_origin(
+        SLOW_ORIGIN_DELAY,
+        reply("Cache-Control: no-store\r\n", "personal"),
+    )
+    .await;
     let proxy = cached_proxy().await;
     let url = format!("http://{origin}/personal");
     let started = std::time::Instant::now();
@@ -267,12 +236,12 @@ async fn only_if_cached_with_nothing_stored_is_504() {
 #[tokio::test]
 async fn hits_keep_the_client_connection_alive_and_are_counted() {
     let origin = origin_with("Cache-Control: max-age=600\r\n", "again and again").await;
-    let (proxy, stats) = cached_proxy_with_stats(64).await;
+    let proxy = cached_proxy().await;
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: origin\r\n\r\n",
         origin.url("/kept")
     );
-    let mut stream = within(TcpStream::connect(proxy)).await.unwrap();
+    let mut stream = within(TcpStream::connect(proxy.addr)).await.unwrap();
     const HITS: usize = 5;
     for n in 0..=HITS {
         stream.write_all(request.as_bytes()).await.unwrap();
@@ -290,7 +259,7 @@ async fn hits_keep_the_client_connection_alive_and_are_counted() {
         assert_eq!(reply.age().is_some(), n > 0, "request {n}:\n{}", reply.head);
     }
     assert_eq!(origin.request_count(), 1);
-    let snapshot = stats.snapshot();
+    let snapshot = proxy.snapshot();
     assert_eq!(snapshot.cache_hits, HITS as u64, "{snapshot:?}");
     assert_eq!(snapshot.cache_misses, 1, "{snapshot:?}");
     assert_eq!(snapshot.cache_entries, 1, "{snapshot:?}");

@@ -1,14 +1,9 @@
-//! Fixtures for the access-control tests: scratch files, raw requests and tunnels with
-//! chosen credentials, the expected 403 and 407 answers, a users file with a clear and a
-//! bcrypt user, and SIGHUP reloads of the real binary.
+//! Fixtures for the access-control tests: raw requests and refused tunnels with chosen
+//! credentials, the expected 403 and 407 answers, and a users file with a clear and a
+//! bcrypt user.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-use base64::Engine as _;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use std::path::PathBuf;
 
 use super::*;
 
@@ -16,31 +11,6 @@ use super::*;
 pub const BLOCKED: &str = "Forbidden: this destination is blocked by the proxy's access list.\n";
 /// Longest body a refusal may carry: a short line, not a page.
 pub const SHORT_BODY: usize = 200;
-
-/// A scratch directory for one test's files, removed when dropped.
-pub struct Scratch(pub PathBuf);
-
-impl Scratch {
-    pub fn new(name: &str) -> Scratch {
-        Scratch(temp_dir(name))
-    }
-
-    pub fn write(&self, name: &str, text: impl AsRef<[u8]>) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub fn text(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 /// A plain-HTTP request for `authority` on a fresh connection, read until the proxy closes.
 pub async fn get(proxy: SocketAddr, authority: &str, extra: &str) -> Vec<u8> {
@@ -58,33 +28,8 @@ pub async fn refused_connect(
     extra: &str,
     behind: &str,
 ) -> Vec<u8> {
-    let request =
-        format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{extra}\r\n{behind}");
+    let request = format!("{}{behind}", connect_request(authority, extra));
     exchange(proxy, request.as_bytes()).await
-}
-
-/// Opens a tunnel to `authority`: the proxy answers 200 and relays from then on.
-pub async fn open_tunnel(proxy: SocketAddr, authority: &str, extra: &str) -> TcpStream {
-    let mut stream = within(TcpStream::connect(proxy)).await.unwrap();
-    let request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{extra}\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let head = read_head(&mut stream).await;
-    assert_eq!(head, b"HTTP/1.1 200 Connection Established\r\n\r\n");
-    stream
-}
-
-pub async fn assert_echoes(stream: &mut TcpStream, bytes: &[u8]) {
-    stream.write_all(bytes).await.unwrap();
-    let mut back = vec![0; bytes.len()];
-    within(stream.read_exact(&mut back)).await.unwrap();
-    assert_eq!(back, bytes);
-}
-
-/// The body of a complete response.
-pub fn body(response: &[u8]) -> String {
-    let text = String::from_utf8_lossy(response);
-    text.split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_string())
 }
 
 /// One `403` with a short body containing `reason`, closing the connection: exactly
@@ -143,15 +88,6 @@ pub fn users_file(files: &Scratch) -> PathBuf {
     )
 }
 
-pub fn basic(scheme: &str, credentials: &[u8]) -> String {
-    let token = base64::engine::general_purpose::STANDARD.encode(credentials);
-    format!("Proxy-Authorization: {scheme} {token}\r\n")
-}
-
-pub fn login((user, password): (&str, &str)) -> String {
-    basic("Basic", format!("{user}:{password}").as_bytes())
-}
-
 /// One `407` with the Basic challenge, exactly once, closing the connection.
 pub fn assert_challenged(response: &[u8], what: &str) {
     let text = String::from_utf8_lossy(response);
@@ -176,24 +112,11 @@ pub fn assert_challenged(response: &[u8], what: &str) {
     assert!(body(response).len() < SHORT_BODY);
 }
 
-pub async fn hangup(proxy: &ProxyProcess) {
-    let status = within(
-        tokio::process::Command::new("kill")
-            .args(["-HUP", &proxy.pid().to_string()])
-            .status(),
-    )
-    .await
-    .unwrap();
-    assert!(status.success());
-}
-
 /// Polls (bounded) until a plain request to `authority` gets `expected`.
 pub async fn wait_for_status(proxy: SocketAddr, authority: &str, expected: u16) {
-    for _ in 0..100 {
-        if status(&get(proxy, authority, "").await) == expected {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{authority} never answered {expected}");
+    let what = format!("{authority} answers {expected}");
+    wait_until(&what, STEP, || async {
+        status(&get(proxy, authority, "").await) == expected
+    })
+    .await;
 }

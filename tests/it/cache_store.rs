@@ -1,10 +1,8 @@
 //! The cache end to end, storing: hit after miss with one origin request, `Age`, what a
 //! shared cache must not store (each case reaching the origin every time), Vary variants.
 
-mod common;
-
-use common::cache::*;
-use common::*;
+use crate::common::cache::*;
+use crate::common::*;
 
 #[tokio::test]
 async fn hit_after_miss_with_one_origin_request() {

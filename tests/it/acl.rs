@@ -2,13 +2,11 @@
 //! plain HTTP and CONNECT before the origin is contacted, the safe default for local
 //! targets, CONNECT ports and client allow lists.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::access::*;
-use common::*;
+use crate::common::access::*;
+use crate::common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 

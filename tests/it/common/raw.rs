@@ -1,6 +1,7 @@
-//! Fixtures for the adversarial tests (smuggling, faults, abuse): an origin that records
-//! every byte it receives on every connection and answers only requests in canonical
-//! form, the strict parser that defines that form, and a few raw-socket helpers.
+//! Fixtures for the adversarial tests (smuggling, abuse): an origin that records every
+//! byte it receives on every connection and answers only requests in canonical form (the
+//! form `canonical` defines), a splitter for a client's stream of responses, the
+//! open-files limit, and a deterministic generator of hostile input.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -9,8 +10,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-#[allow(unused_imports)]
-pub use super::canonical::{Message, parse_canonical};
+use super::POLL_PAUSE;
+use super::canonical::parse_canonical;
 
 /// What the raw origin answers each canonical request with.
 pub const ORIGIN_REPLY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
@@ -64,7 +65,7 @@ impl RawOrigin {
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(POLL_PAUSE).await;
         }
     }
 }
@@ -90,85 +91,6 @@ async fn record_and_answer(mut stream: TcpStream, record: Arc<Mutex<RawConnectio
         }
     }
     record.lock().unwrap().closed = true;
-}
-
-/// An origin that runs `script` on each connection it accepts: for faults that need
-/// exact control of what the origin sends and when.
-pub async fn scripted_origin<F, Fut>(script: F) -> SocketAddr
-where
-    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(script(stream));
-        }
-    });
-    addr
-}
-
-/// Reads up to the end of a head (`\r\n\r\n`); what was read, head and anything after.
-pub async fn read_head(stream: &mut TcpStream) -> Vec<u8> {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
-            _ => break,
-        }
-    }
-    head
-}
-
-/// Closes `stream` with a reset rather than a FIN, as a crashing peer would.
-pub fn reset(stream: TcpStream) {
-    // Zero linger only turns close into RST; it never blocks (the deprecation is about
-    // non-zero linger).
-    #[allow(deprecated)]
-    let _ = stream.set_linger(Some(Duration::ZERO));
-    drop(stream);
-}
-
-/// How a read-to-the-end ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Ending {
-    /// A clean FIN.
-    Closed,
-    /// A reset or other error: the peer aborted.
-    Aborted,
-}
-
-/// Reads until the peer closes or aborts (bounded by 10 s, else panics).
-pub async fn read_until_end(stream: &mut TcpStream) -> (Vec<u8>, Ending) {
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let read = async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) => return Ending::Closed,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(_) => return Ending::Aborted,
-            }
-        }
-    };
-    let ending = tokio::time::timeout(Duration::from_secs(10), read)
-        .await
-        .expect("the connection was never closed");
-    (out, ending)
-}
-
-/// Writes `request`, half-closes (so the proxy sees the end of the client's bytes and
-/// ends the connection after answering), and reads until the proxy closes.
-pub async fn send_and_half_close(proxy: SocketAddr, request: &[u8]) -> Vec<u8> {
-    let mut stream = TcpStream::connect(proxy).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let _ = stream.shutdown().await;
-    let mut out = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
-    assert!(read.is_ok(), "the proxy never closed the connection");
-    out
 }
 
 /// Splits a client's byte stream into responses `(status, head, body)`; every response
@@ -236,5 +158,35 @@ impl Rng {
 
     pub fn bytes(&mut self, len: usize) -> Vec<u8> {
         (0..len).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// A deterministic byte stream that does not repeat within a test's length, so a
+/// dropped, duplicated, reordered or cross-wired chunk shows at its offset. Fills may be
+/// of any size: the stream continues where the last fill stopped.
+pub struct Pattern {
+    rng: Rng,
+    word: [u8; 8],
+    used: usize,
+}
+
+impl Pattern {
+    pub fn new(seed: u64) -> Pattern {
+        Pattern {
+            rng: Rng::new(seed),
+            word: [0; 8],
+            used: 8,
+        }
+    }
+
+    pub fn fill(&mut self, out: &mut [u8]) {
+        for byte in out {
+            if self.used == 8 {
+                self.word = self.rng.next().to_le_bytes();
+                self.used = 0;
+            }
+            *byte = self.word[self.used];
+            self.used += 1;
+        }
     }
 }

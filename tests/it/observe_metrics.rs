@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use proxy_server::metrics;
 use proxy_server::stats::{Outcome, Stats};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::timeout;
 
-const DEADLINE: Duration = Duration::from_secs(10);
+use crate::common::observe::check_exposition;
+use crate::common::{exchange, header_value as header, read_to_close, split_head, within};
 
 struct Server {
     addr: SocketAddr,
@@ -60,147 +60,57 @@ fn known_stats() -> Arc<Stats> {
     stats
 }
 
-/// Sends `request` and reads until the server closes; returns (head, body).
-async fn exchange(addr: SocketAddr, request: &[u8]) -> (String, Vec<u8>) {
-    let mut stream = timeout(DEADLINE, TcpStream::connect(addr))
-        .await
-        .expect("connect in time")
-        .expect("connect");
-    timeout(DEADLINE, stream.write_all(request))
-        .await
-        .expect("write in time")
-        .expect("write");
-    let mut raw = Vec::new();
-    timeout(DEADLINE, stream.read_to_end(&mut raw))
-        .await
-        .expect("server closes")
-        .expect("read");
-    split_response(&raw)
+/// Sends `request` on a fresh connection and reads until the server closes: (head, body).
+async fn ask(addr: SocketAddr, request: &[u8]) -> (String, Vec<u8>) {
+    let raw = exchange(addr, request).await;
+    let (head, body) = head_and_rest(&raw);
+    (head, body.to_vec())
 }
 
-fn split_response(raw: &[u8]) -> (String, Vec<u8>) {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("complete head");
-    (
-        String::from_utf8_lossy(&raw[..end]).into_owned(),
-        raw[end + 4..].to_vec(),
-    )
+/// A complete head (as text) and what follows it.
+fn head_and_rest(raw: &[u8]) -> (String, &[u8]) {
+    let (head, rest) = split_head(raw);
+    assert!(head.ends_with(b"\r\n\r\n"), "complete head: {raw:?}");
+    (String::from_utf8_lossy(head).into_owned(), rest)
 }
 
 fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n").into_bytes()
 }
 
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().skip(1).find_map(|line| {
-        let (field, value) = line.split_once(':')?;
-        field.eq_ignore_ascii_case(name).then(|| value.trim())
-    })
-}
-
-fn is_metric_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
-/// Checks one sample line against the text exposition grammar and returns (name, labels, value).
-fn parse_sample(line: &str) -> (String, Vec<(String, String)>, f64) {
-    let (series, value) = line
-        .rsplit_once(' ')
-        .unwrap_or_else(|| panic!("no value: {line}"));
-    let value = match value {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        other => other
-            .parse::<f64>()
-            .unwrap_or_else(|_| panic!("bad value: {line}")),
-    };
-    let (name, labels) = match series.split_once('{') {
-        None => (series, Vec::new()),
-        Some((name, rest)) => {
-            let inner = rest
-                .strip_suffix('}')
-                .unwrap_or_else(|| panic!("unclosed labels: {line}"));
-            let labels = inner
-                .split(',')
-                .map(|pair| {
-                    let (key, quoted) = pair
-                        .split_once('=')
-                        .unwrap_or_else(|| panic!("bad label: {line}"));
-                    assert!(
-                        is_metric_name(key) && !key.contains(':'),
-                        "bad label name: {line}"
-                    );
-                    let value = quoted
-                        .strip_prefix('"')
-                        .and_then(|v| v.strip_suffix('"'))
-                        .unwrap_or_else(|| panic!("unquoted label value: {line}"));
-                    (key.to_owned(), value.to_owned())
-                })
-                .collect();
-            (name, labels)
-        }
-    };
-    assert!(is_metric_name(name), "bad metric name: {line}");
-    (name.to_owned(), labels, value)
-}
-
 #[tokio::test]
 async fn metrics_is_prometheus_text_with_the_counted_values() {
     let server = start(known_stats()).await;
-    let (head, body) = exchange(server.addr, &get("/metrics")).await;
+    let (head, body) = ask(server.addr, &get("/metrics")).await;
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     assert_eq!(
-        header(&head, "content-type"),
+        header(&head, "content-type").as_deref(),
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
     let text = String::from_utf8(body).expect("utf-8");
     assert!(text.ends_with('\n'));
-
-    let mut typed = std::collections::HashMap::new();
-    let mut samples = Vec::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
-            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
-            assert!(
-                typed.insert(name.to_owned(), kind.to_owned()).is_none(),
-                "TYPE twice: {line}"
-            );
-        } else if let Some(rest) = line.strip_prefix("# HELP ") {
-            assert!(
-                rest.split_once(' ').is_some_and(|(n, _)| is_metric_name(n)),
-                "{line}"
-            );
-        } else {
-            assert!(
-                !line.starts_with('#') && !line.is_empty(),
-                "stray line: {line:?}"
-            );
-            let sample = parse_sample(line);
-            let family = typed
-                .keys()
-                .any(|t| sample.0 == *t || sample.0.starts_with(&format!("{t}_")));
-            assert!(family, "sample before its TYPE: {line}");
-            samples.push(sample);
-        }
+    assert!(!text.lines().any(str::is_empty), "no empty lines");
+    // The grammar: HELP then TYPE before each family's samples, families contiguous.
+    let samples = check_exposition(&text);
+    let typed: std::collections::HashMap<&str, &str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE ")?.split_once(' '))
+        .collect();
+    for (name, kind) in &typed {
+        assert!(
+            ["counter", "gauge", "histogram"].contains(kind),
+            "{name} {kind}"
+        );
     }
     let value = |name: &str, labels: &[(&str, &str)]| {
         samples
             .iter()
-            .find(|(n, l, _)| {
-                n == name
-                    && l.len() == labels.len()
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+            .find(|s| {
+                s.name == name
+                    && s.labels.len() == labels.len()
+                    && labels.iter().all(|(k, v)| s.label(k) == Some(v))
             })
-            .map(|(_, _, v)| *v)
+            .map(|s| s.value)
             .unwrap_or_else(|| panic!("{name} {labels:?} missing"))
     };
     assert_eq!(
@@ -231,10 +141,8 @@ async fn metrics_is_prometheus_text_with_the_counted_values() {
     assert_eq!(value("proxy_cache_misses_total", &[]), 2.0);
     assert_eq!(value("proxy_cache_held_bytes", &[]), 65_536.0);
     assert_eq!(
-        typed
-            .get("proxy_request_duration_seconds")
-            .map(String::as_str),
-        Some("histogram")
+        typed.get("proxy_request_duration_seconds"),
+        Some(&"histogram")
     );
 
     // Histogram: 15 requests (the tunnel excluded), cumulative buckets, +Inf equals _count.
@@ -263,8 +171,8 @@ async fn metrics_is_prometheus_text_with_the_counted_values() {
     );
     let buckets: Vec<f64> = samples
         .iter()
-        .filter(|(n, _, _)| n == "proxy_request_duration_seconds_bucket")
-        .map(|(_, _, v)| *v)
+        .filter(|s| s.name == "proxy_request_duration_seconds_bucket")
+        .map(|s| s.value)
         .collect();
     assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
     server.stop.send(true).expect("server listening");
@@ -273,11 +181,14 @@ async fn metrics_is_prometheus_text_with_the_counted_values() {
 #[tokio::test]
 async fn stats_is_json_with_the_same_numbers() {
     let server = start(known_stats()).await;
-    let (head, body) = exchange(server.addr, &get("/stats")).await;
+    let (head, body) = ask(server.addr, &get("/stats")).await;
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
-    assert_eq!(header(&head, "content-type"), Some("application/json"));
     assert_eq!(
-        header(&head, "content-length"),
+        header(&head, "content-type").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(
+        header(&head, "content-length").as_deref(),
         Some(body.len().to_string().as_str())
     );
     let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
@@ -304,10 +215,10 @@ async fn stats_is_json_with_the_same_numbers() {
 #[tokio::test]
 async fn page_is_self_contained_html_that_polls_stats() {
     let server = start(Arc::new(Stats::default())).await;
-    let (head, body) = exchange(server.addr, &get("/")).await;
+    let (head, body) = ask(server.addr, &get("/")).await;
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     assert_eq!(
-        header(&head, "content-type"),
+        header(&head, "content-type").as_deref(),
         Some("text/html; charset=utf-8")
     );
     let html = String::from_utf8(body).expect("utf-8");
@@ -324,25 +235,25 @@ async fn page_is_self_contained_html_that_polls_stats() {
 #[tokio::test]
 async fn unknown_paths_methods_and_oversized_heads_get_error_answers() {
     let server = start(Arc::new(Stats::default())).await;
-    let (head, _) = exchange(server.addr, &get("/nope")).await;
+    let (head, _) = ask(server.addr, &get("/nope")).await;
     assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
-    let (head, _) = exchange(
+    let (head, _) = ask(
         server.addr,
         b"DELETE /stats HTTP/1.1\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(head.starts_with("HTTP/1.1 405 "), "{head}");
-    assert_eq!(header(&head, "allow"), Some("GET, HEAD"));
+    assert_eq!(header(&head, "allow").as_deref(), Some("GET, HEAD"));
     let huge = format!(
         "GET / HTTP/1.1\r\nX-Fill: {}\r\n\r\n",
         "a".repeat(metrics::MAX_HEAD_BYTES)
     );
-    let (head, _) = exchange(server.addr, huge.as_bytes()).await;
+    let (head, _) = ask(server.addr, huge.as_bytes()).await;
     assert!(head.starts_with("HTTP/1.1 431 "), "{head}");
-    let (head, _) = exchange(server.addr, b"\x16\x03\x01\x00\x05hello\r\n\r\n").await;
+    let (head, _) = ask(server.addr, b"\x16\x03\x01\x00\x05hello\r\n\r\n").await;
     assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
     // Still healthy afterwards, on a fresh connection.
-    let (head, _) = exchange(server.addr, &get("/stats")).await;
+    let (head, _) = ask(server.addr, &get("/stats")).await;
     assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
     server.stop.send(true).expect("server listening");
 }
@@ -350,38 +261,30 @@ async fn unknown_paths_methods_and_oversized_heads_get_error_answers() {
 #[tokio::test]
 async fn keep_alive_serves_several_requests_and_head_has_no_body() {
     let server = start(known_stats()).await;
-    let mut stream = timeout(DEADLINE, TcpStream::connect(server.addr))
+    let mut stream = within(TcpStream::connect(server.addr))
         .await
-        .expect("in time")
         .expect("connect");
     // Pipelined: a keep-alive GET, a HEAD, then a GET asking to close.
     let request = b"GET /stats HTTP/1.1\r\nHost: m\r\n\r\nHEAD /stats HTTP/1.1\r\nHost: m\r\n\r\n\
                     GET /nope HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n";
-    timeout(DEADLINE, stream.write_all(request))
-        .await
-        .expect("in time")
-        .expect("write");
-    let mut raw = Vec::new();
-    timeout(DEADLINE, stream.read_to_end(&mut raw))
-        .await
-        .expect("closes")
-        .expect("read");
+    within(stream.write_all(request)).await.expect("write");
+    let raw = read_to_close(&mut stream).await;
     let text = String::from_utf8_lossy(&raw);
-    let (first_head, rest) = split_response(&raw);
+    let (first_head, rest) = head_and_rest(&raw);
     let length: usize = header(&first_head, "content-length")
         .expect("length")
         .parse()
         .expect("number");
     assert!(header(&first_head, "connection").is_none(), "{first_head}");
-    let (second_head, rest) = split_response(&rest[length..]);
+    let (second_head, rest) = head_and_rest(&rest[length..]);
     assert!(second_head.starts_with("HTTP/1.1 200 "), "{second_head}");
     assert_eq!(
-        header(&second_head, "content-length"),
+        header(&second_head, "content-length").as_deref(),
         Some(length.to_string().as_str())
     );
-    let (third_head, body) = split_response(&rest);
+    let (third_head, body) = head_and_rest(rest);
     assert!(third_head.starts_with("HTTP/1.1 404 "), "{text}");
-    assert_eq!(header(&third_head, "connection"), Some("close"));
+    assert_eq!(header(&third_head, "connection").as_deref(), Some("close"));
     assert_eq!(body, b"not found\n");
     server.stop.send(true).expect("server listening");
 }
@@ -389,24 +292,18 @@ async fn keep_alive_serves_several_requests_and_head_has_no_body() {
 #[tokio::test]
 async fn http_1_0_closes_and_shutdown_stops_the_server() {
     let server = start(Arc::new(Stats::default())).await;
-    let (head, _) = exchange(server.addr, b"GET /stats HTTP/1.0\r\n\r\n").await;
+    let (head, _) = ask(server.addr, b"GET /stats HTTP/1.0\r\n\r\n").await;
     assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
-    assert_eq!(header(&head, "connection"), Some("close"));
+    assert_eq!(header(&head, "connection").as_deref(), Some("close"));
 
     // An idle keep-alive connection must not hold shutdown up.
-    let idle = timeout(DEADLINE, TcpStream::connect(server.addr))
+    let idle = within(TcpStream::connect(server.addr))
         .await
-        .expect("in time")
         .expect("connect");
     tokio::time::sleep(Duration::from_millis(50)).await;
     server.stop.send(true).expect("server listening");
-    timeout(DEADLINE, server.task)
-        .await
-        .expect("serve returns")
-        .expect("no panic");
+    within(server.task).await.expect("no panic");
     drop(idle);
-    let refused = timeout(DEADLINE, TcpStream::connect(server.addr))
-        .await
-        .expect("in time");
+    let refused = within(TcpStream::connect(server.addr)).await;
     assert!(refused.is_err(), "listener closed after shutdown");
 }

@@ -1,15 +1,15 @@
-//! Failures become clear HTTP answers: 400 for origin-form and ambiguous framing (with
-//! nothing reaching the origin), 414/431 for oversize heads, 501 for https:// without
-//! CONNECT, 502/504 for unreachable or silent origins, 508 for loops, and a broken-off
-//! body is never passed off as complete. Each ends with a health check.
+//! Failures of the client's request become clear HTTP answers: 400 for origin-form and
+//! ambiguous framing (with nothing reaching the origin), 414/431 for oversize heads, 501
+//! for https:// without CONNECT, 502 for unreachable or unresolvable origins, 504 for one
+//! that never accepts, 508 for loops, and a body broken off by a closing origin is never
+//! passed off as complete. Faults of a connected origin are in `faults`. Each ends with a
+//! health check.
 
-mod common;
+use std::time::{Duration, Instant};
 
-use std::time::Duration;
-
-use common::*;
+use crate::common::*;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 
 #[tokio::test]
 async fn origin_form_is_explained() {
@@ -89,16 +89,15 @@ async fn https_scheme_needs_connect() {
     let proxy = Proxy::start().await;
     let response = exchange(proxy.addr, b"GET https://example.com/ HTTP/1.1\r\n\r\n").await;
     assert_eq!(status(&response), 501);
+    proxy.assert_healthy().await;
 }
 
+/// A refused port and a name that does not resolve: 502 for forwarding and for CONNECT,
+/// promptly, naming the name.
 #[tokio::test]
-async fn unreachable_origins_get_502() {
+async fn unreachable_and_unresolvable_origins_get_502() {
     let proxy = Proxy::start().await;
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = closed_port().await;
     let (code, body, _) = curl(&[
         "-x",
         &proxy.url(),
@@ -111,51 +110,30 @@ async fn unreachable_origins_get_502() {
     assert!(String::from_utf8_lossy(&body).ends_with("502"));
     let response = exchange(
         proxy.addr,
+        format!("CONNECT {closed} HTTP/1.1\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(status(&response), 502);
+
+    for request in [
+        "GET http://no-such-host.invalid/ HTTP/1.1\r\n\r\n",
+        "CONNECT no-such-host.invalid:443 HTTP/1.1\r\n\r\n",
+    ] {
+        let started = Instant::now();
+        let response = exchange(proxy.addr, request.as_bytes()).await;
+        let text = String::from_utf8_lossy(&response);
+        assert_eq!(status(&response), 502, "{text}");
+        assert!(text.contains("no-such-host.invalid"), "{text}");
+        assert!(started.elapsed() < Duration::from_secs(8));
+    }
+    let response = exchange(
+        proxy.addr,
         b"GET http://no-such-host.invalid/ HTTP/1.1\r\n\r\n",
     )
     .await;
     let text = String::from_utf8(response).unwrap();
     assert!(text.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{text}");
     assert!(text.ends_with("Bad gateway: cannot resolve no-such-host.invalid.\n"));
-    let response = exchange(
-        proxy.addr,
-        format!("CONNECT {closed} HTTP/1.1\r\n\r\n").as_bytes(),
-    )
-    .await;
-    assert_eq!(status(&response), 502);
-    proxy.assert_healthy().await;
-}
-
-#[tokio::test]
-async fn malformed_response_gets_502() {
-    let origin = Origin::start(|_| b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n".to_vec()).await;
-    let proxy = Proxy::start().await;
-    let request = format!("GET {} HTTP/1.1\r\n\r\n", origin.url("/"));
-    assert_eq!(status(&exchange(proxy.addr, request.as_bytes()).await), 502);
-    proxy.assert_healthy().await;
-}
-
-#[tokio::test]
-async fn silent_origin_gets_504() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            held.push(stream);
-        }
-    });
-    let proxy = Proxy::start_with(|c| c.timeouts.response = Duration::from_secs(1)).await;
-    let response = exchange(
-        proxy.addr,
-        format!("GET http://{addr}/ HTTP/1.1\r\n\r\n").as_bytes(),
-    )
-    .await;
-    let text = String::from_utf8(response).unwrap();
-    assert!(
-        text.starts_with("HTTP/1.1 504 Gateway Timeout\r\n"),
-        "{text}"
-    );
     proxy.assert_healthy().await;
 }
 
@@ -213,27 +191,24 @@ async fn loops_get_508() {
 
 #[tokio::test]
 async fn body_broken_off_is_never_passed_off_as_complete() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let _ = read_response(&mut stream).await;
+    let addr = scripted_origin(|mut stream| async move {
+        if next_head(&mut stream).await.is_some() {
             let _ = stream
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly ten b")
                 .await;
         }
-    });
+    })
+    .await;
     let proxy = Proxy::start().await;
     let (code, body, _) = curl(&["-x", &proxy.url(), &format!("http://{addr}/")]).await;
     assert_eq!(code, 18, "curl must see a partial transfer");
     assert_eq!(body, b"only ten b");
     // On a kept-alive connection, the proxy closes instead of serving the next request.
-    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
-    stream
-        .write_all(format!("GET http://{addr}/ HTTP/1.1\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let all = read_to_close(&mut stream).await;
+    let all = exchange(
+        proxy.addr,
+        format!("GET http://{addr}/ HTTP/1.1\r\n\r\n").as_bytes(),
+    )
+    .await;
     assert!(all.ends_with(b"only ten b"));
     proxy.assert_healthy().await;
 }

@@ -1,14 +1,10 @@
 //! Fixtures for the cache tests: a proxy with the cache on, requests with chosen fields
-//! and their replies (status, X-Cache, Age, body), origins with fixed caching fields, and
-//! per-path request counts.
+//! and their replies (status, X-Cache, Age, body), and origins with fixed caching fields.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use proxy_server::config::Config;
-use proxy_server::stats::Stats;
-use tokio::net::TcpListener;
 
 use super::*;
 
@@ -28,25 +24,12 @@ pub fn cache_on(config: &mut Config, size_mib: u64, max_object_kib: u64) {
 
 /// A proxy with the default cache limits.
 pub async fn cached_proxy() -> Proxy {
-    Proxy::start_with(|c| cache_on(c, 64, 8192)).await
+    cached_proxy_of(64).await
 }
 
-/// A cached proxy whose statistics the test can read.
-pub async fn cached_proxy_with_stats(size_mib: u64) -> (SocketAddr, Arc<Stats>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let config = local_config(addr, |c| cache_on(c, size_mib, 8192));
-    let mut services = proxy_server::context::Services::load(&config).unwrap();
-    let stats = Arc::new(Stats::default());
-    services.stats = Arc::clone(&stats);
-    // The server lives as long as the test's runtime.
-    tokio::spawn(proxy_server::server::run(
-        listener,
-        config,
-        services,
-        std::future::pending::<()>(),
-    ));
-    (addr, stats)
+/// A proxy with a cache of `size_mib` and the default object limit.
+pub async fn cached_proxy_of(size_mib: u64) -> Proxy {
+    Proxy::start_with(|c| cache_on(c, size_mib, 8192)).await
 }
 
 /// A response as the client received it.
@@ -59,22 +42,16 @@ pub struct Reply {
 
 impl Reply {
     pub fn parse(raw: &[u8]) -> Reply {
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map_or(raw.len(), |i| i + 4);
+        let (head, body) = split_head(raw);
         Reply {
             status: status(raw),
-            head: String::from_utf8_lossy(&raw[..split]).into_owned(),
-            body: raw[split..].to_vec(),
+            head: String::from_utf8_lossy(head).into_owned(),
+            body: body.to_vec(),
         }
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
-        self.head.split("\r\n").skip(1).find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
+        header_value(&self.head, name)
     }
 
     pub fn x_cache(&self) -> String {
@@ -117,13 +94,4 @@ pub fn reply(fields: &str, body: &str) -> Vec<u8> {
 /// An origin answering every request with `200`, `fields` and `body`.
 pub async fn origin_with(fields: &'static str, body: &'static str) -> Origin {
     Origin::start(move |_| reply(fields, body)).await
-}
-
-/// How many requests the origin saw for `path`.
-pub fn count_for(origin: &Origin, path: &str) -> usize {
-    origin
-        .requests()
-        .iter()
-        .filter(|s| s.target() == path)
-        .count()
 }

@@ -2,9 +2,7 @@
 //! fields, Via, bodies in every framing) and what the client gets back, with curl, an
 //! HTTP client crate, and raw sockets.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -277,17 +275,9 @@ async fn head_204_and_304_have_no_body() {
     ] {
         let request = format!("{method} {} HTTP/1.1\r\nHost: o\r\n\r\n", origin.url(path));
         stream.write_all(request.as_bytes()).await.unwrap();
-        let mut head = Vec::new();
-        within(async {
-            use tokio::io::AsyncReadExt;
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                assert_eq!(stream.read(&mut byte).await.unwrap(), 1);
-                head.push(byte[0]);
-            }
-        })
-        .await;
+        let head = read_head(&mut stream).await;
         let text = String::from_utf8_lossy(&head);
+        assert!(text.ends_with("\r\n\r\n"), "{method} {path}: {text}");
         if method == "HEAD" || path == "/304" {
             assert!(text.contains("Content-Length: 1000\r\n"), "{text}");
         }
@@ -421,25 +411,20 @@ async fn interim_responses_are_passed_on() {
 
 #[tokio::test]
 async fn ipv6_listener_and_origin() {
-    let Ok(listener) = tokio::net::TcpListener::bind("[::1]:0").await else {
+    let Some(origin) = Origin::start_on("[::1]:0", |_| ok("v6")).await else {
         eprintln!("no IPv6 loopback here; skipping");
         return;
     };
-    let origin_addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let _ = read_response(&mut stream).await;
-        stream.write_all(&ok("v6")).await.unwrap();
-    });
-    let proxy_listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
-    let addr = proxy_listener.local_addr().unwrap();
-    let _proxy = Proxy::serve(proxy_listener, local_config(addr, |_| {})).await;
+    let proxy = Proxy::start_on("[::1]:0", |_| {})
+        .await
+        .expect("::1 serves the origin, so the proxy can listen there too");
     let (code, body, err) = curl(&[
         "-x",
-        &format!("http://{addr}"),
-        &format!("http://[::1]:{}/", origin_addr.port()),
+        &proxy.url(),
+        &format!("http://[::1]:{}/", origin.addr.port()),
     ])
     .await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(body, b"v6");
+    assert_eq!(origin.request_count(), 1);
 }

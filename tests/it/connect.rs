@@ -2,16 +2,14 @@
 //! (curl and an HTTP client crate), bytes sent ahead of the 200, refused tunnels closing
 //! the connection, WebSocket-style 101 upgrades, idle tunnels timing out.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::tls::TlsOrigin;
-use common::*;
+use crate::common::tls::TlsOrigin;
+use crate::common::*;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
@@ -22,21 +20,10 @@ async fn tls_download_through_tunnel_is_intact() {
     let body = Arc::new(pattern(8 * 1024 * 1024 + 17));
     let origin = TlsOrigin::start(body.clone()).await;
     let proxy = Proxy::start().await;
-    let dir = std::env::temp_dir().join(format!("proxy-connect-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, &origin.cert_pem).unwrap();
+    let files = Scratch::new("connect-ca");
+    let ca = files.write("ca.pem", &origin.cert_pem);
     let url = format!("https://localhost:{}/blob", origin.addr.port());
-    let (code, out, err) = curl(&[
-        "-p",
-        "-x",
-        &proxy.url(),
-        "--cacert",
-        ca.to_str().unwrap(),
-        &url,
-    ])
-    .await;
-    let _ = std::fs::remove_dir_all(&dir);
+    let (code, out, err) = curl(&["-p", "-x", &proxy.url(), "--cacert", text(&ca), &url]).await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(Sha256::digest(&out), Sha256::digest(&*body));
 }
@@ -64,10 +51,10 @@ async fn https_with_http_client_crate_keeps_tls_alive_in_tunnel() {
 async fn bytes_sent_behind_the_connect_head_are_relayed() {
     let echo = echo_origin().await;
     let proxy = Proxy::start().await;
-    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
-    let request = format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\nearly bytes");
+    let mut stream = within(TcpStream::connect(proxy.addr)).await.unwrap();
+    let request = format!("{}early bytes", connect_request(&echo.to_string(), ""));
     stream.write_all(request.as_bytes()).await.unwrap();
-    let expected = b"HTTP/1.1 200 Connection Established\r\n\r\nearly bytes";
+    let expected = [ESTABLISHED, b"early bytes"].concat();
     let mut got = vec![0; expected.len()];
     within(stream.read_exact(&mut got)).await.unwrap();
     assert_eq!(got, expected);
@@ -80,11 +67,7 @@ async fn bytes_sent_behind_the_connect_head_are_relayed() {
 #[tokio::test]
 async fn refused_connect_closes_and_never_parses_the_tunnel_bytes() {
     let origin = Origin::fixed("must not be reached").await;
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = closed_port().await;
     let proxy = Proxy::start().await;
     let smuggled = format!(
         "GET {} HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -100,11 +83,8 @@ async fn refused_connect_closes_and_never_parses_the_tunnel_bytes() {
 
 #[tokio::test]
 async fn websocket_upgrade_becomes_a_relay() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let head = read_response(&mut stream).await;
+    let (addr, origin) = serve_once(|mut stream| async move {
+        let head = read_head(&mut stream).await;
         let head = String::from_utf8(head).unwrap();
         assert!(
             head.contains("Upgrade: websocket\r\n") && head.contains("Connection: Upgrade\r\n"),
@@ -115,16 +95,17 @@ async fn websocket_upgrade_becomes_a_relay() {
             .await
             .unwrap();
         let mut buf = [0u8; 5];
-        stream.read_exact(&mut buf).await.unwrap();
+        within(stream.read_exact(&mut buf)).await.unwrap();
         stream.write_all(&buf).await.unwrap();
-    });
+    })
+    .await;
     let proxy = Proxy::start().await;
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
     let request = format!(
         "GET http://{addr}/chat HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await.unwrap();
-    let head = read_response(&mut stream).await;
+    let head = read_head(&mut stream).await;
     let head = String::from_utf8(head).unwrap();
     assert!(
         head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
@@ -141,6 +122,8 @@ async fn websocket_upgrade_becomes_a_relay() {
     let mut echo = [0u8; 5];
     within(stream.read_exact(&mut echo)).await.unwrap();
     assert_eq!(&echo, b"hello");
+    within(origin).await.unwrap();
+    proxy.assert_healthy().await;
 }
 
 #[tokio::test]
@@ -166,16 +149,12 @@ async fn upgrade_refused_by_origin_is_a_normal_response() {
 async fn idle_tunnel_is_closed() {
     let echo = echo_origin().await;
     let proxy = Proxy::start_with(|c| c.timeouts.idle = Duration::from_secs(1)).await;
-    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
-    stream
-        .write_all(format!("CONNECT {echo} HTTP/1.1\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    let mut stream = open_tunnel(proxy.addr, &echo.to_string(), "").await;
     let started = std::time::Instant::now();
-    let all = read_to_close(&mut stream).await;
-    assert!(all.starts_with(b"HTTP/1.1 200"));
+    assert!(read_to_close(&mut stream).await.is_empty());
     assert!(
         started.elapsed() < Duration::from_secs(9),
         "idle tunnel was not closed"
     );
+    proxy.assert_healthy().await;
 }

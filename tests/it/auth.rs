@@ -1,12 +1,9 @@
 //! Basic proxy authentication end to end (each malformed form, clear and bcrypt users,
-//! the credentials kept from origins and logs), bad rules and users files failing the
-//! start, and SIGHUP reloads while a tunnel stays up.
+//! the credentials kept from origins and logs), and SIGHUP reloads of the access files
+//! while a tunnel stays up. Files that fail the start are in `cli`.
 
-mod common;
-
-use base64::Engine as _;
-use common::access::*;
-use common::*;
+use crate::common::access::*;
+use crate::common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -29,9 +26,12 @@ async fn bad_credentials_get_407_with_the_challenge() {
             "bad base64",
             "Proxy-Authorization: Basic !!not*base64!!\r\n".to_string(),
         ),
-        ("no colon", basic("Basic", b"plainclear:pass#1")),
-        ("no colon at all", basic("Basic", b"plain")),
-        ("non-UTF-8", basic("Basic", b"plain:\xff\xfe")),
+        (
+            "no colon",
+            proxy_authorization("Basic", b"plainclear:pass#1"),
+        ),
+        ("no colon at all", proxy_authorization("Basic", b"plain")),
+        ("non-UTF-8", proxy_authorization("Basic", b"plain:\xff\xfe")),
         ("wrong password", login((CLEAR_USER.0, "clear:pass#2"))),
         ("password prefix", login((CLEAR_USER.0, "clear:pass"))),
         ("wrong case user", login(("PLAIN", CLEAR_USER.1))),
@@ -104,12 +104,12 @@ async fn good_credentials_pass_and_never_reach_the_origin() {
     let mut tokens = Vec::new();
     for user in [CLEAR_USER, BCRYPT_USER] {
         let credentials = format!("{}:{}", user.0, user.1);
-        tokens.push(base64::engine::general_purpose::STANDARD.encode(&credentials));
+        tokens.push(base64(&credentials));
         for scheme in ["Basic", "basic", "BASIC", "bAsIc"] {
             let response = get(
                 proxy.addr,
                 &authority,
-                &basic(scheme, credentials.as_bytes()),
+                &proxy_authorization(scheme, credentials.as_bytes()),
             )
             .await;
             assert!(
@@ -199,7 +199,8 @@ async fn passwords_never_reach_the_log() {
     let users = users_file(&files);
     let mut args = vec!["--log-level", "debug", "--auth-file", text(&users)];
     args.extend(LOCAL);
-    let (mut proxy, log) = ProxyProcess::start_logged(&args).await;
+    let mut proxy = ProxyProcess::start(&args).await;
+    let log = proxy.stderr.clone();
     let origin = Origin::fixed("welcome").await;
     let echo = echo_origin().await;
     let authority = origin.addr.to_string();
@@ -220,7 +221,7 @@ async fn passwords_never_reach_the_log() {
         &get(
             proxy.addr,
             &authority,
-            &basic("Basic", b"nocolon-secret-0815"),
+            &proxy_authorization("Basic", b"nocolon-secret-0815"),
         )
         .await,
         "no colon",
@@ -245,8 +246,7 @@ async fn passwords_never_reach_the_log() {
         wrong,
         ("nocolon", "nocolon-secret-0815"),
     ] {
-        let token =
-            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", user.0, user.1));
+        let token = base64(format!("{}:{}", user.0, user.1));
         assert!(
             !text.contains(user.1),
             "password {:?} logged:\n{text}",
@@ -257,67 +257,13 @@ async fn passwords_never_reach_the_log() {
 }
 
 #[tokio::test]
-async fn bad_files_fail_the_start_with_every_line() {
-    let files = Scratch::new("bad-files");
-    let rules = files.write(
-        "rules.txt",
-        "# rules\ngood.test\n10.0.0.1/8\n*bad.test\nok.test   # fine\na..b.test\n.squid.test\n",
-    );
-    let users = files.write(
-        "users.txt",
-        "alice:pw\nnocolon\nalice:again\nbob:$apr1$x$y\ncarol:\n",
-    );
-    let run = |args: Vec<String>| async move {
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_proxy-server"))
-            .args(["--port", "0"])
-            .args(args)
-            .env_remove("RUST_LOG")
-            .kill_on_drop(true)
-            .output();
-        let out = within(child).await.unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let args = ["--blacklist", text(&rules), "--auth-file", text(&users)]
-        .map(String::from)
-        .to_vec();
-    let (code, stderr) = run(args).await;
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(!stderr.contains("listening on"), "{stderr}");
-    let expected = [
-        (&rules, [3, 4, 6, 7].as_slice()),
-        (&users, [2, 3, 4, 5].as_slice()),
-    ];
-    for (path, lines) in expected {
-        for line in 1..=7 {
-            let prefix = format!("{}:{line}: ", text(path));
-            let found = stderr.lines().find(|l| l.starts_with(&prefix));
-            assert_eq!(found.is_some(), lines.contains(&line), "{prefix}\n{stderr}");
-            if let Some(found) = found {
-                assert!(found.len() > prefix.len() + 5, "a reason follows: {found}");
-            }
-        }
-    }
-    assert!(stderr.contains("did you mean 10.0.0.0/8?"), "{stderr}");
-    let missing = files.0.join("missing.txt");
-    let (code, stderr) = run(["--blacklist", text(&missing)].map(String::from).to_vec()).await;
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(
-        stderr.contains(&format!("{}:0: cannot read rules file", text(&missing))),
-        "{stderr}"
-    );
-}
-
-/// Signals the proxy to re-read its access files.
-#[tokio::test]
 async fn sighup_reload_swaps_rules_while_a_tunnel_stays_up() {
     let files = Scratch::new("reload");
     let rules = files.write("rules.txt", "# nothing blocked yet\n");
     let mut args = vec!["--blacklist", text(&rules)];
     args.extend(LOCAL);
-    let (mut proxy, log) = ProxyProcess::start_logged(&args).await;
+    let mut proxy = ProxyProcess::start(&args).await;
+    let log = proxy.stderr.clone();
     let echo = echo_origin().await;
     let first = Origin::fixed("first").await;
     let second = Origin::start_on("127.0.0.2:0", |_| ok("second"))
@@ -330,7 +276,7 @@ async fn sighup_reload_swaps_rules_while_a_tunnel_stays_up() {
     assert_unresolved(&get(proxy.addr, "x.reload.test", "").await, "before");
 
     files.write("rules.txt", "127.0.0.2/32\n*.reload.test\n");
-    hangup(&proxy).await;
+    proxy.signal("HUP").await;
     wait_for_status(proxy.addr, &second, 403).await;
     assert_forbidden(
         &get(proxy.addr, "x.reload.test", "").await,
@@ -342,22 +288,22 @@ async fn sighup_reload_swaps_rules_while_a_tunnel_stays_up() {
 
     // A broken file leaves the rules in force, although the new text drops them.
     files.write("rules.txt", "# lost the rules\n10.0.0.1/8\n");
-    hangup(&proxy).await;
+    proxy.signal("HUP").await;
     log.wait_for(&format!("{}:2: ", text(&rules)), 1).await;
     assert_forbidden(&get(proxy.addr, &second, "").await, BLOCKED, "kept");
 
     files.write("rules.txt", "# open again\n");
-    hangup(&proxy).await;
+    proxy.signal("HUP").await;
     wait_for_status(proxy.addr, &second, 200).await;
     assert_unresolved(&get(proxy.addr, "x.reload.test", "").await, "removed");
     assert_echoes(&mut tunnel, b"after removing").await;
 
     files.write("rules.txt", "127.0.0.2/32\n*.reload.test\nnot a rule\n");
-    hangup(&proxy).await;
+    proxy.signal("HUP").await;
     log.wait_for(&format!("{}:3: ", text(&rules)), 1).await;
     assert!(get(proxy.addr, &second, "").await.ends_with(b"second"));
     assert_echoes(&mut tunnel, b"after a broken reload").await;
-    assert!(proxy.child.try_wait().unwrap().is_none(), "the proxy died");
+    assert!(proxy.is_running(), "the proxy died");
     assert_eq!(log.count("access files reloaded"), 2);
     assert!(get(proxy.addr, &first, "").await.ends_with(b"first"));
 }
@@ -367,14 +313,12 @@ async fn sighup_right_after_start_is_a_reload() {
     let files = Scratch::new("early-hangup");
     let rules = files.write("rules.txt", "blocked.test\n");
     for _ in 0..3 {
-        let (mut proxy, log) = ProxyProcess::start_logged(&["--blacklist", text(&rules)]).await;
+        let mut proxy = ProxyProcess::start(&["--blacklist", text(&rules)]).await;
+        let log = proxy.stderr.clone();
         // As a supervisor might: reload as soon as the proxy says it is listening.
-        hangup(&proxy).await;
+        proxy.signal("HUP").await;
         log.wait_for("access files reloaded", 1).await;
-        assert!(
-            proxy.child.try_wait().unwrap().is_none(),
-            "SIGHUP stopped the proxy"
-        );
+        assert!(proxy.is_running(), "SIGHUP stopped the proxy");
         assert_forbidden(&get(proxy.addr, "blocked.test", "").await, BLOCKED, "after");
     }
 }

@@ -2,13 +2,11 @@
 //! cached, tunnelled, blocked, refused, failed and malformed exchanges (no password ever
 //! logged), JSON lines, and rotation by size keeping whole lines and every request.
 
-mod common;
-
 use std::collections::HashSet;
 
-use base64::Engine as _;
-use common::observe::*;
-use common::*;
+use crate::common::cache::origin_with;
+use crate::common::observe::*;
+use crate::common::*;
 use serde_json::Value;
 
 #[tokio::test]
@@ -30,7 +28,7 @@ async fn squid_lines_for_forwarded_cached_and_tunnelled_exchanges() {
     let (curl_received, curl_sent) = (numbers[1] + numbers[2], numbers[3]);
 
     // A cacheable answer, asked for twice: a miss, then a hit that never reaches the origin.
-    let cached = cacheable_origin("cache me").await;
+    let cached = origin_with("Cache-Control: max-age=60\r\n", "cache me").await;
     let cached_url = cached.url("/cached");
     let request = format!("GET {cached_url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     let (miss_sent, miss) = send(addr, &request).await;
@@ -67,9 +65,9 @@ async fn squid_lines_for_forwarded_cached_and_tunnelled_exchanges() {
 
 #[tokio::test]
 async fn squid_lines_for_blocked_failed_and_malformed_requests() {
-    let dir = temp_dir("observe-rules");
-    let blacklist = write_file(&dir, "blacklist", "blocked.example\n");
-    let args = ["--blacklist", &blacklist, "--response-timeout", "1"];
+    let files = Scratch::new("observe-rules");
+    let blacklist = files.write("blacklist", "blocked.example\n");
+    let args = ["--blacklist", text(&blacklist), "--response-timeout", "1"];
     let mut proxy = Running::start(&args).await;
     let addr = proxy.addr();
     let get = |url: &str| format!("GET {url} HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -122,22 +120,22 @@ async fn squid_lines_for_blocked_failed_and_malformed_requests() {
 
 #[tokio::test]
 async fn refused_credentials_are_logged_without_any_trace_of_the_password() {
-    let dir = temp_dir("observe-auth");
-    let users = write_file(&dir, "users", "user:secretpw\n");
-    let mut proxy = Running::start(&["--auth-file", &users, "--log-level", "debug"]).await;
+    let files = Scratch::new("observe-auth");
+    let users = files.write("users", "user:secretpw\n");
+    let mut proxy = Running::start(&["--auth-file", text(&users), "--log-level", "debug"]).await;
     let origin = Origin::fixed("for members").await;
     // Distinct paths: a refusal's record may be written just after the client saw the close.
     let request = |path: &str, credentials: &str| {
         let url = origin.url(path);
         format!("GET {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{credentials}\r\n")
     };
-    let wrong = "user:wrong-Pw-4711";
-    let (wrong_sent, refused) = send(proxy.addr(), &request("/wrong", &basic(wrong))).await;
+    let wrong = ("user", "wrong-Pw-4711");
+    let (wrong_sent, refused) = send(proxy.addr(), &request("/wrong", &login(wrong))).await;
     assert_eq!(status(&refused), 407);
     assert!(String::from_utf8_lossy(&refused).contains("Proxy-Authenticate: Basic"));
     let (_, anonymous) = send(proxy.addr(), &request("/anonymous", "")).await;
     assert_eq!(status(&anonymous), 407);
-    let member = request("/member", &basic("user:secretpw"));
+    let member = request("/member", &login(("user", "secretpw")));
     let (_, allowed) = send(proxy.addr(), &member).await;
     assert_eq!(status(&allowed), 200);
     proxy.stop().await;
@@ -164,12 +162,11 @@ async fn refused_credentials_are_logged_without_any_trace_of_the_password() {
     assert_eq!(line.from_client, member.len() as u64);
 
     // Neither password, nor the credentials as sent on the wire, anywhere the proxy writes.
-    let encode = |c: &str| base64::engine::general_purpose::STANDARD.encode(c);
     let secrets = [
         "secretpw".to_string(),
         "wrong-Pw-4711".to_string(),
-        encode(wrong),
-        encode("user:secretpw"),
+        base64("user:wrong-Pw-4711"),
+        base64("user:secretpw"),
     ];
     let stderr = proxy.proxy.stderr.text();
     assert!(stderr.contains("listening on"), "stderr was captured");
@@ -196,9 +193,10 @@ async fn refused_credentials_are_logged_without_any_trace_of_the_password() {
 
 #[tokio::test]
 async fn json_lines_parse_and_carry_every_documented_field() {
-    let dir = temp_dir("observe-json");
-    let blacklist = write_file(&dir, "blacklist", "blocked.example\n");
-    let mut proxy = Running::start(&["--log-format", "json", "--blacklist", &blacklist]).await;
+    let files = Scratch::new("observe-json");
+    let blacklist = files.write("blacklist", "blocked.example\n");
+    let args = ["--log-format", "json", "--blacklist", text(&blacklist)];
+    let mut proxy = Running::start(&args).await;
     let addr = proxy.addr();
     let origin = Origin::fixed("json body").await;
     let url = origin.url("/j?x=\"quoted\"");
@@ -291,8 +289,6 @@ async fn json_lines_parse_and_carry_every_documented_field() {
         (Some("-"), Some("NONE_NONE"))
     );
 }
-
-/// Bytes of path per request in the rotation tests: about 8 KiB lines, so 1 MiB holds ~128.
 
 #[tokio::test]
 async fn rotation_keeps_n_files_of_whole_lines_ending_at_the_last_request() {

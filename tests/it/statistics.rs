@@ -2,29 +2,27 @@
 //! Prometheus text agreeing with `/stats`, the dashboard page, and the periodic and final
 //! summaries.
 
-mod common;
-
-use common::observe::*;
-use common::*;
+use crate::common::observe::*;
+use crate::common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 #[tokio::test]
 async fn statistics_after_a_known_mix_of_traffic_match_exactly() {
-    let dir = temp_dir("observe-mix");
-    let users = write_file(&dir, "users", "user:secretpw\n");
-    let blacklist = write_file(&dir, "blacklist", "blocked.example\n");
+    let files = Scratch::new("observe-mix");
+    let users = files.write("users", "user:secretpw\n");
+    let blacklist = files.write("blacklist", "blocked.example\n");
     let mut proxy = Running::start(&[
         "--auth-file",
-        &users,
+        text(&users),
         "--blacklist",
-        &blacklist,
+        text(&blacklist),
         "--metrics-addr",
         "127.0.0.1:0",
     ])
     .await;
     let addr = proxy.addr();
-    let login = basic("user:secretpw");
+    let member = login(("user", "secretpw"));
     let origin = Origin::fixed("mixed").await;
     let reply_bytes = ok("mixed").len() as u64;
     let (mut sent, mut received) = (0u64, 0u64);
@@ -39,7 +37,7 @@ async fn statistics_after_a_known_mix_of_traffic_match_exactly() {
     for n in 0..3 {
         let close = if n == 2 { "Connection: close\r\n" } else { "" };
         let request = format!(
-            "GET {} HTTP/1.1\r\nHost: x\r\n{login}{close}\r\n",
+            "GET {} HTTP/1.1\r\nHost: x\r\n{member}{close}\r\n",
             origin.url("/k")
         );
         stream.write_all(request.as_bytes()).await.unwrap();
@@ -51,18 +49,18 @@ async fn statistics_after_a_known_mix_of_traffic_match_exactly() {
     assert!(read_to_close(&mut stream).await.is_empty());
     for _ in 0..2 {
         let request = format!(
-            "GET {} HTTP/1.1\r\n{login}Connection: close\r\n\r\n",
+            "GET {} HTTP/1.1\r\n{member}Connection: close\r\n\r\n",
             origin.url("/o")
         );
         tally(send(addr, &request).await, 200);
     }
     // 2 blocked, 3 refused logins, 1 malformed, 1 unreachable origin.
     for path in ["/a", "/b"] {
-        let request = format!("GET http://blocked.example{path} HTTP/1.1\r\n{login}\r\n");
+        let request = format!("GET http://blocked.example{path} HTTP/1.1\r\n{member}\r\n");
         tally(send(addr, &request).await, 403);
     }
     for credentials in [
-        basic("user:wrong"),
+        login(("user", "wrong")),
         "Proxy-Authorization: Basic !!\r\n".into(),
     ] {
         let request = format!("GET {} HTTP/1.1\r\n{credentials}\r\n", origin.url("/x"));
@@ -79,14 +77,14 @@ async fn statistics_after_a_known_mix_of_traffic_match_exactly() {
     tally(
         send(
             addr,
-            &format!("GET http://{closed}/ HTTP/1.1\r\n{login}\r\n"),
+            &format!("GET http://{closed}/ HTTP/1.1\r\n{member}\r\n"),
         )
         .await,
         502,
     );
     // 1 tunnel: 500 bytes up, 1000 down.
     let echo = doubling_echo().await;
-    let (tunnel_sent, tunnel_received) = tunnel(addr, echo, &login, 500).await;
+    let (tunnel_sent, tunnel_received) = tunnel(addr, echo, &member, 500).await;
     sent += tunnel_sent;
     received += tunnel_received;
 
@@ -129,8 +127,6 @@ async fn statistics_after_a_known_mix_of_traffic_match_exactly() {
     let proxy_log = std::fs::read_to_string(proxy.log_file("proxy.log")).unwrap();
     assert!(proxy_log.contains("final: connections 11 (0 active) | requests 13: allowed 5 blocked 2 auth_failed 3 malformed 1 upstream_error 1 tunnel 1"), "{proxy_log}");
 }
-
-/// The `/stats` keys under `requests`, in the documented order.
 
 #[tokio::test]
 async fn stats_interval_writes_summaries_and_a_final_one_at_shutdown() {

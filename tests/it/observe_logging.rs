@@ -1,7 +1,9 @@
 //! The logging pipeline end to end: `logging::init` with real files, size rotation through
 //! the non-blocking access log, both line formats, and flushing at shutdown.
 //!
-//! `init` installs a process-wide subscriber, so exactly one test here calls it.
+//! `init` installs a process-wide subscriber, so exactly one test in this binary calls it;
+//! its filter lets through only this module (`it::observe_logging`, its path in the
+//! binary), since every other test's in-process proxy logs through the same subscriber.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -15,11 +17,7 @@ use proxy_server::logging::{
 };
 use proxy_server::stats::{Outcome, Stats};
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("proxy-logging-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    dir
-}
+use crate::common::Scratch;
 
 fn record(n: u64, outcome: Outcome, status: u16) -> AccessRecord {
     AccessRecord {
@@ -55,7 +53,11 @@ fn log_files(path: &Path, keep: u32) -> Vec<PathBuf> {
 
 #[test]
 fn init_writes_rotated_access_log_and_diagnostics_and_flushes_on_shutdown() {
-    let dir = temp_dir("init");
+    let files = Scratch::new("logging-init");
+    let dir = files.path("logs");
+    // Only this module's events pass: the in-process proxies of tests running alongside
+    // log through the same global subscriber, and their lines would otherwise land in
+    // this test's files and, after its shutdown, in its count of dropped lines.
     let settings = LogSettings {
         dir: dir.clone(),
         format: LogFormat::Squid,
@@ -63,7 +65,7 @@ fn init_writes_rotated_access_log_and_diagnostics_and_flushes_on_shutdown() {
             max_bytes: 1 << 20,
             keep: 5,
         },
-        level: "info,observe_logging=debug".to_string(),
+        level: "off,it::observe_logging=debug".to_string(),
     };
     let stats = Arc::new(Stats::default());
     let logging = logging::init(&settings, Arc::clone(&stats)).expect("init");
@@ -130,14 +132,12 @@ fn init_writes_rotated_access_log_and_diagnostics_and_flushes_on_shutdown() {
     access.write(&record(total, Outcome::Allowed, 200));
     assert_eq!(logging.dropped_lines(), dropped + 1);
     drop(logging);
-    fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn json_access_log_lines_parse_and_every_request_is_kept() {
-    let dir = temp_dir("json");
-    fs::create_dir_all(&dir).expect("dir");
-    let path = dir.join("access.log");
+    let files = Scratch::new("logging-json");
+    let path = files.path("access.log");
     let policy = RotationPolicy {
         max_bytes: 16 * 1024,
         keep: 20,
@@ -175,5 +175,4 @@ fn json_access_log_lines_parse_and_every_request_is_kept() {
         }
     }
     assert_eq!(seen.len() as u64 + access.dropped(), total);
-    fs::remove_dir_all(&dir).ok();
 }

@@ -6,8 +6,6 @@
 //! - a chunked body, however it is chunked, extended, trailed and split across reads,
 //!   decodes to the same bytes and is re-encoded canonically.
 
-mod common;
-
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -197,7 +195,7 @@ proptest! {
             BodyLength::Chunked => message.extend_from_slice(b"0\r\n\r\n"),
             _ => {}
         }
-        let (messages, used) = common::raw::parse_canonical(&message)
+        let (messages, used) = crate::common::canonical::parse_canonical(&message)
             .map_err(|e| TestCaseError::fail(format!("{e}\n{}", String::from_utf8_lossy(&out))))?;
         prop_assert_eq!((messages.len(), used), (1, message.len()));
         let seen = &messages[0];

@@ -2,17 +2,14 @@
 //! through, bulk transfers both ways at once arrive intact and are counted to the byte,
 //! and a peer resetting its connection mid-transfer ends the tunnel promptly.
 
-mod common;
-
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
-use proxy_server::context::Services;
-use proxy_server::stats::{Snapshot, Stats};
+use crate::common::raw::Pattern;
+use crate::common::*;
+use proxy_server::stats::Snapshot;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// Bytes each way in the bulk test: many pipe-fulls, so fill/drain cycles, partial
 /// splices and full socket buffers all happen.
@@ -22,38 +19,6 @@ const BULK_DEADLINE: Duration = Duration::from_secs(120);
 const WRITE_CHUNK: usize = 256 * 1024;
 const TO_ORIGIN_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
 const TO_CLIENT_SEED: u64 = 0xd1b5_4a32_d192_ed03;
-
-/// A deterministic byte stream (xorshift64) that does not repeat within a test's length,
-/// so a dropped, duplicated, reordered or cross-wired chunk shows at its offset.
-struct Pattern {
-    state: u64,
-    word: [u8; 8],
-    used: usize,
-}
-
-impl Pattern {
-    fn new(seed: u64) -> Pattern {
-        Pattern {
-            state: seed | 1,
-            word: [0; 8],
-            used: 8,
-        }
-    }
-
-    fn fill(&mut self, out: &mut [u8]) {
-        for byte in out {
-            if self.used == 8 {
-                self.state ^= self.state << 13;
-                self.state ^= self.state >> 7;
-                self.state ^= self.state << 17;
-                self.word = self.state.to_le_bytes();
-                self.used = 0;
-            }
-            *byte = self.word[self.used];
-            self.used += 1;
-        }
-    }
-}
 
 /// Writes `len` bytes of the `seed` pattern, then shuts the sending side down.
 async fn send(mut to: impl AsyncWrite + Unpin, seed: u64, len: u64) {
@@ -88,66 +53,41 @@ async fn receive(mut from: impl AsyncRead + Unpin, seed: u64) -> u64 {
     }
 }
 
-/// The proxy, with a handle on its statistics.
-async fn counted_proxy() -> (Proxy, Arc<Stats>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let config = local_config(listener.local_addr().unwrap(), |_| {});
-    let services = Services::load(&config).unwrap();
-    let stats = services.stats.clone();
-    (
-        Proxy::serve_services(listener, config, services).await,
-        stats,
-    )
-}
-
-/// Opens a tunnel to `target`; returns the stream and the CONNECT head's length.
-async fn open_tunnel(proxy: SocketAddr, target: SocketAddr) -> (TcpStream, u64) {
-    let mut stream = within(TcpStream::connect(proxy)).await.unwrap();
-    let request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let head = read_head(&mut stream).await;
-    assert!(
-        head.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    (stream, request.len() as u64)
-}
-
 /// Statistics once no tunnel is open any more (the relay has returned its totals).
-async fn after_tunnels_close(stats: &Stats) -> Snapshot {
-    within(async {
-        loop {
-            let snapshot = stats.snapshot();
-            if snapshot.tunnels_opened > 0 && snapshot.tunnels_active == 0 {
-                return snapshot;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+async fn after_tunnels_close(proxy: &Proxy) -> Snapshot {
+    wait_until("every tunnel closes", STEP, || async {
+        let snapshot = proxy.snapshot();
+        snapshot.tunnels_opened > 0 && snapshot.tunnels_active == 0
     })
-    .await
+    .await;
+    proxy.snapshot()
+}
+
+/// A tunnel through `proxy` to `target`, and the length of the CONNECT head it took.
+async fn tunnel(proxy: &Proxy, target: SocketAddr) -> (TcpStream, u64) {
+    let authority = target.to_string();
+    let stream = open_tunnel(proxy.addr, &authority, "").await;
+    (stream, connect_request(&authority, "").len() as u64)
 }
 
 #[tokio::test]
 async fn half_close_passes_through_and_the_reply_still_arrives() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let target = listener.local_addr().unwrap();
-    let origin = tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
+    let (target, origin) = serve_once(|mut stream| async move {
         let mut question = Vec::new();
         // Returns only once the client's half-close has come through the tunnel.
         stream.read_to_end(&mut question).await.unwrap();
         let answer = format!("answer to {}", String::from_utf8_lossy(&question));
         stream.write_all(answer.as_bytes()).await.unwrap();
-    });
-    let (proxy, stats) = counted_proxy().await;
-    let (mut stream, _) = open_tunnel(proxy.addr, target).await;
+    })
+    .await;
+    let proxy = Proxy::start().await;
+    let (mut stream, _) = tunnel(&proxy, target).await;
     stream.write_all(b"a question").await.unwrap();
     stream.shutdown().await.unwrap();
     let reply = read_to_close(&mut stream).await;
     assert_eq!(reply, b"answer to a question");
     within(origin).await.unwrap();
-    let snapshot = after_tunnels_close(&stats).await;
+    let snapshot = after_tunnels_close(&proxy).await;
     assert_eq!(snapshot.bytes_to_origin, 10);
     assert_eq!(snapshot.bytes_from_origin, 20);
     proxy.assert_healthy().await;
@@ -155,19 +95,17 @@ async fn half_close_passes_through_and_the_reply_still_arrives() {
 
 #[tokio::test]
 async fn bulk_both_ways_at_once_is_intact_and_counted_exactly() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let target = listener.local_addr().unwrap();
-    let origin = tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
+    let (target, origin) = serve_once(|stream| async move {
         let (read, write) = stream.into_split();
         let (received, ()) = tokio::join!(
             receive(read, TO_ORIGIN_SEED),
             send(write, TO_CLIENT_SEED, BULK)
         );
         received
-    });
-    let (proxy, stats) = counted_proxy().await;
-    let (stream, head_len) = open_tunnel(proxy.addr, target).await;
+    })
+    .await;
+    let proxy = Proxy::start().await;
+    let (stream, head_len) = tunnel(&proxy, target).await;
     let (read, write) = stream.into_split();
     let transfer = async {
         tokio::join!(
@@ -180,12 +118,11 @@ async fn bulk_both_ways_at_once_is_intact_and_counted_exactly() {
         .expect("bulk transfer timed out");
     assert_eq!(to_client, BULK);
     assert_eq!(within(origin).await.unwrap(), BULK);
-    let snapshot = after_tunnels_close(&stats).await;
+    let snapshot = after_tunnels_close(&proxy).await;
     assert_eq!(snapshot.bytes_to_origin, BULK);
     assert_eq!(snapshot.bytes_from_origin, BULK);
     assert_eq!(snapshot.bytes_from_client, head_len + BULK);
-    let established = b"HTTP/1.1 200 Connection Established\r\n\r\n".len() as u64;
-    assert_eq!(snapshot.bytes_to_client, established + BULK);
+    assert_eq!(snapshot.bytes_to_client, ESTABLISHED.len() as u64 + BULK);
     proxy.assert_healthy().await;
 }
 
@@ -208,17 +145,15 @@ const RESET_LIMIT: u64 = 1024 * 1024 * 1024;
 
 #[tokio::test]
 async fn origin_reset_mid_transfer_ends_the_tunnel() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let target = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
+    let (target, origin) = serve_once(|mut stream| async move {
         let mut some = vec![0u8; 1024 * 1024];
         stream.read_exact(&mut some).await.unwrap();
         // Closing with unread data and a zero linger sends a reset, not a FIN.
-        stream.set_zero_linger().unwrap();
-    });
-    let (proxy, stats) = counted_proxy().await;
-    let (stream, _) = open_tunnel(proxy.addr, target).await;
+        reset(stream);
+    })
+    .await;
+    let proxy = Proxy::start().await;
+    let (stream, _) = tunnel(&proxy, target).await;
     let (mut read, write) = stream.into_split();
     let (sent, _) = within(async {
         tokio::join!(send_until_refused(write, RESET_LIMIT), async {
@@ -228,26 +163,22 @@ async fn origin_reset_mid_transfer_ends_the_tunnel() {
     })
     .await;
     assert!(sent < RESET_LIMIT, "the tunnel kept taking bytes");
-    after_tunnels_close(&stats).await;
+    within(origin).await.unwrap();
+    after_tunnels_close(&proxy).await;
     proxy.assert_healthy().await;
 }
 
 #[tokio::test]
 async fn client_reset_mid_transfer_ends_the_tunnel() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let target = listener.local_addr().unwrap();
-    let origin = tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        send_until_refused(stream, RESET_LIMIT).await
-    });
-    let (proxy, stats) = counted_proxy().await;
-    let (mut stream, _) = open_tunnel(proxy.addr, target).await;
+    let (target, origin) =
+        serve_once(|stream| async move { send_until_refused(stream, RESET_LIMIT).await }).await;
+    let proxy = Proxy::start().await;
+    let (mut stream, _) = tunnel(&proxy, target).await;
     let mut some = vec![0u8; 1024 * 1024];
     within(stream.read_exact(&mut some)).await.unwrap();
-    stream.set_zero_linger().unwrap();
-    drop(stream);
+    reset(stream);
     let sent = within(origin).await.unwrap();
     assert!(sent < RESET_LIMIT, "the tunnel kept taking bytes");
-    after_tunnels_close(&stats).await;
+    after_tunnels_close(&proxy).await;
     proxy.assert_healthy().await;
 }

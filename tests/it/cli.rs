@@ -1,0 +1,100 @@
+//! The binary as a program: bad flags and bad rules or users files stop it with exit
+//! code 2 and a message naming every problem (`file:line: reason`), `--help` lists the
+//! flags, and SIGTERM drains requests in flight before exiting 0.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::common::*;
+
+/// Runs the binary to its exit on port 0 with `args`: (exit code, stderr).
+async fn run(args: &[&str]) -> (Option<i32>, String) {
+    let out = run_binary(&[&["--port", "0"], args].concat()).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), stderr)
+}
+
+#[tokio::test]
+async fn bad_flags_exit_2_with_a_message() {
+    for args in [
+        &["--port", "http"][..],
+        &["--max-connections", "0"],
+        &["--idle-timeout", "-1"],
+        &["--no-such-flag"],
+    ] {
+        let out = run_binary(args).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("error:"),
+            "{args:?}"
+        );
+    }
+    let help = run_binary(&["--help"]).await;
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--host",
+        "--port",
+        "--max-connections",
+        "--connect-timeout",
+        "--header-timeout",
+        "--idle-timeout",
+        "--workers",
+        "--log-level",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+}
+
+#[tokio::test]
+async fn bad_files_fail_the_start_with_every_line() {
+    let files = Scratch::new("bad-files");
+    let rules = files.write(
+        "rules.txt",
+        "# rules\ngood.test\n10.0.0.1/8\n*bad.test\nok.test   # fine\na..b.test\n.squid.test\n",
+    );
+    let users = files.write(
+        "users.txt",
+        "alice:pw\nnocolon\nalice:again\nbob:$apr1$x$y\ncarol:\n",
+    );
+    let (code, stderr) = run(&["--blacklist", text(&rules), "--auth-file", text(&users)]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(!stderr.contains("listening on"), "{stderr}");
+    let expected = [
+        (&rules, [3, 4, 6, 7].as_slice()),
+        (&users, [2, 3, 4, 5].as_slice()),
+    ];
+    for (path, lines) in expected {
+        for line in 1..=7 {
+            let prefix = format!("{}:{line}: ", text(path));
+            let found = stderr.lines().find(|l| l.starts_with(&prefix));
+            assert_eq!(found.is_some(), lines.contains(&line), "{prefix}\n{stderr}");
+            if let Some(found) = found {
+                assert!(found.len() > prefix.len() + 5, "a reason follows: {found}");
+            }
+        }
+    }
+    assert!(stderr.contains("did you mean 10.0.0.0/8?"), "{stderr}");
+    let missing = files.path("missing.txt");
+    let (code, stderr) = run(&["--blacklist", text(&missing)]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:0: cannot read rules file", text(&missing))),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn binary_exits_0_on_sigterm_after_draining() {
+    let (slow, received) = slow_origin(Duration::from_millis(700), ok("slow but complete")).await;
+    let mut proxy = ProxyProcess::start(&LOCAL).await;
+    let addr = proxy.addr;
+    let request = format!("GET http://{slow}/ HTTP/1.1\r\n\r\n");
+    let in_flight = tokio::spawn(async move { exchange(addr, request.as_bytes()).await });
+    wait_until("the request reaches the origin", STEP, || async {
+        received.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(proxy.stop().await, Some(0));
+    let response = within(in_flight).await.unwrap();
+    assert!(response.ends_with(b"slow but complete"));
+}
