@@ -23,7 +23,7 @@ use crate::logging::{AccessLog, AccessRecord, CacheResult};
 use crate::stats::{Outcome, Stats};
 use crate::target::Target;
 use crate::tunnel::{self, Direction};
-use crate::upstream::Dialer;
+use crate::upstream::{Dialer, Link};
 
 /// The long-lived state the server runs with, built at start: the access rules (whose
 /// file errors `main` reports with exit code 2), the cache, the statistics and the
@@ -108,6 +108,7 @@ impl Context {
                 bytes_from_client: exchange.bytes_from_client,
                 cache: exchange.cache,
                 upstream: exchange.upstream,
+                hierarchy: exchange.hierarchy,
                 outcome: exchange.outcome,
             });
         }
@@ -209,6 +210,8 @@ pub struct Exchange {
     pub bytes_to_origin: u64,
     pub bytes_from_origin: u64,
     pub upstream: Option<SocketAddr>,
+    /// How `upstream` was reached (Squid's hierarchy code).
+    pub hierarchy: &'static str,
     pub cache: CacheResult,
     pub outcome: Outcome,
     /// The error's label when the exchange failed.
@@ -234,6 +237,12 @@ impl Exchange {
         exchange
     }
 
+    /// Notes the upstream connection the exchange goes over.
+    pub fn connected(&mut self, link: &Link) {
+        self.upstream = Some(link.peer);
+        self.hierarchy = link.route.squid_code();
+    }
+
     /// A request whose head could not be read: no method or target to show.
     pub fn unparsed(client: SocketAddr, started: Instant) -> Exchange {
         Exchange {
@@ -250,6 +259,7 @@ impl Exchange {
             bytes_to_origin: 0,
             bytes_from_origin: 0,
             upstream: None,
+            hierarchy: "HIER_NONE",
             cache: CacheResult::None,
             outcome: Outcome::Allowed,
             failure: None,

@@ -23,21 +23,27 @@
 //! front end `http_proxy`; `server`. docs/architecture.md has the map and where the next
 //! front ends and upstreams plug in.
 
+// The library's API is what the binary, the integration tests, the fuzz targets and the
+// benches use: settings, the server and its services, statistics, logs and metrics, and
+// the parsers and rule sets worth fuzzing and measuring on their own. The request path's
+// internals are private to the crate.
 pub mod access;
 pub mod acl;
 pub mod auth;
 pub mod cache;
-pub mod client;
+mod client;
 pub mod config;
-pub mod context;
+mod context;
 pub mod error;
 pub mod files;
 pub mod http;
-pub mod http_proxy;
+mod http_proxy;
 pub mod logging;
 pub mod metrics;
 pub mod server;
 pub mod stats;
-pub mod target;
-pub mod tunnel;
-pub mod upstream;
+mod target;
+mod tunnel;
+mod upstream;
+
+pub use context::Services;

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use proxy_server::Services;
 use proxy_server::config::{Cli, Config, Settings};
-use proxy_server::context::Services;
 use proxy_server::stats::Stats;
 use proxy_server::{access, logging, metrics, server};
 use tokio::net::TcpListener;

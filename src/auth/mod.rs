@@ -177,5 +177,4 @@ impl Authenticator {
 }
 
 #[cfg(test)]
-#[path = "tests.rs"]
 mod tests;

@@ -29,7 +29,7 @@ pub async fn connect(
         .dialer
         .dial(target, client.get_ref(), Reuse::Fresh)
         .await?;
-    exchange.upstream = Some(upstream.link.peer);
+    exchange.connected(&upstream.link);
     exchange.status = 200;
     exchange.response_started = true;
     exchange.outcome = Outcome::Tunnel;

@@ -24,7 +24,7 @@ use crate::client::ClientStream;
 use crate::error::ProxyError;
 use crate::target::Target;
 use pool::Pool;
-pub use pool::{POOL_IDLE_TIMEOUT, POOL_MAX_PER_ORIGIN, POOL_MAX_TOTAL, PoolKey};
+use pool::PoolKey;
 pub use resolve::resolve;
 
 /// How a connection reaches its target.
@@ -32,6 +32,15 @@ pub use resolve::resolve;
 pub enum Route {
     /// Straight to the origin's address.
     Direct,
+}
+
+impl Route {
+    /// How the access log names the route (Squid's hierarchy codes).
+    pub fn squid_code(&self) -> &'static str {
+        match self {
+            Route::Direct => "HIER_DIRECT",
+        }
+    }
 }
 
 /// Whether [`Dialer::dial`] may hand out a pooled connection.

@@ -98,7 +98,7 @@ async fn fetch(
         return Err(ProxyError::BadRequest("not an absolute-form request"));
     }
     let mut origin = acquire(ctx, target, client.get_ref(), Reuse::Pooled).await?;
-    exchange.upstream = Some(origin.link.peer);
+    exchange.connected(&origin.link);
     let response = match exchange_head(ctx, client, head, length, &mut origin, exchange).await {
         // A pooled connection the origin closed just before we used it: RFC 9112 §9.3.1
         // lets an idempotent request without a body be retried once on a fresh one.
@@ -108,7 +108,7 @@ async fn fetch(
                 && retryable(head, length) =>
         {
             origin = acquire(ctx, target, client.get_ref(), Reuse::Fresh).await?;
-            exchange.upstream = Some(origin.link.peer);
+            exchange.connected(&origin.link);
             exchange_head(ctx, client, head, length, &mut origin, exchange).await?
         }
         other => other?,

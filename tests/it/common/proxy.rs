@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use proxy_server::Services;
 use proxy_server::config::Config;
-use proxy_server::context::Services;
 use proxy_server::stats::{Snapshot, Stats};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;

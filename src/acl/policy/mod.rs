@@ -174,5 +174,4 @@ pub fn parse_client_net(text: &str) -> Result<IpNet, String> {
 }
 
 #[cfg(test)]
-#[path = "policy_tests.rs"]
 mod tests;

@@ -57,8 +57,11 @@ pub struct AccessRecord {
     /// Every byte read from the client: heads and bodies, or tunnel upload.
     pub bytes_from_client: u64,
     pub cache: CacheResult,
-    /// The origin address actually connected to, if any.
+    /// The address actually connected to, if any.
     pub upstream: Option<SocketAddr>,
+    /// How it was reached, as Squid's hierarchy code (`HIER_DIRECT`); shown with
+    /// `upstream`.
+    pub hierarchy: &'static str,
     pub outcome: Outcome,
 }
 
@@ -106,7 +109,7 @@ pub fn write_squid_line(record: &AccessRecord, out: &mut Vec<u8>) {
     line.push(' ');
     push_token(&mut line, record.user.as_deref().unwrap_or(""));
     let _ = match record.upstream {
-        Some(peer) => write!(line, " HIER_DIRECT/{}", peer.ip()),
+        Some(peer) => write!(line, " {}/{}", record.hierarchy, peer.ip()),
         None => write!(line, " HIER_NONE/-"),
     };
     let _ = writeln!(
@@ -218,5 +221,4 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 #[cfg(test)]
-#[path = "record_tests.rs"]
 mod tests;

@@ -326,5 +326,4 @@ pub fn merge_not_modified(stored: &Headers, not_modified: &Headers) -> Headers {
 }
 
 #[cfg(test)]
-#[path = "policy_tests.rs"]
 mod tests;

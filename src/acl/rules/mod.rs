@@ -220,5 +220,4 @@ fn canonical_name(name: &str) -> String {
 }
 
 #[cfg(test)]
-#[path = "rules_tests.rs"]
 mod tests;

@@ -18,6 +18,7 @@ fn forwarded() -> AccessRecord {
         bytes_from_client: 312,
         cache: CacheResult::Miss,
         upstream: Some("198.51.100.3:80".parse().expect("addr")),
+        hierarchy: "HIER_DIRECT",
         outcome: Outcome::Allowed,
     }
 }
@@ -51,6 +52,7 @@ fn cache_hit_has_no_peer() {
         duration: Duration::from_millis(3),
         cache: CacheResult::Hit,
         upstream: None,
+        hierarchy: "HIER_DIRECT",
         user: None,
         ..forwarded()
     };
@@ -71,6 +73,7 @@ fn tunnel_logs_both_directions() {
         bytes_from_client: 4_096,
         cache: CacheResult::None,
         upstream: Some("[2001:db8::1]:443".parse().expect("addr")),
+        hierarchy: "HIER_DIRECT",
         outcome: Outcome::Tunnel,
         ..forwarded()
     };
@@ -113,6 +116,7 @@ fn refusals_and_failures_map_to_squid_codes() {
             status,
             cache: CacheResult::None,
             upstream: None,
+            hierarchy: "HIER_DIRECT",
             user: None,
             ..forwarded()
         };
