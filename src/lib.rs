@@ -38,6 +38,7 @@ pub mod error;
 pub mod files;
 pub mod http;
 mod http_proxy;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod server;
