@@ -17,8 +17,8 @@
 //! access-log record (`logging`) and counts in `stats` (read by `metrics`); then the
 //! connection waits for the next request or closes.
 //!
-//! Dependencies point one way, from the leaves up: `error`, `files`, `stats`, `target`,
-//! `tunnel`; `http`, `acl`, `auth`, `logging`, `client`; `access`, `cache`, `metrics`;
+//! Dependencies point one way, from the leaves up: `error`, `files`, `limits`, `stats`,
+//! `target`, `tunnel`; `http`, `acl`, `auth`, `logging`, `client`; `access`, `cache`, `metrics`;
 //! `upstream`, `config` (the only module that knows the command line); `context`; the
 //! front end `http_proxy`; `server`. docs/architecture.md has the map and where the next
 //! front ends and upstreams plug in.
