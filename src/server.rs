@@ -20,6 +20,7 @@ use crate::context::{Context, Services};
 use crate::error::ProxyError;
 use crate::http::rewrite;
 use crate::http_proxy;
+use crate::logging::{Throttle, WARNING_INTERVAL};
 use crate::stats::ConnectionSlot;
 
 /// Pending connections the kernel queues before `accept`. The default of 128 drops
@@ -43,6 +44,10 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 /// Pause after an accept error (out of file descriptors, say) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// Accept failures come in runs (20 a second while descriptors are exhausted): one line per
+/// interval, with the count of those not written.
+static ACCEPT_FAILURES: Throttle = Throttle::new(WARNING_INTERVAL);
+
 /// Serves connections from `listener` until `shutdown` completes, then drains.
 pub async fn run(
     listener: TcpListener,
@@ -63,7 +68,9 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
-                    tracing::warn!(%error, "accept failed");
+                    if let Some(suppressed) = ACCEPT_FAILURES.admit() {
+                        tracing::warn!(%error, suppressed, "accept failed");
+                    }
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }

@@ -12,6 +12,7 @@
 mod record;
 mod rotate;
 mod sink;
+mod throttle;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ pub use record::{
 };
 pub use rotate::{RotatingFile, RotationPolicy};
 pub use sink::{DropReporter, LineSink};
+pub use throttle::{Throttle, WARNING_INTERVAL};
 
 /// Default directory for `access.log` and `proxy.log`.
 pub const DEFAULT_LOG_DIR: &str = "logs";

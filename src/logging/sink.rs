@@ -2,8 +2,10 @@
 //!
 //! Owns the hand-off between tasks that produce log lines and the thread that writes them.
 //! A producer never waits: it `try_send`s a complete line, and if the queue is full the line is
-//! dropped *and counted* (per sink and in [`Stats`]); the writer thread reports every new drop
-//! through the sink's [`DropReporter`] as soon as the queue next runs dry. On shutdown the
+//! dropped *and counted* (per sink and in [`Stats`]); the writer thread reports new drops
+//! through the sink's [`DropReporter`] when the queue next runs dry, at most once per
+//! [`WARNING_INTERVAL`] (a report carries every drop since the last), and once more at
+//! shutdown if any are unreported. On shutdown the
 //! writer drains everything already queued, flushes and is joined, so no accepted line is lost.
 //!
 //! Why not `tracing_appender::non_blocking`: its `WorkerGuard` (0.2.5) waits 100 ms to queue
@@ -20,6 +22,7 @@ use std::thread::JoinHandle;
 
 use tracing_subscriber::fmt::MakeWriter;
 
+use super::throttle::{Throttle, WARNING_INTERVAL};
 use crate::stats::Stats;
 
 /// Called on the writer thread with the number of lines lost since the last call, a reason and
@@ -85,6 +88,7 @@ impl LineSink {
             reporter,
             shared: Arc::clone(&shared),
             reported: 0,
+            reports: Throttle::new(WARNING_INTERVAL),
         };
         let handle = std::thread::Builder::new()
             .name(name.to_owned())
@@ -139,6 +143,9 @@ struct Writer {
     reporter: DropReporter,
     shared: Arc<Shared>,
     reported: u64,
+    /// Keeps reports to one per interval: a full disk fails every write, and each report
+    /// would otherwise be one more line for sinks that may sit on the same disk.
+    reports: Throttle,
 }
 
 impl Writer {
@@ -176,7 +183,10 @@ impl Writer {
         while let Ok(Message::Line(line)) = receiver.try_recv() {
             self.write_line(&line);
         }
-        self.idle();
+        if let Err(error) = self.output.flush() {
+            self.report_now(&format!("flush error: {error}"));
+        }
+        self.report_now("queue full");
     }
 
     fn write_line(&mut self, line: &[u8]) {
@@ -195,7 +205,16 @@ impl Writer {
         self.report("queue full");
     }
 
+    /// Reports drops since the last report, unless one was made less than an interval ago
+    /// (they are then reported with the next).
     fn report(&mut self, reason: &str) {
+        let dropped = self.shared.dropped.load(Ordering::Relaxed);
+        if dropped > self.reported && self.reports.admit().is_some() {
+            self.report_now(reason);
+        }
+    }
+
+    fn report_now(&mut self, reason: &str) {
         let dropped = self.shared.dropped.load(Ordering::Relaxed);
         if dropped > self.reported {
             (self.reporter)(dropped - self.reported, reason, &mut *self.output);
@@ -334,6 +353,47 @@ mod tests {
             "queued lines in order, then the loss report"
         );
         assert_eq!(gated.stats.snapshot().log_lines_dropped, 3);
+    }
+
+    /// An output on a full disk: every write fails.
+    struct FullDisk;
+
+    impl Write for FullDisk {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::other("No space left on device"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_output_reports_once_per_interval_and_the_rest_at_shutdown() {
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&reports);
+        let reporter: DropReporter = Box::new(move |count, reason, _: &mut dyn Write| {
+            seen.lock()
+                .expect("reports")
+                .push((count, reason.to_owned()));
+        });
+        let stats = Arc::new(Stats::default());
+        let sink = LineSink::spawn("full", Box::new(FullDisk), 64, stats.clone(), reporter)
+            .expect("spawn");
+        // A hundred lines, each in its own batch, all within one interval.
+        for n in 0..100 {
+            sink.send(format!("line {n}\n").into_bytes());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        sink.shutdown();
+        let reports = reports.lock().expect("reports");
+        assert!(
+            (1..=2).contains(&reports.len()),
+            "one report in the interval and the rest at shutdown: {reports:?}"
+        );
+        assert!(reports[0].1.starts_with("write error: "), "{reports:?}");
+        let total: u64 = reports.iter().map(|(count, _)| count).sum();
+        assert_eq!(total, 100, "every lost line is reported: {reports:?}");
+        assert_eq!(stats.snapshot().log_lines_dropped, 100);
     }
 
     #[test]
