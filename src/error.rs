@@ -257,6 +257,10 @@ mod tests {
         for (error, status) in table {
             assert_eq!(error.status(), status, "{error:?}");
             assert!(error.body().len() < 200);
+            if let Some(status) = status {
+                let phrase = crate::http::rewrite::reason(status);
+                assert_ne!(phrase, "Error", "no reason phrase for {status}");
+            }
         }
     }
 }

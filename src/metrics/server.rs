@@ -19,7 +19,7 @@ use super::prometheus;
 use crate::error::{ProxyError, Side};
 use crate::http::head::HeadLimits;
 use crate::http::origin::OriginRequestHead;
-use crate::http::{BodyLength, Reader};
+use crate::http::{BodyLength, Reader, rewrite};
 use crate::stats::Stats;
 
 /// Largest request head accepted; a browser's or Prometheus's GET is a few hundred bytes.
@@ -130,15 +130,7 @@ fn answer(head: &OriginRequestHead, stats: &Arc<Stats>) -> (Vec<u8>, bool) {
 /// client is gone and nothing can be sent.
 fn refusal(error: &ProxyError) -> Option<Vec<u8>> {
     let status = error.status()?;
-    let reason = match status {
-        414 => "URI Too Long",
-        431 => "Request Header Fields Too Large",
-        501 => "Not Implemented",
-        505 => "HTTP Version Not Supported",
-        400 => "Bad Request",
-        _ => "Error",
-    };
-    Some(Response::error(status, reason).encode(false, true))
+    Some(Response::error(status).encode(false, true))
 }
 
 /// One answer of this server; every body is small and built in memory.
@@ -162,7 +154,8 @@ impl Response {
     }
 
     /// A plain-text error whose body repeats the reason phrase.
-    fn error(status: u16, reason: &'static str) -> Self {
+    fn error(status: u16) -> Self {
+        let reason = rewrite::reason(status);
         let body = format!("{}\n", reason.to_ascii_lowercase()).into_bytes();
         Self {
             status,
@@ -203,19 +196,19 @@ fn respond(head: &OriginRequestHead, stats: &Arc<Stats>, keep_alive: bool) -> Ve
     let send_body = match &head.method[..] {
         b"GET" => true,
         b"HEAD" => false,
-        _ => return Response::error(405, "Method Not Allowed").encode(keep_alive, true),
+        _ => return Response::error(405).encode(keep_alive, true),
     };
     let response = match head.path() {
         b"/metrics" => match prometheus::render(stats) {
             Ok(text) => Response::ok(prometheus::CONTENT_TYPE, text.into_bytes()),
-            Err(_) => Response::error(500, "Internal Server Error"),
+            Err(_) => Response::error(500),
         },
         b"/stats" => match serde_json::to_vec(&stats.snapshot()) {
             Ok(json) => Response::ok("application/json", json),
-            Err(_) => Response::error(500, "Internal Server Error"),
+            Err(_) => Response::error(500),
         },
         b"/" => Response::ok("text/html; charset=utf-8", PAGE.as_bytes().to_vec()),
-        _ => Response::error(404, "Not Found"),
+        _ => Response::error(404),
     };
     response.encode(keep_alive, send_body)
 }
