@@ -70,7 +70,9 @@ impl Bucket {
     /// A bucket of `rate` units per second holding `burst` units (both at least one).
     pub(super) fn new(rate: u64, burst: u64) -> Bucket {
         let rate = rate.max(1);
-        let unit = rate.div_ceil(NANOS_PER_SECOND / MIN_CELL_PERIOD_NANOS).max(1);
+        let unit = rate
+            .div_ceil(NANOS_PER_SECOND / MIN_CELL_PERIOD_NANOS)
+            .max(1);
         let period = Duration::from_nanos(NANOS_PER_SECOND.saturating_mul(unit) / rate);
         let cells = u32::try_from((burst / unit).max(1)).unwrap_or(u32::MAX);
         let burst = NonZeroU32::new(cells).unwrap_or(NonZeroU32::MIN);

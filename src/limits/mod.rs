@@ -34,9 +34,9 @@ use crate::error::OverLimit;
 use crate::stats::{Limit, Stats};
 use auth::Failures;
 use bucket::Bucket;
+pub use keyed::MAX_KEYS;
 use keyed::{Keyed, Settle};
 use pacer::Throttle;
-pub use keyed::MAX_KEYS;
 pub use pacer::{Paced, Pacer};
 
 /// How long a client address is refused after too many authentication failures, unless
@@ -202,7 +202,9 @@ impl Limiter {
         if seat.taken {
             return Ok(());
         }
-        let open = self.connections.get_or_insert(key.clone(), Connections::default);
+        let open = self
+            .connections
+            .get_or_insert(key.clone(), Connections::default);
         let counted = open
             .0
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
@@ -263,7 +265,9 @@ impl Limiter {
         let Some(per_minute) = settings.auth_failures_per_minute else {
             return;
         };
-        let failures = self.auth.get_or_insert(client, || Failures::new(per_minute));
+        let failures = self
+            .auth
+            .get_or_insert(client, || Failures::new(per_minute));
         if failures.failed(Instant::now(), settings.auth_block) {
             tracing::warn!(
                 client = %client,

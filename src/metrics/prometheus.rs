@@ -15,7 +15,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::stats::{Outcome, Snapshot, Stats};
+use crate::stats::{Limit, Outcome, Snapshot, Stats};
 
 /// The `Content-Type` for a Prometheus text body.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -154,6 +154,13 @@ impl Collector for StatsCollector {
             "Connection tasks that panicked.",
             s.panics_caught,
         )?;
+        encode_limited(e, &s)?;
+        gauge(
+            e,
+            "users_throttled",
+            "Users (or client addresses) with a transfer waiting for bandwidth now.",
+            s.users_throttled,
+        )?;
         encode_durations(e, &s)
     }
 }
@@ -170,6 +177,22 @@ fn encode_requests(encoder: &mut DescriptorEncoder, snapshot: &Snapshot) -> fmt:
     for outcome in Outcome::ALL {
         let metric = ConstCounter::new(snapshot.requests.get(outcome));
         metric.encode(family.encode_family(&[("outcome", outcome.label())])?)?;
+    }
+    Ok(())
+}
+
+/// `proxy_limited_total{limit="…"}`: what each per-user limit held back (refused
+/// requests and connections, transfers slowed, attempts from blocked addresses).
+fn encode_limited(encoder: &mut DescriptorEncoder, snapshot: &Snapshot) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(
+        "limited",
+        "Requests refused, connections refused, transfers slowed and blocked attempts, by per-user limit.",
+        None,
+        MetricType::Counter,
+    )?;
+    for limit in Limit::ALL {
+        let metric = ConstCounter::new(snapshot.limited.get(limit));
+        metric.encode(family.encode_family(&[("limit", limit.label())])?)?;
     }
     Ok(())
 }

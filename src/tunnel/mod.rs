@@ -95,8 +95,8 @@ where
     let last_activity = AtomicU64::new(0);
     let up = AtomicU64::new(0);
     let down = AtomicU64::new(0);
-    let meter_up = Meter::new(Direction::ToUpstream, &up, &last_activity, start, on_bytes)
-        .paced(pacer);
+    let meter_up =
+        Meter::new(Direction::ToUpstream, &up, &last_activity, start, on_bytes).paced(pacer);
     let meter_down =
         Meter::new(Direction::ToClient, &down, &last_activity, start, on_bytes).paced(pacer);
     let watch = (&last_activity, start, idle);
