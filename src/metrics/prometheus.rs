@@ -230,3 +230,34 @@ fn encode_durations(encoder: &mut DescriptorEncoder, snapshot: &Snapshot) -> fmt
         None,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_one_counter_family_and_a_gauge() {
+        let stats = Arc::new(Stats::default());
+        stats.limited(Limit::Requests);
+        stats.limited(Limit::Requests);
+        stats.limited(Limit::AuthFailures);
+        let throttled = stats.user_throttled();
+        let body = render(&stats).expect("render");
+        for line in [
+            "# TYPE proxy_limited_total counter",
+            "proxy_limited_total{limit=\"requests\"} 2",
+            "proxy_limited_total{limit=\"connections\"} 0",
+            "proxy_limited_total{limit=\"bandwidth\"} 0",
+            "proxy_limited_total{limit=\"auth_failures\"} 1",
+            "proxy_users_throttled 1",
+        ] {
+            assert!(
+                body.lines().any(|l| l == line),
+                "{line:?} missing from:\n{body}"
+            );
+        }
+        drop(throttled);
+        let body = render(&stats).expect("render");
+        assert!(body.lines().any(|l| l == "proxy_users_throttled 0"));
+    }
+}

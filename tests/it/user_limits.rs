@@ -46,8 +46,14 @@ fn retry_after(response: &[u8]) -> Option<u64> {
 /// A 429 with `Retry-After` and a one-line body naming the limit, closing the connection.
 fn assert_too_many(response: &[u8], what: &str) {
     let text = String::from_utf8_lossy(response);
-    assert!(text.starts_with("HTTP/1.1 429 Too Many Requests\r\n"), "{what}: {text}");
-    assert!(retry_after(response).is_some_and(|s| s >= 1), "{what}: {text}");
+    assert!(
+        text.starts_with("HTTP/1.1 429 Too Many Requests\r\n"),
+        "{what}: {text}"
+    );
+    assert!(
+        retry_after(response).is_some_and(|s| s >= 1),
+        "{what}: {text}"
+    );
     assert!(text.contains("\r\nConnection: close\r\n"), "{what}: {text}");
     let body = body(response);
     assert!(body.starts_with("Too many requests: "), "{what}: {body}");
@@ -76,7 +82,10 @@ async fn over_the_request_rate_a_request_gets_429_with_retry_after() {
     let proxy_url = proxy.url();
     let (_, out, _) = curl(&["-i", "-x", &proxy_url, &origin.url("/")]).await;
     let text = String::from_utf8_lossy(&out).to_lowercase();
-    assert!(text.contains(" 429 ") && text.contains("retry-after: "), "{text}");
+    assert!(
+        text.contains(" 429 ") && text.contains("retry-after: "),
+        "{text}"
+    );
     assert!(proxy.snapshot().limited.requests >= 2);
     // Half a second refills one request's worth.
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -108,7 +117,11 @@ async fn users_have_separate_budgets() {
     assert_eq!(status(&get(proxy.addr, &authority, &hashed).await), 200);
     assert_too_many(&get(proxy.addr, &authority, &hashed).await, "hashed again");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(status(&get(proxy.addr, &authority, &plain).await), 200, "refilled");
+    assert_eq!(
+        status(&get(proxy.addr, &authority, &plain).await),
+        200,
+        "refilled"
+    );
 }
 
 #[tokio::test]
@@ -209,7 +222,11 @@ async fn bandwidth_paces_a_forwarded_body() {
     let request = get_close(&origin);
     within(stream.write_all(request.as_bytes())).await.unwrap();
     let head = read_head(&mut stream).await;
-    assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     // The head came out of the burst; time the body (less the head's share of it).
     let took = timed_read(&mut stream, PACED_BYTES).await;
     assert_paced(took, "forwarded body");
@@ -244,14 +261,24 @@ async fn auth_failures_block_the_address_until_the_block_ends() {
     let blocked = get(proxy.addr, &authority, &login(CLEAR_USER)).await;
     assert_too_many(&blocked, "right password while blocked");
     assert!(retry_after(&blocked).is_some_and(|s| s <= 2));
-    assert_too_many(&get(proxy.addr, &authority, "").await, "no credentials while blocked");
+    assert_too_many(
+        &get(proxy.addr, &authority, "").await,
+        "no credentials while blocked",
+    );
     assert!(proxy.snapshot().limited.auth_failures >= 2);
     let started = Instant::now();
     wait_until("the block ends", Duration::from_secs(5), || async {
         status(&get(proxy.addr, &authority, &login(CLEAR_USER)).await) == 200
     })
     .await;
-    assert!(started.elapsed() >= Duration::from_millis(1500), "lifted early");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "lifted early"
+    );
     // A fresh connection with a good login is served.
-    assert!(get(proxy.addr, &authority, &login(BCRYPT_USER)).await.ends_with(b"ok"));
+    assert!(
+        get(proxy.addr, &authority, &login(BCRYPT_USER))
+            .await
+            .ends_with(b"ok")
+    );
 }
