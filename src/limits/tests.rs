@@ -282,10 +282,7 @@ async fn auth_failures_block_the_address_until_the_block_expires() {
         assert!(limiter.auth_check(client(1), &three).is_ok());
     }
     limiter.auth_failed(client(1), &three);
-    let refused = limiter
-        .auth_check(client(1), &three)
-        .err()
-        .expect("blocked");
+    let refused = limiter.auth_check(client(1), &three).expect_err("blocked");
     assert_eq!((refused.brief, refused.retry_after), ("auth_blocked", 300));
     assert!(
         limiter.auth_check(client(2), &three).is_ok(),
