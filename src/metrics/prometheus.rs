@@ -165,36 +165,40 @@ impl Collector for StatsCollector {
     }
 }
 
-/// One counter family, `proxy_requests_total{outcome="…"}`, so dashboards can sum or ratio
-/// outcomes without knowing the list.
-fn encode_requests(encoder: &mut DescriptorEncoder, snapshot: &Snapshot) -> fmt::Result {
-    let mut family = encoder.encode_descriptor(
-        "requests",
-        "Finished requests and closed tunnels, by outcome.",
-        None,
-        MetricType::Counter,
-    )?;
-    for outcome in Outcome::ALL {
-        let metric = ConstCounter::new(snapshot.requests.get(outcome));
-        metric.encode(family.encode_family(&[("outcome", outcome.label())])?)?;
+/// A family of counters told apart by one label (`proxy_requests_total{outcome="…"}`,
+/// `proxy_limited_total{limit="…"}`), so dashboards can sum or ratio them without
+/// knowing the list.
+fn counter_family<'a>(
+    encoder: &mut DescriptorEncoder,
+    (name, help): (&str, &str),
+    label: &str,
+    values: impl IntoIterator<Item = (&'a str, u64)>,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (value, count) in values {
+        ConstCounter::new(count).encode(family.encode_family(&[(label, value)])?)?;
     }
     Ok(())
 }
 
-/// `proxy_limited_total{limit="…"}`: what each per-user limit held back (refused
-/// requests and connections, transfers slowed, attempts from blocked addresses).
+fn encode_requests(encoder: &mut DescriptorEncoder, snapshot: &Snapshot) -> fmt::Result {
+    let counts = Outcome::ALL.map(|outcome| (outcome.label(), snapshot.requests.get(outcome)));
+    let about = (
+        "requests",
+        "Finished requests and closed tunnels, by outcome.",
+    );
+    counter_family(encoder, about, "outcome", counts)
+}
+
+/// What each per-user limit held back: refused requests and connections, transfers
+/// slowed, attempts from blocked addresses.
 fn encode_limited(encoder: &mut DescriptorEncoder, snapshot: &Snapshot) -> fmt::Result {
-    let mut family = encoder.encode_descriptor(
+    let counts = Limit::ALL.map(|limit| (limit.label(), snapshot.limited.get(limit)));
+    let about = (
         "limited",
         "Requests refused, connections refused, transfers slowed and blocked attempts, by per-user limit.",
-        None,
-        MetricType::Counter,
-    )?;
-    for limit in Limit::ALL {
-        let metric = ConstCounter::new(snapshot.limited.get(limit));
-        metric.encode(family.encode_family(&[("limit", limit.label())])?)?;
-    }
-    Ok(())
+    );
+    counter_family(encoder, about, "limit", counts)
 }
 
 fn encode_durations(encoder: &mut DescriptorEncoder, snapshot: &Snapshot) -> fmt::Result {
