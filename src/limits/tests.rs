@@ -166,15 +166,24 @@ async fn no_limits_keep_no_state() {
     assert_eq!(limiter.keys(), 0);
 }
 
+/// A deadline on the paused clock for anything that waits on a pacer: a pacer that never
+/// lets bytes through fails the test instead of hanging it.
+const PACED_DEADLINE: Duration = Duration::from_secs(600);
+
 /// Moves `total` bytes through the pacer in chunks and returns the paused time it took.
 async fn paced_transfer(pacer: &Pacer, total: usize) -> Duration {
     let start = Instant::now();
-    let mut left = total;
-    while left > 0 {
-        let chunk = left.min(pacer.chunk());
-        pacer.acquire(chunk).await;
-        left -= chunk;
-    }
+    let transfer = async {
+        let mut left = total;
+        while left > 0 {
+            let chunk = left.min(pacer.chunk());
+            pacer.acquire(chunk).await;
+            left -= chunk;
+        }
+    };
+    tokio::time::timeout(PACED_DEADLINE, transfer)
+        .await
+        .expect("the pacer stalled");
     start.elapsed()
 }
 
@@ -248,8 +257,10 @@ async fn a_paced_writer_passes_everything_at_the_rate() {
     let payload = vec![7u8; 300_000];
     let start = Instant::now();
     let mut paced = Paced::new(&mut written, pacer);
-    paced.write_all(&payload).await.expect("write to memory");
-    paced.flush().await.expect("flush");
+    tokio::time::timeout(PACED_DEADLINE, paced.write_all(&payload))
+        .await
+        .expect("the paced writer stalled")
+        .expect("write to memory");
     let took = start.elapsed().as_secs_f64();
     assert_eq!(written, payload);
     let expected = expected_secs(payload.len(), burst, rate);
@@ -260,9 +271,10 @@ async fn a_paced_writer_passes_everything_at_the_rate() {
     // Without a pacer it is a plain writer.
     let mut plain = Vec::new();
     let start = Instant::now();
-    Paced::new(&mut plain, None)
-        .write_all(&payload)
+    let mut unpaced = Paced::new(&mut plain, None);
+    tokio::time::timeout(PACED_DEADLINE, unpaced.write_all(&payload))
         .await
+        .expect("stalled")
         .expect("write");
     assert_eq!(
         (plain.len(), start.elapsed()),

@@ -89,11 +89,16 @@ async fn copy_loop_keeps_to_the_pacer() {
     };
     let started = tokio::time::Instant::now();
     let mut received = Vec::new();
-    let (sent, relayed, read) = tokio::join!(
-        send,
-        copy(&mut from, &mut to, &meter),
-        reader.read_to_end(&mut received)
-    );
+    let relay = async {
+        tokio::join!(
+            send,
+            copy(&mut from, &mut to, &meter),
+            reader.read_to_end(&mut received)
+        )
+    };
+    let (sent, relayed, read) = tokio::time::timeout(Duration::from_secs(600), relay)
+        .await
+        .expect("the paced copy stalled");
     let took = started.elapsed().as_secs_f64();
     sent.unwrap();
     relayed.unwrap();
