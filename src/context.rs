@@ -19,6 +19,7 @@ use crate::cache::Cache;
 use crate::client::ClientStream;
 use crate::config::Config;
 use crate::files::FileErrors;
+use crate::limits::{Limiter, Pacer};
 use crate::logging::{AccessLog, AccessRecord, CacheResult};
 use crate::stats::{Outcome, Stats};
 use crate::target::Target;
@@ -53,6 +54,8 @@ pub struct Context {
     pub access: AccessControl,
     pub cache: Option<Cache>,
     pub stats: Arc<Stats>,
+    /// Per-user limit state; which limits apply to a request is the front end's to say.
+    pub limits: Limiter,
     access_log: Option<AccessLog>,
     shutdown: Shutdown,
 }
@@ -78,6 +81,7 @@ impl Context {
             dialer,
             access: services.access,
             cache: services.cache,
+            limits: Limiter::new(Arc::clone(&services.stats)),
             stats: services.stats,
             access_log: services.access_log,
             shutdown: Shutdown::default(),
@@ -132,20 +136,30 @@ impl Context {
         exchange.relayed = true;
     }
 
-    /// Relays a tunnel or an upgraded connection with live statistics, and adds the bytes
-    /// each way to the exchange's record.
+    /// Relays a tunnel or an upgraded connection with live statistics, paced by the
+    /// user's bandwidth when `pacer` is given, and adds the bytes each way to the
+    /// exchange's record.
     pub async fn relay(
         &self,
         client: &mut ClientStream,
         client_early: Bytes,
         upstream: &mut TcpStream,
         upstream_early: Bytes,
+        pacer: Option<&Pacer>,
         exchange: &mut Exchange,
     ) -> tunnel::End {
         let count = |direction, bytes| self.count_relayed(direction, bytes);
         let idle = self.config.timeouts.idle;
-        let (totals, end) =
-            tunnel::relay(client, client_early, upstream, upstream_early, idle, &count).await;
+        let (totals, end) = tunnel::relay(
+            client,
+            client_early,
+            upstream,
+            upstream_early,
+            idle,
+            &count,
+            pacer,
+        )
+        .await;
         exchange.bytes_from_client += totals.client_to_upstream;
         exchange.bytes_to_origin += totals.client_to_upstream;
         exchange.bytes_from_origin += totals.upstream_to_client;

@@ -35,6 +35,16 @@ pub struct AuthFailure {
     pub brief: &'static str,
 }
 
+/// A per-user limit that refused a request (RFC 6585 §4): a stable label for logs, the
+/// one-line reason for the client, and the whole seconds after which to try again
+/// (`Retry-After`, RFC 9110 §10.2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverLimit {
+    pub brief: &'static str,
+    pub reason: &'static str,
+    pub retry_after: u64,
+}
+
 /// A failure while serving one request.
 #[derive(Debug)]
 pub enum ProxyError {
@@ -58,6 +68,9 @@ pub enum ProxyError {
     Loop,
     /// Over the connection limit: 503.
     Overloaded,
+    /// Over a per-user limit (requests, connections, authentication failures): 429 with
+    /// `Retry-After`.
+    TooManyRequests(OverLimit),
     /// The origin's name does not resolve (or resolves to nothing): 502.
     Resolve { host: String, source: io::Error },
     /// Every address of the origin refused or failed the connection: 502. `addr` is the
@@ -97,6 +110,7 @@ impl ProxyError {
             ProxyAuthRequired(_) => 407,
             Loop => 508,
             Overloaded => 503,
+            TooManyRequests(_) => 429,
             Resolve { .. } | Connect { .. } | BadResponse(_) | UpstreamClosed => 502,
             ConnectTimeout | ResponseTimeout | NotCached => 504,
             HeaderTimeout => 408,
@@ -109,7 +123,7 @@ impl ProxyError {
         use ProxyError::*;
         match self {
             BadRequest(_) | NotAProxyRequest | UriTooLong | HeadTooLarge | VersionNotSupported
-            | NotImplemented(_) | Loop | HeaderTimeout => Side::Client,
+            | NotImplemented(_) | Loop | HeaderTimeout | TooManyRequests(_) => Side::Client,
             Forbidden(_) | ProxyAuthRequired(_) | Overloaded => Side::Proxy,
             Resolve { .. }
             | Connect { .. }
@@ -136,6 +150,7 @@ impl ProxyError {
             ProxyAuthRequired(failure) => failure.brief,
             Loop => "loop",
             Overloaded => "overloaded",
+            TooManyRequests(over) => over.brief,
             Resolve { .. } => "upstream_resolve",
             Connect { .. } => "upstream_connect",
             ConnectTimeout => "connect_timeout",
@@ -169,6 +184,10 @@ impl ProxyError {
             ProxyAuthRequired(_) => "Proxy authentication required.\n".to_string(),
             Loop => "Forwarding loop detected.\n".to_string(),
             Overloaded => "Too many connections; try again later.\n".to_string(),
+            TooManyRequests(over) => format!(
+                "Too many requests: {}; retry after {} s.\n",
+                over.reason, over.retry_after
+            ),
             Resolve { host, .. } => format!("Bad gateway: cannot resolve {host}.\n"),
             Connect { source, .. } => format!("Bad gateway: cannot connect: {source}.\n"),
             ConnectTimeout => {
@@ -229,6 +248,14 @@ mod tests {
             (ProxyAuthRequired(AuthFailure { brief: "x" }), Some(407)),
             (Loop, Some(508)),
             (Overloaded, Some(503)),
+            (
+                TooManyRequests(OverLimit {
+                    brief: "rate_limited",
+                    reason: "over the request rate",
+                    retry_after: 1,
+                }),
+                Some(429),
+            ),
             (
                 Resolve {
                     host: "x".into(),

@@ -7,9 +7,10 @@
 //! request head (`http::io`, under the header timeout), refuses loops (`Via`), states the
 //! `target::Target` (host, port, kind) and asks `access` for the one admission decision
 //! (client address, credentials via `auth` — 407 —, host and CONNECT port via `acl` —
-//! 403). A tunnel gets a connection from the `upstream::Dialer` (resolve, check every
-//! address, connect), the front end's own answer (`200 Connection Established`), then the
-//! `tunnel` relay. A plain request asks the `cache` first (a hit is answered from
+//! 403), then applies the user's `limits` (429 over the rate or the connection cap; a
+//! bandwidth pacer for what follows). A tunnel gets a connection from the
+//! `upstream::Dialer` (resolve, check every address, connect), the front end's own
+//! answer (`200 Connection Established`), then the `tunnel` relay. A plain request asks the `cache` first (a hit is answered from
 //! memory), then sends the rewritten head and streamed body on a pooled or fresh
 //! connection from the same dialer and streams the response back (teed into the cache
 //! when it may be stored; 101 upgrades become a relay). Errors (`error::ProxyError`) come
@@ -17,9 +18,9 @@
 //! access-log record (`logging`) and counts in `stats` (read by `metrics`); then the
 //! connection waits for the next request or closes.
 //!
-//! Dependencies point one way, from the leaves up: `error`, `files`, `limits`, `stats`,
-//! `target`, `tunnel`; `http`, `acl`, `auth`, `logging`, `client`; `access`, `cache`, `metrics`;
-//! `upstream`, `config` (the only module that knows the command line); `context`; the
+//! Dependencies point one way, from the leaves up: `error`, `files`, `stats`, `target`;
+//! `limits`, `tunnel`; `http`, `acl`, `auth`, `logging`, `client`; `access`, `cache`,
+//! `metrics`; `upstream`, `config` (the only module that knows the command line); `context`; the
 //! front end `http_proxy`; `server`. docs/architecture.md has the map and where the next
 //! front ends and upstreams plug in.
 

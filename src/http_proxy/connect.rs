@@ -9,6 +9,7 @@ use crate::client::ClientStream;
 use crate::context::{Context, Exchange, Next};
 use crate::error::{ProxyError, Side};
 use crate::http::{self, Reader, RequestHead};
+use crate::limits::Pacer;
 use crate::stats::Outcome;
 use crate::target::Target;
 use crate::upstream::Reuse;
@@ -21,6 +22,7 @@ pub async fn connect(
     head: &RequestHead,
     target: &Target<'_>,
     exchange: &mut Exchange,
+    pacer: Option<&Pacer>,
 ) -> Result<Next, ProxyError> {
     if !matches!(head.target, http::RequestTarget::Authority { .. }) {
         return Err(ProxyError::BadRequest("CONNECT needs a host:port target"));
@@ -48,6 +50,7 @@ pub async fn connect(
             early,
             &mut upstream.stream,
             Bytes::new(),
+            pacer,
             exchange,
         )
         .await;

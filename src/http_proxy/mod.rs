@@ -24,6 +24,7 @@ use crate::context::{Context, Exchange, Next};
 use crate::error::{ProxyError, Side};
 use crate::http::rewrite;
 use crate::http::{self, Reader, RequestHead};
+use crate::limits::Seat;
 use crate::stats::Outcome;
 use crate::target::{Kind, Target};
 
@@ -36,6 +37,8 @@ use crate::target::{Kind, Target};
 pub fn serve(stream: ClientStream, ctx: Arc<Context>) -> impl Future<Output = ()> + Send {
     let mut client = Reader::new(stream, Side::Client);
     async move {
+        // The connection's place in its user's connection count, from its first request.
+        let mut seat = Seat::default();
         let mut head_deadline = Instant::now() + ctx.config.timeouts.header;
         loop {
             let consumed = client.consumed();
@@ -62,7 +65,7 @@ pub fn serve(stream: ClientStream, ctx: Arc<Context>) -> impl Future<Output = ()
                     Ok(head) => head,
                     Err(_) => Err(ProxyError::HeaderTimeout),
                 };
-                Box::pin(respond(&ctx, &mut client, head, consumed))
+                Box::pin(respond(&ctx, &mut client, &mut seat, head, consumed))
             };
             if request.await == Next::Close {
                 return;
@@ -116,11 +119,12 @@ impl Future for FirstBytes<'_> {
 async fn respond(
     ctx: &Context,
     client: &mut Reader<ClientStream>,
+    seat: &mut Seat,
     head: Result<Option<RequestHead>, ProxyError>,
     consumed: u64,
 ) -> Next {
     match head {
-        Ok(Some(head)) => exchange(ctx, client, head, consumed).await,
+        Ok(Some(head)) => exchange(ctx, client, seat, head, consumed).await,
         Ok(None) => Next::Close,
         Err(error) => refuse_head(ctx, client, error, consumed).await,
     }
@@ -130,6 +134,7 @@ async fn respond(
 async fn exchange(
     ctx: &Context,
     client: &mut Reader<ClientStream>,
+    seat: &mut Seat,
     head: RequestHead,
     consumed: u64,
 ) -> Next {
@@ -141,7 +146,7 @@ async fn exchange(
     let peer = client.get_ref().peer();
     let mut exchange = Exchange::start(peer, head.method_str(), &target, url, Instant::now());
     exchange.bytes_from_client = client.consumed() - consumed;
-    let next = match handle(ctx, client, &head, &target, &mut exchange).await {
+    let next = match handle(ctx, client, seat, &head, &target, &mut exchange).await {
         Ok(next) => next,
         Err(error) => {
             answer_error(client, &mut exchange, &error).await;
@@ -192,10 +197,12 @@ fn target_of(head: &RequestHead) -> Target<'_> {
     Target::new(head.target.host(), head.target.port(), kind)
 }
 
-/// Checks a request and hands it to the handler for its kind.
+/// Checks a request (admission, then the user's limits) and hands it to the handler for
+/// its kind.
 async fn handle(
     ctx: &Context,
     client: &mut Reader<ClientStream>,
+    seat: &mut Seat,
     head: &RequestHead,
     target: &Target<'_>,
     exchange: &mut Exchange,
@@ -204,20 +211,36 @@ async fn handle(
         return Err(ProxyError::Loop);
     }
     admit(ctx, head, target, exchange).await?;
+    // The limits that apply to this request: everyone's (the allowing rule's own, once
+    // rules carry limits).
+    let limits = &ctx.config.limits;
+    let grant = ctx
+        .limits
+        .admit(seat, exchange.user.as_deref(), exchange.client.ip(), limits)
+        .map_err(ProxyError::TooManyRequests)?;
+    let pacer = grant.pacer.as_ref();
     if target.is_tunnel() {
-        connect::connect(ctx, client, head, target, exchange).await
+        connect::connect(ctx, client, head, target, exchange, pacer).await
     } else {
-        forward::forward(ctx, client, head, target, exchange).await
+        forward::forward(ctx, client, head, target, exchange, pacer).await
     }
 }
 
-/// Asks admission about the request, with the credentials it carries.
+/// Asks admission about the request, with the credentials it carries. A client address
+/// blocked for failing authentication is refused first; a failure with credentials counts
+/// towards such a block (one without is how every client learns to log in). Both follow
+/// everyone's limits, as no rule has matched yet.
 async fn admit(
     ctx: &Context,
     head: &RequestHead,
     target: &Target<'_>,
     exchange: &mut Exchange,
 ) -> Result<(), ProxyError> {
+    let client = exchange.client.ip();
+    let limits = &ctx.config.limits;
+    ctx.limits
+        .auth_check(client, limits)
+        .map_err(ProxyError::TooManyRequests)?;
     let access = ctx.access.snapshot();
     let mut fields = head.headers.get_all("proxy-authorization");
     let credentials = match fields.next() {
@@ -230,7 +253,7 @@ async fn admit(
     }
     let request = Admission {
         listener: ctx.config.listen,
-        client: exchange.client.ip(),
+        client,
         credentials,
         target: *target,
         method: head.method_str(),
@@ -241,14 +264,19 @@ async fn admit(
             Ok(())
         }
         Decision::Deny(refusal) => Err(ProxyError::Forbidden(refusal)),
-        Decision::AuthRequired(failure) => Err(ProxyError::ProxyAuthRequired(failure)),
+        Decision::AuthRequired(failure) => {
+            if credentials != ClientCredentials::None {
+                ctx.limits.auth_failed(client, limits);
+            }
+            Err(ProxyError::ProxyAuthRequired(failure))
+        }
     }
 }
 
 /// The statistics bucket an error falls in.
 fn outcome_of(error: &ProxyError) -> Outcome {
     match error {
-        ProxyError::Forbidden(_) => Outcome::Blocked,
+        ProxyError::Forbidden(_) | ProxyError::TooManyRequests(_) => Outcome::Blocked,
         ProxyError::ProxyAuthRequired(_) => Outcome::AuthFailed,
         // Allowed, but `only-if-cached` found nothing to serve.
         ProxyError::NotCached => Outcome::Allowed,
@@ -281,10 +309,17 @@ async fn answer_error(
         return;
     };
     exchange.status = status;
+    let retry_after = match error {
+        ProxyError::TooManyRequests(over) => over.retry_after.to_string(),
+        _ => String::new(),
+    };
+    let limited = [("Retry-After", retry_after.as_str())];
     let extra: &[(&str, &str)] = match error {
         ProxyError::ProxyAuthRequired(_) => {
             &[("Proxy-Authenticate", crate::auth::PROXY_AUTHENTICATE)]
         }
+        // RFC 6585 §4: when to try again.
+        ProxyError::TooManyRequests(_) => &limited,
         _ => &[],
     };
     let answer = rewrite::canned(status, &error.body(), extra, false);

@@ -15,7 +15,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::stats::{Outcome, Snapshot, Stats};
+use crate::stats::{Limit, Outcome, Snapshot, Stats};
 
 /// The `Content-Type` for a Prometheus text body.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -154,24 +154,51 @@ impl Collector for StatsCollector {
             "Connection tasks that panicked.",
             s.panics_caught,
         )?;
+        encode_limited(e, &s)?;
+        gauge(
+            e,
+            "users_throttled",
+            "Users (or client addresses) with a transfer waiting for bandwidth now.",
+            s.users_throttled,
+        )?;
         encode_durations(e, &s)
     }
 }
 
-/// One counter family, `proxy_requests_total{outcome="…"}`, so dashboards can sum or ratio
-/// outcomes without knowing the list.
-fn encode_requests(encoder: &mut DescriptorEncoder, snapshot: &Snapshot) -> fmt::Result {
-    let mut family = encoder.encode_descriptor(
-        "requests",
-        "Finished requests and closed tunnels, by outcome.",
-        None,
-        MetricType::Counter,
-    )?;
-    for outcome in Outcome::ALL {
-        let metric = ConstCounter::new(snapshot.requests.get(outcome));
-        metric.encode(family.encode_family(&[("outcome", outcome.label())])?)?;
+/// A family of counters told apart by one label (`proxy_requests_total{outcome="…"}`,
+/// `proxy_limited_total{limit="…"}`), so dashboards can sum or ratio them without
+/// knowing the list.
+fn counter_family<'a>(
+    encoder: &mut DescriptorEncoder,
+    (name, help): (&str, &str),
+    label: &str,
+    values: impl IntoIterator<Item = (&'a str, u64)>,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (value, count) in values {
+        ConstCounter::new(count).encode(family.encode_family(&[(label, value)])?)?;
     }
     Ok(())
+}
+
+fn encode_requests(encoder: &mut DescriptorEncoder, snapshot: &Snapshot) -> fmt::Result {
+    let counts = Outcome::ALL.map(|outcome| (outcome.label(), snapshot.requests.get(outcome)));
+    let about = (
+        "requests",
+        "Finished requests and closed tunnels, by outcome.",
+    );
+    counter_family(encoder, about, "outcome", counts)
+}
+
+/// What each per-user limit held back: refused requests and connections, transfers
+/// slowed, attempts from blocked addresses.
+fn encode_limited(encoder: &mut DescriptorEncoder, snapshot: &Snapshot) -> fmt::Result {
+    let counts = Limit::ALL.map(|limit| (limit.label(), snapshot.limited.get(limit)));
+    let about = (
+        "limited",
+        "Requests refused, connections refused, transfers slowed and blocked attempts, by per-user limit.",
+    );
+    counter_family(encoder, about, "limit", counts)
 }
 
 fn encode_durations(encoder: &mut DescriptorEncoder, snapshot: &Snapshot) -> fmt::Result {
@@ -206,4 +233,35 @@ fn encode_durations(encoder: &mut DescriptorEncoder, snapshot: &Snapshot) -> fmt
         &buckets,
         None,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_one_counter_family_and_a_gauge() {
+        let stats = Arc::new(Stats::default());
+        stats.limited(Limit::Requests);
+        stats.limited(Limit::Requests);
+        stats.limited(Limit::AuthFailures);
+        let throttled = stats.user_throttled();
+        let body = render(&stats).expect("render");
+        for line in [
+            "# TYPE proxy_limited_total counter",
+            "proxy_limited_total{limit=\"requests\"} 2",
+            "proxy_limited_total{limit=\"connections\"} 0",
+            "proxy_limited_total{limit=\"bandwidth\"} 0",
+            "proxy_limited_total{limit=\"auth_failures\"} 1",
+            "proxy_users_throttled 1",
+        ] {
+            assert!(
+                body.lines().any(|l| l == line),
+                "{line:?} missing from:\n{body}"
+            );
+        }
+        drop(throttled);
+        let body = render(&stats).expect("render");
+        assert!(body.lines().any(|l| l == "proxy_users_throttled 0"));
+    }
 }

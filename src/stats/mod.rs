@@ -9,6 +9,7 @@
 //! module and the periodic summary read it through [`Stats::snapshot`].
 
 mod histogram;
+mod limited;
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use histogram::{BUCKET_BOUNDS_MICROS, DurationHistogram, HistogramSnapshot};
+pub use limited::{Limit, LimitedCounts};
 
 /// How one request (or one CONNECT tunnel) ended, as far as the access log and the counters
 /// care. One label per value, used verbatim in the access log and the metrics.
@@ -96,6 +98,8 @@ pub struct Stats {
     cache_entries: AtomicU64,
     log_lines_dropped: AtomicU64,
     panics_caught: AtomicU64,
+    limited: [AtomicU64; Limit::ALL.len()],
+    users_throttled: AtomicU64,
     request_durations: DurationHistogram,
 }
 
@@ -123,6 +127,10 @@ pub enum Connections {}
 #[derive(Debug)]
 pub enum Tunnels {}
 
+/// Users (or client addresses) with a transfer waiting for bandwidth now.
+#[derive(Debug)]
+pub enum Throttled {}
+
 impl Gauge for Connections {
     fn of(stats: &Stats) -> &AtomicU64 {
         &stats.connections_active
@@ -132,6 +140,12 @@ impl Gauge for Connections {
 impl Gauge for Tunnels {
     fn of(stats: &Stats) -> &AtomicU64 {
         &stats.tunnels_active
+    }
+}
+
+impl Gauge for Throttled {
+    fn of(stats: &Stats) -> &AtomicU64 {
+        &stats.users_throttled
     }
 }
 
@@ -224,6 +238,18 @@ impl Stats {
         set(&self.cache_entries, totals.entries);
     }
 
+    /// Something was held back by a per-user limit.
+    pub fn limited(&self, limit: Limit) {
+        add(&self.limited[limit as usize], 1);
+    }
+
+    /// Counts a user as throttled until the guard drops; the limiter takes one when the
+    /// first of a user's transfers starts waiting and drops it when the last stops.
+    pub fn user_throttled(self: &Arc<Self>) -> ActiveGuard<Throttled> {
+        add(&self.users_throttled, 1);
+        ActiveGuard::new(self)
+    }
+
     /// A log line (access or diagnostic) dropped because its queue was full.
     pub fn log_line_dropped(&self) {
         add(&self.log_lines_dropped, 1);
@@ -261,6 +287,13 @@ impl Stats {
             cache_entries: load(&self.cache_entries),
             log_lines_dropped: load(&self.log_lines_dropped),
             panics_caught: load(&self.panics_caught),
+            limited: LimitedCounts {
+                requests: load(&self.limited[Limit::Requests as usize]),
+                connections: load(&self.limited[Limit::Connections as usize]),
+                bandwidth: load(&self.limited[Limit::Bandwidth as usize]),
+                auth_failures: load(&self.limited[Limit::AuthFailures as usize]),
+            },
+            users_throttled: load(&self.users_throttled),
             request_durations: self.request_durations.snapshot(),
         }
     }
@@ -315,6 +348,8 @@ pub struct Snapshot {
     pub cache_entries: u64,
     pub log_lines_dropped: u64,
     pub panics_caught: u64,
+    pub limited: LimitedCounts,
+    pub users_throttled: u64,
     pub request_durations: HistogramSnapshot,
 }
 

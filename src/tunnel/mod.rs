@@ -3,6 +3,13 @@
 //! half-close on one side is passed to the other, and a relay silent for the idle timeout
 //! is closed.
 //!
+//! A user with a bandwidth limit brings a [`Pacer`]: each direction then moves at most
+//! the pacer's chunk at a time and waits for the user's budget between reading and
+//! writing, on the splice path as on the copy path. Splicing is kept for throttled users
+//! (the pipe is filled with at most a chunk, and the chunk is paid for before it is
+//! drained): falling back to copying would cost them CPU per byte for nothing, since
+//! the pacer only needs to know how much moved, not to see the bytes.
+//!
 //! On Linux each direction is spliced through a kernel pipe (`zero_copy`, over the
 //! system calls in `splice`), so tunnel bytes never pass through user space; where that
 //! is impossible (no pipe to be had, sockets the kernel cannot splice) and on other
@@ -21,6 +28,8 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
+
+use crate::limits::Pacer;
 
 /// Buffer per direction of the copy loop (the path where splicing is impossible). A
 /// tunnel is a bulk transfer and fewer, larger writes cost less CPU per byte (see
@@ -67,7 +76,8 @@ impl Splice for TcpStream {
 
 /// Relays until both directions are done, one fails, or the relay idles out.
 /// `client_early` / `upstream_early` are bytes already read from each side; `on_bytes`
-/// hears of every write as it happens, for live statistics.
+/// hears of every write as it happens, for live statistics; `pacer`, when the user's
+/// bandwidth is limited, paces both directions from one budget.
 pub async fn relay<C, U>(
     client: &mut C,
     client_early: Bytes,
@@ -75,6 +85,7 @@ pub async fn relay<C, U>(
     upstream_early: Bytes,
     idle: Duration,
     on_bytes: &(dyn Fn(Direction, u64) + Sync),
+    pacer: Option<&Pacer>,
 ) -> (Totals, End)
 where
     C: AsyncRead + AsyncWrite + Splice + Unpin,
@@ -84,8 +95,10 @@ where
     let last_activity = AtomicU64::new(0);
     let up = AtomicU64::new(0);
     let down = AtomicU64::new(0);
-    let meter_up = Meter::new(Direction::ToUpstream, &up, &last_activity, start, on_bytes);
-    let meter_down = Meter::new(Direction::ToClient, &down, &last_activity, start, on_bytes);
+    let meter_up =
+        Meter::new(Direction::ToUpstream, &up, &last_activity, start, on_bytes).paced(pacer);
+    let meter_down =
+        Meter::new(Direction::ToClient, &down, &last_activity, start, on_bytes).paced(pacer);
     let watch = (&last_activity, start, idle);
     let end = if let (Some(client), Some(upstream)) = (client.tcp(), upstream.tcp()) {
         let (mut client_read, mut client_write) = client.split();
@@ -167,6 +180,7 @@ struct Meter<'a> {
     last_activity: &'a AtomicU64,
     start: Instant,
     on_bytes: &'a (dyn Fn(Direction, u64) + Sync),
+    pacer: Option<&'a Pacer>,
 }
 
 impl<'a> Meter<'a> {
@@ -183,6 +197,26 @@ impl<'a> Meter<'a> {
             last_activity,
             start,
             on_bytes,
+            pacer: None,
+        }
+    }
+
+    fn paced(self, pacer: Option<&'a Pacer>) -> Meter<'a> {
+        Meter { pacer, ..self }
+    }
+
+    /// The most to read before the next write: `room`, or less under a bandwidth limit.
+    fn chunk(&self, room: usize) -> usize {
+        match self.pacer {
+            Some(pacer) => room.min(pacer.chunk()),
+            None => room,
+        }
+    }
+
+    /// Waits until `bytes` may be written (at once without a bandwidth limit).
+    async fn pace(&self, bytes: usize) {
+        if let Some(pacer) = self.pacer {
+            pacer.acquire(bytes).await;
         }
     }
 
@@ -236,9 +270,10 @@ async fn write_early<W: AsyncWrite + Unpin>(
     early: Bytes,
     meter: &Meter<'_>,
 ) -> std::io::Result<()> {
-    if !early.is_empty() {
-        to.write_all(&early).await?;
-        meter.moved(early.len());
+    for piece in early.chunks(meter.chunk(early.len()).max(1)) {
+        meter.pace(piece.len()).await;
+        to.write_all(piece).await?;
+        meter.moved(piece.len());
     }
     Ok(())
 }
@@ -267,13 +302,14 @@ async fn copy_small(
 ) -> std::io::Result<Copied> {
     // No buffer until there is something to read: an idle tunnel holds none.
     from.as_ref().readable().await?;
-    let mut buf = vec![0u8; SMALL_READ];
+    let mut buf = vec![0u8; meter.chunk(SMALL_READ)];
     loop {
         let n = from.read(&mut buf).await?;
         if n == 0 {
             to.shutdown().await?;
             return Ok(Copied::Ended);
         }
+        meter.pace(n).await;
         to.write_all(&buf[..n]).await?;
         meter.moved(n);
         if n == buf.len() {
@@ -288,13 +324,14 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; TUNNEL_CHUNK];
+    let mut buf = vec![0u8; meter.chunk(TUNNEL_CHUNK)];
     loop {
         let n = from.read(&mut buf).await?;
         if n == 0 {
             // Pass the half-close on: the other direction may still be sending.
             return to.shutdown().await;
         }
+        meter.pace(n).await;
         to.write_all(&buf[..n]).await?;
         meter.moved(n);
     }
@@ -313,54 +350,4 @@ async fn idle_expired(last_activity: &AtomicU64, start: Instant, idle: Duration)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::net::TcpListener;
-
-    async fn socket_pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let near = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (far, _) = listener.accept().await.unwrap();
-        (near, far)
-    }
-
-    /// The copy loop is what runs where splicing cannot; it must count exactly and pass
-    /// the half-close on just like the spliced path the integration tests exercise.
-    #[tokio::test]
-    async fn copy_loop_counts_and_passes_the_half_close_on() {
-        let (mut writer, mut from) = socket_pair().await;
-        let (mut to, mut reader) = socket_pair().await;
-        let (total, last_activity) = (AtomicU64::new(0), AtomicU64::new(0));
-        let heard = AtomicU64::new(0);
-        let on_bytes = |_, bytes| {
-            heard.fetch_add(bytes, Ordering::Relaxed);
-        };
-        let meter = Meter::new(
-            Direction::ToClient,
-            &total,
-            &last_activity,
-            Instant::now(),
-            &on_bytes,
-        );
-        let payload = vec![5u8; 3 * TUNNEL_CHUNK + 11];
-        let send = async {
-            writer.write_all(&payload).await?;
-            writer.shutdown().await
-        };
-        let relay = copy(&mut from, &mut to, &meter);
-        let mut received = Vec::new();
-        let (sent, relayed, read) = tokio::time::timeout(Duration::from_secs(10), async {
-            tokio::join!(send, relay, reader.read_to_end(&mut received))
-        })
-        .await
-        .unwrap();
-        sent.unwrap();
-        relayed.unwrap();
-        read.unwrap();
-        assert_eq!(received, payload);
-        assert_eq!(total.load(Ordering::Relaxed), payload.len() as u64);
-        assert_eq!(heard.load(Ordering::Relaxed), payload.len() as u64);
-    }
-}
+mod tests;

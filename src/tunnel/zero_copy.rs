@@ -50,8 +50,10 @@ pub(super) async fn pump(
     };
     let (source, sink) = (from.as_ref(), to.as_ref());
     let mut moved_any = false;
+    // Under a bandwidth limit the pipe takes at most a chunk, paid for before it drains.
+    let most = meter.chunk(pipe.capacity());
     loop {
-        let filled = match fill(source, &pipe).await {
+        let filled = match fill(source, &pipe, most).await {
             Ok(0) => break,
             Ok(filled) => filled,
             Err(error) if !moved_any && unsupported(&error) => {
@@ -61,6 +63,7 @@ pub(super) async fn pump(
             Err(error) => return Err(error),
         };
         moved_any = true;
+        meter.pace(filled).await;
         drain(sink, &pipe, filled, meter).await?;
     }
     // Pass the half-close on: the other direction may still be sending.
@@ -68,14 +71,12 @@ pub(super) async fn pump(
     Ok(Finish::Done)
 }
 
-/// Waits until `source` has bytes (or EOF) and moves as many as the empty pipe holds.
-/// `Ok(0)` is end of input.
-async fn fill(source: &TcpStream, pipe: &Pipe) -> io::Result<usize> {
+/// Waits until `source` has bytes (or EOF) and moves up to `most` of them into the
+/// empty pipe. `Ok(0)` is end of input.
+async fn fill(source: &TcpStream, pipe: &Pipe, most: usize) -> io::Result<usize> {
     loop {
         source.readable().await?;
-        match source.try_io(Interest::READABLE, || {
-            pipe.fill_from(source, pipe.capacity())
-        }) {
+        match source.try_io(Interest::READABLE, || pipe.fill_from(source, most)) {
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
             result => return result,
         }

@@ -32,3 +32,4 @@ mod properties;
 mod smuggling;
 mod statistics;
 mod tunnel;
+mod user_limits;

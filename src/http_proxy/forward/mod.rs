@@ -21,16 +21,18 @@ use crate::http::rewrite::{self, ClientFraming};
 use crate::http::{
     BodyLength, Headers, Reader, RequestHead, RequestTarget, ResponseHead, Version, framing,
 };
+use crate::limits::{Paced, Pacer};
 use crate::logging::CacheResult;
 use crate::target::Target;
 use crate::upstream::{Link, Reuse};
 use cached::Decision;
 
-/// The upstream side of a forwarded request: the connection's read state and how it was
-/// made.
+/// The upstream side of a forwarded request: the connection's read state, how it was
+/// made, and the user's bandwidth that bodies both ways move under (when limited).
 struct Origin {
     reader: Reader<TcpStream>,
     link: Link,
+    pacer: Option<Pacer>,
 }
 
 pub async fn forward(
@@ -39,6 +41,7 @@ pub async fn forward(
     head: &RequestHead,
     target: &Target<'_>,
     exchange: &mut Exchange,
+    pacer: Option<&Pacer>,
 ) -> Result<Next, ProxyError> {
     let length = framing::request_body(head.version, &head.headers)?;
     let plan = match cached::decide(ctx.cache.as_ref(), head, length, &ctx.stats).await {
@@ -55,7 +58,7 @@ pub async fn forward(
         None => Cow::Borrowed(head),
     };
     let request_time = SystemTime::now();
-    let (response, origin) = fetch(ctx, client, &sent, target, length, exchange).await?;
+    let (response, origin) = fetch(ctx, client, &sent, target, length, exchange, pacer).await?;
     let timing = Timing {
         request_time,
         response_time: SystemTime::now(),
@@ -77,8 +80,16 @@ pub async fn forward(
             // The 304 describes some other response than the stored one (RFC 9111 §4.3.4):
             // ask again without validators and pass the answer on.
             exchange.cache = CacheResult::Miss;
-            let (response, origin) =
-                fetch(ctx, client, head, target, BodyLength::Empty, exchange).await?;
+            let (response, origin) = fetch(
+                ctx,
+                client,
+                head,
+                target,
+                BodyLength::Empty,
+                exchange,
+                pacer,
+            )
+            .await?;
             return respond(ctx, client, head, &response, origin, exchange, None).await;
         }
     };
@@ -93,11 +104,12 @@ async fn fetch(
     target: &Target<'_>,
     length: BodyLength,
     exchange: &mut Exchange,
+    pacer: Option<&Pacer>,
 ) -> Result<(ResponseHead, Origin), ProxyError> {
     if !matches!(head.target, RequestTarget::Absolute { .. }) {
         return Err(ProxyError::BadRequest("not an absolute-form request"));
     }
-    let mut origin = acquire(ctx, target, client.get_ref(), Reuse::Pooled).await?;
+    let mut origin = acquire(ctx, target, client.get_ref(), Reuse::Pooled, pacer).await?;
     exchange.connected(&origin.link);
     let response = match exchange_head(ctx, client, head, length, &mut origin, exchange).await {
         // A pooled connection the origin closed just before we used it: RFC 9112 §9.3.1
@@ -107,7 +119,7 @@ async fn fetch(
                 && origin.reader.buffered().is_empty()
                 && retryable(head, length) =>
         {
-            origin = acquire(ctx, target, client.get_ref(), Reuse::Fresh).await?;
+            origin = acquire(ctx, target, client.get_ref(), Reuse::Fresh, pacer).await?;
             exchange.connected(&origin.link);
             exchange_head(ctx, client, head, length, &mut origin, exchange).await?
         }
@@ -126,11 +138,13 @@ async fn acquire(
     target: &Target<'_>,
     client: &ClientStream,
     reuse: Reuse,
+    pacer: Option<&Pacer>,
 ) -> Result<Origin, ProxyError> {
     let upstream = ctx.dialer.dial(target, client, reuse).await?;
     Ok(Origin {
         reader: Reader::new(upstream.stream, Side::Upstream),
         link: upstream.link,
+        pacer: pacer.cloned(),
     })
 }
 
@@ -160,9 +174,10 @@ async fn exchange_head(
         dst_side: Side::Upstream,
         dechunk: false,
     };
+    let mut to_origin = Paced::new(origin.reader.get_mut(), origin.pacer.clone());
     let sent = body::relay_body_with(
         client,
-        origin.reader.get_mut(),
+        &mut to_origin,
         length,
         relay,
         request,
@@ -251,9 +266,11 @@ async fn respond(
             filler.push(chunk);
         }
     };
+    let pacer = origin.pacer.take();
+    let mut to_client = Paced::new(client.get_mut(), pacer);
     let written = body::relay_body_with(
         &mut origin.reader,
-        client.get_mut(),
+        &mut to_client,
         length,
         relay,
         out,
@@ -351,6 +368,7 @@ async fn upgrade(
         early_client,
         &mut stream,
         early_origin,
+        origin.pacer.as_ref(),
         exchange,
     )
     .await;
