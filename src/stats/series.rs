@@ -94,7 +94,11 @@ impl Series {
 }
 
 fn point_between(before: &Snapshot, after: &Snapshot, seconds: f64, unix_ms: u64) -> Point {
-    let rate = |then: u64, now: u64| now.saturating_sub(then) as f64 / seconds;
+    // Three decimals are plenty for a chart and keep the JSON short.
+    let rate = |then: u64, now: u64| {
+        let per_second = now.saturating_sub(then) as f64 / seconds;
+        (per_second * 1000.0).round() / 1000.0
+    };
     let requests = rates(&before.requests, &after.requests, rate);
     let durations = difference(&before.request_durations, &after.request_durations);
     Point {
