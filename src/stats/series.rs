@@ -169,7 +169,11 @@ mod tests {
         let mut series = Series::with_capacity(4);
         let start = Instant::now();
         series.sample(stats.snapshot(), start, 1_000);
-        assert_eq!(series.points().count(), 0, "the first reading is a baseline");
+        assert_eq!(
+            series.points().count(),
+            0,
+            "the first reading is a baseline"
+        );
         for _ in 0..10 {
             stats.request_finished(Outcome::Allowed, Duration::from_millis(3));
         }
@@ -185,7 +189,10 @@ mod tests {
         assert_eq!(point.unix_ms, 6_000);
         assert_eq!((point.requests.allowed, point.requests.blocked), (2.0, 0.2));
         assert_eq!(point.requests.tunnel, 0.0);
-        assert_eq!((point.bytes_to_clients, point.bytes_from_clients), (1000.0, 200.0));
+        assert_eq!(
+            (point.bytes_to_clients, point.bytes_from_clients),
+            (1000.0, 200.0)
+        );
         assert_eq!((point.connections, point.tunnels), (1, 1));
         // 11 requests: 1 under 1 ms, 10 in (1 ms, 5 ms]. The median is the 5.5th: 4.5/10 of
         // the way through the second bucket; the 99th percentile sits near its top.
@@ -195,7 +202,10 @@ mod tests {
         // A quiet interval: zero rates, no latency, gauges as they stand.
         series.sample(stats.snapshot(), start + Duration::from_secs(10), 11_000);
         let quiet = series.points().last().cloned();
-        assert_eq!(quiet.as_ref().map(|p| (p.requests.allowed, p.p50_ms)), Some((0.0, None)));
+        assert_eq!(
+            quiet.as_ref().map(|p| (p.requests.allowed, p.p50_ms)),
+            Some((0.0, None))
+        );
         assert_eq!(quiet.map(|p| p.connections), Some(1));
     }
 
@@ -217,8 +227,14 @@ mod tests {
     fn quantiles_of_slow_and_empty_intervals() {
         assert_eq!(quantile_ms(&[(1000, 0), (u64::MAX, 0)], 0.5), None);
         // Everything past the last bound: reported as that bound.
-        assert_eq!(quantile_ms(&[(1000, 0), (60_000_000, 0), (u64::MAX, 4)], 0.5), Some(60_000.0));
+        assert_eq!(
+            quantile_ms(&[(1000, 0), (60_000_000, 0), (u64::MAX, 4)], 0.5),
+            Some(60_000.0)
+        );
         // Everything in the first bucket: interpolated from zero.
-        assert_eq!(quantile_ms(&[(1000, 4), (5000, 4), (u64::MAX, 4)], 0.5), Some(0.5));
+        assert_eq!(
+            quantile_ms(&[(1000, 4), (5000, 4), (u64::MAX, 4)], 0.5),
+            Some(0.5)
+        );
     }
 }

@@ -242,12 +242,18 @@ mod tests {
         sketch.add("b", 3, Detail::None);
         sketch.add("a", 5, Detail::None);
         assert_eq!(sketch.get("a").map(|c| (c.count, c.error)), Some((15, 0)));
-        assert_eq!(sketch.get("a").map(|c| &c.detail), Some(&Detail::Label("first")));
+        assert_eq!(
+            sketch.get("a").map(|c| &c.detail),
+            Some(&Detail::Label("first"))
+        );
         // "c" takes "b"'s counter: 3 + 4, of which 3 may not be c's.
         sketch.add("c", 4, Detail::Status(502));
         assert!(sketch.get("b").is_none());
         let c = sketch.get("c").cloned();
-        assert_eq!(c.map(|c| (c.count, c.error, c.detail)), Some((7, 3, Detail::Status(502))));
+        assert_eq!(
+            c.map(|c| (c.count, c.error, c.detail)),
+            Some((7, 3, Detail::Status(502)))
+        );
         assert_eq!(sketch.len(), 2);
     }
 

@@ -70,7 +70,8 @@ impl Tally {
         }
         self.clients.add(&seen.client, 1, Detail::None);
         if seen.bytes > 0 {
-            self.client_bytes.add(&seen.client, seen.bytes, Detail::None);
+            self.client_bytes
+                .add(&seen.client, seen.bytes, Detail::None);
         }
     }
 

@@ -39,11 +39,19 @@ fn lists_rank_destinations_users_and_clients_by_requests_and_bytes() {
     assert_eq!((all.requests, all.bytes), (10, 600 + 15_000 + 10));
     assert_eq!(
         names(&all.destinations_by_requests),
-        [("a.example:80", 6), ("b.example:443", 3), ("c.example:80", 1)]
+        [
+            ("a.example:80", 6),
+            ("b.example:443", 3),
+            ("c.example:80", 1)
+        ]
     );
     assert_eq!(
         names(&all.destinations_by_bytes),
-        [("b.example:443", 15_000), ("a.example:80", 600), ("c.example:80", 10)]
+        [
+            ("b.example:443", 15_000),
+            ("a.example:80", 600),
+            ("c.example:80", 10)
+        ]
     );
     assert_eq!(names(&all.users_by_requests), [("alice", 3)]);
     assert_eq!(names(&all.users_by_bytes), [("alice", 15_000)]);
@@ -70,7 +78,11 @@ fn blocked_keep_their_reason_and_failing_origins_their_status() {
     top.record(&seen("bad.example:80", Outcome::Malformed, 501, 0));
     let all = top.report(7).since_start;
     assert_eq!(names(&all.blocked), [("ads.example:80", 2)]);
-    assert_eq!(all.blocked[0].detail.as_deref(), Some("no-ads"), "latest wins");
+    assert_eq!(
+        all.blocked[0].detail.as_deref(),
+        Some("no-ads"),
+        "latest wins"
+    );
     assert_eq!(
         names(&all.failing),
         [("down.example:80", 2), ("buggy.example:80", 1)]
@@ -87,9 +99,15 @@ fn the_recent_window_forgets_minutes_older_than_fifteen() {
     top.record(&seen("new.example:80", Outcome::Allowed, 200, 1));
     top.flush(110);
     let report = top.report(100 + WINDOW_MINUTES - 1);
-    assert_eq!(report.recent.requests, 2, "minute 100 is still in the window");
+    assert_eq!(
+        report.recent.requests, 2,
+        "minute 100 is still in the window"
+    );
     let report = top.report(100 + WINDOW_MINUTES);
-    assert_eq!(names(&report.recent.destinations_by_requests), [("new.example:80", 1)]);
+    assert_eq!(
+        names(&report.recent.destinations_by_requests),
+        [("new.example:80", 1)]
+    );
     assert_eq!(report.since_start.requests, 2);
     // Minutes keep their place however many flushes each gets.
     for minute in 200..240 {
@@ -98,7 +116,10 @@ fn the_recent_window_forgets_minutes_older_than_fifteen() {
         top.flush(minute);
     }
     let report = top.report(239);
-    assert_eq!(names(&report.recent.destinations_by_requests), [("late.example:80", 15)]);
+    assert_eq!(
+        names(&report.recent.destinations_by_requests),
+        [("late.example:80", 15)]
+    );
     assert_eq!(report.since_start.requests, 42);
 }
 
@@ -120,10 +141,21 @@ fn thousands_of_destinations_stay_within_the_capacities() {
     let list = &report.since_start.destinations_by_requests;
     assert_eq!(list.len(), LIST_LENGTH);
     assert_eq!(list[0].name, "heavy.example:80");
-    assert!(list[0].value >= 500 && list[0].value - list[0].error <= 500, "{:?}", list[0]);
+    assert!(
+        list[0].value >= 500 && list[0].value - list[0].error <= 500,
+        "{:?}",
+        list[0]
+    );
     assert_eq!(report.since_start.requests, 5500);
     let history = lock(&top.history);
-    assert!(history.since_start.lists(usize::MAX).destinations_by_requests.len() <= SPAN_CAPACITY);
+    assert!(
+        history
+            .since_start
+            .lists(usize::MAX)
+            .destinations_by_requests
+            .len()
+            <= SPAN_CAPACITY
+    );
     for (_, minute) in history.minutes.iter() {
         assert!(minute.lists(usize::MAX).destinations_by_requests.len() <= MINUTE_CAPACITY);
     }
@@ -150,6 +182,12 @@ fn threads_record_into_their_own_shards_and_nothing_is_lost() {
         assert!(worker.join().is_ok());
     }
     let all = top.report(1).since_start;
-    assert_eq!(names(&all.destinations_by_requests), [("shared.example:443", 4000)]);
-    assert_eq!(names(&all.destinations_by_bytes), [("shared.example:443", 8000)]);
+    assert_eq!(
+        names(&all.destinations_by_requests),
+        [("shared.example:443", 4000)]
+    );
+    assert_eq!(
+        names(&all.destinations_by_bytes),
+        [("shared.example:443", 8000)]
+    );
 }
