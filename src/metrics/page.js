@@ -7,12 +7,11 @@ const REFRESH_MS = 5000;
 const LISTS = [
   { key: "destinations_by_requests", title: "Destinations by requests", total: "requests", format: count },
   { key: "destinations_by_bytes", title: "Destinations by bytes", total: "bytes", format: bytes },
-  { key: "users_by_requests", fallback: "clients_by_requests", title: "Users by requests", total: "requests", format: count },
-  { key: "users_by_bytes", fallback: "clients_by_bytes", title: "Users by bytes", total: "bytes", format: bytes },
+  { key: "users_by_requests", fallback: "clients_by_requests", title: "Users by requests", total: "requests", format: count, others: "others, or no user" },
+  { key: "users_by_bytes", fallback: "clients_by_bytes", title: "Users by bytes", total: "bytes", format: bytes, others: "others, or no user" },
   { key: "blocked", title: "Blocked destinations", detail: "rule or reason", format: count },
   { key: "failing", title: "Failing origins (5xx, 502, 504)", detail: "last status", format: count },
 ];
-let previous = null;
 let lastTop = null;
 let lastSeries = null;
 let span = "recent";
@@ -30,14 +29,9 @@ function fill(id, rows) {
   }
 }
 
-function renderTotals(s, now) {
+function renderTotals(s) {
   const r = s.requests;
   const total = r.allowed + r.blocked + r.auth_failed + r.malformed + r.upstream_error + r.tunnel;
-  if (previous && now > previous.time) {
-    const rate = (total - previous.total) / ((now - previous.time) / 1000);
-    document.getElementById("rps").textContent = rate.toFixed(1);
-  }
-  previous = { total: total, time: now };
   const refused = r.blocked + r.auth_failed;
   const decided = r.allowed + r.tunnel + refused;
   const allowedShare = decided === 0 ? 1 : (r.allowed + r.tunnel) / decided;
@@ -69,6 +63,11 @@ function renderTotals(s, now) {
 
 function renderCharts(series) {
   const points = series.points;
+  const latest = points[points.length - 1];
+  if (latest) {
+    const rate = Object.values(latest.requests).reduce((sum, v) => sum + v, 0);
+    document.getElementById("rps").textContent = count(rate);
+  }
   const times = points.map(p => p.unix_ms);
   const spanMs = series.span_seconds * 1000;
   const now = series.now_unix_ms;
@@ -143,7 +142,7 @@ function renderList(list, lists) {
     if (others > 0) {
       const row = table.insertRow();
       row.className = "others";
-      cell(row, "name", "all others");
+      cell(row, "name", (!useFallback && list.others) || "all others");
       cell(row, "n", list.format(others));
       cell(row, "share", "");
     }
@@ -176,7 +175,7 @@ async function refresh() {
       fetch("/stats/series", options).then(json),
       fetch("/stats/top", options).then(json),
     ]);
-    renderTotals(stats, Date.now());
+    renderTotals(stats);
     lastSeries = series;
     renderCharts(series);
     lastTop = top;

@@ -178,11 +178,6 @@ impl<K: Hash + Eq + Clone> SpaceSaving<K> {
     pub fn len(&self) -> usize {
         self.counters.len()
     }
-
-    #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
-        self.counters.is_empty()
-    }
 }
 
 #[cfg(test)]

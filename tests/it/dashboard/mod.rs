@@ -34,17 +34,8 @@ pub struct Traffic {
 /// answers, so it leads by bytes), the blocked one and the failing one.
 pub async fn known_traffic() -> Traffic {
     let files = Scratch::new("dashboard");
-    let users = files.write("users", "alice:alicepw\nbob:bobpw\n");
-    let blacklist = files.write("blacklist", "blocked.example\n");
-    let proxy = Running::start(&[
-        "--auth-file",
-        text(&users),
-        "--blacklist",
-        text(&blacklist),
-        "--metrics-addr",
-        "127.0.0.1:0",
-    ])
-    .await;
+    let users = "alice:alicepw\nbob:bobpw\n";
+    let proxy = Running::guarded(&files, users, "blocked.example\n").await;
     let metrics = proxy.metrics.expect("metrics address in the log");
     let large = "x".repeat(4000);
     let origins = vec![
