@@ -24,11 +24,18 @@ function roundUp(value) {
   return 10 * power;
 }
 
+// The same in binary units, for byte rates: 1, 2 or 5 times a power of 1024 times a power of ten.
+function roundUpBytes(value) {
+  let scale = 1;
+  while (value / scale >= 1024) scale *= 1024;
+  return roundUp(value / scale) * scale;
+}
+
 function bytes(n) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0;
   while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
-  return (i === 0 ? Math.round(n) : n.toFixed(1)) + " " + units[i];
+  return (i === 0 ? Math.round(n) : parseFloat(n.toFixed(1))) + " " + units[i];
 }
 
 function count(n) {
@@ -38,8 +45,9 @@ function count(n) {
 }
 
 // Draws `lines` ([{ name, color, values }]) over `times` (Unix ms), the window being the
-// `spanMs` before `nowMs`; `format` labels values. Fills `legend` with each line's latest.
-function drawChart(svg, legend, times, lines, spanMs, nowMs, format) {
+// `spanMs` before `nowMs`; `format` labels values, `round` picks the axis maximum. Fills
+// `legend` with each line's latest value.
+function drawChart(svg, legend, times, lines, spanMs, nowMs, format, round) {
   const width = Math.max(200, Math.round(svg.getBoundingClientRect().width) || 600);
   svg.setAttribute("viewBox", "0 0 " + width + " " + CHART_HEIGHT);
   svg.textContent = "";
@@ -49,7 +57,7 @@ function drawChart(svg, legend, times, lines, spanMs, nowMs, format) {
   for (const line of lines) {
     for (const value of line.values) if (value !== null && value > highest) highest = value;
   }
-  const top = roundUp(highest);
+  const top = (round || roundUp)(highest);
   const x = t => PAD.left + plotWidth * (1 - (nowMs - t) / spanMs);
   const y = v => PAD.top + plotHeight * (1 - v / top);
   for (const fraction of [0, 0.5, 1]) {

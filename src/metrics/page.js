@@ -71,8 +71,8 @@ function renderCharts(series) {
   const times = points.map(p => p.unix_ms);
   const spanMs = series.span_seconds * 1000;
   const now = series.now_unix_ms;
-  const draw = (id, lines, format) => drawChart(document.getElementById("chart-" + id),
-    document.getElementById("legend-" + id), times, lines, spanMs, now, format);
+  const draw = (id, lines, format, round) => drawChart(document.getElementById("chart-" + id),
+    document.getElementById("legend-" + id), times, lines, spanMs, now, format, round);
   const q = p => p.requests;
   draw("requests", [
     { name: "allowed", color: "#393", values: points.map(p => q(p).allowed + q(p).tunnel) },
@@ -83,7 +83,7 @@ function renderCharts(series) {
   draw("bytes", [
     { name: "to clients", color: "#36c", values: points.map(p => p.bytes_to_clients) },
     { name: "from clients", color: "#c63", values: points.map(p => p.bytes_from_clients) },
-  ], v => bytes(v) + "/s");
+  ], v => bytes(v) + "/s", roundUpBytes);
   draw("open", [
     { name: "connections", color: "#345", values: points.map(p => p.connections) },
     { name: "tunnels", color: "#3a9", values: points.map(p => p.tunnels) },
