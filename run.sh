@@ -28,7 +28,8 @@ start)
         --cache --log-dir logs "$@"
     ;;
 test)
-    need_packages curl ca-certificates
+    # chromium: the dashboard test (tests/it/dashboard/browser.rs) renders the page in it.
+    need_packages curl ca-certificates chromium
     cargo fmt --check
     cargo clippy --all-targets -- -D warnings
     cargo test

@@ -21,7 +21,8 @@ use crate::config::Config;
 use crate::files::FileErrors;
 use crate::limits::{Limiter, Pacer};
 use crate::logging::{AccessLog, AccessRecord, CacheResult};
-use crate::stats::{Outcome, Stats};
+use crate::stats::top::Detail;
+use crate::stats::{Outcome, Seen, Stats};
 use crate::target::Target;
 use crate::tunnel::{self, Direction};
 use crate::upstream::{Dialer, Link};
@@ -93,6 +94,7 @@ impl Context {
         let duration = exchange.started.elapsed();
         let stats = &self.stats;
         stats.request_finished(exchange.outcome, duration);
+        stats.top().record(&exchange.seen());
         if !exchange.relayed {
             stats.add_bytes_from_client(exchange.bytes_from_client);
             stats.add_bytes_to_client(exchange.bytes_to_client);
@@ -217,6 +219,8 @@ pub struct Exchange {
     pub user: Option<String>,
     pub method: String,
     pub target: String,
+    /// `host:port` as the client named it, for the top lists; `None` until parsed.
+    pub destination: Option<String>,
     pub status: u16,
     pub response_started: bool,
     pub bytes_to_client: u64,
@@ -230,6 +234,8 @@ pub struct Exchange {
     pub outcome: Outcome,
     /// The error's label when the exchange failed.
     pub failure: Option<&'static str>,
+    /// The access rule that refused it, when the policy names its rules.
+    pub rule: Option<Arc<str>>,
     /// Whether a relay (tunnel or upgrade) carried it; the relay counts its bytes into
     /// the statistics as they move, so they are not added again at the end.
     pub relayed: bool,
@@ -248,7 +254,26 @@ impl Exchange {
         let mut exchange = Exchange::unparsed(client, started);
         exchange.method = method.to_string();
         exchange.target = url.unwrap_or_else(|| target.to_string());
+        exchange.destination = Some(target.to_string());
         exchange
+    }
+
+    /// What the top lists count of it.
+    fn seen(&self) -> Seen<'_> {
+        let reason = match (&self.rule, self.failure) {
+            (Some(rule), _) => Detail::Rule(Arc::clone(rule)),
+            (None, Some(label)) => Detail::Label(label),
+            (None, None) => Detail::None,
+        };
+        Seen {
+            destination: self.destination.as_deref(),
+            user: self.user.as_deref(),
+            client: self.client.ip().to_canonical(),
+            outcome: self.outcome,
+            status: self.status,
+            bytes: self.bytes_to_client.saturating_add(self.bytes_from_client),
+            reason,
+        }
     }
 
     /// Notes the upstream connection the exchange goes over.
@@ -266,6 +291,7 @@ impl Exchange {
             user: None,
             method: "-".to_string(),
             target: "-".to_string(),
+            destination: None,
             status: 0,
             response_started: false,
             bytes_to_client: 0,
@@ -277,6 +303,7 @@ impl Exchange {
             cache: CacheResult::None,
             outcome: Outcome::Allowed,
             failure: None,
+            rule: None,
             relayed: false,
         }
     }

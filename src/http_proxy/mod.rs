@@ -294,6 +294,9 @@ async fn answer_error(
     error: &ProxyError,
 ) {
     exchange.failure = Some(error.brief());
+    if let ProxyError::Forbidden(refusal) = error {
+        exchange.rule = refusal.rule.clone();
+    }
     if exchange.response_started {
         // Whatever broke, the response was under way: the client saw it as forwarded.
         if matches!(

@@ -1,10 +1,12 @@
 //! Reporting the live statistics: the metrics endpoint and the periodic summary line.
 //!
 //! Owns the `--metrics-addr` and `--stats-interval` flags, the small HTTP server behind
-//! `--metrics-addr` ([`serve`]: `/metrics` for Prometheus, `/stats` as JSON, `/` as an HTML
-//! dashboard) and the one-line summary written to the diagnostics log. It only reads
+//! `--metrics-addr` ([`serve`]: `/metrics` for Prometheus, `/stats` as JSON, `/stats/series`
+//! and `/stats/top` for the dashboard, `/` as the HTML dashboard), the sampler that feeds
+//! the dashboard's time series, and the one-line summary written to the diagnostics log. It only reads
 //! [`Stats`]; counting is the job of the code that sees the traffic.
 
+mod dashboard;
 mod prometheus;
 mod server;
 

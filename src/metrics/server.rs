@@ -1,7 +1,8 @@
-//! The metrics listener: a deliberately small HTTP/1.1 server for three read-only pages.
+//! The metrics listener: a deliberately small HTTP/1.1 server for a few read-only pages.
 //!
 //! Owns the limits on request heads (size, read timeout, connection cap), routing of
-//! `GET`/`HEAD` for `/metrics`, `/stats` and `/`, and response framing. It never reads a
+//! `GET`/`HEAD` for `/metrics`, `/stats`, `/stats/series`, `/stats/top` and `/`, response
+//! framing, and the life of the dashboard's sampler (it runs while the server does). It never reads a
 //! request body: a request announcing one is answered and the connection closed
 //! (RFC 9112 §9.6 lets a server close after any response). Heads are parsed by
 //! `crate::http` (origin-form, the proxy's own RFC 9112 rules, tighter limits); otherwise it
@@ -15,12 +16,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use super::prometheus;
+use super::{dashboard, prometheus};
 use crate::error::{ProxyError, Side};
 use crate::http::head::HeadLimits;
 use crate::http::origin::OriginRequestHead;
 use crate::http::{BodyLength, Reader, rewrite};
 use crate::stats::Stats;
+use crate::stats::series::SAMPLE_INTERVAL;
 
 /// Largest request head accepted; a browser's or Prometheus's GET is a few hundred bytes.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
@@ -43,12 +45,23 @@ const MAX_REQUESTS_PER_CONNECTION: usize = 1000;
 /// Pause after a failed `accept` (e.g. out of descriptors) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
-const PAGE: &str = include_str!("page.html");
+/// The dashboard: markup and style, then its script (charts, then the page's own logic),
+/// kept in three files so each reads in one sitting.
+const PAGE: &str = concat!(
+    include_str!("page.html"),
+    include_str!("charts.js"),
+    include_str!("page.js"),
+    "</script>\n</body>\n</html>\n"
+);
 
-/// Serves `/metrics`, `/stats` and `/` on `listener` until `shutdown` holds `true` (or its
-/// sender is dropped); then stops accepting and closes open metrics connections.
+/// Serves `/metrics`, `/stats`, `/stats/series`, `/stats/top` and `/` on `listener`, and
+/// samples the dashboard's series, until `shutdown` holds `true` (or its sender is
+/// dropped); then stops accepting and closes open metrics connections.
 pub async fn serve(listener: TcpListener, stats: Arc<Stats>, mut shutdown: watch::Receiver<bool>) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // Dropping the set at the end stops the sampler.
+    let mut sampler = JoinSet::new();
+    sampler.spawn(dashboard::sample(Arc::clone(&stats), SAMPLE_INTERVAL));
     let mut connections = JoinSet::new();
     loop {
         let permit = tokio::select! {
@@ -77,6 +90,7 @@ pub async fn serve(listener: TcpListener, stats: Arc<Stats>, mut shutdown: watch
         while connections.try_join_next().is_some() {}
     }
     connections.shutdown().await;
+    sampler.shutdown().await;
 }
 
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
@@ -192,6 +206,13 @@ impl Response {
     }
 }
 
+fn json(body: serde_json::Result<Vec<u8>>) -> Response {
+    match body {
+        Ok(json) => Response::ok("application/json", json),
+        Err(_) => Response::error(500),
+    }
+}
+
 fn respond(head: &OriginRequestHead, stats: &Arc<Stats>, keep_alive: bool) -> Vec<u8> {
     let send_body = match &head.method[..] {
         b"GET" => true,
@@ -203,10 +224,9 @@ fn respond(head: &OriginRequestHead, stats: &Arc<Stats>, keep_alive: bool) -> Ve
             Ok(text) => Response::ok(prometheus::CONTENT_TYPE, text.into_bytes()),
             Err(_) => Response::error(500),
         },
-        b"/stats" => match serde_json::to_vec(&stats.snapshot()) {
-            Ok(json) => Response::ok("application/json", json),
-            Err(_) => Response::error(500),
-        },
+        b"/stats" => json(serde_json::to_vec(&stats.snapshot())),
+        b"/stats/series" => json(dashboard::series_json(stats)),
+        b"/stats/top" => json(dashboard::top_json(stats)),
         b"/" => Response::ok("text/html; charset=utf-8", PAGE.as_bytes().to_vec()),
         _ => Response::error(404),
     };

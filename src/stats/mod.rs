@@ -7,19 +7,30 @@
 //! takes a lock. "Active" gauges are only changed through RAII guards so an early return or a
 //! panic in a connection task cannot leak a count. This module does no I/O; the `metrics`
 //! module and the periodic summary read it through [`Stats::snapshot`].
+//!
+//! For the dashboard it also keeps the recent past: a time series of the counters
+//! (`series`, filled by a sampler in `metrics`) and top lists by destination, user and
+//! client (`top`, counted per exchange in fixed-size sketches, never a map that grows with
+//! every host).
 
 mod histogram;
 mod limited;
+mod ring;
+pub mod series;
+mod sketch;
+pub mod top;
 
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 pub use histogram::{BUCKET_BOUNDS_MICROS, DurationHistogram, HistogramSnapshot};
 pub use limited::{Limit, LimitedCounts};
+pub use series::{Point, Series};
+pub use top::{Seen, TopReport, TopTallies};
 
 /// How one request (or one CONNECT tunnel) ended, as far as the access log and the counters
 /// care. One label per value, used verbatim in the access log and the metrics.
@@ -68,8 +79,6 @@ impl Outcome {
     }
 }
 
-/// The shared counters. Build one with `Arc::new(Stats::default())` and hand clones of the
-/// `Arc` to the server, the cache, the logging pipeline and the metrics endpoint.
 /// Cache counters as the cache reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheTotals {
@@ -80,6 +89,8 @@ pub struct CacheTotals {
     pub entries: u64,
 }
 
+/// The shared counters. Build one with `Arc::new(Stats::default())` and hand clones of the
+/// `Arc` to the server, the cache, the logging pipeline and the metrics endpoint.
 #[derive(Debug, Default)]
 pub struct Stats {
     connections_accepted: AtomicU64,
@@ -101,6 +112,10 @@ pub struct Stats {
     limited: [AtomicU64; Limit::ALL.len()],
     users_throttled: AtomicU64,
     request_durations: DurationHistogram,
+    top: TopTallies,
+    /// Written by the sampler every few seconds, read by `/stats/series`; never touched
+    /// by the request path.
+    series: Mutex<Series>,
 }
 
 /// Keeps an "active" gauge raised while alive; lowers it exactly once when dropped. One
@@ -259,6 +274,24 @@ impl Stats {
         add(&self.panics_caught, 1);
     }
 
+    /// The top lists, for the request path to count each finished exchange in.
+    pub fn top(&self) -> &TopTallies {
+        &self.top
+    }
+
+    /// Reads the counters into the time series, as of `at` (`unix_ms` on the wall clock).
+    pub fn sample_series(&self, at: Instant, unix_ms: u64) {
+        let snapshot = self.snapshot();
+        let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+        series.sample(snapshot, at, unix_ms);
+    }
+
+    /// The time series' points, oldest first.
+    pub fn series_points(&self) -> Vec<Point> {
+        let series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
+        series.points().cloned().collect()
+    }
+
     /// Reads every counter into plain numbers.
     pub fn snapshot(&self) -> Snapshot {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
@@ -354,117 +387,4 @@ pub struct Snapshot {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn guards_raise_gauges_while_alive_and_lower_them_once() {
-        let stats = Arc::new(Stats::default());
-        let first = stats.connection_opened(2).unwrap();
-        let second = stats.connection_opened(2).unwrap();
-        assert!(
-            stats.connection_opened(2).is_none(),
-            "a third is over the cap"
-        );
-        let tunnel = stats.tunnel_opened();
-        let snapshot = stats.snapshot();
-        assert_eq!(
-            (snapshot.connections_accepted, snapshot.connections_active),
-            (2, 2)
-        );
-        assert_eq!((snapshot.tunnels_opened, snapshot.tunnels_active), (1, 1));
-        drop(first);
-        assert_eq!(stats.snapshot().connections_active, 1);
-        drop(tunnel);
-        drop(second);
-        let snapshot = stats.snapshot();
-        assert_eq!(
-            (snapshot.connections_accepted, snapshot.connections_active),
-            (2, 0)
-        );
-        assert_eq!((snapshot.tunnels_opened, snapshot.tunnels_active), (1, 0));
-    }
-
-    #[test]
-    fn guard_is_released_when_a_task_panics() {
-        let stats = Arc::new(Stats::default());
-        let guard = stats.connection_opened(1).unwrap();
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-            let _held = guard;
-            panic!("connection task failed");
-        }));
-        assert!(result.is_err());
-        assert_eq!(stats.snapshot().connections_active, 0);
-    }
-
-    #[test]
-    fn outcomes_are_counted_separately_and_tunnels_stay_out_of_the_histogram() {
-        let stats = Stats::default();
-        let mix = [
-            (Outcome::Allowed, 5),
-            (Outcome::Blocked, 3),
-            (Outcome::AuthFailed, 2),
-            (Outcome::Malformed, 1),
-            (Outcome::UpstreamError, 4),
-            (Outcome::Tunnel, 6),
-        ];
-        for (outcome, times) in mix {
-            for _ in 0..times {
-                stats.request_finished(outcome, Duration::from_millis(2));
-            }
-        }
-        let snapshot = stats.snapshot();
-        for (outcome, times) in mix {
-            assert_eq!(snapshot.requests.get(outcome), times, "{}", outcome.label());
-        }
-        assert_eq!(snapshot.requests.total(), 21);
-        assert_eq!(snapshot.request_durations.count, 15);
-    }
-
-    #[test]
-    fn byte_and_cache_counters_accumulate() {
-        let stats = Stats::default();
-        stats.add_bytes_from_client(10);
-        stats.add_bytes_from_client(5);
-        stats.add_bytes_to_client(7);
-        stats.add_bytes_to_origin(3);
-        stats.add_bytes_from_origin(100);
-        let totals = CacheTotals {
-            hits: 1,
-            misses: 2,
-            evictions: 1,
-            bytes_held: 2048,
-            entries: 1,
-        };
-        stats.set_cache(totals);
-        stats.log_line_dropped();
-        stats.panic_caught();
-        let s = stats.snapshot();
-        assert_eq!(
-            (
-                s.bytes_from_client,
-                s.bytes_to_client,
-                s.bytes_to_origin,
-                s.bytes_from_origin
-            ),
-            (15, 7, 3, 100)
-        );
-        assert_eq!((s.cache_hits, s.cache_misses, s.cache_evictions), (1, 2, 1));
-        assert_eq!((s.cache_bytes_held, s.cache_entries), (2048, 1));
-        assert_eq!((s.log_lines_dropped, s.panics_caught), (1, 1));
-    }
-
-    #[test]
-    fn labels_are_distinct_and_snake_case() {
-        let labels: Vec<&str> = Outcome::ALL.iter().map(|o| o.label()).collect();
-        let mut unique = labels.clone();
-        unique.sort_unstable();
-        unique.dedup();
-        assert_eq!(unique.len(), labels.len());
-        assert!(
-            labels
-                .iter()
-                .all(|l| l.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
-        );
-    }
-}
+mod tests;

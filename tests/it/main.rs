@@ -21,6 +21,7 @@ mod cache_store;
 mod cache_validation;
 mod cli;
 mod connect;
+mod dashboard;
 mod docs_flags;
 mod errors;
 mod faults;

@@ -10,17 +10,7 @@ use tokio::net::TcpStream;
 #[tokio::test]
 async fn statistics_after_a_known_mix_of_traffic_match_exactly() {
     let files = Scratch::new("observe-mix");
-    let users = files.write("users", "user:secretpw\n");
-    let blacklist = files.write("blacklist", "blocked.example\n");
-    let mut proxy = Running::start(&[
-        "--auth-file",
-        text(&users),
-        "--blacklist",
-        text(&blacklist),
-        "--metrics-addr",
-        "127.0.0.1:0",
-    ])
-    .await;
+    let mut proxy = Running::guarded(&files, "user:secretpw\n", "blocked.example\n").await;
     let addr = proxy.addr();
     let member = login(("user", "secretpw"));
     let origin = Origin::fixed("mixed").await;

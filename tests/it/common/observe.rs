@@ -34,6 +34,22 @@ impl Running {
         Running { proxy, metrics }
     }
 
+    /// Starts the binary with metrics on, a users file holding `users` and a blacklist
+    /// holding `blacklist`, both written in `files`.
+    pub async fn guarded(files: &Scratch, users: &str, blacklist: &str) -> Running {
+        let users = files.write("users", users);
+        let blacklist = files.write("blacklist", blacklist);
+        Running::start(&[
+            "--auth-file",
+            text(&users),
+            "--blacklist",
+            text(&blacklist),
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .await
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.proxy.addr
     }
