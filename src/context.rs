@@ -15,10 +15,12 @@ use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
 use crate::access::AccessControl;
+use crate::acl::AddressCheck;
 use crate::cache::Cache;
 use crate::client::ClientStream;
 use crate::config::Config;
 use crate::files::FileErrors;
+use crate::limits::LimitSettings;
 use crate::logging::{AccessLog, AccessRecord, CacheResult};
 use crate::stats::{Outcome, Stats};
 use crate::target::Target;
@@ -216,6 +218,12 @@ pub struct Exchange {
     pub outcome: Outcome,
     /// The error's label when the exchange failed.
     pub failure: Option<&'static str>,
+    /// The policy rule that decided (allowed or refused) the exchange, as logs name it.
+    pub rule: Option<Arc<str>>,
+    /// The allowing rule's own limits (everyone's are in the access snapshot).
+    pub limits: Option<Arc<LimitSettings>>,
+    /// What admission left to the destination's addresses; the dialer settles it.
+    pub addresses: Option<AddressCheck>,
     /// Whether a relay (tunnel or upgrade) carried it; the relay counts its bytes into
     /// the statistics as they move, so they are not added again at the end.
     pub relayed: bool,
@@ -241,6 +249,10 @@ impl Exchange {
     pub fn connected(&mut self, link: &Link) {
         self.upstream = Some(link.peer);
         self.hierarchy = link.route.squid_code();
+        if let Some(settled) = &link.settled {
+            self.rule.clone_from(&settled.rule);
+            self.limits.clone_from(&settled.limits);
+        }
     }
 
     /// A request whose head could not be read: no method or target to show.
@@ -263,6 +275,9 @@ impl Exchange {
             cache: CacheResult::None,
             outcome: Outcome::Allowed,
             failure: None,
+            rule: None,
+            limits: None,
+            addresses: None,
             relayed: false,
         }
     }

@@ -35,6 +35,7 @@ mod client;
 pub mod config;
 mod context;
 pub mod error;
+pub mod explain;
 pub mod files;
 pub mod http;
 mod http_proxy;

@@ -1,15 +1,20 @@
 //! The admission decision: may this client, with these credentials, reach this target
 //! this way? One function for every front end — HTTP today, SOCKS5 and TLS listeners
 //! next — from what the client said to [`Decision`]. The checks that need no DNS run
-//! here, in a fixed order: client address, credentials, target host, CONNECT port. The
-//! addresses a name resolves to are checked by the dialer right before it connects.
+//! here, in a fixed order: client address, credentials, target host, CONNECT port (the
+//! safe defaults and the blacklist), then the policy's ordered rules. The addresses a
+//! name resolves to are checked by the dialer right before it connects, and so is the
+//! rest of a rule evaluation that needs them (the decision's [`AddressCheck`]).
 //! Pure apart from password verification (bcrypt runs on the blocking pool): no sockets,
 //! no protocol.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use super::Snapshot;
+use crate::acl::{AddressCheck, Evaluation, Facts, Verdict, normalise, refusal};
 use crate::error::{AuthFailure, Refusal};
+use crate::limits::LimitSettings;
 use crate::target::Target;
 
 /// What a client presented to prove who it is.
@@ -35,15 +40,30 @@ pub struct Admission<'a> {
 }
 
 /// The answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    /// Go ahead; `user` is the authenticated user when authentication is on.
-    Allow { user: Option<String> },
+    /// Go ahead. `user` is the authenticated user (`None` without a login); `rule` the
+    /// policy rule that allowed it and `limits` that rule's own limits (everyone's are in
+    /// the snapshot). With `addresses`, a rule further down depends on the addresses the
+    /// name resolves to: the dialer settles it before connecting and may still refuse,
+    /// and then `rule` and `limits` are `None` until it has (the settled verdict comes
+    /// back with the connection).
+    Allow {
+        user: Option<String>,
+        rule: Option<Arc<str>>,
+        limits: Option<Arc<LimitSettings>>,
+        addresses: Option<AddressCheck>,
+    },
     /// Refused by the policy, with the reason and the rule.
     Deny(Refusal),
     /// Credentials are missing, malformed or wrong.
     AuthRequired(AuthFailure),
 }
+
+/// The label for a request without credentials that a rule naming users could allow.
+pub const AUTH_MISSING: AuthFailure = AuthFailure {
+    brief: "auth-missing",
+};
 
 impl Snapshot {
     /// Decides on one request with this version of the rules.
@@ -52,18 +72,9 @@ impl Snapshot {
         if let Err(denial) = policy.check_client(request.client) {
             return Decision::Deny(denial.into());
         }
-        let user = match &self.authenticator {
-            None => None,
-            Some(authenticator) => {
-                let field = match request.credentials {
-                    ClientCredentials::None => None,
-                    ClientCredentials::ProxyAuthorization(field) => Some(field),
-                };
-                match authenticator.authenticate(field).await {
-                    Ok(user) => Some(user),
-                    Err(error) => return Decision::AuthRequired(error.into()),
-                }
-            }
+        let user = match self.authenticate(request.credentials).await {
+            Ok(user) => user,
+            Err(failure) => return Decision::AuthRequired(failure),
         };
         if let Err(denial) = policy.check_host(request.target.host) {
             return Decision::Deny(denial.into());
@@ -73,7 +84,60 @@ impl Snapshot {
         {
             return Decision::Deny(denial.into());
         }
-        Decision::Allow { user }
+        let host = normalise(request.target.host);
+        let facts = Facts {
+            user: user.as_deref(),
+            client: crate::acl::canonical_ip(request.client),
+            host: &host,
+            port: request.target.port,
+            method: request.method,
+            now: self.rules.uses_hours().then(|| self.clock.now()),
+        };
+        match self.rules.evaluate(&facts) {
+            Evaluation::Decided(verdict) => decision(user, verdict),
+            Evaluation::Pending(check) => Decision::Allow {
+                user,
+                rule: None,
+                limits: None,
+                addresses: Some(check),
+            },
+        }
+    }
+
+    /// The user the credentials prove. Without a users file nobody is asked. With one,
+    /// every request must log in — unless some rule names `users`: then a request
+    /// without credentials meets the rules anonymously, and is asked to log in only when
+    /// no rule allows it but one naming users could. Wrong credentials are refused either way.
+    async fn authenticate(
+        &self,
+        credentials: ClientCredentials<'_>,
+    ) -> Result<Option<String>, AuthFailure> {
+        let Some(authenticator) = &self.authenticator else {
+            return Ok(None);
+        };
+        let field = match credentials {
+            ClientCredentials::None if self.rules.names_users() => return Ok(None),
+            ClientCredentials::None => None,
+            ClientCredentials::ProxyAuthorization(field) => Some(field),
+        };
+        match authenticator.authenticate(field).await {
+            Ok(user) => Ok(Some(user)),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+/// The decision a settled rule verdict makes.
+pub fn decision(user: Option<String>, verdict: Verdict) -> Decision {
+    match verdict {
+        Verdict::Allow { rule, limits } => Decision::Allow {
+            user,
+            rule,
+            limits,
+            addresses: None,
+        },
+        Verdict::Deny { rule } => Decision::Deny(refusal(rule)),
+        Verdict::AuthRequired { .. } => Decision::AuthRequired(AUTH_MISSING),
     }
 }
 
@@ -96,6 +160,9 @@ mod tests {
             policy: Arc::new(policy),
             authenticator: users
                 .map(|text| Arc::new(Authenticator::new(parse_users(text, "users.txt").unwrap()))),
+            rules: Arc::default(),
+            limits: Arc::default(),
+            clock: Arc::new(crate::acl::SystemClock),
         }
     }
 
@@ -197,11 +264,9 @@ mod tests {
                 Kind::Connect,
             ))
             .await;
-        assert_eq!(
-            allowed,
-            Decision::Allow {
-                user: Some("alice".into())
-            }
+        assert!(
+            matches!(&allowed, Decision::Allow { user: Some(u), .. } if u == "alice"),
+            "{allowed:?}"
         );
         let wrong = basic("alice:guess");
         let refused = access
@@ -228,7 +293,7 @@ mod tests {
                 Kind::Http,
             ))
             .await;
-        assert_eq!(decision, Decision::Allow { user: None });
+        assert!(matches!(decision, Decision::Allow { user: None, .. }));
     }
 
     #[tokio::test]

@@ -236,11 +236,22 @@ async fn admit(
         method: head.method_str(),
     };
     match access.admit(&request).await {
-        Decision::Allow { user } => {
+        Decision::Allow {
+            user,
+            rule,
+            limits,
+            addresses,
+        } => {
             exchange.user = user;
+            exchange.rule = rule;
+            exchange.limits = limits;
+            exchange.addresses = addresses;
             Ok(())
         }
-        Decision::Deny(refusal) => Err(ProxyError::Forbidden(refusal)),
+        Decision::Deny(refusal) => {
+            exchange.rule.clone_from(&refusal.rule);
+            Err(ProxyError::Forbidden(refusal))
+        }
         Decision::AuthRequired(failure) => Err(ProxyError::ProxyAuthRequired(failure)),
     }
 }
