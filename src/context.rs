@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::files::FileErrors;
 use crate::limits::LimitSettings;
 use crate::logging::{AccessLog, AccessRecord, CacheResult};
-use crate::stats::{Outcome, Stats};
+use crate::stats::{Outcome, RuleAction, Stats};
 use crate::target::Target;
 use crate::tunnel::{self, Direction};
 use crate::upstream::{Dialer, Link};
@@ -91,6 +91,14 @@ impl Context {
         let duration = exchange.started.elapsed();
         let stats = &self.stats;
         stats.request_finished(exchange.outcome, duration);
+        if let Some(rule) = &exchange.rule {
+            let action = match exchange.outcome {
+                Outcome::Blocked => RuleAction::Deny,
+                Outcome::AuthFailed => RuleAction::AuthRequired,
+                _ => RuleAction::Allow,
+            };
+            stats.rule_decided(rule, action);
+        }
         if !exchange.relayed {
             stats.add_bytes_from_client(exchange.bytes_from_client);
             stats.add_bytes_to_client(exchange.bytes_to_client);
@@ -112,6 +120,7 @@ impl Context {
                 upstream: exchange.upstream,
                 hierarchy: exchange.hierarchy,
                 outcome: exchange.outcome,
+                rule: exchange.rule.clone(),
             });
         }
         tracing::debug!(

@@ -248,10 +248,7 @@ async fn admit(
             exchange.addresses = addresses;
             Ok(())
         }
-        Decision::Deny(refusal) => {
-            exchange.rule.clone_from(&refusal.rule);
-            Err(ProxyError::Forbidden(refusal))
-        }
+        Decision::Deny(refusal) => Err(ProxyError::Forbidden(refusal)),
         Decision::AuthRequired(failure) => Err(ProxyError::ProxyAuthRequired(failure)),
     }
 }
@@ -288,6 +285,10 @@ async fn answer_error(
         return;
     }
     exchange.outcome = outcome_of(error);
+    if let ProxyError::Forbidden(refusal) = error {
+        // The rule that refused, wherever it was asked (admission or the dialer).
+        exchange.rule.clone_from(&refusal.rule);
+    }
     let Some(status) = error.status() else {
         return;
     };

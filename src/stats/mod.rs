@@ -9,6 +9,7 @@
 //! module and the periodic summary read it through [`Stats::snapshot`].
 
 mod histogram;
+mod rules;
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use histogram::{BUCKET_BOUNDS_MICROS, DurationHistogram, HistogramSnapshot};
+pub use rules::{RuleAction, RuleCounts};
 
 /// How one request (or one CONNECT tunnel) ended, as far as the access log and the counters
 /// care. One label per value, used verbatim in the access log and the metrics.
@@ -97,6 +99,7 @@ pub struct Stats {
     log_lines_dropped: AtomicU64,
     panics_caught: AtomicU64,
     request_durations: DurationHistogram,
+    rules: RuleCounts,
 }
 
 /// Keeps an "active" gauge raised while alive; lowers it exactly once when dropped. One
@@ -228,6 +231,16 @@ impl Stats {
     pub fn log_line_dropped(&self) {
         add(&self.log_lines_dropped, 1);
     }
+    /// An access-policy rule decided a request.
+    pub fn rule_decided(&self, rule: &Arc<str>, action: RuleAction) {
+        self.rules.count(rule, action);
+    }
+
+    /// `(rule, action, count)` for every rule that decided something.
+    pub fn rule_decisions(&self) -> Vec<(Arc<str>, RuleAction, u64)> {
+        self.rules.snapshot()
+    }
+
     /// A connection task panicked and the server caught it.
     pub fn panic_caught(&self) {
         add(&self.panics_caught, 1);
