@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use proxy_server::Services;
 use proxy_server::config::{self, Config, Invocation, LoadError, Settings, Source};
-use proxy_server::files::{FileErrors, LineError};
 use proxy_server::stats::Stats;
 use proxy_server::{access, explain, logging, metrics, server};
 use tokio::net::TcpListener;
@@ -114,7 +113,7 @@ async fn serve(
     let running = settings.clone();
     tokio::spawn(access::reload_on_sighup(
         services.access.clone(),
-        move || reread(&source, &running),
+        move || source.reread_access(&running),
     ));
     let bound = listener.local_addr().map_or(config.listen, |a| a);
     tracing::info!("listening on {bound}");
@@ -125,26 +124,4 @@ async fn serve(
     }
     metrics::log_final_summary(&stats);
     ExitCode::SUCCESS
-}
-
-/// The access settings as the command line and the configuration file now say, for a
-/// reload; settings that only a restart can change are logged as such.
-fn reread(source: &Source, running: &Settings) -> Result<access::AccessSettings, FileErrors> {
-    match source.reload() {
-        Ok(settings) => {
-            for setting in config::needs_restart(running, &settings) {
-                tracing::warn!(
-                    setting,
-                    "changed in the configuration; takes effect after a restart"
-                );
-            }
-            Ok(settings.config.access)
-        }
-        Err(LoadError::File(errors)) => Err(errors),
-        Err(LoadError::Flags(error)) => Err(FileErrors(vec![LineError {
-            file: "command line".into(),
-            line: 0,
-            reason: error.to_string(),
-        }])),
-    }
 }

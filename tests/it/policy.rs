@@ -30,9 +30,13 @@ pub fn policy_files(name: &str, policy: &str) -> (Scratch, PathBuf) {
 }
 
 /// The proxy in-process with the settings the file gives, `adjust`ed.
-async fn proxy_from(path: &std::path::Path, adjust: impl FnOnce(&mut proxy_server::config::Config)) -> Proxy {
+async fn proxy_from(
+    path: &std::path::Path,
+    adjust: impl FnOnce(&mut proxy_server::config::Config),
+) -> Proxy {
     let args = ["proxy-server", "--config", text(path)];
-    let Ok(Invocation::Serve { settings, .. }) = invocation(args.iter().map(Into::into).collect()) else {
+    let Ok(Invocation::Serve { settings, .. }) = invocation(args.iter().map(Into::into).collect())
+    else {
         panic!("{} does not load", path.display());
     };
     Proxy::start_with(|config| {
@@ -56,7 +60,10 @@ fn staff_policy(first: u16, second: u16) -> String {
 async fn first_match_with_users_groups_ports_and_methods_through_curl() {
     let first = Origin::fixed("first").await;
     let second = Origin::fixed("second").await;
-    let (_files, path) = policy_files("staff", &staff_policy(first.addr.port(), second.addr.port()));
+    let (_files, path) = policy_files(
+        "staff",
+        &staff_policy(first.addr.port(), second.addr.port()),
+    );
     let proxy = proxy_from(&path, |_| {}).await;
     let via = ["--proxy", &proxy.url()];
     let as_alice = ["--proxy-user", "alice:alice-pw"];
@@ -65,19 +72,39 @@ async fn first_match_with_users_groups_ports_and_methods_through_curl() {
     let write = ["--write-out", "%{http_code}", "--output", "/dev/null"];
     let url = first.url("/a");
     let anonymous_get = curl(&[&via[..], &write, &[&url]].concat()).await;
-    assert_eq!(status_of(&anonymous_get), "200", "rule 3 allows anyone's GET");
+    assert_eq!(
+        status_of(&anonymous_get),
+        "200",
+        "rule 3 allows anyone's GET"
+    );
     let anonymous_post = curl(&[&via[..], &write, &["-X", "POST", &url]].concat()).await;
-    assert_eq!(status_of(&anonymous_post), "407", "the staff rule could allow it");
+    assert_eq!(
+        status_of(&anonymous_post),
+        "407",
+        "the staff rule could allow it"
+    );
     let alice_post = curl(&[&via[..], &as_alice, &write, &["-X", "POST", &url]].concat()).await;
     assert_eq!(status_of(&alice_post), "200");
     let bob_post = curl(&[&via[..], &as_bob, &write, &["-X", "POST", &url]].concat()).await;
     assert_eq!(status_of(&bob_post), "403", "logged in, no rule allows bob");
     let second_url = second.url("/b");
     let (_, refused, _) = curl(&[&via[..], &as_alice, &["--include", &second_url]].concat()).await;
-    assert_forbidden(&refused, "\"not the second origin\" (rule 1, ", "first match wins");
+    assert_forbidden(
+        &refused,
+        "\"not the second origin\" (rule 1, ",
+        "first match wins",
+    );
     assert!(String::from_utf8_lossy(&refused).contains(&format!("{}:4)", text(&path))));
-    assert_eq!(second.request_count(), 0, "a refused request never reaches the origin");
-    assert_eq!(first.request_count(), 2, "the anonymous GET and alice's POST");
+    assert_eq!(
+        second.request_count(),
+        0,
+        "a refused request never reaches the origin"
+    );
+    assert_eq!(
+        first.request_count(),
+        2,
+        "the anonymous GET and alice's POST"
+    );
     proxy.assert_healthy().await;
 }
 
@@ -85,20 +112,32 @@ async fn first_match_with_users_groups_ports_and_methods_through_curl() {
 async fn reqwest_logs_in_and_anonymous_raw_requests_are_challenged() {
     let first = Origin::fixed("first").await;
     let second = Origin::fixed("second").await;
-    let (_files, path) = policy_files("reqwest", &staff_policy(first.addr.port(), second.addr.port()));
+    let (_files, path) = policy_files(
+        "reqwest",
+        &staff_policy(first.addr.port(), second.addr.port()),
+    );
     let proxy = proxy_from(&path, |_| {}).await;
     let client = reqwest::Client::builder()
-        .proxy(reqwest::Proxy::http(proxy.url()).unwrap().basic_auth("alice", "alice-pw"))
+        .proxy(
+            reqwest::Proxy::http(proxy.url())
+                .unwrap()
+                .basic_auth("alice", "alice-pw"),
+        )
         .build()
         .unwrap();
-    let response = within(client.put(first.url("/put")).body("x").send()).await.unwrap();
+    let response = within(client.put(first.url("/put")).body("x").send())
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(within(response.text()).await.unwrap(), "first");
     let raw = format!(
         "DELETE {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         first.url("/d")
     );
-    assert_challenged(&exchange(proxy.addr, raw.as_bytes()).await, "anonymous DELETE");
+    assert_challenged(
+        &exchange(proxy.addr, raw.as_bytes()).await,
+        "anonymous DELETE",
+    );
     proxy.assert_healthy().await;
 }
 
@@ -113,14 +152,31 @@ async fn destination_networks_meet_names_through_their_resolved_addresses() {
     let url = format!("http://localhost:{}/n", origin.addr.port());
     let get = format!("GET {url} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     assert_eq!(status(&exchange(proxy.addr, get.as_bytes()).await), 200);
-    let post = format!("POST {url} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx");
+    let post = format!(
+        "POST {url} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx"
+    );
     let refused = exchange(proxy.addr, post.as_bytes()).await;
-    assert_forbidden(&refused, "\"no loopback writes\"", "a name resolving into the network");
-    let literal = format!("POST http://127.0.0.1:{}/n HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx", origin.addr.port());
-    assert_forbidden(&exchange(proxy.addr, literal.as_bytes()).await, "no loopback writes", "a literal");
+    assert_forbidden(
+        &refused,
+        "\"no loopback writes\"",
+        "a name resolving into the network",
+    );
+    let literal = format!(
+        "POST http://127.0.0.1:{}/n HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
+        origin.addr.port()
+    );
+    assert_forbidden(
+        &exchange(proxy.addr, literal.as_bytes()).await,
+        "no loopback writes",
+        "a literal",
+    );
     assert_eq!(origin.request_count(), 1, "only the GET arrived");
     let tunnel = refused_connect_to(proxy.addr, &format!("localhost:{}", echo.port())).await;
-    assert_forbidden(&tunnel, "no loopback writes", "CONNECT settled in the dialer");
+    assert_forbidden(
+        &tunnel,
+        "no loopback writes",
+        "CONNECT settled in the dialer",
+    );
     proxy.assert_healthy().await;
 }
 
@@ -134,17 +190,28 @@ async fn time_windows_follow_the_injected_clock() {
     let policy = "default = \"deny\"\n[[rules]]\nname = \"office hours\"\naction = \"allow\"\n\
                   hours = [\"Mon-Fri 08:00-18:00\"]\n";
     let (_files, path) = policy_files("hours", policy);
-    for (day, time, expected) in [("Wed", "12:00", 200), ("Wed", "18:00", 403), ("Sun", "12:00", 403)] {
+    for (day, time, expected) in [
+        ("Wed", "12:00", 200),
+        ("Wed", "18:00", 403),
+        ("Sun", "12:00", 403),
+    ] {
         let now = WeekTime::parse(day, time).unwrap();
         let proxy = proxy_from(&path, |config| {
             config.access.clock = Some(Arc::new(FixedClock(now)));
         })
         .await;
-        let request = format!("GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", origin.url("/t"));
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            origin.url("/t")
+        );
         let response = exchange(proxy.addr, request.as_bytes()).await;
         assert_eq!(status(&response), expected, "{day} {time}");
         if expected == 403 {
-            assert!(body(&response).contains("default deny"), "{}", body(&response));
+            assert!(
+                body(&response).contains("default deny"),
+                "{}",
+                body(&response)
+            );
         }
         proxy.shutdown().await;
     }

@@ -181,12 +181,8 @@ async fn address_literals_meet_the_address_rules_at_once() {
 
 /// A snapshot with a users file, the policy text `policy` (TOML) and the clock at `now`.
 fn with_policy(policy: &str, now: &str) -> Snapshot {
-    let (file, errors) = crate::config::parse_file(
-        policy,
-        "p.toml",
-        std::path::Path::new("."),
-        &[],
-    );
+    let (file, errors) =
+        crate::config::parse_file(policy, "p.toml", std::path::Path::new("."), &[]);
     assert!(errors.is_empty(), "{errors:?}");
     let (day, time) = now.split_once(' ').unwrap();
     Snapshot {
@@ -216,7 +212,16 @@ limits = { requests_per_second = 5 }
 [[rules]]
 name = "public"
 action = "allow"
-dest = ["public.example", "192.0.2.0/24"]
+dest = ["public.example"]
+"#;
+
+/// An allow list by network: names wait for their addresses.
+const NETWORK_POLICY: &str = r#"
+default = "deny"
+[[rules]]
+name = "lab"
+action = "allow"
+dest = ["192.0.2.0/24"]
 "#;
 
 fn ask<'a>(credentials: ClientCredentials<'a>, host: &'a str) -> Admission<'a> {
@@ -227,18 +232,33 @@ fn ask<'a>(credentials: ClientCredentials<'a>, host: &'a str) -> Admission<'a> {
 async fn anonymous_requests_a_user_rule_could_allow_are_asked_to_log_in() {
     let access = with_policy(STAFF_POLICY, "Tue 10:00");
     let none = ClientCredentials::None;
-    assert_eq!(brief(&access.admit(&ask(none, "github.com")).await), "auth-missing");
+    assert_eq!(
+        brief(&access.admit(&ask(none, "github.com")).await),
+        "auth-missing"
+    );
     let public = access.admit(&ask(none, "public.example")).await;
     assert!(
         matches!(&public, Decision::Allow { user: None, rule: Some(r), .. } if r.contains("public")),
         "{public:?}"
     );
-    assert_eq!(brief(&access.admit(&ask(none, "other.example")).await), "policy-deny");
+    assert_eq!(
+        brief(&access.admit(&ask(none, "other.example")).await),
+        "policy-deny"
+    );
     let alice = basic("alice:secret");
     let allowed = access
-        .admit(&ask(ClientCredentials::ProxyAuthorization(&alice), "github.com"))
+        .admit(&ask(
+            ClientCredentials::ProxyAuthorization(&alice),
+            "github.com",
+        ))
         .await;
-    let Decision::Allow { user, rule, limits, addresses } = allowed else {
+    let Decision::Allow {
+        user,
+        rule,
+        limits,
+        addresses,
+    } = allowed
+    else {
         panic!("alice may reach github.com: {allowed:?}");
     };
     assert_eq!(user.as_deref(), Some("alice"));
@@ -247,16 +267,36 @@ async fn anonymous_requests_a_user_rule_could_allow_are_asked_to_log_in() {
     assert!(addresses.is_none());
     let bob = basic("bob:secret");
     let refused = access
-        .admit(&ask(ClientCredentials::ProxyAuthorization(&bob), "github.com"))
+        .admit(&ask(
+            ClientCredentials::ProxyAuthorization(&bob),
+            "github.com",
+        ))
         .await;
-    assert_eq!(brief(&refused), "policy-deny", "logged in, not allowed: 403");
-    let Decision::Deny(refusal) = refused else { unreachable!() };
-    assert!(refusal.reason.contains("default deny (p.toml:2)"), "{}", refusal.reason);
+    assert_eq!(
+        brief(&refused),
+        "policy-deny",
+        "logged in, not allowed: 403"
+    );
+    let Decision::Deny(refusal) = refused else {
+        unreachable!()
+    };
+    assert!(
+        refusal.reason.contains("default deny (p.toml:2)"),
+        "{}",
+        refusal.reason
+    );
     let wrong = basic("alice:guess");
     let rejected = access
-        .admit(&ask(ClientCredentials::ProxyAuthorization(&wrong), "public.example"))
+        .admit(&ask(
+            ClientCredentials::ProxyAuthorization(&wrong),
+            "public.example",
+        ))
         .await;
-    assert_eq!(brief(&rejected), "auth-rejected", "wrong credentials never pass");
+    assert_eq!(
+        brief(&rejected),
+        "auth-rejected",
+        "wrong credentials never pass"
+    );
 }
 
 #[tokio::test]
@@ -277,18 +317,37 @@ async fn time_windows_read_the_snapshot_clock() {
 
 #[tokio::test]
 async fn network_rules_leave_a_check_for_the_dialer_and_literals_settle_at_once() {
-    let access = with_policy(STAFF_POLICY, "Tue 10:00");
+    let mut access = with_policy(NETWORK_POLICY, "Tue 10:00");
+    access.authenticator = None;
     let none = ClientCredentials::None;
     let pending = access.admit(&ask(none, "lab.example")).await;
-    let Decision::Allow { rule: None, addresses: Some(check), .. } = pending else {
+    let Decision::Allow {
+        rule: None,
+        addresses: Some(check),
+        ..
+    } = pending
+    else {
         panic!("a name may resolve into 192.0.2.0/24: {pending:?}");
     };
     let inside: std::net::SocketAddr = "192.0.2.7:443".parse().unwrap();
     let outside: std::net::SocketAddr = "198.51.100.7:443".parse().unwrap();
-    assert!(matches!(check.settle(&[inside]), crate::acl::Verdict::Allow { .. }));
-    assert!(matches!(check.settle(&[inside, outside]), crate::acl::Verdict::AuthRequired { .. }));
+    assert!(matches!(
+        check.settle(&[inside]),
+        crate::acl::Verdict::Allow { .. }
+    ));
+    assert!(matches!(
+        check.settle(&[inside, outside]),
+        crate::acl::Verdict::Deny { .. }
+    ));
     let literal = access.admit(&ask(none, "192.0.2.9")).await;
-    assert!(matches!(literal, Decision::Allow { addresses: None, rule: Some(_), .. }));
+    assert!(matches!(
+        literal,
+        Decision::Allow {
+            addresses: None,
+            rule: Some(_),
+            ..
+        }
+    ));
 }
 
 #[tokio::test]
@@ -300,15 +359,23 @@ async fn safe_defaults_apply_before_the_rules() {
     policy.connect_ports = "443".parse::<PortSet>().unwrap();
     access.policy = Arc::new(policy);
     let none = ClientCredentials::None;
-    assert_eq!(brief(&access.admit(&ask(none, "127.0.0.1")).await), "local-target");
+    assert_eq!(
+        brief(&access.admit(&ask(none, "127.0.0.1")).await),
+        "local-target"
+    );
     let smtp = request("10.0.0.1", none, "mail.example", 25, Kind::Connect);
     assert_eq!(brief(&access.admit(&smtp).await), "connect-port");
-    assert_eq!(brief(&access.admit(&ask(none, "mail.example")).await), "allow");
+    assert_eq!(
+        brief(&access.admit(&ask(none, "mail.example")).await),
+        "allow"
+    );
 }
 
 #[tokio::test]
 async fn without_rules_naming_users_every_request_logs_in_as_before() {
     let access = with_policy("[[rules]]\naction = \"allow\"\n", "Tue 10:00");
-    let decision = access.admit(&ask(ClientCredentials::None, "example.com")).await;
+    let decision = access
+        .admit(&ask(ClientCredentials::None, "example.com"))
+        .await;
     assert_eq!(brief(&decision), "auth-missing");
 }

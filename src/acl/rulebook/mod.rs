@@ -35,6 +35,9 @@ pub struct RuleBook {
     default: Action,
     /// How logs name the default's decisions; `None` when there is no policy file.
     default_label: Option<Arc<str>>,
+    /// Worked out once: admission asks on every request.
+    names_users: bool,
+    uses_hours: bool,
 }
 
 /// What the rules are asked about one request.
@@ -104,6 +107,8 @@ impl RuleBook {
     /// the default (`None`: the default is implicit, no policy file).
     pub fn new(rules: Vec<Rule>, default: Action, default_label: Option<Arc<str>>) -> RuleBook {
         RuleBook {
+            names_users: rules.iter().any(|rule| rule.users.is_some()),
+            uses_hours: rules.iter().any(|rule| rule.hours.is_some()),
             rules,
             default,
             default_label,
@@ -121,12 +126,12 @@ impl RuleBook {
     /// Whether some rule names `users`: then authentication is asked for only where
     /// such a rule could allow the request, and anonymous requests meet the rules too.
     pub fn names_users(&self) -> bool {
-        self.rules.iter().any(|rule| rule.users.is_some())
+        self.names_users
     }
 
     /// Whether some rule has `hours`, so evaluation needs the time.
     pub fn uses_hours(&self) -> bool {
-        self.rules.iter().any(|rule| rule.hours.is_some())
+        self.uses_hours
     }
 
     /// Decides on `facts` with everything that needs no DNS.

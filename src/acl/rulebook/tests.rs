@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 
 use super::*;
-use crate::acl::{NetSet, RulesBuilder, parse_client_net};
+use crate::acl::{NetSet, Rules, RulesBuilder, parse_client_net};
 
 fn dest(entries: &[&str]) -> Rules {
     let mut builder = RulesBuilder::default();
@@ -319,7 +319,7 @@ fn networks_wait_for_the_addresses_and_settle_rebinding_safely() {
     let settle = |addrs: &[&str]| {
         let addrs: Vec<SocketAddr> = addrs
             .iter()
-            .map(|a| format!("{a}:443").parse().unwrap())
+            .map(|a| SocketAddr::new(a.parse().unwrap(), 443))
             .collect();
         show(&check.settle(&addrs))
     };

@@ -12,8 +12,9 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser as _, ValueHint};
 
 use super::{Cli, Command, ExplainArgs};
-use crate::config::Settings;
+use crate::access::AccessSettings;
 use crate::config::file::{self, FileSettings, FlagKey, FlagSetting};
+use crate::config::{Settings, needs_restart};
 use crate::files::{FileErrors, LineError};
 
 /// Flags that are about reading the configuration, not part of it.
@@ -63,7 +64,33 @@ impl Source {
     pub fn reload(&self) -> Result<Settings, LoadError> {
         match invocation(self.args.clone())? {
             Invocation::Serve { settings, .. } => Ok(*settings),
-            Invocation::Explain(_) => unreachable!("a serving command line stays one"),
+            Invocation::Explain(_) => Err(LoadError::File(FileErrors(vec![LineError {
+                file: "command line".into(),
+                line: 0,
+                reason: "not a serving command line".into(),
+            }]))),
+        }
+    }
+
+    /// The access settings for a reload (`SIGHUP`); settings that only a restart can
+    /// change, compared with `running`, are logged as such.
+    pub fn reread_access(&self, running: &Settings) -> Result<AccessSettings, FileErrors> {
+        match self.reload() {
+            Ok(settings) => {
+                for setting in needs_restart(running, &settings) {
+                    tracing::warn!(
+                        setting,
+                        "changed in the configuration; takes effect after a restart"
+                    );
+                }
+                Ok(settings.config.access)
+            }
+            Err(LoadError::File(errors)) => Err(errors),
+            Err(LoadError::Flags(error)) => Err(FileErrors(vec![LineError {
+                file: "command line".into(),
+                line: 0,
+                reason: error.to_string(),
+            }])),
         }
     }
 }

@@ -174,8 +174,18 @@ fn the_command_line_overrides_the_file() {
          connect_ports = [\"443\", \"8443\"]\n[limits]\nconnections = 7\n",
     );
     let config = path.to_str().unwrap();
-    let Ok(Invocation::Serve { settings, check_config, .. }) =
-        load(&["--config", config, "--port", "9000", "--log-format", "squid"])
+    let Ok(Invocation::Serve {
+        settings,
+        check_config,
+        ..
+    }) = load(&[
+        "--config",
+        config,
+        "--port",
+        "9000",
+        "--log-format",
+        "squid",
+    ])
     else {
         panic!("the file loads");
     };
@@ -184,7 +194,11 @@ fn the_command_line_overrides_the_file() {
     assert_eq!(settings.log.format, LogFormat::Squid, "the flag wins");
     assert!(settings.config.cache.is_some(), "the file's switch counts");
     assert!(settings.config.access.connect_ports.contains(8443));
-    assert_eq!(settings.log.dir, path.parent().unwrap().join("logs"), "relative to the file");
+    assert_eq!(
+        settings.log.dir,
+        path.parent().unwrap().join("logs"),
+        "relative to the file"
+    );
     assert_eq!(settings.config.limits.connections, Some(7));
     assert_eq!(settings.config.access.limits.connections, Some(7));
     assert!(settings.config.access.rules.is_some());
@@ -193,15 +207,24 @@ fn the_command_line_overrides_the_file() {
 
 #[test]
 fn bad_flag_values_in_the_file_are_reported_at_their_line() {
-    let path = scratch_file("bad", "# ports\nport = 70000\nmax_connections = 0\nworkers = 2\n");
+    let path = scratch_file(
+        "bad",
+        "# ports\nport = 70000\nmax_connections = 0\nworkers = 2\n",
+    );
     let config = path.to_str().unwrap();
     let Err(LoadError::File(errors)) = load(&["--config", config]) else {
         panic!("bad values must fail");
     };
     let shown: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
     assert_eq!(shown.len(), 2, "{shown:?}");
-    assert!(shown[0].starts_with(&format!("{config}:2: `port`: ")), "{shown:?}");
-    assert!(shown[1].starts_with(&format!("{config}:3: `max_connections`: ")), "{shown:?}");
+    assert!(
+        shown[0].starts_with(&format!("{config}:2: `port`: ")),
+        "{shown:?}"
+    );
+    assert!(
+        shown[1].starts_with(&format!("{config}:3: `max_connections`: ")),
+        "{shown:?}"
+    );
     // The same value on the command line replaces the file's: no error then.
     assert!(load(&["--config", config, "--port", "1", "--max-connections", "5"]).is_ok());
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
@@ -219,6 +242,12 @@ fn without_a_file_the_flags_alone_decide_and_explain_is_a_subcommand() {
     else {
         panic!("explain");
     };
-    assert_eq!((args.user.as_deref(), args.method.as_str()), (Some("alice"), "GET"));
-    assert!(matches!(load(&["--config", "/nonexistent/p.toml"]), Err(LoadError::File(_))));
+    assert_eq!(
+        (args.user.as_deref(), args.method.as_str()),
+        (Some("alice"), "GET")
+    );
+    assert!(matches!(
+        load(&["--config", "/nonexistent/p.toml"]),
+        Err(LoadError::File(_))
+    ));
 }

@@ -43,10 +43,16 @@ fn flag_keys_become_command_line_text() {
         .collect();
     assert!(shown.contains(&("port", Some("3128"), 1)));
     assert!(shown.contains(&("cache", Some(""), 2)));
-    assert!(shown.contains(&("auth_file", Some("/etc/proxy/users.txt"), 3)), "relative to the file");
+    assert!(
+        shown.contains(&("auth_file", Some("/etc/proxy/users.txt"), 3)),
+        "relative to the file"
+    );
     assert!(shown.contains(&("allow_clients", Some("10.0.0.0/8,::1"), 4)));
     let off = read_ok("cache = false\n");
-    assert_eq!(off.flags[0].value, None, "a switch set to false is left out");
+    assert_eq!(
+        off.flags[0].value, None,
+        "a switch set to false is left out"
+    );
 }
 
 #[test]
@@ -71,7 +77,10 @@ fn unknown_keys_and_bad_values_are_all_reported_with_their_lines() {
         "p.toml:16: unknown key `burst` in [limits]",
     ];
     for want in expected {
-        assert!(found.iter().any(|f| f.starts_with(want)), "missing {want:?} in {found:#?}");
+        assert!(
+            found.iter().any(|f| f.starts_with(want)),
+            "missing {want:?} in {found:#?}"
+        );
     }
     assert_eq!(found.len(), expected.len(), "{found:#?}");
 }
@@ -86,7 +95,10 @@ fn syntax_errors_have_a_line_too() {
 #[test]
 fn a_missing_action_is_reported_at_the_rule() {
     let found = problems("\n[[rules]]\nname = \"x\"\n");
-    assert_eq!(found, ["p.toml:2: rule 1 has no `action` (\"allow\" or \"deny\")"]);
+    assert_eq!(
+        found,
+        ["p.toml:2: rule 1 has no `action` (\"allow\" or \"deny\")"]
+    );
 }
 
 #[test]
@@ -108,7 +120,10 @@ fn rules_keep_their_order_names_places_groups_and_limits() {
     let users = rules[1].users.as_ref().unwrap();
     assert!(["alice", "bob", "carol"].iter().all(|u| users.contains(*u)));
     let limits = rules[1].limits.as_ref().unwrap();
-    assert_eq!((limits.requests_per_second, limits.bandwidth), (Some(5), Some(1000)));
+    assert_eq!(
+        (limits.requests_per_second, limits.bandwidth),
+        (Some(5), Some(1000))
+    );
     assert!(settings.rules.uses_hours() && settings.rules.names_users());
 }
 
@@ -123,9 +138,14 @@ fn authentication_limits_belong_to_everyone() {
 fn dest_files_are_read_relative_to_the_file_with_their_own_lines() {
     let dir = std::env::temp_dir().join(format!("proxy-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("allowed.txt"), "# allowed\ngithub.com\n*.github.com\n").unwrap();
+    std::fs::write(
+        dir.join("allowed.txt"),
+        "# allowed\ngithub.com\n*.github.com\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("broken.txt"), "ok.example\nbad..name\n").unwrap();
-    let text = "default = \"deny\"\n[[rules]]\naction = \"allow\"\ndest_files = [\"allowed.txt\"]\n";
+    let text =
+        "default = \"deny\"\n[[rules]]\naction = \"allow\"\ndest_files = [\"allowed.txt\"]\n";
     let (settings, errors) = parse(text, "p.toml", &dir, &flags());
     assert!(errors.is_empty(), "{errors:?}");
     let book = Arc::new(settings.rules);
@@ -139,7 +159,10 @@ fn dest_files_are_read_relative_to_the_file_with_their_own_lines() {
             method: "CONNECT",
             now: None,
         };
-        matches!(book.evaluate(&facts), Evaluation::Decided(Verdict::Allow { .. }))
+        matches!(
+            book.evaluate(&facts),
+            Evaluation::Decided(Verdict::Allow { .. })
+        )
     };
     assert!(allowed("api.github.com") && allowed("github.com") && !allowed("gitlab.com"));
     let (_, errors) = parse(
@@ -149,7 +172,15 @@ fn dest_files_are_read_relative_to_the_file_with_their_own_lines() {
         &flags(),
     );
     let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    assert!(shown.iter().any(|e| e.ends_with("broken.txt:2: empty label (two dots in a row or a leading dot) in \"bad..name\"")), "{shown:?}");
-    assert!(shown.iter().any(|e| e.starts_with("p.toml:3: cannot read")), "{shown:?}");
+    assert!(
+        shown.iter().any(|e| e.ends_with(
+            "broken.txt:2: empty label (two dots in a row or a leading dot) in \"bad..name\""
+        )),
+        "{shown:?}"
+    );
+    assert!(
+        shown.iter().any(|e| e.starts_with("p.toml:3: cannot read")),
+        "{shown:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -26,14 +26,31 @@ async fn explain_prints_the_decision_the_rule_the_addresses_and_why_earlier_rule
     let (code, out, err) = explain(&["--config", config, "GET", "http://localhost:8080/x"]).await;
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("decision: allow"), "{out}");
-    assert!(out.contains(&format!("rule: \"loopback web\" (rule 2, {config}:8)")), "{out}");
-    assert!(out.contains("addresses: ") && out.contains("127.0.0.1"), "{out}");
-    assert!(out.contains(&format!("\"no ads\" (rule 1, {config}:4): dest did not match")), "{out}");
+    assert!(
+        out.contains(&format!("rule: \"loopback web\" (rule 2, {config}:8)")),
+        "{out}"
+    );
+    assert!(
+        out.contains("addresses: ") && out.contains("127.0.0.1"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "\"no ads\" (rule 1, {config}:4): dest did not match"
+        )),
+        "{out}"
+    );
 
     let (code, out, _) = explain(&["--config", config, "POST", "http://127.0.0.1/"]).await;
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("decision: deny") && out.contains("rule: default deny"), "{out}");
-    assert!(out.contains("\"loopback web\" (rule 2, ") && out.contains("methods did not match"), "{out}");
+    assert!(
+        out.contains("decision: deny") && out.contains("rule: default deny"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\"loopback web\" (rule 2, ") && out.contains("methods did not match"),
+        "{out}"
+    );
 
     let (code, out, _) = explain(&["--config", config, "CONNECT", "x.ads.example:443"]).await;
     assert_eq!(code, Some(1), "{out}");
@@ -41,7 +58,8 @@ async fn explain_prints_the_decision_the_rule_the_addresses_and_why_earlier_rule
 
     let (code, _, err) = explain(&["--config", config, "GET", "/not-absolute"]).await;
     assert_eq!(code, Some(2), "a bad URL is bad input: {err}");
-    let (code, _, err) = explain(&["--config", config, "--client", "nope", "GET", "http://a/"]).await;
+    let (code, _, err) =
+        explain(&["--config", config, "--client", "nope", "GET", "http://a/"]).await;
     assert_eq!(code, Some(2), "{err}");
     let broken = _files.write("broken.toml", "[[rules]]\naction = \"maybe\"\n");
     let (code, _, err) = explain(&["--config", text(&broken), "GET", "http://a/"]).await;
@@ -53,7 +71,12 @@ async fn explain_prints_the_decision_the_rule_the_addresses_and_why_earlier_rule
 async fn check_config_exits_0_or_2_with_every_problem() {
     let (files, path) = policy_files("check", EXPLAIN_POLICY);
     let good = run_binary(&["--config", text(&path), "--check-config"]).await;
-    assert_eq!(good.status.code(), Some(0), "{}", String::from_utf8_lossy(&good.stderr));
+    assert_eq!(
+        good.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
     let bad = files.write(
         "bad.toml",
         "max_conections = 5\n[[rules]]\naction = \"allow\"\nports = [\"http\"]\nusers = [\"alice\"]\n",
@@ -66,11 +89,17 @@ async fn check_config_exits_0_or_2_with_every_problem() {
     assert!(lines[0].starts_with(&format!("{}:1: unknown key `max_conections`", text(&bad))));
     assert!(lines[1].starts_with(&format!("{}:4: `ports`", text(&bad))));
     // Rules naming users need a users file: found after the file itself is clean.
-    let users = files.write("users-only.toml", "[[rules]]\naction = \"allow\"\nusers = [\"alice\"]\n");
+    let users = files.write(
+        "users-only.toml",
+        "[[rules]]\naction = \"allow\"\nusers = [\"alice\"]\n",
+    );
     let out = run_binary(&["--config", text(&users), "--check-config"]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("users-only.toml:1: this rule names users, but no auth_file"), "{stderr}");
+    assert!(
+        stderr.contains("users-only.toml:1: this rule names users, but no auth_file"),
+        "{stderr}"
+    );
     // A bad file also fails a real start, before listening.
     let start = run_binary(&["--config", text(&bad), "--port", "0"]).await;
     assert_eq!(start.status.code(), Some(2));
@@ -96,10 +125,19 @@ async fn flags_override_the_file_and_the_rule_reaches_logs_and_metrics() {
         "127.0.0.1:0",
     ])
     .await;
-    let get = format!("GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", origin.url("/r"));
+    let get = format!(
+        "GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        origin.url("/r")
+    );
     assert_eq!(status(&exchange(running.addr(), get.as_bytes()).await), 200);
-    let post = format!("POST {} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", origin.url("/w"));
-    assert_eq!(status(&exchange(running.addr(), post.as_bytes()).await), 403);
+    let post = format!(
+        "POST {} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        origin.url("/w")
+    );
+    assert_eq!(
+        status(&exchange(running.addr(), post.as_bytes()).await),
+        403
+    );
     let metrics = running.metrics.expect("metrics address");
     let mut body = String::new();
     for _ in 0..100 {
@@ -110,22 +148,51 @@ async fn flags_override_the_file_and_the_rule_reaches_logs_and_metrics() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let place = |line: usize| format!("{}:{line}", text(&path));
-    let deny = format!("proxy_rule_decisions_total{{rule=\"\\\"no writes\\\" (rule 1, {})\",action=\"deny\"}} 1", place(5));
+    let deny = format!(
+        "proxy_rule_decisions_total{{rule=\"\\\"no writes\\\" (rule 1, {})\",action=\"deny\"}} 1",
+        place(5)
+    );
     assert!(body.contains(&deny), "{deny}\nin\n{body}");
     assert!(body.contains("action=\"allow\"} 1"), "{body}");
     running.stop().await;
     let log = std::fs::read_to_string(running.log_file("access.log")).unwrap();
-    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2, "{log}");
-    assert!(lines[0]["rule"].as_str().unwrap().starts_with("\"reads\" (rule 2, "), "{log}");
-    assert!(lines[1]["rule"].as_str().unwrap().starts_with("\"no writes\" (rule 1, "), "{log}");
+    assert!(
+        lines[0]["rule"]
+            .as_str()
+            .unwrap()
+            .starts_with("\"reads\" (rule 2, "),
+        "{log}"
+    );
+    assert!(
+        lines[1]["rule"]
+            .as_str()
+            .unwrap()
+            .starts_with("\"no writes\" (rule 1, "),
+        "{log}"
+    );
 
     // The command line's format wins over the file's json: the rule is the 13th field.
-    let mut squid = Running::start(&["--config", text(&path), "--host", "127.0.0.1", "--log-format", "squid"]).await;
+    let mut squid = Running::start(&[
+        "--config",
+        text(&path),
+        "--host",
+        "127.0.0.1",
+        "--log-format",
+        "squid",
+    ])
+    .await;
     assert_eq!(status(&exchange(squid.addr(), post.as_bytes()).await), 403);
     squid.stop().await;
     let log = std::fs::read_to_string(squid.log_file("access.log")).unwrap();
     let fields: Vec<&str> = log.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(fields.len(), 13, "{log}");
-    assert!(fields[12].starts_with("%22no%20writes%22%20(rule%201,"), "{log}");
+    assert!(
+        fields[12].starts_with("\"no%20writes\"%20(rule%201,"),
+        "{log}"
+    );
 }

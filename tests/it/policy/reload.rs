@@ -24,14 +24,25 @@ async fn reload_swaps_the_policy_and_keeps_a_tunnel_open() {
     let mut open = open_tunnel(proxy.addr, &authority, "").await;
     assert_echoes(&mut open, b"before").await;
 
-    let denying = format!("{}{}", super::LOCAL_KEYS, tunnel_policy("deny", echo.port()));
+    let denying = format!(
+        "{}{}",
+        super::LOCAL_KEYS,
+        tunnel_policy("deny", echo.port())
+    );
     files.write("proxy.toml", denying);
     proxy.signal("HUP").await;
     let mut refused = false;
     for _ in 0..250 {
-        let mut stream = within(tokio::net::TcpStream::connect(proxy.addr)).await.unwrap();
+        let mut stream = within(tokio::net::TcpStream::connect(proxy.addr))
+            .await
+            .unwrap();
         let request = connect_request(&authority, "");
-        within(tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())).await.unwrap();
+        within(tokio::io::AsyncWriteExt::write_all(
+            &mut stream,
+            request.as_bytes(),
+        ))
+        .await
+        .unwrap();
         let head = read_head(&mut stream).await;
         if head.starts_with(b"HTTP/1.1 403") {
             refused = true;
@@ -39,14 +50,21 @@ async fn reload_swaps_the_policy_and_keeps_a_tunnel_open() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(refused, "the new rule never applied:\n{}", proxy.stderr.text());
+    assert!(
+        refused,
+        "the new rule never applied:\n{}",
+        proxy.stderr.text()
+    );
     assert_echoes(&mut open, b"the old tunnel still flows").await;
 
     // A broken file: the deny rule stays, and the log names the line.
     let broken = format!("{}[[rules]]\naction = \"alow\"\n", super::LOCAL_KEYS);
     files.write("proxy.toml", broken);
     proxy.signal("HUP").await;
-    proxy.stderr.wait_for(&format!("{}:4: `action`", text(&path)), 1).await;
+    proxy
+        .stderr
+        .wait_for(&format!("{}:4: `action`", text(&path)), 1)
+        .await;
     assert_eq!(connect_status(proxy.addr, &authority).await, 403);
 
     // A new listen address needs a restart: said so, and the rules still reload.
@@ -57,8 +75,15 @@ async fn reload_swaps_the_policy_and_keeps_a_tunnel_open() {
     );
     files.write("proxy.toml", moved);
     proxy.signal("HUP").await;
-    proxy.stderr.wait_for("takes effect after a restart", 1).await;
-    assert!(proxy.stderr.text().contains("listen address"), "{}", proxy.stderr.text());
+    proxy
+        .stderr
+        .wait_for("takes effect after a restart", 1)
+        .await;
+    assert!(
+        proxy.stderr.text().contains("listen address"),
+        "{}",
+        proxy.stderr.text()
+    );
     let mut again = open_tunnel(proxy.addr, &authority, "").await;
     assert_echoes(&mut again, b"allowed again").await;
     assert_echoes(&mut open, b"and the first one too").await;
