@@ -14,7 +14,7 @@ use std::time::Instant;
 use ipnet::IpNet;
 use std::sync::Arc;
 
-use proxy_server::acl::{Evaluation, Facts, Policy, RuleBook, normalise, parse};
+use proxy_server::acl::{Evaluation, Facts, Policy, normalise, parse};
 
 const EXACT_RULES: usize = 70_000;
 const WILDCARD_RULES: usize = 30_000;

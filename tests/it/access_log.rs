@@ -228,6 +228,7 @@ async fn json_lines_parse_and_carry_every_documented_field() {
         "upstream",
         "outcome",
         "squid_code",
+        "rule",
     ]
     .into();
     let lines: Vec<Value> = proxy

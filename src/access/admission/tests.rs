@@ -355,9 +355,10 @@ async fn safe_defaults_apply_before_the_rules() {
     let allow_all = "[[rules]]\nname = \"all\"\naction = \"allow\"\n";
     let mut access = with_policy(allow_all, "Tue 10:00");
     access.authenticator = None;
-    let mut policy = Policy::default();
-    policy.connect_ports = "443".parse::<PortSet>().unwrap();
-    access.policy = Arc::new(policy);
+    access.policy = Arc::new(Policy {
+        connect_ports: "443".parse::<PortSet>().unwrap(),
+        ..Policy::default()
+    });
     let none = ClientCredentials::None;
     assert_eq!(
         brief(&access.admit(&ask(none, "127.0.0.1")).await),

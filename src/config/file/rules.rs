@@ -131,7 +131,7 @@ fn read_rule(
         rule.users = Some(users(value, groups, problems));
     }
     if let Some(value) = table.get("clients") {
-        let nets = parsed(problems, "clients", value, |text| parse_client_net(text));
+        let nets = parsed(problems, "clients", value, parse_client_net);
         rule.clients = Some(NetSet::build(&nets));
     }
     rule.dest = dest(table, folder, problems);

@@ -47,15 +47,14 @@ pub async fn forward(
         Decision::Hit(hit) => {
             // A stored answer is served only if the rules would let this request reach
             // the origin now: settle what they left to the destination's addresses.
-            if let Some(check) = &exchange.addresses {
-                if let Some(settled) = ctx
+            if let Some(check) = &exchange.addresses
+                && let Some(settled) = ctx
                     .dialer
                     .settle_only(target, client.get_ref(), check)
                     .await?
-                {
-                    exchange.rule = settled.rule;
-                    exchange.limits = settled.limits;
-                }
+            {
+                exchange.rule = settled.rule;
+                exchange.limits = settled.limits;
             }
             return serve_hit(ctx, client, head, &hit, exchange).await;
         }
