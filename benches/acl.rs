@@ -14,7 +14,7 @@ use std::time::Instant;
 use ipnet::IpNet;
 use std::sync::Arc;
 
-use proxy_server::acl::{Evaluation, Facts, Policy, normalise, parse};
+use proxy_server::acl::{Evaluation, Facts, Host, Policy, normalise, parse};
 
 const EXACT_RULES: usize = 70_000;
 const WILDCARD_RULES: usize = 30_000;
@@ -244,15 +244,10 @@ fn policy_rules(list: &str, hits: &[String], misses: &[String], addr_misses: &[S
     );
     let evaluate = |host: &String| {
         let host = normalise(host);
-        let facts = Facts {
-            user: None,
-            client: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
-            host: &host,
-            port: 443,
-            method: "CONNECT",
-            now: None,
-        };
-        matches!(book.evaluate(&facts), Evaluation::Decided(_))
+        matches!(
+            book.evaluate(&anonymous_connect(&host)),
+            Evaluation::Decided(_)
+        )
     };
     let decided = hits.iter().filter(|h| evaluate(h)).count();
     println!(
@@ -267,15 +262,7 @@ fn policy_rules(list: &str, hits: &[String], misses: &[String], addr_misses: &[S
         median_ns(misses, evaluate)
     );
     let host = normalise("www.example.org");
-    let facts = Facts {
-        user: None,
-        client: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
-        host: &host,
-        port: 443,
-        method: "CONNECT",
-        now: None,
-    };
-    let Evaluation::Pending(check) = book.evaluate(&facts) else {
+    let Evaluation::Pending(check) = book.evaluate(&anonymous_connect(&host)) else {
         panic!("a name miss waits for the networks rule");
     };
     let settle = |addr: &SocketAddr| {
@@ -290,4 +277,16 @@ fn policy_rules(list: &str, hits: &[String], misses: &[String], addr_misses: &[S
         "rules: settle, IPv4 miss (dialer)",
         median_ns(addr_misses, settle)
     );
+}
+
+/// A CONNECT to `host:443` from 10.0.0.1 without credentials.
+fn anonymous_connect<'a>(host: &'a Host<'a>) -> Facts<'a> {
+    Facts {
+        user: None,
+        client: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+        host,
+        port: 443,
+        method: "CONNECT",
+        now: None,
+    }
 }

@@ -249,7 +249,10 @@ async fn admit(
             Ok(())
         }
         Decision::Deny(refusal) => Err(ProxyError::Forbidden(refusal)),
-        Decision::AuthRequired(failure) => Err(ProxyError::ProxyAuthRequired(failure)),
+        Decision::AuthRequired(failure, rule) => {
+            exchange.rule = rule;
+            Err(ProxyError::ProxyAuthRequired(failure))
+        }
     }
 }
 

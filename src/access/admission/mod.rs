@@ -56,8 +56,9 @@ pub enum Decision {
     },
     /// Refused by the policy, with the reason and the rule.
     Deny(Refusal),
-    /// Credentials are missing, malformed or wrong.
-    AuthRequired(AuthFailure),
+    /// Credentials are missing, malformed or wrong; with the policy rule that would
+    /// need them (the one that decided without them), when a rule did.
+    AuthRequired(AuthFailure, Option<Arc<str>>),
 }
 
 /// The label for a request without credentials that a rule naming users could allow.
@@ -74,7 +75,7 @@ impl Snapshot {
         }
         let user = match self.authenticate(request.credentials).await {
             Ok(user) => user,
-            Err(failure) => return Decision::AuthRequired(failure),
+            Err(failure) => return Decision::AuthRequired(failure, None),
         };
         if let Err(denial) = policy.check_host(request.target.host) {
             return Decision::Deny(denial.into());
@@ -137,7 +138,7 @@ pub fn decision(user: Option<String>, verdict: Verdict) -> Decision {
             addresses: None,
         },
         Verdict::Deny { rule } => Decision::Deny(refusal(rule)),
-        Verdict::AuthRequired { .. } => Decision::AuthRequired(AUTH_MISSING),
+        Verdict::AuthRequired { rule } => Decision::AuthRequired(AUTH_MISSING, rule),
     }
 }
 

@@ -53,7 +53,7 @@ fn brief(decision: &Decision) -> &'static str {
     match decision {
         Decision::Allow { .. } => "allow",
         Decision::Deny(refusal) => refusal.brief,
-        Decision::AuthRequired(failure) => failure.brief,
+        Decision::AuthRequired(failure, _) => failure.brief,
     }
 }
 

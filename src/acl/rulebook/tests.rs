@@ -86,87 +86,71 @@ fn show(verdict: &Verdict) -> String {
     format!("{what} {number}")
 }
 
+/// A one-rule book (deny, with `condition` set) and a request it must match and one it
+/// must not, each differing from [`ASK`] in one field.
+type ConditionCase = (fn(&mut Rule), Ask<'static>, Ask<'static>);
+
 #[test]
 fn each_condition_alone() {
-    let with = |f: &dyn Fn(&mut Rule)| {
-        let mut r = rule(1, Action::Deny);
-        f(&mut r);
-        book(vec![r], Action::Allow)
-    };
-    let b = with(&|r| r.users = users(&["alice"]));
-    assert_eq!(
-        decide(
-            &b,
+    let monday = WeekTime::parse("Mon", "09:00");
+    let sunday = WeekTime::parse("Sun", "09:00");
+    let cases: [ConditionCase; 6] = [
+        (
+            |r| r.users = users(&["alice"]),
             Ask {
                 user: Some("alice"),
                 ..ASK
-            }
-        ),
-        "deny 1"
-    );
-    assert_eq!(
-        decide(
-            &b,
+            },
             Ask {
                 user: Some("bob"),
                 ..ASK
-            }
+            },
         ),
-        "allow default"
-    );
-    let b = with(&|r| r.clients = Some(NetSet::build(&[parse_client_net("10.0.0.0/8").unwrap()])));
-    assert_eq!(decide(&b, ASK), "deny 1");
-    assert_eq!(
-        decide(
-            &b,
+        (
+            |r| r.clients = Some(NetSet::build(&[parse_client_net("10.0.0.0/8").unwrap()])),
+            ASK,
             Ask {
                 client: "192.0.2.1",
                 ..ASK
-            }
+            },
         ),
-        "allow default"
-    );
-    let b = with(&|r| r.dest = Some(dest(&["*.example.com"])));
-    assert_eq!(
-        decide(
-            &b,
+        (
+            |r| r.dest = Some(dest(&["*.example.com"])),
             Ask {
                 host: "a.example.com",
                 ..ASK
-            }
+            },
+            ASK,
         ),
-        "deny 1"
-    );
-    assert_eq!(decide(&b, ASK), "allow default");
-    let b = with(&|r| r.ports = Some("80,8000-9000".parse().unwrap()));
-    assert_eq!(decide(&b, Ask { port: 8080, ..ASK }), "deny 1");
-    assert_eq!(decide(&b, ASK), "allow default");
-    let b = with(&|r| r.methods = Some(vec!["POST".into()]));
-    assert_eq!(
-        decide(
-            &b,
+        (
+            |r| r.ports = Some("80,8000-9000".parse().unwrap()),
+            Ask { port: 8080, ..ASK },
+            ASK,
+        ),
+        (
+            |r| r.methods = Some(vec!["POST".into()]),
             Ask {
                 method: "POST",
                 ..ASK
-            }
-        ),
-        "deny 1"
-    );
-    assert_eq!(
-        decide(
-            &b,
+            },
             Ask {
                 method: "post",
                 ..ASK
-            }
+            },
         ),
-        "allow default"
-    );
-    let b = with(&|r| r.hours = Some(vec!["Mon-Fri 08:00-18:00".parse().unwrap()]));
-    let monday = WeekTime::parse("Mon", "09:00");
-    let sunday = WeekTime::parse("Sun", "09:00");
-    assert_eq!(decide(&b, Ask { now: monday, ..ASK }), "deny 1");
-    assert_eq!(decide(&b, Ask { now: sunday, ..ASK }), "allow default");
+        (
+            |r| r.hours = Some(vec!["Mon-Fri 08:00-18:00".parse().unwrap()]),
+            Ask { now: monday, ..ASK },
+            Ask { now: sunday, ..ASK },
+        ),
+    ];
+    for (index, (condition, matching, other)) in cases.into_iter().enumerate() {
+        let mut only = rule(1, Action::Deny);
+        condition(&mut only);
+        let b = book(vec![only], Action::Allow);
+        assert_eq!(decide(&b, matching), "deny 1", "case {index}");
+        assert_eq!(decide(&b, other), "allow default", "case {index}");
+    }
 }
 
 #[test]
