@@ -158,10 +158,9 @@ fn read_files(args: &AccessSettings) -> Result<Snapshot, FileErrors> {
     if args.auth_file.is_none()
         && let Some(rule) = book.rules().iter().find(|rule| rule.users.is_some())
     {
-        let (file, line) = split_place(&rule.place);
         errors.push(LineError {
-            file,
-            line,
+            file: rule.file.clone(),
+            line: rule.line,
             reason: "this rule names users, but no auth_file is set to log them in".into(),
         });
     }
@@ -183,14 +182,6 @@ fn read_files(args: &AccessSettings) -> Result<Snapshot, FileErrors> {
             errors.extend(users.err().map(|e| e.0).unwrap_or_default());
             Err(FileErrors(errors))
         }
-    }
-}
-
-/// `file:line` back into its parts.
-fn split_place(place: &str) -> (String, usize) {
-    match place.rsplit_once(':') {
-        Some((file, line)) => (file.to_string(), line.parse().unwrap_or(0)),
-        None => (place.to_string(), 0),
     }
 }
 

@@ -77,8 +77,9 @@ pub struct Rule {
     pub name: Option<String>,
     /// 1 for the file's first rule.
     pub number: usize,
-    /// `file:line` of the rule's `[[rules]]` header.
-    pub place: String,
+    /// The policy file and the line of the rule's `[[rules]]` header.
+    pub file: String,
+    pub line: usize,
     pub action: Action,
     /// User names, groups already expanded.
     pub users: Option<HashSet<Box<str>>>,
@@ -93,7 +94,8 @@ pub struct Rule {
 
 impl Rule {
     /// `"name" (rule 2, file:line)` or `rule 2 (file:line)`.
-    pub fn make_label(name: Option<&str>, number: usize, place: &str) -> Arc<str> {
+    pub fn make_label(name: Option<&str>, number: usize, file: &str, line: usize) -> Arc<str> {
+        let place = format!("{file}:{line}");
         match name {
             Some(name) => format!("{name:?} (rule {number}, {place})").into(),
             None => format!("rule {number} ({place})").into(),

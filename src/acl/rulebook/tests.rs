@@ -17,9 +17,10 @@ fn dest(entries: &[&str]) -> Rules {
 
 fn rule(number: usize, action: Action) -> Rule {
     Rule {
-        label: Rule::make_label(None, number, &format!("p.toml:{number}")),
+        label: Rule::make_label(None, number, "p.toml", number),
         number,
-        place: format!("p.toml:{number}"),
+        file: "p.toml".into(),
+        line: number,
         action,
         ..Rule::default()
     }

@@ -107,7 +107,8 @@ pub fn invocation(args: Vec<OsString>) -> Result<Invocation, LoadError> {
         None => cli.settings(),
         Some(path) => {
             let (file, problems) = file::read(path, &flag_keys())?;
-            with_file(&args, &matches, file, problems)?
+            let name = path.display().to_string();
+            with_file(&args, &matches, (&name, file), problems)?
         }
     };
     Ok(Invocation::Serve {
@@ -122,11 +123,10 @@ pub fn invocation(args: Vec<OsString>) -> Result<Invocation, LoadError> {
 fn with_file(
     args: &[OsString],
     matches: &clap::ArgMatches,
-    file: FileSettings,
+    (name, file): (&str, FileSettings),
     mut errors: Vec<LineError>,
 ) -> Result<Settings, LoadError> {
     let mut merged: Vec<OsString> = args.iter().take(1).cloned().collect();
-    let name = file_name(args);
     for setting in &file.flags {
         if matches.value_source(&setting.key) == Some(ValueSource::CommandLine) {
             continue;
@@ -136,7 +136,7 @@ fn with_file(
         match Cli::command().try_get_matches_from(alone) {
             Ok(_) => merged.extend(flag),
             Err(error) => errors.push(LineError {
-                file: name.clone(),
+                file: name.to_string(),
                 line: setting.line,
                 reason: format!("`{}`: {}", setting.key, clap_reason(&error)),
             }),
@@ -182,21 +182,6 @@ fn flag_args(setting: &FlagSetting) -> Vec<OsString> {
         (None, _) => Vec::new(),
         (Some(_), true) => vec![flag],
         (Some(value), false) => vec![flag, OsString::from(value)],
-    }
-}
-
-/// The `--config` argument's file name, as errors name it.
-fn file_name(args: &[OsString]) -> String {
-    let position = args.iter().position(|a| a == "--config");
-    let inline = args.iter().find_map(|a| {
-        a.to_str()
-            .and_then(|a| a.strip_prefix("--config="))
-            .map(str::to_string)
-    });
-    match (position.and_then(|i| args.get(i + 1)), inline) {
-        (Some(path), _) => path.to_string_lossy().into_owned(),
-        (None, Some(path)) => path,
-        (None, None) => "config".to_string(),
     }
 }
 

@@ -93,38 +93,18 @@ fn read_rule(
     problems: &mut Problems<'_>,
 ) -> Rule {
     problems.unknown_keys(table, &RULE_KEYS, "in a rule");
-    let place = problems.place(header);
+    let line = problems.line(header);
     let name = table
         .get("name")
         .and_then(|value| problems.string("name", value))
         .map(str::to_string);
-    let action = match table.get("action") {
-        None => {
-            problems.at(
-                header,
-                format!("rule {number} has no `action` (\"allow\" or \"deny\")"),
-            );
-            Action::Deny
-        }
-        Some(value) => match problems.string("action", value) {
-            Some("allow") => Action::Allow,
-            Some("deny") => Action::Deny,
-            Some(other) => {
-                problems.at(
-                    &value.span(),
-                    format!("`action` must be \"allow\" or \"deny\", not {other:?}"),
-                );
-                Action::Deny
-            }
-            None => Action::Deny,
-        },
-    };
     let mut rule = Rule {
-        label: Rule::make_label(name.as_deref(), number, &place),
+        label: Rule::make_label(name.as_deref(), number, &problems.file, line),
         name,
         number,
-        place,
-        action,
+        file: problems.file.clone(),
+        line,
+        action: read_action(table, number, header, problems),
         ..Rule::default()
     };
     if let Some(value) = table.get("users") {
@@ -136,16 +116,7 @@ fn read_rule(
     }
     rule.dest = dest(table, folder, problems);
     if let Some(value) = table.get("ports") {
-        let items = problems.strings("ports", value);
-        let list = items
-            .iter()
-            .map(|(item, _)| item.as_str())
-            .collect::<Vec<_>>()
-            .join(",");
-        match list.parse::<PortSet>() {
-            Ok(ports) => rule.ports = Some(ports),
-            Err(reason) => problems.at(&value.span(), format!("`ports`: {reason}")),
-        }
+        rule.ports = ports(value, problems);
     }
     if let Some(value) = table.get("methods") {
         rule.methods = Some(parsed(problems, "methods", value, method));
@@ -161,6 +132,44 @@ fn read_rule(
         rule.limits = Some(Arc::new(limits::read(limits, Scope::Rule, problems)));
     }
     rule
+}
+
+/// `action = "allow" | "deny"`, required; a missing or bad one is noted (and the rule
+/// kept as a deny, so a broken file never allows more than it meant to).
+fn read_action(
+    table: &DeTable<'_>,
+    number: usize,
+    header: &std::ops::Range<usize>,
+    problems: &mut Problems<'_>,
+) -> Action {
+    let Some(value) = table.get("action") else {
+        let reason = format!("rule {number} has no `action` (\"allow\" or \"deny\")");
+        problems.at(header, reason);
+        return Action::Deny;
+    };
+    match problems.string("action", value) {
+        Some("allow") => Action::Allow,
+        Some("deny") => Action::Deny,
+        Some(other) => {
+            let reason = format!("`action` must be \"allow\" or \"deny\", not {other:?}");
+            problems.at(&value.span(), reason);
+            Action::Deny
+        }
+        None => Action::Deny,
+    }
+}
+
+/// `ports = ["443", 80, "8000-9000"]`, read as one `--connect-ports` list.
+fn ports(value: &Value<'_>, problems: &mut Problems<'_>) -> Option<PortSet> {
+    let items = problems.strings("ports", value);
+    let list: Vec<&str> = items.iter().map(|(item, _)| item.as_str()).collect();
+    match list.join(",").parse::<PortSet>() {
+        Ok(ports) => Some(ports),
+        Err(reason) => {
+            problems.at(&value.span(), format!("`ports`: {reason}"));
+            None
+        }
+    }
 }
 
 /// Each string of a list through `parse`; the bad ones noted at their own line.
