@@ -226,3 +226,45 @@ async fn time_windows_follow_the_injected_clock() {
         proxy.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn a_cached_answer_is_served_only_where_the_rules_would_reach_the_origin() {
+    let origin = Origin::start(|_| {
+        b"HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Length: 6\r\n\r\nstored".to_vec()
+    })
+    .await;
+    let policy = "auth_file = \"users.txt\"\n\
+                  [[rules]]\nname = \"bob stays off loopback\"\naction = \"deny\"\n\
+                  users = [\"bob\"]\ndest = [\"127.0.0.0/8\", \"::1\"]\n";
+    let (_files, path) = policy_files("cache", policy);
+    let proxy = proxy_from(&path, |config| {
+        crate::common::cache::cache_on(config, 1, 64);
+    })
+    .await;
+    let url = format!("http://localhost:{}/c", origin.addr.port());
+    let as_user = |who| {
+        format!(
+            "GET {url} HTTP/1.1\r\nHost: localhost\r\n{}Connection: close\r\n\r\n",
+            login(who)
+        )
+    };
+    let first = exchange(proxy.addr, as_user(("alice", "alice-pw")).as_bytes()).await;
+    assert_eq!(body(&first), "stored");
+    let again = exchange(proxy.addr, as_user(("alice", "alice-pw")).as_bytes()).await;
+    assert_eq!(body(&again), "stored");
+    assert_eq!(
+        origin.request_count(),
+        1,
+        "the second answer came from the cache"
+    );
+    // bob's request waits for localhost's addresses; a stored answer must not skip that.
+    let refused = exchange(proxy.addr, as_user(("bob", "bob-pw")).as_bytes()).await;
+    assert_forbidden(
+        &refused,
+        "\"bob stays off loopback\"",
+        "a cache hit is settled too",
+    );
+    assert_eq!(origin.request_count(), 1);
+    let healthy = exchange(proxy.addr, as_user(("alice", "alice-pw")).as_bytes()).await;
+    assert_eq!(status(&healthy), 200, "a fresh connection is still served");
+}
