@@ -56,6 +56,11 @@ const ASK: Ask<'static> = Ask {
     now: None,
 };
 
+/// [`ASK`] for another host.
+fn to(host: &'static str) -> Ask<'static> {
+    Ask { host, ..ASK }
+}
+
 /// `allow N`, `deny N`, `auth N`, `allow default`…, or `pending` when DNS is needed.
 fn decide(book: &Arc<RuleBook>, ask: Ask<'_>) -> String {
     let host = crate::acl::normalise(ask.host);
@@ -197,16 +202,7 @@ fn allow_list_mode_denies_what_no_rule_allows() {
     only.dest = Some(dest(&["example.com"]));
     let b = book(vec![only], Action::Deny);
     assert_eq!(decide(&b, ASK), "allow 1");
-    assert_eq!(
-        decide(
-            &b,
-            Ask {
-                host: "example.org",
-                ..ASK
-            }
-        ),
-        "deny default"
-    );
+    assert_eq!(decide(&b, to("example.org")), "deny default");
 }
 
 #[test]
@@ -217,36 +213,9 @@ fn anonymous_requests_a_user_rule_could_allow_get_407() {
     let mut public = rule(2, Action::Allow);
     public.dest = Some(dest(&["public.example"]));
     let b = book(vec![staff, public], Action::Deny);
-    assert_eq!(
-        decide(
-            &b,
-            Ask {
-                host: "github.com",
-                ..ASK
-            }
-        ),
-        "auth default"
-    );
-    assert_eq!(
-        decide(
-            &b,
-            Ask {
-                host: "public.example",
-                ..ASK
-            }
-        ),
-        "allow 2"
-    );
-    assert_eq!(
-        decide(
-            &b,
-            Ask {
-                host: "other.example",
-                ..ASK
-            }
-        ),
-        "deny default"
-    );
+    assert_eq!(decide(&b, to("github.com")), "auth default");
+    assert_eq!(decide(&b, to("public.example")), "allow 2");
+    assert_eq!(decide(&b, to("other.example")), "deny default");
     // A logged-in user no rule allows is refused, not asked again.
     let bob = Some("bob");
     assert_eq!(
@@ -269,26 +238,8 @@ fn networks_wait_for_the_addresses_and_settle_rebinding_safely() {
     let mut lab = rule(2, Action::Allow);
     lab.dest = Some(dest(&["192.0.2.0/24"]));
     let b = book(vec![internal, lab], Action::Deny);
-    assert_eq!(
-        decide(
-            &b,
-            Ask {
-                host: "10.1.2.3",
-                ..ASK
-            }
-        ),
-        "deny 1"
-    );
-    assert_eq!(
-        decide(
-            &b,
-            Ask {
-                host: "192.0.2.9",
-                ..ASK
-            }
-        ),
-        "allow 2"
-    );
+    assert_eq!(decide(&b, to("10.1.2.3")), "deny 1");
+    assert_eq!(decide(&b, to("192.0.2.9")), "allow 2");
     let host = Host::Name(Cow::Borrowed("lab.example"));
     let facts = Facts {
         user: None,
