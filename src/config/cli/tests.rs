@@ -251,3 +251,19 @@ fn without_a_file_the_flags_alone_decide_and_explain_is_a_subcommand() {
         Err(LoadError::File(_))
     ));
 }
+
+#[test]
+fn settings_a_reload_cannot_change_are_named() {
+    let running = settings(&["--port", "3128", "--cache"]);
+    let same = settings(&["--port", "3128", "--cache", "--blacklist", "rules.txt"]);
+    assert_eq!(
+        crate::config::needs_restart(&running, &same),
+        Vec::<&str>::new(),
+        "access settings reload"
+    );
+    let moved = settings(&["--port", "3129", "--idle-timeout", "5"]);
+    assert_eq!(
+        crate::config::needs_restart(&running, &moved),
+        ["listen address (host, port)", "timeouts", "cache"]
+    );
+}
