@@ -15,6 +15,7 @@
 //! Pure: no I/O, no clock reads (the caller passes the time), no DNS.
 
 mod hours;
+mod names;
 mod rule;
 
 use std::net::{IpAddr, SocketAddr};
@@ -26,6 +27,7 @@ pub use rule::{Action, Condition, Rule};
 use super::host::{Host, canonical_ip};
 use crate::error::Refusal;
 use crate::limits::LimitSettings;
+use names::NameIndex;
 use rule::Match;
 
 /// The frozen rule list and its default, as read from one policy file.
@@ -38,6 +40,8 @@ pub struct RuleBook {
     /// Worked out once: admission asks on every request.
     names_users: bool,
     uses_hours: bool,
+    /// Every rule's destination names in one lookup.
+    names: NameIndex,
 }
 
 /// What the rules are asked about one request.
@@ -109,6 +113,7 @@ impl RuleBook {
         RuleBook {
             names_users: rules.iter().any(|rule| rule.users.is_some()),
             uses_hours: rules.iter().any(|rule| rule.hours.is_some()),
+            names: NameIndex::build(&rules),
             rules,
             default,
             default_label,
@@ -172,17 +177,32 @@ impl RuleBook {
             Host::Name(_) => None,
         };
         let addrs = addrs.or(literal.as_ref().map(|a| &a[..]));
+        let listed = self.listed(facts.host);
         for (index, rule) in self.rules.iter().enumerate().skip(from) {
-            match rule.check(facts, addrs) {
+            match rule.check(facts, addrs, listed(index, rule)) {
                 Match::Yes => return Ok(rule.verdict(facts.user.is_none() && could_authenticate)),
-                Match::No(Condition::Users) if facts.user.is_none() => {
-                    could_authenticate |= rule.action == Action::Allow && rule.could_match(facts);
+                Match::No(Condition::Users) if facts.user.is_none() && !could_authenticate => {
+                    could_authenticate = rule.action == Action::Allow
+                        && rule.could_match(facts, listed(index, rule));
                 }
                 Match::No(_) => {}
                 Match::NeedsAddresses => return Err((index, could_authenticate)),
             }
         }
         Ok(self.default_verdict(facts.user.is_none() && could_authenticate))
+    }
+
+    /// Whether rule `index` lists `host` by name: one index lookup for the request,
+    /// then a bit per rule.
+    fn listed<'h>(&self, host: &'h Host<'h>) -> impl Fn(usize, &Rule) -> bool + 'h {
+        let mask = match host {
+            Host::Name(name) => self.names.lookup(name),
+            Host::Ip(_) => Some(0),
+        };
+        move |index, rule| match mask {
+            Some(mask) => index < 64 && mask >> index & 1 == 1,
+            None => rule.lists_name(host),
+        }
     }
 
     fn default_verdict(&self, could_authenticate: bool) -> Verdict {
@@ -199,8 +219,9 @@ impl RuleBook {
     /// `addrs` are the destination's resolved addresses (empty when it did not resolve).
     pub fn trace(&self, facts: &Facts<'_>, addrs: &[IpAddr]) -> (Verdict, Vec<Step<'_>>) {
         let mut steps = Vec::new();
-        for rule in &self.rules {
-            match rule.check(facts, Some(addrs)) {
+        let listed = self.listed(facts.host);
+        for (index, rule) in self.rules.iter().enumerate() {
+            match rule.check(facts, Some(addrs), listed(index, rule)) {
                 Match::No(condition) => steps.push(Step { rule, condition }),
                 Match::Yes | Match::NeedsAddresses => break,
             }

@@ -114,8 +114,10 @@ impl Rule {
         }
     }
 
-    /// `addrs`: the destination's addresses when known (an address literal's own).
-    pub(super) fn check(&self, facts: &Facts<'_>, addrs: Option<&[IpAddr]>) -> Match {
+    /// `addrs`: the destination's addresses when known (an address literal's own);
+    /// `listed`: whether the host is a name this rule's `dest` lists (the rule book's
+    /// name index answers that for every rule at once).
+    pub(super) fn check(&self, facts: &Facts<'_>, addrs: Option<&[IpAddr]>, listed: bool) -> Match {
         if let Some(condition) = self.first_miss_before_dest(facts) {
             return Match::No(condition);
         }
@@ -124,14 +126,23 @@ impl Rule {
         {
             return Match::No(Condition::Users);
         }
-        self.check_dest(facts.host, addrs)
+        self.check_dest(addrs, listed)
     }
 
     /// Whether the rule could match `facts` with the right user: everything but
     /// `users` holds (or waits for addresses).
-    pub(super) fn could_match(&self, facts: &Facts<'_>) -> bool {
+    pub(super) fn could_match(&self, facts: &Facts<'_>, listed: bool) -> bool {
         self.first_miss_before_dest(facts).is_none()
-            && self.check_dest(facts.host, None) != Match::No(Condition::Dest)
+            && self.check_dest(None, listed) != Match::No(Condition::Dest)
+    }
+
+    /// Whether this rule's `dest` lists `host` by name (its own lookup, for rule books
+    /// too long for the shared index).
+    pub(super) fn lists_name(&self, host: &Host<'_>) -> bool {
+        match (host, &self.dest) {
+            (Host::Name(name), Some(dest)) => dest.blocks_name(name),
+            _ => false,
+        }
     }
 
     fn first_miss_before_dest(&self, facts: &Facts<'_>) -> Option<Condition> {
@@ -160,13 +171,11 @@ impl Rule {
         None
     }
 
-    fn check_dest(&self, host: &Host<'_>, addrs: Option<&[IpAddr]>) -> Match {
+    fn check_dest(&self, addrs: Option<&[IpAddr]>, listed: bool) -> Match {
         let Some(dest) = &self.dest else {
             return Match::Yes;
         };
-        if let Host::Name(name) = host
-            && dest.blocks_name(name)
-        {
+        if listed {
             return Match::Yes;
         }
         if !dest.has_networks() {

@@ -306,3 +306,28 @@ fn denials_name_the_rule_in_the_body() {
     assert_eq!(refusal.brief, "policy-deny");
     assert!(refusal.reason.contains("\"no ads\" (rule 1, p.toml:4)"));
 }
+
+#[test]
+fn names_are_found_with_the_shared_index_and_without_it() {
+    for count in [3, 64, 70] {
+        let mut rules: Vec<Rule> = (1..=count)
+            .map(|number| {
+                let mut r = rule(number, Action::Deny);
+                r.dest = Some(dest(&[&format!("only{number}.example")]));
+                r
+            })
+            .collect();
+        let last = rules.last_mut().unwrap();
+        last.dest = Some(dest(&["*.wild.example", "exact.example"]));
+        let b = book(rules, Action::Allow);
+        let last = format!("deny {count}");
+        assert_eq!(decide(&b, to("exact.example")), last, "{count} rules");
+        assert_eq!(decide(&b, to("a.b.wild.example")), last, "{count} rules");
+        assert_eq!(decide(&b, to("only2.example")), "deny 2", "{count} rules");
+        assert_eq!(
+            decide(&b, to("wild.example")),
+            "allow default",
+            "{count} rules"
+        );
+    }
+}

@@ -64,6 +64,15 @@ impl Rules {
         false
     }
 
+    /// The exact names, and the domains of the `*.` wildcards, for indexes built over
+    /// several rule sets.
+    pub fn names(&self) -> (impl Iterator<Item = &str>, impl Iterator<Item = &str>) {
+        (
+            self.exact.iter().map(AsRef::as_ref),
+            self.wildcard.iter().map(AsRef::as_ref),
+        )
+    }
+
     /// Whether any entry is a network: then a name's match may depend on the addresses
     /// it resolves to.
     pub fn has_networks(&self) -> bool {
