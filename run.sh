@@ -23,9 +23,8 @@ cmd="${1:-}"
 case "$cmd" in
 start)
     cargo build --release
-    exec ./target/release/proxy-server --host 127.0.0.1 --port 8888 \
-        --blacklist config/blocked_domains.txt --auth-file config/users.txt \
-        --cache --log-dir logs "$@"
+    # 127.0.0.1:8888, the demo user, the blocklist, the cache and logs/: all in the file.
+    exec ./target/release/proxy-server --config config/proxy-server.toml "$@"
     ;;
 test)
     # chromium: the dashboard test (tests/it/dashboard/browser.rs) renders the page in it.

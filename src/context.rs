@@ -15,14 +15,15 @@ use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
 use crate::access::AccessControl;
+use crate::acl::AddressCheck;
 use crate::cache::Cache;
 use crate::client::ClientStream;
 use crate::config::Config;
 use crate::files::FileErrors;
-use crate::limits::{Limiter, Pacer};
+use crate::limits::{LimitSettings, Limiter, Pacer};
 use crate::logging::{AccessLog, AccessRecord, CacheResult};
 use crate::stats::top::Detail;
-use crate::stats::{Outcome, Seen, Stats};
+use crate::stats::{Outcome, RuleAction, Seen, Stats};
 use crate::target::Target;
 use crate::tunnel::{self, Direction};
 use crate::upstream::{Dialer, Link};
@@ -95,6 +96,14 @@ impl Context {
         let stats = &self.stats;
         stats.request_finished(exchange.outcome, duration);
         stats.top().record(&exchange.seen());
+        if let Some(rule) = &exchange.rule {
+            let action = match exchange.outcome {
+                Outcome::Blocked => RuleAction::Deny,
+                Outcome::AuthFailed => RuleAction::AuthRequired,
+                _ => RuleAction::Allow,
+            };
+            stats.rule_decided(rule, action);
+        }
         if !exchange.relayed {
             stats.add_bytes_from_client(exchange.bytes_from_client);
             stats.add_bytes_to_client(exchange.bytes_to_client);
@@ -116,6 +125,7 @@ impl Context {
                 upstream: exchange.upstream,
                 hierarchy: exchange.hierarchy,
                 outcome: exchange.outcome,
+                rule: exchange.rule.clone(),
             });
         }
         tracing::debug!(
@@ -234,8 +244,12 @@ pub struct Exchange {
     pub outcome: Outcome,
     /// The error's label when the exchange failed.
     pub failure: Option<&'static str>,
-    /// The access rule that refused it, when the policy names its rules.
+    /// The policy rule that decided (allowed or refused) the exchange, as logs name it.
     pub rule: Option<Arc<str>>,
+    /// The allowing rule's own limits (everyone's are in the access snapshot).
+    pub limits: Option<Arc<LimitSettings>>,
+    /// What admission left to the destination's addresses; the dialer settles it.
+    pub addresses: Option<AddressCheck>,
     /// Whether a relay (tunnel or upgrade) carried it; the relay counts its bytes into
     /// the statistics as they move, so they are not added again at the end.
     pub relayed: bool,
@@ -280,6 +294,10 @@ impl Exchange {
     pub fn connected(&mut self, link: &Link) {
         self.upstream = Some(link.peer);
         self.hierarchy = link.route.squid_code();
+        if let Some(settled) = &link.settled {
+            self.rule.clone_from(&settled.rule);
+            self.limits.clone_from(&settled.limits);
+        }
     }
 
     /// A request whose head could not be read: no method or target to show.
@@ -304,6 +322,8 @@ impl Exchange {
             outcome: Outcome::Allowed,
             failure: None,
             rule: None,
+            limits: None,
+            addresses: None,
             relayed: false,
         }
     }

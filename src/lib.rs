@@ -7,10 +7,12 @@
 //! request head (`http::io`, under the header timeout), refuses loops (`Via`), states the
 //! `target::Target` (host, port, kind) and asks `access` for the one admission decision
 //! (client address, credentials via `auth` — 407 —, host and CONNECT port via `acl` —
-//! 403), then applies the user's `limits` (429 over the rate or the connection cap; a
-//! bandwidth pacer for what follows). A tunnel gets a connection from the
-//! `upstream::Dialer` (resolve, check every address, connect), the front end's own
-//! answer (`200 Connection Established`), then the `tunnel` relay. A plain request asks the `cache` first (a hit is answered from
+//! 403 —, then the policy file's ordered rules, first match wins), then applies the
+//! user's `limits` (429 over the rate or the connection cap; a bandwidth pacer for what
+//! follows). A tunnel gets a connection from the `upstream::Dialer` (resolve, check every
+//! address and settle any rule that depended on them, connect), the front end's own
+//! answer (`200 Connection Established`), then the `tunnel` relay. A plain request asks
+//! the `cache` first (a hit is answered from
 //! memory), then sends the rewritten head and streamed body on a pooled or fresh
 //! connection from the same dialer and streams the response back (teed into the cache
 //! when it may be stored; 101 upgrades become a relay). Errors (`error::ProxyError`) come
@@ -20,8 +22,10 @@
 //!
 //! Dependencies point one way, from the leaves up: `error`, `files`, `stats`, `target`;
 //! `limits`, `tunnel`; `http`, `acl`, `auth`, `logging`, `client`; `access`, `cache`,
-//! `metrics`; `upstream`, `config` (the only module that knows the command line); `context`; the
-//! front end `http_proxy`; `server`. docs/architecture.md has the map and where the next
+//! `metrics`; `upstream`, `config` (the only module that knows the command line, and reads
+//! the configuration file); `context`; the front end `http_proxy`; `server` and `explain`
+//! (the `explain` subcommand: the same checks, printed). docs/architecture.md has the map
+//! and where the next
 //! front ends and upstreams plug in.
 
 // The library's API is what the binary, the integration tests, the fuzz targets and the
@@ -36,6 +40,7 @@ mod client;
 pub mod config;
 mod context;
 pub mod error;
+pub mod explain;
 pub mod files;
 pub mod http;
 mod http_proxy;

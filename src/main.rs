@@ -1,14 +1,15 @@
-//! The `proxy-server` binary: parse flags, load the config files, start logging, bind,
-//! run until SIGINT/SIGTERM, then drain and flush. Bad flags or files exit with code 2.
+//! The `proxy-server` binary: parse flags and the configuration file, load the files
+//! they name, start logging, bind, run until SIGINT/SIGTERM, then drain and flush. Bad
+//! flags or files exit with code 2. `--check-config` stops after loading;
+//! `proxy-server explain …` answers one policy question and exits.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
 use proxy_server::Services;
-use proxy_server::config::{Cli, Config, Settings};
+use proxy_server::config::{self, Config, Invocation, LoadError, Settings, Source};
 use proxy_server::stats::Stats;
-use proxy_server::{access, logging, metrics, server};
+use proxy_server::{access, explain, logging, metrics, server};
 use tokio::net::TcpListener;
 
 /// mimalloc rather than glibc's malloc: tokio allocates each task and each socket's
@@ -24,7 +25,19 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
-    let settings = Cli::parse().settings();
+    let (settings, check_config, source) = match config::invocation(std::env::args_os().collect()) {
+        Ok(Invocation::Serve {
+            settings,
+            check_config,
+            source,
+        }) => (*settings, check_config, source),
+        Ok(Invocation::Explain(args)) => return explain::run(&args),
+        Err(LoadError::Flags(error)) => error.exit(),
+        Err(LoadError::File(errors)) => {
+            eprintln!("{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let config = settings.config.clone();
     let mut services = match Services::load(&config) {
         Ok(services) => services,
@@ -33,6 +46,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if check_config {
+        println!("proxy-server: configuration OK");
+        return ExitCode::SUCCESS;
+    }
     let stats = Arc::new(Stats::default());
     let logging = match logging::init(&settings.log, stats.clone()) {
         Ok(logging) => logging,
@@ -49,7 +66,7 @@ fn main() -> ExitCode {
         runtime.worker_threads(workers);
     }
     let code = match runtime.enable_all().build() {
-        Ok(runtime) => runtime.block_on(serve(settings, config, services, stats)),
+        Ok(runtime) => runtime.block_on(serve(settings, source, services, stats)),
         Err(error) => {
             eprintln!("proxy-server: cannot start the runtime: {error}");
             ExitCode::FAILURE
@@ -61,10 +78,11 @@ fn main() -> ExitCode {
 
 async fn serve(
     settings: Settings,
-    config: Config,
+    source: Source,
     services: Services,
     stats: Arc<Stats>,
 ) -> ExitCode {
+    let config: Config = settings.config.clone();
     let listener = match server::bind(config.listen) {
         Ok(listener) => listener,
         Err(error) => {
@@ -92,7 +110,11 @@ async fn serve(
         .metrics
         .stats_interval
         .map(|every| tokio::spawn(metrics::periodic_summary(stats.clone(), every)));
-    tokio::spawn(access::reload_on_sighup(services.access.clone()));
+    let running = settings.clone();
+    tokio::spawn(access::reload_on_sighup(
+        services.access.clone(),
+        move || source.reread_access(&running),
+    ));
     let bound = listener.local_addr().map_or(config.listen, |a| a);
     tracing::info!("listening on {bound}");
     server::run(listener, config, services, server::signal()).await;

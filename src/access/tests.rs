@@ -165,7 +165,8 @@ async fn sighup_reloads_the_files() {
         ..AccessSettings::default()
     };
     let access = AccessControl::load(&args).unwrap();
-    let reloader = tokio::spawn(reload_on_sighup(access.clone()));
+    let reread = args.clone();
+    let reloader = tokio::spawn(reload_on_sighup(access.clone(), move || Ok(reread.clone())));
     std::fs::write(&rules, "b.com\n").unwrap();
     let pid = std::process::id().to_string();
     let mut reloaded = false;

@@ -1,10 +1,12 @@
 //! The settings the program runs with, and where they come from: the command line
-//! (`cli`, the only place that knows clap). Each module defines its own settings type
+//! (`cli`, the only place that knows clap) and the configuration file (`file`, TOML),
+//! the command line winning where both speak. Each module defines its own settings type
 //! (`AccessSettings`, `CacheSettings`, `LogSettings`, `MetricsSettings`); this module
 //! gathers them into [`Settings`] at the edge, and library code receives them and never
 //! reads flags or the environment.
 
 mod cli;
+mod file;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -16,7 +18,11 @@ use crate::cache::CacheSettings;
 use crate::limits::LimitSettings;
 use crate::logging::LogSettings;
 use crate::metrics::MetricsSettings;
-pub use cli::{AccessFlags, CacheFlags, Cli, LogFlags, LogFormatFlag, MetricsFlags};
+pub use cli::{
+    AccessFlags, CacheFlags, Cli, Command, ExplainArgs, Invocation, LoadError, LogFlags,
+    LogFormatFlag, MetricsFlags, Source, invocation,
+};
+pub use file::{FlagKey, parse as parse_file};
 
 pub const DEFAULT_HOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 pub const DEFAULT_PORT: u16 = 8888;
@@ -70,4 +76,33 @@ impl Config {
         config.listen = listen;
         config
     }
+}
+
+/// The settings that differ between `old` and `new` and take effect only after a
+/// restart (everything but the access policy, which a reload swaps in).
+pub fn needs_restart(old: &Settings, new: &Settings) -> Vec<&'static str> {
+    let (a, b) = (&old.config, &new.config);
+    let differs = [
+        ("listen address (host, port)", a.listen != b.listen),
+        ("max_connections", a.max_connections != b.max_connections),
+        (
+            "timeouts",
+            format!("{:?}", a.timeouts) != format!("{:?}", b.timeouts),
+        ),
+        ("via_name", a.via_name != b.via_name),
+        ("cache", a.cache != b.cache),
+        (
+            "logging",
+            format!("{:?}", old.log) != format!("{:?}", new.log),
+        ),
+        (
+            "metrics",
+            format!("{:?}", old.metrics) != format!("{:?}", new.metrics),
+        ),
+        ("workers", old.workers != new.workers),
+    ];
+    differs
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect()
 }

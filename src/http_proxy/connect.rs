@@ -29,7 +29,12 @@ pub async fn connect(
     }
     let mut upstream = ctx
         .dialer
-        .dial(target, client.get_ref(), Reuse::Fresh)
+        .dial(
+            target,
+            client.get_ref(),
+            Reuse::Fresh,
+            exchange.addresses.as_ref(),
+        )
         .await?;
     exchange.connected(&upstream.link);
     exchange.status = 200;

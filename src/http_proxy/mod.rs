@@ -24,7 +24,7 @@ use crate::context::{Context, Exchange, Next};
 use crate::error::{ProxyError, Side};
 use crate::http::rewrite;
 use crate::http::{self, Reader, RequestHead};
-use crate::limits::Seat;
+use crate::limits::{LimitSettings, Seat};
 use crate::stats::Outcome;
 use crate::target::{Kind, Target};
 
@@ -210,13 +210,15 @@ async fn handle(
     if rewrite::via_has(&head.headers, &ctx.config.via_name) {
         return Err(ProxyError::Loop);
     }
-    admit(ctx, head, target, exchange).await?;
-    // The limits that apply to this request: everyone's (the allowing rule's own, once
-    // rules carry limits).
-    let limits = &ctx.config.limits;
+    let limits = admit(ctx, head, target, exchange).await?;
     let grant = ctx
         .limits
-        .admit(seat, exchange.user.as_deref(), exchange.client.ip(), limits)
+        .admit(
+            seat,
+            exchange.user.as_deref(),
+            exchange.client.ip(),
+            &limits,
+        )
         .map_err(ProxyError::TooManyRequests)?;
     let pacer = grant.pacer.as_ref();
     if target.is_tunnel() {
@@ -226,7 +228,8 @@ async fn handle(
     }
 }
 
-/// Asks admission about the request, with the credentials it carries. A client address
+/// Asks admission about the request, with the credentials it carries, and returns the
+/// limits that apply to it: the allowing rule's own, else everyone's. A client address
 /// blocked for failing authentication is refused first; a failure with credentials counts
 /// towards such a block (one without is how every client learns to log in). Both follow
 /// everyone's limits, as no rule has matched yet.
@@ -235,13 +238,12 @@ async fn admit(
     head: &RequestHead,
     target: &Target<'_>,
     exchange: &mut Exchange,
-) -> Result<(), ProxyError> {
+) -> Result<Arc<LimitSettings>, ProxyError> {
     let client = exchange.client.ip();
-    let limits = &ctx.config.limits;
-    ctx.limits
-        .auth_check(client, limits)
-        .map_err(ProxyError::TooManyRequests)?;
     let access = ctx.access.snapshot();
+    ctx.limits
+        .auth_check(client, &access.limits)
+        .map_err(ProxyError::TooManyRequests)?;
     let mut fields = head.headers.get_all("proxy-authorization");
     let credentials = match fields.next() {
         Some(field) => ClientCredentials::ProxyAuthorization(field),
@@ -259,14 +261,23 @@ async fn admit(
         method: head.method_str(),
     };
     match access.admit(&request).await {
-        Decision::Allow { user } => {
+        Decision::Allow {
+            user,
+            rule,
+            limits,
+            addresses,
+        } => {
             exchange.user = user;
-            Ok(())
+            exchange.rule = rule;
+            exchange.limits.clone_from(&limits);
+            exchange.addresses = addresses;
+            Ok(limits.unwrap_or_else(|| Arc::clone(&access.limits)))
         }
         Decision::Deny(refusal) => Err(ProxyError::Forbidden(refusal)),
-        Decision::AuthRequired(failure) => {
+        Decision::AuthRequired(failure, rule) => {
+            exchange.rule = rule;
             if credentials != ClientCredentials::None {
-                ctx.limits.auth_failed(client, limits);
+                ctx.limits.auth_failed(client, &access.limits);
             }
             Err(ProxyError::ProxyAuthRequired(failure))
         }
@@ -308,6 +319,10 @@ async fn answer_error(
         return;
     }
     exchange.outcome = outcome_of(error);
+    if let ProxyError::Forbidden(refusal) = error {
+        // The rule that refused, wherever it was asked (admission or the dialer).
+        exchange.rule.clone_from(&refusal.rule);
+    }
     let Some(status) = error.status() else {
         return;
     };

@@ -161,8 +161,30 @@ impl Collector for StatsCollector {
             "Users (or client addresses) with a transfer waiting for bandwidth now.",
             s.users_throttled,
         )?;
-        encode_durations(e, &s)
+        encode_durations(e, &s)?;
+        encode_rule_decisions(e, &self.0)
     }
+}
+
+/// `proxy_rule_decisions_total{rule="…",action="allow|deny|auth_required"}`: what each
+/// access-policy rule (and the blacklist, and the policy's default) decided.
+fn encode_rule_decisions(encoder: &mut DescriptorEncoder, stats: &Stats) -> fmt::Result {
+    let rows = stats.rule_decisions();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut family = encoder.encode_descriptor(
+        "rule_decisions",
+        "Requests decided by each access-policy rule, by action.",
+        None,
+        MetricType::Counter,
+    )?;
+    for (rule, action, count) in rows {
+        let metric = ConstCounter::new(count);
+        let labels = [("rule", rule.as_ref()), ("action", action.label())];
+        metric.encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 /// A family of counters told apart by one label (`proxy_requests_total{outcome="…"}`,

@@ -16,6 +16,7 @@
 mod histogram;
 mod limited;
 mod ring;
+mod rules;
 pub mod series;
 mod sketch;
 pub mod top;
@@ -29,6 +30,7 @@ use serde::Serialize;
 
 pub use histogram::{BUCKET_BOUNDS_MICROS, DurationHistogram, HistogramSnapshot};
 pub use limited::{Limit, LimitedCounts};
+pub use rules::{RuleAction, RuleCounts};
 pub use series::{Point, Series};
 pub use top::{Seen, TopReport, TopTallies};
 
@@ -116,6 +118,7 @@ pub struct Stats {
     /// Written by the sampler every few seconds, read by `/stats/series`; never touched
     /// by the request path.
     series: Mutex<Series>,
+    rules: RuleCounts,
 }
 
 /// Keeps an "active" gauge raised while alive; lowers it exactly once when dropped. One
@@ -269,6 +272,16 @@ impl Stats {
     pub fn log_line_dropped(&self) {
         add(&self.log_lines_dropped, 1);
     }
+    /// An access-policy rule decided a request.
+    pub fn rule_decided(&self, rule: &Arc<str>, action: RuleAction) {
+        self.rules.count(rule, action);
+    }
+
+    /// `(rule, action, count)` for every rule that decided something.
+    pub fn rule_decisions(&self) -> Vec<(Arc<str>, RuleAction, u64)> {
+        self.rules.snapshot()
+    }
+
     /// A connection task panicked and the server caught it.
     pub fn panic_caught(&self) {
         add(&self.panics_caught, 1);

@@ -1,7 +1,9 @@
 //! Reaching what a client asked for: the one dialer every front end uses, for tunnels and
 //! for forwarded requests alike. It picks the route, takes a pooled connection when the
 //! caller may reuse one, or resolves the target, checks every address (the access
-//! policy's address rules, and this proxy's own listening address: a forwarding loop),
+//! policy's address rules, the rest of a rule evaluation that admission left to the
+//! addresses — an [`AddressCheck`] —, and this proxy's own listening address: a
+//! forwarding loop),
 //! connects with a deadline to the checked addresses only — no second lookup can swap
 //! them (RFC 9110 §17.1 aside) — and returns the stream with the [`Link`] it took. A
 //! connection goes back to the pool ([`Dialer::release`]) keyed by its route.
@@ -15,13 +17,16 @@ mod resolve;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use crate::access::AccessControl;
+use crate::access::{AUTH_MISSING, AccessControl};
+use crate::acl::{AddressCheck, Verdict, refusal};
 use crate::client::ClientStream;
 use crate::error::ProxyError;
+use crate::limits::LimitSettings;
 use crate::target::Target;
 use pool::Pool;
 use pool::PoolKey;
@@ -66,7 +71,17 @@ pub struct Link {
     pub peer: SocketAddr,
     pub route: Route,
     pub reused: bool,
+    /// The policy rule that allowed the connection, when the dialer settled an
+    /// [`AddressCheck`], and that rule's own limits.
+    pub settled: Option<Settled>,
     key: Option<PoolKey>,
+}
+
+/// An allowing verdict the dialer reached with the destination's addresses.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    pub rule: Option<Arc<str>>,
+    pub limits: Option<Arc<LimitSettings>>,
 }
 
 /// Opens connections to targets. One per server, shared by every connection task.
@@ -89,11 +104,14 @@ impl Dialer {
     }
 
     /// A connection to `target` for `client`'s request. Tunnels are never pooled.
+    /// `addresses`: the rest of the admission decision, settled here with the addresses
+    /// this dial checks and connects to (a refusal is a 403 or 407 like admission's).
     pub async fn dial(
         &self,
         target: &Target<'_>,
         client: &ClientStream,
         reuse: Reuse,
+        addresses: Option<&AddressCheck>,
     ) -> Result<Upstream, ProxyError> {
         let route = Route::Direct;
         let key = (!target.is_tunnel()).then(|| PoolKey {
@@ -104,10 +122,12 @@ impl Dialer {
         if let (Some(key), Reuse::Pooled) = (&key, reuse)
             && let Some(pooled) = self.take_checked(key, client)
         {
+            let mut pooled = pooled;
+            pooled.link.settled = settle(addresses, &[pooled.link.peer])?;
             return Ok(pooled);
         }
-        let addrs = resolve(target.host, target.port).await?;
-        self.check(&addrs, client)?;
+        let addrs = self.resolve_checked(target, client).await?;
+        let settled = settle(addresses, &addrs)?;
         let (stream, peer) = connect(&addrs, self.connect_timeout).await?;
         Ok(Upstream {
             stream,
@@ -115,9 +135,32 @@ impl Dialer {
                 peer,
                 route,
                 reused: false,
+                settled,
                 key,
             },
         })
+    }
+
+    /// Settles an admission's [`AddressCheck`] without connecting (a cache hit for a
+    /// request whose rules depend on the destination's addresses).
+    pub async fn settle_only(
+        &self,
+        target: &Target<'_>,
+        client: &ClientStream,
+        addresses: &AddressCheck,
+    ) -> Result<Option<Settled>, ProxyError> {
+        let addrs = self.resolve_checked(target, client).await?;
+        settle(Some(addresses), &addrs)
+    }
+
+    async fn resolve_checked(
+        &self,
+        target: &Target<'_>,
+        client: &ClientStream,
+    ) -> Result<Vec<SocketAddr>, ProxyError> {
+        let addrs = resolve(target.host, target.port).await?;
+        self.check(&addrs, client)?;
+        Ok(addrs)
     }
 
     /// A pooled connection for `key` whose address the current rules still allow: it was
@@ -131,6 +174,7 @@ impl Dialer {
                 peer,
                 route: key.route.clone(),
                 reused: true,
+                settled: None,
                 key: Some(key.clone()),
             },
         })
@@ -164,6 +208,21 @@ impl Dialer {
             .policy()
             .check_addrs(addrs)
             .map_err(|denial| ProxyError::Forbidden(denial.into()))
+    }
+}
+
+/// The verdict of `check` (if any) on the addresses about to be connected to.
+fn settle(
+    check: Option<&AddressCheck>,
+    addrs: &[SocketAddr],
+) -> Result<Option<Settled>, ProxyError> {
+    let Some(check) = check else {
+        return Ok(None);
+    };
+    match check.settle(addrs) {
+        Verdict::Allow { rule, limits } => Ok(Some(Settled { rule, limits })),
+        Verdict::Deny { rule } => Err(ProxyError::Forbidden(refusal(rule))),
+        Verdict::AuthRequired { .. } => Err(ProxyError::ProxyAuthRequired(AUTH_MISSING)),
     }
 }
 

@@ -88,14 +88,19 @@ async fn squid_lines_for_blocked_failed_and_malformed_requests() {
     let lines = anonymous_lines(&proxy, 4);
     let none = "HIER_NONE/-";
     let blocked_bytes = (blocked.len() as u64, blocked_sent);
-    line_for(&lines, "GET", blocked_url).assert_is(
-        "TCP_DENIED/403",
-        none,
-        "blocked",
-        blocked_bytes,
+    let line = line_for(&lines, "GET", blocked_url);
+    line.assert_is("TCP_DENIED/403", none, "blocked", blocked_bytes);
+    assert_eq!(
+        line.rule, "blacklist%20(--blacklist)",
+        "the deny rule placed first"
     );
     // Refused connection: no origin reached. Silent origin: connected, then no answer.
     let failed_bytes = (failed.len() as u64, failed_sent);
+    assert_eq!(
+        line_for(&lines, "GET", &failed_url).rule,
+        "-",
+        "no policy rule"
+    );
     line_for(&lines, "GET", &failed_url).assert_is(
         "TCP_MISS/502",
         none,
@@ -228,6 +233,7 @@ async fn json_lines_parse_and_carry_every_documented_field() {
         "upstream",
         "outcome",
         "squid_code",
+        "rule",
     ]
     .into();
     let lines: Vec<Value> = proxy

@@ -29,6 +29,7 @@ mod forward;
 mod limits;
 mod observe_logging;
 mod observe_metrics;
+mod policy;
 mod properties;
 mod smuggling;
 mod statistics;

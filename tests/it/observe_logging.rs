@@ -38,6 +38,7 @@ fn record(n: u64, outcome: Outcome, status: u16) -> AccessRecord {
         upstream: (n % 2 == 1).then(|| "127.0.0.1:8080".parse().expect("addr")),
         hierarchy: "HIER_DIRECT",
         outcome,
+        rule: None,
     }
 }
 
@@ -101,7 +102,7 @@ fn init_writes_rotated_access_log_and_diagnostics_and_flushes_on_shutdown() {
         );
         for line in text.lines() {
             let fields: Vec<&str> = line.split(' ').filter(|f| !f.is_empty()).collect();
-            assert_eq!(fields.len(), 12, "whole Squid line: {line}");
+            assert_eq!(fields.len(), 13, "whole Squid line: {line}");
             let n: u64 = fields[6]
                 .rsplit('/')
                 .next()

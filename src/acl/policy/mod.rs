@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -12,6 +13,9 @@ use super::host::{Host, canonical_ip, normalise};
 use super::ports::PortSet;
 use super::rules::Rules;
 use crate::error::Refusal;
+
+/// How logs, metrics and `explain` name the blacklist, the deny rule placed first.
+pub const BLACKLIST_RULE: &str = "blacklist (--blacklist)";
 
 /// Everything the access checks need, frozen together so one request sees one version.
 #[derive(Debug, Clone, Default)]
@@ -80,10 +84,14 @@ impl std::error::Error for Denial {}
 
 impl From<Denial> for Refusal {
     fn from(denial: Denial) -> Refusal {
+        // The blacklist is a deny rule placed before the policy's rules; the other
+        // denials are the safe defaults, which are no rule.
+        let rule = matches!(denial, Denial::BlockedHost | Denial::BlockedAddress(_))
+            .then(|| Arc::from(BLACKLIST_RULE));
         Refusal {
             brief: denial.brief(),
             reason: denial.to_string(),
-            rule: None,
+            rule,
         }
     }
 }

@@ -64,6 +64,21 @@ impl Rules {
         false
     }
 
+    /// The exact names, and the domains of the `*.` wildcards, for indexes built over
+    /// several rule sets.
+    pub fn names(&self) -> (impl Iterator<Item = &str>, impl Iterator<Item = &str>) {
+        (
+            self.exact.iter().map(AsRef::as_ref),
+            self.wildcard.iter().map(AsRef::as_ref),
+        )
+    }
+
+    /// Whether any entry is a network: then a name's match may depend on the addresses
+    /// it resolves to.
+    pub fn has_networks(&self) -> bool {
+        self.nets.rule_count() > 0
+    }
+
     /// Whether an address (IPv4-mapped counted as IPv4) lies in a listed network.
     pub fn blocks_addr(&self, ip: IpAddr) -> bool {
         self.nets.contains(ip)
@@ -90,41 +105,63 @@ enum Rule {
 /// Reads a blacklist file's text. `file` names it in error messages. Every bad line
 /// is reported, each as `file:line: reason`.
 pub fn parse(text: &str, file: &str) -> Result<Rules, FileErrors> {
-    let mut exact = HashSet::new();
-    let mut wildcard = HashSet::new();
-    let mut nets = Vec::new();
-    let mut errors = Vec::new();
-    for (line, content) in content_lines(text) {
-        match parse_line(content) {
-            Ok(rules) => {
-                for rule in rules {
-                    match rule {
-                        Rule::Exact(name) => exact.insert(name.into_boxed_str()),
-                        Rule::Wildcard(name) => wildcard.insert(name.into_boxed_str()),
-                        Rule::Net(net) => {
-                            nets.push(net);
-                            true
-                        }
-                    };
-                }
-            }
-            Err(reason) => errors.push(LineError {
-                file: file.to_string(),
-                line,
-                reason,
-            }),
-        }
-    }
+    let mut builder = RulesBuilder::default();
+    let errors = builder.add_text(text, file);
     if !errors.is_empty() {
         return Err(FileErrors(errors));
     }
-    exact.shrink_to_fit();
-    wildcard.shrink_to_fit();
-    Ok(Rules {
-        exact,
-        wildcard,
-        nets: NetSet::build(&nets),
-    })
+    Ok(builder.build())
+}
+
+/// Destination entries gathered from several places (a policy rule's `dest` list and
+/// its `dest_files`), then frozen into one [`Rules`]. Each entry means what a blacklist
+/// line means.
+#[derive(Debug, Default)]
+pub struct RulesBuilder {
+    exact: HashSet<Box<str>>,
+    wildcard: HashSet<Box<str>>,
+    nets: Vec<IpNet>,
+}
+
+impl RulesBuilder {
+    /// One entry, or a hosts-file line; the reason when it is not a valid one.
+    pub fn add_line(&mut self, content: &str) -> Result<(), String> {
+        for rule in parse_line(content)? {
+            match rule {
+                Rule::Exact(name) => {
+                    self.exact.insert(name.into_boxed_str());
+                }
+                Rule::Wildcard(name) => {
+                    self.wildcard.insert(name.into_boxed_str());
+                }
+                Rule::Net(net) => self.nets.push(net),
+            }
+        }
+        Ok(())
+    }
+
+    /// Every content line of a file's text; the bad ones as `file:line: reason`.
+    pub fn add_text(&mut self, text: &str, file: &str) -> Vec<LineError> {
+        content_lines(text)
+            .filter_map(|(line, content)| {
+                self.add_line(content).err().map(|reason| LineError {
+                    file: file.to_string(),
+                    line,
+                    reason,
+                })
+            })
+            .collect()
+    }
+
+    pub fn build(mut self) -> Rules {
+        self.exact.shrink_to_fit();
+        self.wildcard.shrink_to_fit();
+        Rules {
+            exact: self.exact,
+            wildcard: self.wildcard,
+            nets: NetSet::build(&self.nets),
+        }
+    }
 }
 
 /// Reads and parses a blacklist file. An unreadable file is one error on line 0.

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use crate::acl::AddressCheck;
 use crate::cache::{self, Filler, Hit, Timing};
 use crate::client::ClientStream;
 use crate::context::{Context, Exchange, Next};
@@ -46,7 +47,20 @@ pub async fn forward(
     let length = framing::request_body(head.version, &head.headers)?;
     let plan = match cached::decide(ctx.cache.as_ref(), head, length, &ctx.stats).await {
         Decision::Bypass => None,
-        Decision::Hit(hit) => return serve_hit(ctx, client, head, &hit, exchange).await,
+        Decision::Hit(hit) => {
+            // A stored answer is served only if the rules would let this request reach
+            // the origin now: settle what they left to the destination's addresses.
+            if let Some(check) = &exchange.addresses
+                && let Some(settled) = ctx
+                    .dialer
+                    .settle_only(target, client.get_ref(), check)
+                    .await?
+            {
+                exchange.rule = settled.rule;
+                exchange.limits = settled.limits;
+            }
+            return serve_hit(ctx, client, head, &hit, exchange).await;
+        }
         Decision::NotCached => return Err(ProxyError::NotCached),
         Decision::Fetch(plan) => Some(plan),
     };
@@ -109,7 +123,9 @@ async fn fetch(
     if !matches!(head.target, RequestTarget::Absolute { .. }) {
         return Err(ProxyError::BadRequest("not an absolute-form request"));
     }
-    let mut origin = acquire(ctx, target, client.get_ref(), Reuse::Pooled, pacer).await?;
+    let addresses = exchange.addresses.clone();
+    let check = addresses.as_ref();
+    let mut origin = acquire(ctx, target, client.get_ref(), Reuse::Pooled, check, pacer).await?;
     exchange.connected(&origin.link);
     let response = match exchange_head(ctx, client, head, length, &mut origin, exchange).await {
         // A pooled connection the origin closed just before we used it: RFC 9112 §9.3.1
@@ -119,7 +135,7 @@ async fn fetch(
                 && origin.reader.buffered().is_empty()
                 && retryable(head, length) =>
         {
-            origin = acquire(ctx, target, client.get_ref(), Reuse::Fresh, pacer).await?;
+            origin = acquire(ctx, target, client.get_ref(), Reuse::Fresh, check, pacer).await?;
             exchange.connected(&origin.link);
             exchange_head(ctx, client, head, length, &mut origin, exchange).await?
         }
@@ -138,9 +154,10 @@ async fn acquire(
     target: &Target<'_>,
     client: &ClientStream,
     reuse: Reuse,
+    addresses: Option<&AddressCheck>,
     pacer: Option<&Pacer>,
 ) -> Result<Origin, ProxyError> {
-    let upstream = ctx.dialer.dial(target, client, reuse).await?;
+    let upstream = ctx.dialer.dial(target, client, reuse, addresses).await?;
     Ok(Origin {
         reader: Reader::new(upstream.stream, Side::Upstream),
         link: upstream.link,

@@ -8,6 +8,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -63,6 +64,9 @@ pub struct AccessRecord {
     /// `upstream`.
     pub hierarchy: &'static str,
     pub outcome: Outcome,
+    /// The access-policy rule that allowed or refused the request, as the policy names
+    /// it (`"staff" (rule 2, proxy-server.toml:31)`); `None` when no rule decided.
+    pub rule: Option<Arc<str>>,
 }
 
 /// Squid's "result code" (the part before `/status`) for a record. Squid spells a cache hit
@@ -83,13 +87,15 @@ pub fn squid_result_code(record: &AccessRecord) -> &'static str {
 
 /// Appends the record as one Squid native line (with `\n`) to `out`:
 ///
-/// `time.ms elapsed client code/status bytes method URL user hierarchy/peer type from_client outcome`
+/// `time.ms elapsed client code/status bytes method URL user hierarchy/peer type from_client outcome rule`
 ///
 /// The first ten fields are Squid's built-in `squid` logformat
 /// (`%ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt`): the time is when the
 /// transaction finished, as in Squid; `type` (the reply's content type) is not tracked and is
-/// always `-`. Squid has no slot for request bytes or for our outcome label, so they follow
-/// as fields 11 and 12; tools that split on whitespace and read ten fields ignore them.
+/// always `-`. Squid has no slot for request bytes, our outcome label or the policy rule,
+/// so they follow as fields 11, 12 and 13 (the rule percent-encoded like the other
+/// free-text fields, `-` when no rule decided); tools that split on whitespace and read
+/// ten fields ignore them.
 pub fn write_squid_line(record: &AccessRecord, out: &mut Vec<u8>) {
     let finished = record.start + record.duration;
     let (seconds, millis) = unix_seconds_millis(finished);
@@ -112,12 +118,14 @@ pub fn write_squid_line(record: &AccessRecord, out: &mut Vec<u8>) {
         Some(peer) => write!(line, " {}/{}", record.hierarchy, peer.ip()),
         None => write!(line, " HIER_NONE/-"),
     };
-    let _ = writeln!(
+    let _ = write!(
         line,
-        " - {} {}",
+        " - {} {} ",
         record.bytes_from_client,
         record.outcome.label()
     );
+    push_token(&mut line, record.rule.as_deref().unwrap_or(""));
+    line.push('\n');
     out.extend_from_slice(line.as_bytes());
 }
 
@@ -154,6 +162,7 @@ struct JsonLine<'a> {
     upstream: Option<String>,
     outcome: &'static str,
     squid_code: &'static str,
+    rule: Option<&'a str>,
 }
 
 /// Appends the record as one JSON object and `\n`. `serde_json` does the string escaping
@@ -174,6 +183,7 @@ pub fn write_json_line(record: &AccessRecord, out: &mut Vec<u8>) {
         upstream: record.upstream.map(|peer| peer.to_string()),
         outcome: record.outcome.label(),
         squid_code: squid_result_code(record),
+        rule: record.rule.as_deref(),
     };
     // Serialising plain strings and integers into a Vec cannot fail.
     if serde_json::to_writer(&mut *out, &line).is_ok() {

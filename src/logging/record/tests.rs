@@ -20,6 +20,7 @@ fn forwarded() -> AccessRecord {
         upstream: Some("198.51.100.3:80".parse().expect("addr")),
         hierarchy: "HIER_DIRECT",
         outcome: Outcome::Allowed,
+        rule: None,
     }
 }
 
@@ -42,7 +43,7 @@ fn forwarded_request_squid_line_has_every_field_in_place() {
     assert_eq!(
         squid(&forwarded()),
         "1700000001.484   1234 192.0.2.7 TCP_MISS/200 5120 GET http://example.com/index.html \
-         alice HIER_DIRECT/198.51.100.3 - 312 allowed\n"
+         alice HIER_DIRECT/198.51.100.3 - 312 allowed -\n"
     );
 }
 
@@ -59,7 +60,7 @@ fn cache_hit_has_no_peer() {
     assert_eq!(
         squid(&record),
         "1700000000.253      3 192.0.2.7 TCP_HIT/200 5120 GET http://example.com/index.html \
-         - HIER_NONE/- - 312 allowed\n"
+         - HIER_NONE/- - 312 allowed -\n"
     );
 }
 
@@ -83,7 +84,7 @@ fn tunnel_logs_both_directions() {
     assert_eq!(fields[4], "1048576");
     assert_eq!(fields[5..7], ["CONNECT", "example.com:443"]);
     assert_eq!(fields[8], "HIER_DIRECT/2001:db8::1");
-    assert_eq!(fields[10..], ["4096", "tunnel"]);
+    assert_eq!(fields[10..], ["4096", "tunnel", "-"]);
     let value = json(&record);
     assert_eq!(value["bytes_to_client"], 1_048_576);
     assert_eq!(value["bytes_from_client"], 4_096);
@@ -122,7 +123,7 @@ fn refusals_and_failures_map_to_squid_codes() {
         };
         let line = squid(&record);
         let fields: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(fields.len(), 12, "{line}");
+        assert_eq!(fields.len(), 13, "{line}");
         assert_eq!(fields[3], code);
         assert_eq!(fields[7], "-", "no user");
         assert_eq!(fields[8], "HIER_NONE/-");
@@ -147,7 +148,7 @@ fn hostile_values_stay_one_field_and_one_line() {
     let line = squid(&record);
     assert_eq!(line.matches('\n').count(), 1);
     let fields: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(fields.len(), 12, "{line}");
+    assert_eq!(fields.len(), 13, "{line}");
     assert_eq!(fields[5], "-");
     assert_eq!(
         fields[6],
@@ -180,6 +181,7 @@ fn json_line_carries_every_field() {
         "upstream": "198.51.100.3:80",
         "outcome": "allowed",
         "squid_code": "TCP_MISS",
+            "rule": null,
     });
     assert_eq!(value, expected);
 }
@@ -195,4 +197,20 @@ fn rfc3339_handles_epoch_leap_days_and_century_rules() {
         rfc3339_millis(UNIX_EPOCH + Duration::from_millis(1_234_567_890_123)),
         "2009-02-13T23:31:30.123Z"
     );
+}
+
+#[test]
+fn the_deciding_rule_is_the_last_squid_field_and_a_json_key() {
+    let record = AccessRecord {
+        outcome: Outcome::Blocked,
+        status: 403,
+        rule: Some("\"no ads\" (rule 1, p.toml:4)".into()),
+        ..forwarded()
+    };
+    let line = squid(&record);
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields.len(), 13, "{line}");
+    assert_eq!(fields[12], "\"no%20ads\"%20(rule%201,%20p.toml:4)");
+    assert_eq!(json(&record)["rule"], "\"no ads\" (rule 1, p.toml:4)");
+    assert!(json(&forwarded())["rule"].is_null());
 }

@@ -84,7 +84,7 @@ impl Running {
     }
 }
 
-/// One Squid-format access line, split into its twelve fields.
+/// One Squid-format access line, split into its thirteen fields.
 #[derive(Debug, Clone)]
 pub struct Squid {
     pub elapsed_ms: u64,
@@ -98,12 +98,14 @@ pub struct Squid {
     pub content_type: String,
     pub from_client: u64,
     pub outcome: String,
+    /// The access-policy rule that decided (percent-encoded), `-` when none did.
+    pub rule: String,
 }
 
 impl Squid {
     pub fn parse(line: &str) -> Squid {
         let f: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(f.len(), 12, "twelve fields: {line:?}");
+        assert_eq!(f.len(), 13, "thirteen fields: {line:?}");
         let (seconds, millis) = f[0].split_once('.').expect("time has milliseconds");
         assert!(seconds.parse::<u64>().unwrap() > 1_600_000_000 && millis.len() == 3);
         let number = |s: &str| s.parse::<u64>().unwrap_or_else(|_| panic!("{s}: {line}"));
@@ -119,6 +121,7 @@ impl Squid {
             content_type: f[9].into(),
             from_client: number(f[10]),
             outcome: f[11].into(),
+            rule: f[12].into(),
         }
     }
 }

@@ -1,14 +1,20 @@
 //! The command line: every flag, its default and its validation, in one place, and the
-//! conversion into the settings each module defines for itself ([`Settings`]). The only
-//! module that knows clap; help text comes from the doc comments here, so `--help` and
-//! the flag table in the docs are checked against each other by a test.
+//! conversion into the settings each module defines for itself ([`Settings`]); the
+//! `explain` subcommand's arguments; and (`merge`) how a configuration file's flag keys
+//! join the command line. The only module that knows clap; help text comes from the doc
+//! comments here, so `--help` and the flag table in the docs are checked against each
+//! other by a test.
+
+mod merge;
+
+pub use merge::{Invocation, LoadError, Source, invocation};
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
 use clap::builder::TypedValueParser as _;
+use clap::{Parser, ValueHint};
 use ipnet::IpNet;
 
 use super::{
@@ -32,7 +38,23 @@ use crate::metrics::{MIN_STATS_INTERVAL_SECS, MetricsSettings};
 /// Point `curl -x http://HOST:PORT`, a browser, or HTTP_PROXY/HTTPS_PROXY at it.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "proxy-server", version, about, long_about = None)]
+#[command(args_conflicts_with_subcommands = true, disable_help_subcommand = true)]
 pub struct Cli {
+    /// Read settings and the access policy from this TOML file: every flag as a key with
+    /// `_` for `-`, plus `default`, `[groups]`, `[[rules]]` and `[limits]` (see
+    /// docs/configuration.md). Flags given on the command line override the file.
+    /// Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub config: Option<PathBuf>,
+
+    /// Check the configuration (the --config file and every file the settings name),
+    /// print each problem as `file:line: reason`, and exit: 0 when all is well, 2 otherwise.
+    #[arg(long)]
+    pub check_config: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on (IPv4 or IPv6). Loopback by default: listening on a public
     /// address makes an open proxy unless authentication or a client allow list is set.
     #[arg(long, default_value_t = DEFAULT_HOST)]
@@ -94,19 +116,46 @@ pub struct Cli {
     pub metrics: MetricsFlags,
 }
 
+/// What else the binary can do besides serving.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Show what the policy decides for one request: the decision, the rule that made
+    /// it, the addresses the host resolves to, and why each earlier rule did not match.
+    /// Exit 0 for allow, 1 for deny or authentication required, 2 for bad input.
+    Explain(ExplainArgs),
+}
+
+/// `proxy-server explain [--config FILE] [--user NAME] [--client IP] METHOD URL`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExplainArgs {
+    /// The configuration file whose policy to ask.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub config: Option<PathBuf>,
+    /// Ask as this (authenticated) user; no password needed.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Ask as a client at this address.
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    pub client: IpAddr,
+    /// The request method (`GET`, `CONNECT`, …).
+    pub method: String,
+    /// `http://host[:port]/path`, or `host:port` with CONNECT.
+    pub url: String,
+}
+
 /// Authentication and the ACL (`access::AccessSettings`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct AccessFlags {
     /// Require Basic proxy authentication against this users file: one
     /// `user:password` per line, the password in clear text or a bcrypt hash as
     /// written by `htpasswd -nbB user password`. Re-read on SIGHUP.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub auth_file: Option<PathBuf>,
 
     /// Refuse destinations listed in this rules file: `example.com`, `*.ads.com`
     /// (subdomains), `10.0.0.0/8`, `fd00::/8`, bare addresses and hosts-file lines
     /// (`0.0.0.0 tracker.com`). Re-read on SIGHUP.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub blacklist: Option<PathBuf>,
 
     /// Allow destinations on loopback (127.0.0.0/8, ::1), link-local
@@ -148,7 +197,8 @@ pub struct CacheFlags {
 #[derive(clap::Args, Debug, Clone)]
 pub struct LogFlags {
     /// Directory for access.log and proxy.log (created if missing)
-    #[arg(long = "log-dir", value_name = "DIR", default_value = DEFAULT_LOG_DIR)]
+    #[arg(long = "log-dir", value_name = "DIR", default_value = DEFAULT_LOG_DIR,
+          value_hint = ValueHint::DirPath)]
     pub log_dir: PathBuf,
     /// Access log line format
     #[arg(long = "log-format", value_enum, default_value_t = LogFormatFlag::Squid)]
@@ -250,6 +300,9 @@ impl AccessFlags {
             allow_local_targets: self.allow_local_targets,
             connect_ports: self.connect_ports.clone(),
             allow_clients: self.allow_clients.clone(),
+            rules: None,
+            limits: Default::default(),
+            clock: None,
         }
     }
 }
@@ -281,154 +334,4 @@ impl LogFlags {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(argv: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("proxy-server").chain(argv.iter().copied()))
-    }
-
-    fn settings(argv: &[&str]) -> Settings {
-        parse(argv).unwrap_or_else(|e| panic!("{e}")).settings()
-    }
-
-    #[test]
-    fn defaults() {
-        let settings = settings(&[]);
-        let config = &settings.config;
-        assert_eq!(config.listen, "127.0.0.1:8888".parse().unwrap());
-        assert_eq!(config.max_connections, DEFAULT_MAX_CONNECTIONS);
-        assert_eq!(config.via_name, "proxy-server");
-        let access = &config.access;
-        assert_eq!((&access.auth_file, &access.blacklist), (&None, &None));
-        assert!(!access.allow_local_targets);
-        assert_eq!(access.connect_ports.to_string(), "443");
-        assert_eq!(access.allow_clients, None);
-        assert!(config.cache.is_none());
-        assert_eq!(settings.log.dir, PathBuf::from("logs"));
-        assert_eq!(settings.log.format, LogFormat::Squid);
-        assert_eq!(
-            settings.log.rotation,
-            RotationPolicy {
-                max_bytes: 10 * BYTES_PER_MIB,
-                keep: 5
-            }
-        );
-        assert_eq!(settings.log.level, "info");
-        assert_eq!(settings.metrics.addr, None);
-        assert_eq!(settings.metrics.stats_interval, None);
-        assert_eq!(settings.workers, None);
-    }
-
-    #[test]
-    fn access_flags_and_their_errors() {
-        let access = settings(&[
-            "--allow-local-targets",
-            "--connect-ports",
-            "443,8443,1024-65535",
-            "--allow-clients",
-            "10.0.0.0/8,192.0.2.7,fd00::/8",
-        ])
-        .config
-        .access;
-        assert!(access.allow_local_targets);
-        assert!(access.connect_ports.contains(5000) && !access.connect_ports.contains(25));
-        assert_eq!(access.allow_clients.as_ref().map(Vec::len), Some(3));
-        let bad_ports = parse(&["--connect-ports", "443,smtp"])
-            .unwrap_err()
-            .to_string();
-        assert!(bad_ports.contains("not a port number"), "{bad_ports}");
-        let bad_clients = parse(&["--allow-clients", "10.0.0.0/8,nope"])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            bad_clients.contains("neither an address nor a CIDR"),
-            "{bad_clients}"
-        );
-    }
-
-    #[test]
-    fn cache_flags_become_byte_sizes() {
-        let cache = settings(&["--cache", "--cache-size", "1", "--cache-max-object", "16"])
-            .config
-            .cache;
-        assert_eq!(
-            cache,
-            Some(CacheSettings {
-                capacity: 1 << 20,
-                max_object: 16 << 10
-            })
-        );
-        let sizes_alone = settings(&["--cache-size", "1"]).config.cache;
-        assert!(sizes_alone.is_none(), "the cache is on only with --cache");
-        assert!(parse(&["--cache-size", "0"]).is_err());
-    }
-
-    #[test]
-    fn log_flags() {
-        let log = settings(&[
-            "--log-dir",
-            "/var/log/p",
-            "--log-format",
-            "json",
-            "--log-max-size",
-            "1",
-            "--log-keep",
-            "0",
-            "--log-level",
-            "debug",
-        ])
-        .log;
-        assert_eq!(log.dir, PathBuf::from("/var/log/p"));
-        assert_eq!(log.format, LogFormat::Json);
-        assert_eq!(
-            log.rotation,
-            RotationPolicy {
-                max_bytes: BYTES_PER_MIB,
-                keep: 0
-            }
-        );
-        assert_eq!(log.level, "debug");
-        assert!(parse(&["--log-max-size", "0"]).is_err());
-        assert!(parse(&["--log-format", "xml"]).is_err());
-    }
-
-    #[test]
-    fn metrics_flags_are_off_unless_given() {
-        let metrics =
-            settings(&["--metrics-addr", "127.0.0.1:9898", "--stats-interval", "30"]).metrics;
-        assert_eq!(metrics.addr, Some("127.0.0.1:9898".parse().unwrap()));
-        assert_eq!(metrics.stats_interval, Some(Duration::from_secs(30)));
-        assert!(parse(&["--stats-interval", "0"]).is_err());
-        assert!(parse(&["--metrics-addr", "localhost"]).is_err());
-    }
-
-    #[test]
-    fn core_flags_and_their_limits() {
-        let settings = settings(&[
-            "--host",
-            "::1",
-            "--port",
-            "3128",
-            "--max-connections",
-            "10",
-            "--connect-timeout",
-            "2",
-            "--workers",
-            "3",
-        ]);
-        assert_eq!(settings.config.listen, "[::1]:3128".parse().unwrap());
-        assert_eq!(settings.config.max_connections, 10);
-        assert_eq!(settings.config.timeouts.connect, Duration::from_secs(2));
-        assert_eq!(settings.workers, Some(3));
-        for bad in [
-            &["--max-connections", "0"][..],
-            &["--idle-timeout", "0"],
-            &["--header-timeout", "86401"],
-            &["--via-name", "two words"],
-            &["--workers", "0"],
-        ] {
-            assert!(parse(bad).is_err(), "{bad:?}");
-        }
-    }
-}
+mod tests;

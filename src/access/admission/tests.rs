@@ -1,0 +1,382 @@
+//! Admission: the order of the checks, credentials, and the policy's rules behind the
+//! safe defaults (407 versus 403, time windows on a set clock, checks left to the dialer).
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+
+use super::*;
+use crate::acl::{Policy, PortSet, parse, parse_client_net};
+use crate::auth::{Authenticator, parse_users};
+use crate::target::Kind;
+
+fn snapshot(rules: &str, users: Option<&str>) -> Snapshot {
+    let mut policy = Policy::with_rules(parse(rules, "rules.txt").unwrap());
+    policy.connect_ports = "443,8443".parse::<PortSet>().unwrap();
+    policy.allow_clients = Some(vec![parse_client_net("10.0.0.0/8").unwrap()]);
+    Snapshot {
+        policy: Arc::new(policy),
+        authenticator: users
+            .map(|text| Arc::new(Authenticator::new(parse_users(text, "users.txt").unwrap()))),
+        rules: Arc::default(),
+        limits: Arc::default(),
+        clock: Arc::new(crate::acl::SystemClock),
+    }
+}
+
+fn request<'a>(
+    client: &str,
+    credentials: ClientCredentials<'a>,
+    host: &'a str,
+    port: u16,
+    kind: Kind,
+) -> Admission<'a> {
+    Admission {
+        listener: "127.0.0.1:8888".parse().unwrap(),
+        client: client.parse().unwrap(),
+        credentials,
+        target: Target::new(host, port, kind),
+        method: if kind == Kind::Connect {
+            "CONNECT"
+        } else {
+            "GET"
+        },
+    }
+}
+
+fn basic(user_password: &str) -> Vec<u8> {
+    let token = base64::engine::general_purpose::STANDARD.encode(user_password);
+    format!("Basic {token}").into_bytes()
+}
+
+fn brief(decision: &Decision) -> &'static str {
+    match decision {
+        Decision::Allow { .. } => "allow",
+        Decision::Deny(refusal) => refusal.brief,
+        Decision::AuthRequired(failure, _) => failure.brief,
+    }
+}
+
+#[tokio::test]
+async fn checks_run_in_order_and_the_first_failure_answers() {
+    let access = snapshot("blocked.example\n", Some("alice:secret\n"));
+    let good = basic("alice:secret");
+    let with = ClientCredentials::ProxyAuthorization(&good);
+    let cases = [
+        // A client outside the allow list is refused before its credentials count.
+        (
+            ("192.0.2.1", with, "ok.example", 80, Kind::Http),
+            "client-not-allowed",
+        ),
+        (
+            (
+                "10.1.1.1",
+                ClientCredentials::None,
+                "blocked.example",
+                80,
+                Kind::Http,
+            ),
+            "auth-missing",
+        ),
+        (
+            ("10.1.1.1", with, "blocked.example", 80, Kind::Http),
+            "blocked-host",
+        ),
+        (
+            ("10.1.1.1", with, "ok.example", 25, Kind::Connect),
+            "connect-port",
+        ),
+        // Ports limit tunnels only; plain requests may name any port.
+        (("10.1.1.1", with, "ok.example", 25, Kind::Http), "allow"),
+        (
+            ("10.1.1.1", with, "ok.example", 8443, Kind::Connect),
+            "allow",
+        ),
+        (
+            ("10.1.1.1", with, "ok.example", 8080, Kind::Upgrade),
+            "allow",
+        ),
+    ];
+    for ((client, credentials, host, port, kind), expected) in cases {
+        let decision = access
+            .admit(&request(client, credentials, host, port, kind))
+            .await;
+        assert_eq!(
+            brief(&decision),
+            expected,
+            "{client} {host}:{port} {kind:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_user_is_named_and_wrong_credentials_are_refused() {
+    let access = snapshot("", Some("alice:secret\n"));
+    let good = basic("alice:secret");
+    let allowed = access
+        .admit(&request(
+            "10.0.0.1",
+            ClientCredentials::ProxyAuthorization(&good),
+            "ok.example",
+            443,
+            Kind::Connect,
+        ))
+        .await;
+    assert!(
+        matches!(&allowed, Decision::Allow { user: Some(u), .. } if u == "alice"),
+        "{allowed:?}"
+    );
+    let wrong = basic("alice:guess");
+    let refused = access
+        .admit(&request(
+            "10.0.0.1",
+            ClientCredentials::ProxyAuthorization(&wrong),
+            "ok.example",
+            443,
+            Kind::Connect,
+        ))
+        .await;
+    assert_eq!(brief(&refused), "auth-rejected");
+}
+
+#[tokio::test]
+async fn without_a_users_file_nobody_is_asked() {
+    let access = snapshot("", None);
+    let decision = access
+        .admit(&request(
+            "10.0.0.1",
+            ClientCredentials::None,
+            "ok.example",
+            80,
+            Kind::Http,
+        ))
+        .await;
+    assert!(matches!(decision, Decision::Allow { user: None, .. }));
+}
+
+#[tokio::test]
+async fn address_literals_meet_the_address_rules_at_once() {
+    let access = snapshot("198.51.100.0/24\n", None);
+    let decision = access
+        .admit(&request(
+            "10.0.0.1",
+            ClientCredentials::None,
+            "198.51.100.7",
+            443,
+            Kind::Connect,
+        ))
+        .await;
+    assert_eq!(brief(&decision), "blocked-address");
+    let local = access
+        .admit(&request(
+            "10.0.0.1",
+            ClientCredentials::None,
+            "127.0.0.1",
+            80,
+            Kind::Http,
+        ))
+        .await;
+    assert_eq!(brief(&local), "local-target");
+}
+
+/// A snapshot with a users file, the policy text `policy` (TOML) and the clock at `now`.
+fn with_policy(policy: &str, now: &str) -> Snapshot {
+    let (file, errors) =
+        crate::config::parse_file(policy, "p.toml", std::path::Path::new("."), &[]);
+    assert!(errors.is_empty(), "{errors:?}");
+    let (day, time) = now.split_once(' ').unwrap();
+    Snapshot {
+        policy: Arc::new(Policy::default()),
+        authenticator: Some(Arc::new(Authenticator::new(
+            parse_users("alice:secret\nbob:secret\n", "users.txt").unwrap(),
+        ))),
+        rules: Arc::new(file.rules),
+        limits: Arc::default(),
+        clock: Arc::new(crate::acl::FixedClock(
+            crate::acl::WeekTime::parse(day, time).unwrap(),
+        )),
+    }
+}
+
+const STAFF_POLICY: &str = r#"
+default = "deny"
+[groups]
+staff = ["alice"]
+[[rules]]
+name = "staff to code"
+action = "allow"
+users = ["@staff"]
+dest = ["github.com"]
+hours = ["Mon-Fri 08:00-18:00"]
+limits = { requests_per_second = 5 }
+[[rules]]
+name = "public"
+action = "allow"
+dest = ["public.example"]
+"#;
+
+/// An allow list by network: names wait for their addresses.
+const NETWORK_POLICY: &str = r#"
+default = "deny"
+[[rules]]
+name = "lab"
+action = "allow"
+dest = ["192.0.2.0/24"]
+"#;
+
+fn ask<'a>(credentials: ClientCredentials<'a>, host: &'a str) -> Admission<'a> {
+    request("10.0.0.1", credentials, host, 443, Kind::Connect)
+}
+
+#[tokio::test]
+async fn anonymous_requests_a_user_rule_could_allow_are_asked_to_log_in() {
+    let access = with_policy(STAFF_POLICY, "Tue 10:00");
+    let none = ClientCredentials::None;
+    assert_eq!(
+        brief(&access.admit(&ask(none, "github.com")).await),
+        "auth-missing"
+    );
+    let public = access.admit(&ask(none, "public.example")).await;
+    assert!(
+        matches!(&public, Decision::Allow { user: None, rule: Some(r), .. } if r.contains("public")),
+        "{public:?}"
+    );
+    assert_eq!(
+        brief(&access.admit(&ask(none, "other.example")).await),
+        "policy-deny"
+    );
+    let alice = basic("alice:secret");
+    let allowed = access
+        .admit(&ask(
+            ClientCredentials::ProxyAuthorization(&alice),
+            "github.com",
+        ))
+        .await;
+    let Decision::Allow {
+        user,
+        rule,
+        limits,
+        addresses,
+    } = allowed
+    else {
+        panic!("alice may reach github.com: {allowed:?}");
+    };
+    assert_eq!(user.as_deref(), Some("alice"));
+    assert!(rule.is_some_and(|r| r.starts_with("\"staff to code\" (rule 1, p.toml:")));
+    assert_eq!(limits.and_then(|l| l.requests_per_second), Some(5));
+    assert!(addresses.is_none());
+    let bob = basic("bob:secret");
+    let refused = access
+        .admit(&ask(
+            ClientCredentials::ProxyAuthorization(&bob),
+            "github.com",
+        ))
+        .await;
+    assert_eq!(
+        brief(&refused),
+        "policy-deny",
+        "logged in, not allowed: 403"
+    );
+    let Decision::Deny(refusal) = refused else {
+        unreachable!()
+    };
+    assert!(
+        refusal.reason.contains("default deny (p.toml:2)"),
+        "{}",
+        refusal.reason
+    );
+    let wrong = basic("alice:guess");
+    let rejected = access
+        .admit(&ask(
+            ClientCredentials::ProxyAuthorization(&wrong),
+            "public.example",
+        ))
+        .await;
+    assert_eq!(
+        brief(&rejected),
+        "auth-rejected",
+        "wrong credentials never pass"
+    );
+}
+
+#[tokio::test]
+async fn time_windows_read_the_snapshot_clock() {
+    let alice = basic("alice:secret");
+    let credentials = ClientCredentials::ProxyAuthorization(&alice);
+    for (now, expected) in [
+        ("Fri 17:59", "allow"),
+        ("Fri 18:00", "policy-deny"),
+        ("Sat 10:00", "policy-deny"),
+        ("Mon 08:00", "allow"),
+    ] {
+        let access = with_policy(STAFF_POLICY, now);
+        let decision = access.admit(&ask(credentials, "github.com")).await;
+        assert_eq!(brief(&decision), expected, "{now}");
+    }
+}
+
+#[tokio::test]
+async fn network_rules_leave_a_check_for_the_dialer_and_literals_settle_at_once() {
+    let mut access = with_policy(NETWORK_POLICY, "Tue 10:00");
+    access.authenticator = None;
+    let none = ClientCredentials::None;
+    let pending = access.admit(&ask(none, "lab.example")).await;
+    let Decision::Allow {
+        rule: None,
+        addresses: Some(check),
+        ..
+    } = pending
+    else {
+        panic!("a name may resolve into 192.0.2.0/24: {pending:?}");
+    };
+    let inside: std::net::SocketAddr = "192.0.2.7:443".parse().unwrap();
+    let outside: std::net::SocketAddr = "198.51.100.7:443".parse().unwrap();
+    assert!(matches!(
+        check.settle(&[inside]),
+        crate::acl::Verdict::Allow { .. }
+    ));
+    assert!(matches!(
+        check.settle(&[inside, outside]),
+        crate::acl::Verdict::Deny { .. }
+    ));
+    let literal = access.admit(&ask(none, "192.0.2.9")).await;
+    assert!(matches!(
+        literal,
+        Decision::Allow {
+            addresses: None,
+            rule: Some(_),
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn safe_defaults_apply_before_the_rules() {
+    let allow_all = "[[rules]]\nname = \"all\"\naction = \"allow\"\n";
+    let mut access = with_policy(allow_all, "Tue 10:00");
+    access.authenticator = None;
+    access.policy = Arc::new(Policy {
+        connect_ports: "443".parse::<PortSet>().unwrap(),
+        ..Policy::default()
+    });
+    let none = ClientCredentials::None;
+    assert_eq!(
+        brief(&access.admit(&ask(none, "127.0.0.1")).await),
+        "local-target"
+    );
+    let smtp = request("10.0.0.1", none, "mail.example", 25, Kind::Connect);
+    assert_eq!(brief(&access.admit(&smtp).await), "connect-port");
+    assert_eq!(
+        brief(&access.admit(&ask(none, "mail.example")).await),
+        "allow"
+    );
+}
+
+#[tokio::test]
+async fn without_rules_naming_users_every_request_logs_in_as_before() {
+    let access = with_policy("[[rules]]\naction = \"allow\"\n", "Tue 10:00");
+    let decision = access
+        .admit(&ask(ClientCredentials::None, "example.com"))
+        .await;
+    assert_eq!(brief(&decision), "auth-missing");
+}

@@ -1,0 +1,283 @@
+//! The policy's ordered rules (`[[rules]]` in the configuration file): each rule's
+//! conditions, and the first-match evaluation that turns one request into a
+//! [`Verdict`]. Conditions a rule omits match anything; the first rule whose conditions
+//! all hold decides; when none does, the policy's `default` does.
+//!
+//! A destination condition may list networks, which a name meets through the addresses
+//! it resolves to. Those are known only to the dialer, after DNS, so evaluation runs in
+//! two steps: [`RuleBook::evaluate`] decides everything that needs no DNS and, when it
+//! reaches a rule whose match depends on the addresses, stops there with an
+//! [`AddressCheck`] — the same rule book, the request's facts and where to resume —
+//! that the dialer settles with the addresses it resolved, before it connects. The
+//! check holds its own `Arc` of the rule book, so a request sees one policy version even
+//! if a reload swaps in another meanwhile, and no second lookup is ever made.
+//!
+//! Pure: no I/O, no clock reads (the caller passes the time), no DNS.
+
+mod hours;
+mod names;
+mod rule;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+pub use hours::{Clock, FixedClock, SystemClock, WeekTime, Window};
+pub use rule::{Action, Condition, Rule};
+
+use super::host::{Host, canonical_ip};
+use crate::error::Refusal;
+use crate::limits::LimitSettings;
+use names::NameIndex;
+use rule::Match;
+
+/// The frozen rule list and its default, as read from one policy file.
+#[derive(Debug, Default)]
+pub struct RuleBook {
+    rules: Vec<Rule>,
+    default: Action,
+    /// How logs name the default's decisions; `None` when there is no policy file.
+    default_label: Option<Arc<str>>,
+    /// Worked out once: admission asks on every request.
+    names_users: bool,
+    uses_hours: bool,
+    /// Every rule's destination names in one lookup.
+    names: NameIndex,
+}
+
+/// What the rules are asked about one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    /// The authenticated user; `None` for a request without credentials.
+    pub user: Option<&'a str>,
+    pub client: IpAddr,
+    pub host: &'a Host<'a>,
+    pub port: u16,
+    pub method: &'a str,
+    /// Local time; read only when some rule has `hours` ([`RuleBook::uses_hours`]).
+    pub now: Option<WeekTime>,
+}
+
+/// What the rules decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Allow {
+        rule: Option<Arc<str>>,
+        /// The allowing rule's own `limits`, if it sets any.
+        limits: Option<Arc<LimitSettings>>,
+    },
+    Deny {
+        rule: Option<Arc<str>>,
+    },
+    /// Nothing allows this request without credentials, but a rule naming `users`
+    /// could allow it with them: the client should log in (407), not give up (403).
+    AuthRequired {
+        rule: Option<Arc<str>>,
+    },
+}
+
+/// The rules' answer before DNS: decided, or waiting for the destination's addresses.
+#[derive(Debug, Clone)]
+pub enum Evaluation {
+    Decided(Verdict),
+    Pending(AddressCheck),
+}
+
+/// The rest of an evaluation that stopped at a rule whose destination networks a name
+/// can meet only through its addresses. Owns what it needs: the rule book version the
+/// request started with and the request's facts.
+#[derive(Debug, Clone)]
+pub struct AddressCheck {
+    book: Arc<RuleBook>,
+    from: usize,
+    could_authenticate: bool,
+    user: Option<Box<str>>,
+    client: IpAddr,
+    name: Box<str>,
+    port: u16,
+    method: Box<str>,
+    now: Option<WeekTime>,
+}
+
+impl PartialEq for AddressCheck {
+    fn eq(&self, other: &AddressCheck) -> bool {
+        Arc::ptr_eq(&self.book, &other.book)
+            && self.from == other.from
+            && (&self.name, self.port, &self.user) == (&other.name, other.port, &other.user)
+    }
+}
+
+impl RuleBook {
+    /// `rules` in file order, `default` for requests no rule matches, and how logs name
+    /// the default (`None`: the default is implicit, no policy file).
+    pub fn new(rules: Vec<Rule>, default: Action, default_label: Option<Arc<str>>) -> RuleBook {
+        RuleBook {
+            names_users: rules.iter().any(|rule| rule.users.is_some()),
+            uses_hours: rules.iter().any(|rule| rule.hours.is_some()),
+            names: NameIndex::build(&rules),
+            rules,
+            default,
+            default_label,
+        }
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Whether some rule names `users`: then authentication is asked for only where
+    /// such a rule could allow the request, and anonymous requests meet the rules too.
+    pub fn names_users(&self) -> bool {
+        self.names_users
+    }
+
+    /// Whether some rule has `hours`, so evaluation needs the time.
+    pub fn uses_hours(&self) -> bool {
+        self.uses_hours
+    }
+
+    /// Decides on `facts` with everything that needs no DNS.
+    pub fn evaluate(self: &Arc<Self>, facts: &Facts<'_>) -> Evaluation {
+        match self.walk(0, facts, None, false) {
+            Ok(verdict) => Evaluation::Decided(verdict),
+            Err((from, could_authenticate)) => {
+                let Host::Name(name) = facts.host else {
+                    // Address literals never wait: `walk` passes them as their own address.
+                    return Evaluation::Decided(self.default_verdict(could_authenticate));
+                };
+                Evaluation::Pending(AddressCheck {
+                    book: Arc::clone(self),
+                    from,
+                    could_authenticate,
+                    user: facts.user.map(Box::from),
+                    client: facts.client,
+                    name: Box::from(name.as_ref()),
+                    port: facts.port,
+                    method: Box::from(facts.method),
+                    now: facts.now,
+                })
+            }
+        }
+    }
+
+    /// Rules from `from` on, first match wins. `Err((index, could_authenticate))` when
+    /// rule `index` needs the destination's addresses and `addrs` is `None`.
+    fn walk(
+        &self,
+        from: usize,
+        facts: &Facts<'_>,
+        addrs: Option<&[IpAddr]>,
+        mut could_authenticate: bool,
+    ) -> Result<Verdict, (usize, bool)> {
+        let literal = match facts.host {
+            Host::Ip(ip) => Some([canonical_ip(*ip)]),
+            Host::Name(_) => None,
+        };
+        let addrs = addrs.or(literal.as_ref().map(|a| &a[..]));
+        let listed = self.listed(facts.host);
+        for (index, rule) in self.rules.iter().enumerate().skip(from) {
+            match rule.check(facts, addrs, listed(index, rule)) {
+                Match::Yes => return Ok(rule.verdict(facts.user.is_none() && could_authenticate)),
+                Match::No(Condition::Users) if facts.user.is_none() && !could_authenticate => {
+                    could_authenticate = rule.action == Action::Allow
+                        && rule.could_match(facts, listed(index, rule));
+                }
+                Match::No(_) => {}
+                Match::NeedsAddresses => return Err((index, could_authenticate)),
+            }
+        }
+        Ok(self.default_verdict(facts.user.is_none() && could_authenticate))
+    }
+
+    /// Whether rule `index` lists `host` by name: one index lookup for the request,
+    /// then a bit per rule.
+    fn listed<'h>(&self, host: &'h Host<'h>) -> impl Fn(usize, &Rule) -> bool + 'h {
+        let mask = match host {
+            Host::Name(name) => self.names.lookup(name),
+            Host::Ip(_) => Some(0),
+        };
+        move |index, rule| match mask {
+            Some(mask) => index < 64 && mask >> index & 1 == 1,
+            None => rule.lists_name(host),
+        }
+    }
+
+    fn default_verdict(&self, could_authenticate: bool) -> Verdict {
+        let rule = self.default_label.clone();
+        match (self.default, could_authenticate) {
+            (Action::Allow, _) => Verdict::Allow { rule, limits: None },
+            (Action::Deny, true) => Verdict::AuthRequired { rule },
+            (Action::Deny, false) => Verdict::Deny { rule },
+        }
+    }
+
+    /// Every rule up to the deciding one, with the condition that did not hold for each
+    /// rule that did not match (`None` for the one that decided), for `explain`.
+    /// `addrs` are the destination's resolved addresses (empty when it did not resolve).
+    pub fn trace(&self, facts: &Facts<'_>, addrs: &[IpAddr]) -> (Verdict, Vec<Step<'_>>) {
+        let mut steps = Vec::new();
+        let listed = self.listed(facts.host);
+        for (index, rule) in self.rules.iter().enumerate() {
+            match rule.check(facts, Some(addrs), listed(index, rule)) {
+                Match::No(condition) => steps.push(Step { rule, condition }),
+                Match::Yes | Match::NeedsAddresses => break,
+            }
+        }
+        let verdict = match self.walk(0, facts, Some(addrs), false) {
+            Ok(verdict) => verdict,
+            Err(_) => self.default_verdict(false),
+        };
+        (verdict, steps)
+    }
+}
+
+/// One rule that did not match, and the first of its conditions that failed.
+#[derive(Debug)]
+pub struct Step<'a> {
+    pub rule: &'a Rule,
+    pub condition: Condition,
+}
+
+impl AddressCheck {
+    /// Finishes the evaluation with the addresses the destination resolved to (or the
+    /// one address a pooled connection is bound to).
+    pub fn settle(&self, addrs: &[SocketAddr]) -> Verdict {
+        let ips: Vec<IpAddr> = addrs.iter().map(|a| canonical_ip(a.ip())).collect();
+        let host = Host::Name(std::borrow::Cow::Borrowed(&self.name));
+        let facts = Facts {
+            user: self.user.as_deref(),
+            client: self.client,
+            host: &host,
+            port: self.port,
+            method: &self.method,
+            now: self.now,
+        };
+        match self
+            .book
+            .walk(self.from, &facts, Some(&ips), self.could_authenticate)
+        {
+            Ok(verdict) => verdict,
+            Err(_) => self.book.default_verdict(self.could_authenticate),
+        }
+    }
+}
+
+/// The 403 reason for a rule's denial (the rule named, so "why is this blocked" has its
+/// answer in the body).
+pub fn refusal(rule: Option<Arc<str>>) -> Refusal {
+    let reason = match &rule {
+        Some(label) => format!("refused by the proxy's access policy ({label})"),
+        None => "refused by the proxy's access policy".to_string(),
+    };
+    Refusal {
+        brief: "policy-deny",
+        reason,
+        rule,
+    }
+}
+
+#[cfg(test)]
+mod tests;
