@@ -1,3 +1,5 @@
+//! Tests of the counters: gauges held by guards, outcomes, bytes and cache totals, labels.
+
 use super::*;
 
 #[test]

@@ -1,3 +1,6 @@
+//! Tests of the top lists: ranking, reasons and statuses, the 15-minute window, bounded
+//! size with thousands of destinations, and counts kept exact across threads and flushes.
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 

@@ -30,6 +30,8 @@ async fn rendered_dom(url: &str) -> String {
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
+            // Containers often give /dev/shm only 64 MB, which is not enough for Chromium.
+            "--disable-dev-shm-usage",
             "--window-size=1280,1000",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
