@@ -15,7 +15,6 @@ use clap::Parser as _;
 
 use crate::access::AccessSettings;
 use crate::cache::CacheSettings;
-use crate::limits::LimitSettings;
 use crate::logging::LogSettings;
 use crate::metrics::MetricsSettings;
 pub use cli::{
@@ -54,8 +53,6 @@ pub struct Config {
     pub access: AccessSettings,
     /// `None`: no cache.
     pub cache: Option<CacheSettings>,
-    /// Limits for everyone (the policy's `[limits]`); rules may set their own.
-    pub limits: LimitSettings,
 }
 
 /// Everything the binary needs to start, from whatever source: the core [`Config`] the

@@ -41,7 +41,6 @@ async fn proxy_from(
     };
     Proxy::start_with(|config| {
         config.access = settings.config.access.clone();
-        config.limits = settings.config.limits.clone();
         adjust(config);
     })
     .await

@@ -5,6 +5,7 @@
 //! let in again after the block; users with separate budgets. Each adversarial test ends
 //! with a request on a fresh connection, once the limit it hit allows one.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proxy_server::limits::LimitSettings;
@@ -24,10 +25,10 @@ const TOLERANCE: f64 = 0.20;
 const BURST: u64 = RATE / 8;
 const PACED_BYTES: u64 = 3 * RATE + BURST;
 
-fn limits(adjust: impl FnOnce(&mut LimitSettings)) -> LimitSettings {
+fn limits(adjust: impl FnOnce(&mut LimitSettings)) -> Arc<LimitSettings> {
     let mut settings = LimitSettings::default();
     adjust(&mut settings);
-    settings
+    Arc::new(settings)
 }
 
 /// A keep-alive GET through the proxy on an open connection; the whole response.
@@ -63,7 +64,8 @@ fn assert_too_many(response: &[u8], what: &str) {
 #[tokio::test]
 async fn over_the_request_rate_a_request_gets_429_with_retry_after() {
     let origin = Origin::fixed("ok").await;
-    let proxy = Proxy::start_with(|c| c.limits = limits(|l| l.requests_per_second = Some(2))).await;
+    let proxy =
+        Proxy::start_with(|c| c.access.limits = limits(|l| l.requests_per_second = Some(2))).await;
     let started = Instant::now();
     let mut served = 0;
     let refused = loop {
@@ -106,7 +108,7 @@ async fn users_have_separate_budgets() {
     let origin = Origin::fixed("ok").await;
     let proxy = Proxy::start_with(|c| {
         c.access.auth_file = Some(users);
-        c.limits = limits(|l| l.requests_per_second = Some(1));
+        c.access.limits = limits(|l| l.requests_per_second = Some(1));
     })
     .await;
     let authority = origin.addr.to_string();
@@ -127,7 +129,7 @@ async fn users_have_separate_budgets() {
 #[tokio::test]
 async fn over_the_connection_cap_a_connection_gets_429_and_is_closed() {
     let origin = Origin::fixed("ok").await;
-    let proxy = Proxy::start_with(|c| c.limits = limits(|l| l.connections = Some(2))).await;
+    let proxy = Proxy::start_with(|c| c.access.limits = limits(|l| l.connections = Some(2))).await;
     let url = origin.url("/");
     let mut first = within(TcpStream::connect(proxy.addr)).await.unwrap();
     let mut second = within(TcpStream::connect(proxy.addr)).await.unwrap();
@@ -199,7 +201,7 @@ async fn bandwidth_paces_a_tunnel() {
         let _ = stream.shutdown().await;
     })
     .await;
-    let proxy = Proxy::start_with(|c| c.limits = limits(|l| l.bandwidth = Some(RATE))).await;
+    let proxy = Proxy::start_with(|c| c.access.limits = limits(|l| l.bandwidth = Some(RATE))).await;
     let mut tunnel = open_tunnel(proxy.addr, &source.to_string(), "").await;
     let took = timed_read(&mut tunnel, PACED_BYTES).await;
     assert_paced(took, "tunnel");
@@ -217,7 +219,7 @@ async fn bandwidth_paces_a_forwarded_body() {
         response
     })
     .await;
-    let proxy = Proxy::start_with(|c| c.limits = limits(|l| l.bandwidth = Some(RATE))).await;
+    let proxy = Proxy::start_with(|c| c.access.limits = limits(|l| l.bandwidth = Some(RATE))).await;
     let mut stream = within(TcpStream::connect(proxy.addr)).await.unwrap();
     let request = get_close(&origin);
     within(stream.write_all(request.as_bytes())).await.unwrap();
@@ -242,7 +244,7 @@ async fn auth_failures_block_the_address_until_the_block_ends() {
     let origin = Origin::fixed("ok").await;
     let proxy = Proxy::start_with(|c| {
         c.access.auth_file = Some(users);
-        c.limits = limits(|l| {
+        c.access.limits = limits(|l| {
             l.auth_failures_per_minute = Some(2);
             l.auth_block = Duration::from_secs(2);
         });

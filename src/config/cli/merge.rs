@@ -152,8 +152,7 @@ fn with_file(
     let mut settings = cli.settings();
     let access = &mut settings.config.access;
     access.rules = Some(Arc::new(file.rules));
-    access.limits = Arc::new(file.limits.clone());
-    settings.config.limits = file.limits;
+    access.limits = Arc::new(file.limits);
     Ok(settings)
 }
 

@@ -26,7 +26,6 @@ use super::{
 use crate::access::AccessSettings;
 use crate::acl::{DEFAULT_CONNECT_PORTS, PortSet, parse_client_net};
 use crate::cache::{CacheSettings, DEFAULT_CACHE_MAX_OBJECT_KIB, DEFAULT_CACHE_SIZE_MIB};
-use crate::limits::LimitSettings;
 use crate::logging::{
     DEFAULT_LOG_DIR, DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_SIZE_MIB, LogFormat, LogSettings,
     MAX_LOG_MAX_SIZE_MIB, RotationPolicy,
@@ -287,7 +286,6 @@ impl Cli {
             via_name: self.via_name.clone(),
             access: self.access.settings(),
             cache: self.cache.settings(),
-            limits: LimitSettings::default(),
         }
     }
 }

@@ -199,7 +199,6 @@ fn the_command_line_overrides_the_file() {
         path.parent().unwrap().join("logs"),
         "relative to the file"
     );
-    assert_eq!(settings.config.limits.connections, Some(7));
     assert_eq!(settings.config.access.limits.connections, Some(7));
     assert!(settings.config.access.rules.is_some());
     let _ = std::fs::remove_dir_all(path.parent().unwrap());

@@ -140,8 +140,8 @@ async fn top_lists_rank_the_known_traffic() {
         );
         let blocked = &lists["blocked"];
         assert_eq!(entries(blocked), [(traffic.blocked.clone(), 1)]);
-        // The blacklist names no rules, so the reason is the refusal's label.
-        assert_eq!(blocked[0]["detail"], "blocked-host", "{blocked}");
+        // The blacklist is the policy's first rule, and the list names the rule.
+        assert_eq!(blocked[0]["detail"], "blacklist (--blacklist)", "{blocked}");
         let failing = &lists["failing"];
         assert_eq!(entries(failing), [(traffic.failing.clone(), 1)]);
         assert_eq!(failing[0]["detail"], "502");
