@@ -41,9 +41,12 @@ mod http_proxy;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+mod proxy_protocol;
 pub mod server;
+pub mod socks;
 pub mod stats;
 mod target;
+mod tls;
 mod tunnel;
 mod upstream;
 

@@ -19,6 +19,8 @@ pub enum ClientCredentials<'a> {
     None,
     /// An HTTP `Proxy-Authorization` field value (RFC 9110 §11.7.2).
     ProxyAuthorization(&'a [u8]),
+    /// A user name and password given apart (SOCKS5, RFC 1929).
+    UserPassword { user: &'a [u8], password: &'a [u8] },
 }
 
 /// One request as admission sees it.
@@ -52,18 +54,9 @@ impl Snapshot {
         if let Err(denial) = policy.check_client(request.client) {
             return Decision::Deny(denial.into());
         }
-        let user = match &self.authenticator {
-            None => None,
-            Some(authenticator) => {
-                let field = match request.credentials {
-                    ClientCredentials::None => None,
-                    ClientCredentials::ProxyAuthorization(field) => Some(field),
-                };
-                match authenticator.authenticate(field).await {
-                    Ok(user) => Some(user),
-                    Err(error) => return Decision::AuthRequired(error.into()),
-                }
-            }
+        let user = match self.authenticate(request.credentials).await {
+            Ok(user) => user,
+            Err(failure) => return Decision::AuthRequired(failure),
         };
         if let Err(denial) = policy.check_host(request.target.host) {
             return Decision::Deny(denial.into());
@@ -74,6 +67,31 @@ impl Snapshot {
             return Decision::Deny(denial.into());
         }
         Decision::Allow { user }
+    }
+
+    /// Checks credentials alone: the user when authentication is on and they are right,
+    /// `None` when it is off. A front end that authenticates before it knows the target
+    /// (SOCKS5) asks this first; [`Snapshot::admit`] asks it again, which costs a digest
+    /// or a cache lookup.
+    pub async fn authenticate(
+        &self,
+        credentials: ClientCredentials<'_>,
+    ) -> Result<Option<String>, AuthFailure> {
+        let Some(authenticator) = &self.authenticator else {
+            return Ok(None);
+        };
+        let verified = match credentials {
+            ClientCredentials::None => authenticator.authenticate(None).await,
+            ClientCredentials::ProxyAuthorization(field) => {
+                authenticator.authenticate(Some(field)).await
+            }
+            ClientCredentials::UserPassword { user, password } => {
+                authenticator
+                    .authenticate_user_password(user, password)
+                    .await
+            }
+        };
+        verified.map(Some).map_err(AuthFailure::from)
     }
 }
 
@@ -214,6 +232,36 @@ mod tests {
             ))
             .await;
         assert_eq!(brief(&refused), "auth-rejected");
+    }
+
+    #[tokio::test]
+    async fn a_user_and_password_given_apart_are_checked_alike() {
+        let access = snapshot("", Some("alice:secret\n"));
+        let apart = |user: &'static [u8], password: &'static [u8]| {
+            request(
+                "10.0.0.1",
+                ClientCredentials::UserPassword { user, password },
+                "ok.example",
+                443,
+                Kind::Connect,
+            )
+        };
+        let allowed = access.admit(&apart(b"alice", b"secret")).await;
+        assert_eq!(
+            allowed,
+            Decision::Allow {
+                user: Some("alice".into())
+            }
+        );
+        for (user, password, expected) in [
+            (&b"alice"[..], &b"guess"[..], "auth-rejected"),
+            (b"bob", b"secret", "auth-rejected"),
+            (b"alice:x", b"secret", "auth-rejected"),
+            (b"\xff", b"secret", "auth-malformed"),
+        ] {
+            let refused = access.admit(&apart(user, password)).await;
+            assert_eq!(brief(&refused), expected, "{user:?}");
+        }
     }
 
     #[tokio::test]

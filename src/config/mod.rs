@@ -5,8 +5,10 @@
 //! reads flags or the environment.
 
 mod cli;
+mod listen;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser as _;
@@ -16,7 +18,8 @@ use crate::cache::CacheSettings;
 use crate::limits::LimitSettings;
 use crate::logging::LogSettings;
 use crate::metrics::MetricsSettings;
-pub use cli::{AccessFlags, CacheFlags, Cli, LogFlags, LogFormatFlag, MetricsFlags};
+pub use cli::{AccessFlags, CacheFlags, Cli, ListenFlags, LogFlags, LogFormatFlag, MetricsFlags};
+pub use listen::{Listener, Protocol, TlsFiles, check_listeners};
 
 pub const DEFAULT_HOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 pub const DEFAULT_PORT: u16 = 8888;
@@ -41,7 +44,11 @@ pub struct Timeouts {
 /// The settings the core data path runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen: SocketAddr,
+    /// Every listener, the main one (`--host`, `--port`) first; never empty.
+    pub listeners: Vec<Listener>,
+    /// The PAC file HTTP listeners answer `/proxy.pac` and `/wpad.dat` with; `None`:
+    /// one generated for the listener asked.
+    pub pac_file: Option<PathBuf>,
     pub max_connections: usize,
     pub timeouts: Timeouts,
     pub via_name: String,
@@ -67,7 +74,14 @@ impl Config {
     /// Defaults for a given listen address (used by tests and embedders).
     pub fn with_listen(listen: SocketAddr) -> Config {
         let mut config = Cli::parse_from(["proxy-server"]).settings().config;
-        config.listen = listen;
+        config.listeners = vec![Listener::http(listen)];
         config
+    }
+
+    /// The main listener's address (the first listener's).
+    pub fn main_addr(&self) -> SocketAddr {
+        self.listeners
+            .first()
+            .map_or(SocketAddr::new(DEFAULT_HOST, DEFAULT_PORT), |l| l.addr)
     }
 }

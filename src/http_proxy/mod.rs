@@ -7,6 +7,7 @@
 
 mod connect;
 mod forward;
+mod pac;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -122,6 +123,11 @@ async fn respond(
     match head {
         Ok(Some(head)) => exchange(ctx, client, head, consumed).await,
         Ok(None) => Next::Close,
+        // An origin-form request: the PAC file is the one thing served that way.
+        Err(ProxyError::NotAProxyRequest) => match pac::request(client.buffered()) {
+            Some(request) => pac::answer(ctx, client, request, consumed).await,
+            None => refuse_head(ctx, client, ProxyError::NotAProxyRequest, consumed).await,
+        },
         Err(error) => refuse_head(ctx, client, error, consumed).await,
     }
 }
@@ -203,7 +209,10 @@ async fn handle(
     if rewrite::via_has(&head.headers, &ctx.config.via_name) {
         return Err(ProxyError::Loop);
     }
-    admit(ctx, head, target, exchange).await?;
+    let listener = ctx
+        .listener(client.get_ref().listener())
+        .map_or_else(|| ctx.config.main_addr(), |l| l.addr);
+    admit(ctx, listener, head, target, exchange).await?;
     if target.is_tunnel() {
         connect::connect(ctx, client, head, target, exchange).await
     } else {
@@ -214,6 +223,7 @@ async fn handle(
 /// Asks admission about the request, with the credentials it carries.
 async fn admit(
     ctx: &Context,
+    listener: std::net::SocketAddr,
     head: &RequestHead,
     target: &Target<'_>,
     exchange: &mut Exchange,
@@ -229,7 +239,7 @@ async fn admit(
         return Err(ProxyError::BadRequest("repeated Proxy-Authorization field"));
     }
     let request = Admission {
-        listener: ctx.config.listen,
+        listener,
         client: exchange.client.ip(),
         credentials,
         target: *target,

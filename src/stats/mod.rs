@@ -96,6 +96,8 @@ pub struct Stats {
     cache_entries: AtomicU64,
     log_lines_dropped: AtomicU64,
     panics_caught: AtomicU64,
+    tls_handshakes_failed: AtomicU64,
+    proxy_headers_rejected: AtomicU64,
     request_durations: DurationHistogram,
 }
 
@@ -233,6 +235,16 @@ impl Stats {
         add(&self.panics_caught, 1);
     }
 
+    /// A TLS handshake with a client failed or timed out (a TLS listener).
+    pub fn tls_handshake_failed(&self) {
+        add(&self.tls_handshakes_failed, 1);
+    }
+
+    /// A connection that owed a PROXY-protocol header sent none, a bad one or none in time.
+    pub fn proxy_header_rejected(&self) {
+        add(&self.proxy_headers_rejected, 1);
+    }
+
     /// Reads every counter into plain numbers.
     pub fn snapshot(&self) -> Snapshot {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
@@ -261,6 +273,8 @@ impl Stats {
             cache_entries: load(&self.cache_entries),
             log_lines_dropped: load(&self.log_lines_dropped),
             panics_caught: load(&self.panics_caught),
+            tls_handshakes_failed: load(&self.tls_handshakes_failed),
+            proxy_headers_rejected: load(&self.proxy_headers_rejected),
             request_durations: self.request_durations.snapshot(),
         }
     }
@@ -315,6 +329,8 @@ pub struct Snapshot {
     pub cache_entries: u64,
     pub log_lines_dropped: u64,
     pub panics_caught: u64,
+    pub tls_handshakes_failed: u64,
+    pub proxy_headers_rejected: u64,
     pub request_durations: HistogramSnapshot,
 }
 

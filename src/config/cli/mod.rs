@@ -14,8 +14,8 @@ use ipnet::IpNet;
 use super::{
     Config, DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_HEADER_TIMEOUT_SECS, DEFAULT_HOST,
     DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT,
-    DEFAULT_RESPONSE_TIMEOUT_SECS, DEFAULT_SHUTDOWN_GRACE_SECS, DEFAULT_VIA_NAME, Settings,
-    Timeouts,
+    DEFAULT_RESPONSE_TIMEOUT_SECS, DEFAULT_SHUTDOWN_GRACE_SECS, DEFAULT_VIA_NAME, Listener,
+    Settings, Timeouts, TlsFiles,
 };
 use crate::access::AccessSettings;
 use crate::acl::{DEFAULT_CONNECT_PORTS, PortSet, parse_client_net};
@@ -82,6 +82,9 @@ pub struct Cli {
     pub log_level: String,
 
     #[command(flatten)]
+    pub listen: ListenFlags,
+
+    #[command(flatten)]
     pub access: AccessFlags,
 
     #[command(flatten)]
@@ -92,6 +95,56 @@ pub struct Cli {
 
     #[command(flatten)]
     pub metrics: MetricsFlags,
+}
+
+/// What the main listener speaks, and the listeners beside it (`config::Listener`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ListenFlags {
+    /// Speak TLS on the main listener (an HTTPS proxy) with this PEM certificate chain;
+    /// needs --tls-key. Re-read on SIGHUP [default: off]
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) for --tls-cert. Re-read on SIGHUP
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Connections to the main listener from these networks must open with a PROXY
+    /// protocol header (v1 or v2), whose source address then stands for the client's:
+    /// comma-separated CIDR networks or addresses [default: none]
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',', value_parser = parse_client_net)]
+    pub proxy_protocol_from: Vec<IpNet>,
+
+    /// Also serve SOCKS5 (CONNECT, no authentication or username/password against
+    /// --auth-file) on this address, e.g. 127.0.0.1:1080 [default: off]
+    #[arg(long, value_name = "ADDR")]
+    pub socks: Option<SocketAddr>,
+
+    /// Answer `GET /proxy.pac` and `/wpad.dat` on HTTP listeners with this file, read at
+    /// start [default: a PAC generated for the listener asked]
+    #[arg(long, value_name = "FILE")]
+    pub pac_file: Option<PathBuf>,
+}
+
+impl ListenFlags {
+    /// The main listener on `addr`, then the SOCKS5 one if asked for.
+    fn listeners(&self, addr: SocketAddr) -> Vec<Listener> {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        let main = Listener {
+            tls,
+            proxy_protocol_from: self.proxy_protocol_from.clone(),
+            ..Listener::http(addr)
+        };
+        std::iter::once(main)
+            .chain(self.socks.map(Listener::socks5))
+            .collect()
+    }
 }
 
 /// Authentication and the ACL (`access::AccessSettings`).
@@ -225,7 +278,8 @@ impl Cli {
 
     fn config(&self) -> Config {
         Config {
-            listen: SocketAddr::new(self.host, self.port),
+            listeners: self.listen.listeners(SocketAddr::new(self.host, self.port)),
+            pac_file: self.listen.pac_file.clone(),
             max_connections: self.max_connections,
             timeouts: Timeouts {
                 connect: Duration::from_secs(self.connect_timeout),
@@ -281,154 +335,4 @@ impl LogFlags {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(argv: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("proxy-server").chain(argv.iter().copied()))
-    }
-
-    fn settings(argv: &[&str]) -> Settings {
-        parse(argv).unwrap_or_else(|e| panic!("{e}")).settings()
-    }
-
-    #[test]
-    fn defaults() {
-        let settings = settings(&[]);
-        let config = &settings.config;
-        assert_eq!(config.listen, "127.0.0.1:8888".parse().unwrap());
-        assert_eq!(config.max_connections, DEFAULT_MAX_CONNECTIONS);
-        assert_eq!(config.via_name, "proxy-server");
-        let access = &config.access;
-        assert_eq!((&access.auth_file, &access.blacklist), (&None, &None));
-        assert!(!access.allow_local_targets);
-        assert_eq!(access.connect_ports.to_string(), "443");
-        assert_eq!(access.allow_clients, None);
-        assert!(config.cache.is_none());
-        assert_eq!(settings.log.dir, PathBuf::from("logs"));
-        assert_eq!(settings.log.format, LogFormat::Squid);
-        assert_eq!(
-            settings.log.rotation,
-            RotationPolicy {
-                max_bytes: 10 * BYTES_PER_MIB,
-                keep: 5
-            }
-        );
-        assert_eq!(settings.log.level, "info");
-        assert_eq!(settings.metrics.addr, None);
-        assert_eq!(settings.metrics.stats_interval, None);
-        assert_eq!(settings.workers, None);
-    }
-
-    #[test]
-    fn access_flags_and_their_errors() {
-        let access = settings(&[
-            "--allow-local-targets",
-            "--connect-ports",
-            "443,8443,1024-65535",
-            "--allow-clients",
-            "10.0.0.0/8,192.0.2.7,fd00::/8",
-        ])
-        .config
-        .access;
-        assert!(access.allow_local_targets);
-        assert!(access.connect_ports.contains(5000) && !access.connect_ports.contains(25));
-        assert_eq!(access.allow_clients.as_ref().map(Vec::len), Some(3));
-        let bad_ports = parse(&["--connect-ports", "443,smtp"])
-            .unwrap_err()
-            .to_string();
-        assert!(bad_ports.contains("not a port number"), "{bad_ports}");
-        let bad_clients = parse(&["--allow-clients", "10.0.0.0/8,nope"])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            bad_clients.contains("neither an address nor a CIDR"),
-            "{bad_clients}"
-        );
-    }
-
-    #[test]
-    fn cache_flags_become_byte_sizes() {
-        let cache = settings(&["--cache", "--cache-size", "1", "--cache-max-object", "16"])
-            .config
-            .cache;
-        assert_eq!(
-            cache,
-            Some(CacheSettings {
-                capacity: 1 << 20,
-                max_object: 16 << 10
-            })
-        );
-        let sizes_alone = settings(&["--cache-size", "1"]).config.cache;
-        assert!(sizes_alone.is_none(), "the cache is on only with --cache");
-        assert!(parse(&["--cache-size", "0"]).is_err());
-    }
-
-    #[test]
-    fn log_flags() {
-        let log = settings(&[
-            "--log-dir",
-            "/var/log/p",
-            "--log-format",
-            "json",
-            "--log-max-size",
-            "1",
-            "--log-keep",
-            "0",
-            "--log-level",
-            "debug",
-        ])
-        .log;
-        assert_eq!(log.dir, PathBuf::from("/var/log/p"));
-        assert_eq!(log.format, LogFormat::Json);
-        assert_eq!(
-            log.rotation,
-            RotationPolicy {
-                max_bytes: BYTES_PER_MIB,
-                keep: 0
-            }
-        );
-        assert_eq!(log.level, "debug");
-        assert!(parse(&["--log-max-size", "0"]).is_err());
-        assert!(parse(&["--log-format", "xml"]).is_err());
-    }
-
-    #[test]
-    fn metrics_flags_are_off_unless_given() {
-        let metrics =
-            settings(&["--metrics-addr", "127.0.0.1:9898", "--stats-interval", "30"]).metrics;
-        assert_eq!(metrics.addr, Some("127.0.0.1:9898".parse().unwrap()));
-        assert_eq!(metrics.stats_interval, Some(Duration::from_secs(30)));
-        assert!(parse(&["--stats-interval", "0"]).is_err());
-        assert!(parse(&["--metrics-addr", "localhost"]).is_err());
-    }
-
-    #[test]
-    fn core_flags_and_their_limits() {
-        let settings = settings(&[
-            "--host",
-            "::1",
-            "--port",
-            "3128",
-            "--max-connections",
-            "10",
-            "--connect-timeout",
-            "2",
-            "--workers",
-            "3",
-        ]);
-        assert_eq!(settings.config.listen, "[::1]:3128".parse().unwrap());
-        assert_eq!(settings.config.max_connections, 10);
-        assert_eq!(settings.config.timeouts.connect, Duration::from_secs(2));
-        assert_eq!(settings.workers, Some(3));
-        for bad in [
-            &["--max-connections", "0"][..],
-            &["--idle-timeout", "0"],
-            &["--header-timeout", "86401"],
-            &["--via-name", "two words"],
-            &["--workers", "0"],
-        ] {
-            assert!(parse(bad).is_err(), "{bad:?}");
-        }
-    }
-}
+mod tests;
