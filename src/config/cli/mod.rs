@@ -121,7 +121,7 @@ pub struct ListenFlags {
     pub socks: Option<SocketAddr>,
 
     /// Answer `GET /proxy.pac` and `/wpad.dat` on HTTP listeners with this file, read at
-    /// start [default: a PAC generated for the listener asked]
+    /// start; without it a PAC pointing at the listener asked is served [default: generated]
     #[arg(long, value_name = "FILE")]
     pub pac_file: Option<PathBuf>,
 }
