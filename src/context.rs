@@ -105,11 +105,7 @@ struct Shutdown {
 impl Context {
     pub fn new(config: Config, services: Services) -> Context {
         let listening = config.listeners.iter().map(|l| l.addr).collect();
-        let dialer = Dialer::new(
-            services.access.clone(),
-            listening,
-            config.timeouts.connect,
-        );
+        let dialer = Dialer::new(services.access.clone(), listening, config.timeouts.connect);
         Context {
             config,
             dialer,

@@ -40,7 +40,10 @@ pub enum HeaderError {
 /// Reads a PROXY header from `stream`; the client address it carries, or `peer` when it
 /// carries none (v1 `UNKNOWN`, v2 `LOCAL` — a balancer's health check — or a family
 /// without an IP address).
-pub async fn read_header(stream: &mut TcpStream, peer: SocketAddr) -> Result<SocketAddr, HeaderError> {
+pub async fn read_header(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+) -> Result<SocketAddr, HeaderError> {
     let mut header = vec![0u8; MIN_HEADER];
     read_exact(stream, &mut header).await?;
     if header.starts_with(V2_SIGNATURE) {
@@ -95,9 +98,18 @@ async fn read_v1_rest(stream: &mut TcpStream, header: &mut Vec<u8>) -> Result<()
         return Ok(());
     }
     let mut peeked = [0u8; MAX_V1_HEADER - MIN_HEADER];
-    let seen = stream.peek(&mut peeked).await.map_err(|_| HeaderError::Closed)?;
+    let seen = stream
+        .peek(&mut peeked)
+        .await
+        .map_err(|_| HeaderError::Closed)?;
     let line_end = (header.len()..header.len() + seen).find(|&end| {
-        let at = |i: usize| if i < header.len() { header[i] } else { peeked[i - header.len()] };
+        let at = |i: usize| {
+            if i < header.len() {
+                header[i]
+            } else {
+                peeked[i - header.len()]
+            }
+        };
         end >= 1 && at(end - 1) == b'\r' && at(end) == b'\n'
     });
     if let Some(end) = line_end {
@@ -154,11 +166,18 @@ mod tests {
         let v1 = b"PROXY TCP4 198.51.100.7 192.0.2.1 40000 443\r\n";
         assert_eq!(parse(v1, peer()), Ok("198.51.100.7:40000".parse().unwrap()));
         let v1_six = b"PROXY TCP6 2001:db8::7 2001:db8::1 40000 443\r\n";
-        assert_eq!(parse(v1_six, peer()), Ok("[2001:db8::7]:40000".parse().unwrap()));
+        assert_eq!(
+            parse(v1_six, peer()),
+            Ok("[2001:db8::7]:40000".parse().unwrap())
+        );
         assert_eq!(parse(b"PROXY UNKNOWN\r\n", peer()), Ok(peer()));
         let source = "203.0.113.9:1234".parse().unwrap();
         assert_eq!(parse(&v2(source, 1), peer()), Ok(source));
-        assert_eq!(parse(&v2(source, 0), peer()), Ok(peer()), "LOCAL: the balancer itself");
+        assert_eq!(
+            parse(&v2(source, 0), peer()),
+            Ok(peer()),
+            "LOCAL: the balancer itself"
+        );
         assert!(parse(b"PROXY TCP4 nonsense\r\n", peer()).is_err());
         assert!(parse(b"GET / HTTP/1.1\r\n\r\n", peer()).is_err());
     }
@@ -170,8 +189,16 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let source: SocketAddr = "203.0.113.9:1234".parse().unwrap();
         let cases: Vec<(Vec<u8>, usize, SocketAddr)> = vec![
-            (b"PROXY TCP4 198.51.100.7 192.0.2.1 40000 443\r\n".to_vec(), 20, "198.51.100.7:40000".parse().unwrap()),
-            (b"PROXY TCP4 198.51.100.7 192.0.2.1 40000 443\r\n".to_vec(), 45, "198.51.100.7:40000".parse().unwrap()),
+            (
+                b"PROXY TCP4 198.51.100.7 192.0.2.1 40000 443\r\n".to_vec(),
+                20,
+                "198.51.100.7:40000".parse().unwrap(),
+            ),
+            (
+                b"PROXY TCP4 198.51.100.7 192.0.2.1 40000 443\r\n".to_vec(),
+                45,
+                "198.51.100.7:40000".parse().unwrap(),
+            ),
             (b"PROXY UNKNOWN\r\n".to_vec(), 15, peer()),
             (v2(source, 1), 13, source),
         ];
@@ -185,7 +212,10 @@ mod tests {
                 client
             });
             let (mut server, _) = listener.accept().await.unwrap();
-            let read = tokio::time::timeout(std::time::Duration::from_secs(5), read_header(&mut server, peer()));
+            let read = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                read_header(&mut server, peer()),
+            );
             assert_eq!(read.await.unwrap(), Ok(expected));
             let mut next = [0u8; 4];
             server.read_exact(&mut next).await.unwrap();
@@ -205,8 +235,14 @@ mod tests {
             let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
             client.write_all(&bytes).await.unwrap();
             let (mut server, _) = listener.accept().await.unwrap();
-            let read = tokio::time::timeout(std::time::Duration::from_secs(5), read_header(&mut server, peer()));
-            assert!(matches!(read.await.unwrap(), Err(HeaderError::Malformed(_))));
+            let read = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                read_header(&mut server, peer()),
+            );
+            assert!(matches!(
+                read.await.unwrap(),
+                Err(HeaderError::Malformed(_))
+            ));
         }
     }
 }

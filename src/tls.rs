@@ -205,7 +205,10 @@ mod tests {
         std::fs::write(&files.key, "not a key").unwrap();
         let errors = certificates.reload().unwrap_err();
         assert!(errors.to_string().contains("private key"), "{errors}");
-        assert!(Arc::ptr_eq(&before, &certificates.inner.current.load_full()));
+        assert!(Arc::ptr_eq(
+            &before,
+            &certificates.inner.current.load_full()
+        ));
         // A key that does not belong to the certificate is refused as a pair.
         let other = write_pair(&dir, "other");
         std::fs::copy(&other.key, &files.key).unwrap();

@@ -148,14 +148,19 @@ mod tests {
         assert!(ask("GET /proxy.pac HTTP/1.1\r\nHost: p\r\n\r\n"));
         assert!(ask("GET /wpad.dat?x=1 HTTP/1.1\r\nHost: p\r\n\r\n"));
         assert!(ask("HEAD /proxy.pac HTTP/1.1\r\nHost: p\r\n\r\n"));
-        assert!(!ask("POST /proxy.pac HTTP/1.1\r\nHost: p\r\nContent-Length: 0\r\n\r\n"));
+        assert!(!ask(
+            "POST /proxy.pac HTTP/1.1\r\nHost: p\r\nContent-Length: 0\r\n\r\n"
+        ));
         assert!(!ask("GET /other HTTP/1.1\r\nHost: p\r\n\r\n"));
         assert!(!ask("GET /proxy.pac HTTP/1.1\r\nHost: p\r\n"), "incomplete");
     }
 
     #[test]
     fn host_names_written_into_the_script_are_plain() {
-        assert_eq!(host_name(b"proxy.example:3129").as_deref(), Some("proxy.example"));
+        assert_eq!(
+            host_name(b"proxy.example:3129").as_deref(),
+            Some("proxy.example")
+        );
         assert_eq!(host_name(b"[::1]:3129").as_deref(), Some("[::1]"));
         assert_eq!(host_name(b"127.0.0.1").as_deref(), Some("127.0.0.1"));
         assert_eq!(host_name(b"evil\"; alert(1); \""), None);

@@ -164,7 +164,11 @@ fn handshake_failed(ctx: &Context, client: SocketAddr, reason: &str) -> Option<C
     None
 }
 
-fn proxy_header_failed(ctx: &Context, peer: SocketAddr, error: &HeaderError) -> Option<ClientStream> {
+fn proxy_header_failed(
+    ctx: &Context,
+    peer: SocketAddr,
+    error: &HeaderError,
+) -> Option<ClientStream> {
     ctx.stats.proxy_header_rejected();
     if let Some(held_back) = PROXY_HEADER_LOG.admit() {
         let reason = match error {

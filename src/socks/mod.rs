@@ -118,7 +118,8 @@ impl Session {
             greeting.user_password.then_some(wire::METHOD_USER_PASSWORD)
         };
         let Some(method) = method else {
-            self.write(&wire::method_choice(wire::METHOD_NONE_ACCEPTABLE)).await?;
+            self.write(&wire::method_choice(wire::METHOD_NONE_ACCEPTABLE))
+                .await?;
             let error = ProxyError::ProxyAuthRequired(crate::error::AuthFailure {
                 brief: "auth-method",
             });
@@ -137,7 +138,8 @@ impl Session {
                     password: &given.password,
                 })
                 .await;
-            self.write(&wire::user_password_status(checked.is_ok())).await?;
+            self.write(&wire::user_password_status(checked.is_ok()))
+                .await?;
             if let Err(failure) = checked {
                 self.exchange.user = Some(String::from_utf8_lossy(&given.user).into_owned());
                 return Err(Failure {
@@ -156,10 +158,7 @@ impl Session {
 
     /// The next message, read until `parse` has it; malformed input and a close end the
     /// session (an unknown address type with its reply).
-    async fn next<T>(
-        &mut self,
-        parse: fn(&[u8]) -> Result<Option<(T, usize)>, WireError>,
-    ) -> Result<T, Failure> {
+    async fn next<T>(&mut self, parse: fn(&[u8]) -> wire::Parsed<T>) -> Result<T, Failure> {
         loop {
             match parse(&self.buf) {
                 Ok(Some((message, length))) => {
@@ -181,7 +180,11 @@ impl Session {
                 }
             }
             match self.client.read_buf(&mut self.buf).await {
-                Ok(0) => return Err(Failure::quiet(ProxyError::BadRequest("closed while negotiating"))),
+                Ok(0) => {
+                    return Err(Failure::quiet(ProxyError::BadRequest(
+                        "closed while negotiating",
+                    )));
+                }
                 Ok(n) => self.read += n as u64,
                 Err(e) => return Err(Failure::quiet(ProxyError::Io(Side::Client, e))),
             }

@@ -26,7 +26,9 @@ pub enum WireError {
     AddressType(u8),
 }
 
-type Parsed<T> = Result<Option<(T, usize)>, WireError>;
+/// What a parser makes of the bytes so far: `Ok(None)` to read more, or the message and
+/// how many bytes it took.
+pub type Parsed<T> = Result<Option<(T, usize)>, WireError>;
 
 /// The methods a client offers in its greeting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,7 +196,9 @@ impl From<Ipv6Addr> for Destination {
 /// (RFC 1123 §2.1); an address written as text is taken as that address.
 fn domain(name: &[u8]) -> Result<String, WireError> {
     if name.is_empty() || !name.iter().all(|b| b.is_ascii_graphic()) {
-        return Err(WireError::Malformed("a domain name that is not a host name"));
+        return Err(WireError::Malformed(
+            "a domain name that is not a host name",
+        ));
     }
     let text = String::from_utf8_lossy(name).into_owned();
     Ok(text)
@@ -283,7 +287,11 @@ mod tests {
             user: b"alice".to_vec(),
             password: b"s3cret".to_vec(),
         };
-        parses_whole_only(parse_user_password, b"\x01\x05alice\x06s3cret", expected.clone());
+        parses_whole_only(
+            parse_user_password,
+            b"\x01\x05alice\x06s3cret",
+            expected.clone(),
+        );
         assert!(!format!("{expected:?}").contains("s3cret"));
         let empty_password = UserPassword {
             user: b"a".to_vec(),
@@ -317,7 +325,11 @@ mod tests {
             destination: Destination::Name("example.com".into()),
             port: 53,
         };
-        parses_whole_only(parse_request, b"\x05\x03\x00\x03\x0bexample.com\x00\x35", name);
+        parses_whole_only(
+            parse_request,
+            b"\x05\x03\x00\x03\x0bexample.com\x00\x35",
+            name,
+        );
         assert_eq!(
             parse_request(&[5, 1, 0, 9, 1, 2]),
             Err(WireError::AddressType(9))

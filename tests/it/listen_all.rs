@@ -16,15 +16,26 @@ use crate::common::*;
 
 /// A GET through the TLS listener from 127.0.0.2, behind a PROXY v1 header naming
 /// `client`; the response.
-async fn get_behind_balancer(pki: &TestPki, proxy: std::net::SocketAddr, client: &str, url: &str) -> Vec<u8> {
+async fn get_behind_balancer(
+    pki: &TestPki,
+    proxy: std::net::SocketAddr,
+    client: &str,
+    url: &str,
+) -> Vec<u8> {
     let mut roots = RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_file(&pki.ca).unwrap()).unwrap();
-    let config = ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    roots
+        .add(CertificateDer::from_pem_file(&pki.ca).unwrap())
+        .unwrap();
+    let config = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     let mut stream = connect_from("127.0.0.2".parse().unwrap(), proxy).await;
     let header = format!("PROXY TCP4 {client} 127.0.0.1 40000 {}\r\n", proxy.port());
     within(stream.write_all(header.as_bytes())).await.unwrap();
     let name = ServerName::try_from("localhost").unwrap();
-    let mut tls = within(TlsConnector::from(Arc::new(config)).connect(name, stream)).await.unwrap();
+    let mut tls = within(TlsConnector::from(Arc::new(config)).connect(name, stream))
+        .await
+        .unwrap();
     let request = format!("GET {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     within(tls.write_all(request.as_bytes())).await.unwrap();
     let mut response = Vec::new();
@@ -39,7 +50,12 @@ async fn tls_socks_proxy_protocol_and_pac_in_one_process() {
     let flags = pki.flags();
     let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
     args.extend(LOCAL);
-    args.extend(["--socks", "127.0.0.1:0", "--proxy-protocol-from", "127.0.0.2/32"]);
+    args.extend([
+        "--socks",
+        "127.0.0.1:0",
+        "--proxy-protocol-from",
+        "127.0.0.2/32",
+    ]);
     let mut proxy = ProxyProcess::start(&args).await;
     let socks = announced(&proxy.stderr, "socks5").await;
     let origin = Origin::fixed("everywhere").await;
@@ -49,17 +65,27 @@ async fn tls_socks_proxy_protocol_and_pac_in_one_process() {
     let (code, out, err) = curl(&[&via_tls[..], &[&origin.url("/tls")]].concat()).await;
     assert_eq!((code, out.as_slice()), (0, &b"everywhere"[..]), "{err}");
 
-    let (code, out, err) = curl(&["-x", &format!("socks5h://{socks}"), &origin.url("/socks")]).await;
+    let (code, out, err) =
+        curl(&["-x", &format!("socks5h://{socks}"), &origin.url("/socks")]).await;
     assert_eq!((code, out.as_slice()), (0, &b"everywhere"[..]), "{err}");
 
-    let response = get_behind_balancer(&pki, proxy.addr, "198.51.100.20", &origin.url("/balanced")).await;
-    assert_eq!(status(&response), 200, "{}", String::from_utf8_lossy(&response));
+    let response =
+        get_behind_balancer(&pki, proxy.addr, "198.51.100.20", &origin.url("/balanced")).await;
+    assert_eq!(
+        status(&response),
+        200,
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
 
     let pac_url = format!("https://localhost:{}/proxy.pac", proxy.addr.port());
     let (code, out, err) = curl(&["--cacert", text(&pki.ca), &pac_url]).await;
     assert_eq!(code, 0, "{err}");
     let pac = String::from_utf8_lossy(&out);
-    assert!(pac.contains(&format!("HTTPS localhost:{}", proxy.addr.port())), "{pac}");
+    assert!(
+        pac.contains(&format!("HTTPS localhost:{}", proxy.addr.port())),
+        "{pac}"
+    );
 
     assert_eq!(proxy.stop().await, Some(0));
     let log = proxy.access_log();
@@ -76,5 +102,8 @@ async fn tls_socks_proxy_protocol_and_pac_in_one_process() {
     assert!(socks_line[3].ends_with("/200"), "{socks_line:?}");
     assert_eq!(line("/balanced")[2], "198.51.100.20");
     assert_eq!(line("/tls")[2], "127.0.0.1");
-    assert!(log.iter().any(|l| l.contains(" GET /proxy.pac ")), "{log:#?}");
+    assert!(
+        log.iter().any(|l| l.contains(" GET /proxy.pac ")),
+        "{log:#?}"
+    );
 }

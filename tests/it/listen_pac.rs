@@ -50,12 +50,20 @@ async fn a_generated_pac_names_the_listener_asked() {
 #[tokio::test]
 async fn a_pac_file_is_served_as_given() {
     let files = Scratch::new("pac");
-    let script = "function FindProxyForURL(url, host) {\n  return \"PROXY gw.example:3128; DIRECT\";\n}\n";
+    let script =
+        "function FindProxyForURL(url, host) {\n  return \"PROXY gw.example:3128; DIRECT\";\n}\n";
     let pac = files.write("proxy.pac", script);
     let proxy = Proxy::start_with(|c| c.pac_file = Some(pac)).await;
     let (code, out, err) = curl(&[&format!("http://{}/proxy.pac", proxy.addr)]).await;
-    assert_eq!((code, String::from_utf8_lossy(&out).as_ref()), (0, script), "{err}");
+    assert_eq!(
+        (code, String::from_utf8_lossy(&out).as_ref()),
+        (0, script),
+        "{err}"
+    );
     let (_, head, _) = fetch(&format!("http://{}/wpad.dat", proxy.addr), &["-I"]).await;
-    assert!(head.contains(&format!("Content-Length: {}\r\n", script.len())), "{head}");
+    assert!(
+        head.contains(&format!("Content-Length: {}\r\n", script.len())),
+        "{head}"
+    );
     proxy.assert_healthy().await;
 }

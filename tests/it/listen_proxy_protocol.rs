@@ -42,19 +42,38 @@ async fn carried_addresses_reach_the_log_and_the_client_rules() {
     let origin = Origin::fixed("seen").await;
 
     // curl's own v1 header (it names curl's real address).
-    let (code, out, err) = curl(&["--haproxy-protocol", "-x", &format!("http://{}", proxy.addr), &origin.url("/curl")]).await;
+    let (code, out, err) = curl(&[
+        "--haproxy-protocol",
+        "-x",
+        &format!("http://{}", proxy.addr),
+        &origin.url("/curl"),
+    ])
+    .await;
     assert_eq!((code, out.as_slice()), (0, &b"seen"[..]), "{err}");
 
     // v1 by hand, naming an allowed client.
-    let v1 = format!("PROXY TCP4 198.51.100.7 127.0.0.1 40000 {}\r\n", proxy.addr.port());
+    let v1 = format!(
+        "PROXY TCP4 198.51.100.7 127.0.0.1 40000 {}\r\n",
+        proxy.addr.port()
+    );
     let response = get_after(LISTED, proxy.addr, v1.as_bytes(), &origin.url("/v1")).await;
-    assert_eq!(status(&response), 200, "{}", String::from_utf8_lossy(&response));
+    assert_eq!(
+        status(&response),
+        200,
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
 
     // v2 naming a client outside --allow-clients: refused as that client.
     let refused_client: SocketAddr = "203.0.113.9:5555".parse().unwrap();
     let v2 = proxy_v2(refused_client, proxy.addr);
     let response = get_after(LISTED, proxy.addr, &v2, &origin.url("/v2")).await;
-    assert_eq!(status(&response), 403, "{}", String::from_utf8_lossy(&response));
+    assert_eq!(
+        status(&response),
+        403,
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
 
     // v2 naming an allowed client.
     let v2 = proxy_v2("198.51.100.8:6000".parse().unwrap(), proxy.addr);
@@ -63,11 +82,20 @@ async fn carried_addresses_reach_the_log_and_the_client_rules() {
 
     // A listed source without a header: closed, nothing answered, nothing forwarded.
     let response = get_after(LISTED, proxy.addr, b"", &origin.url("/bare")).await;
-    assert!(response.is_empty(), "{}", String::from_utf8_lossy(&response));
+    assert!(
+        response.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
 
     // A source not listed: a header is not trusted, it is a malformed request.
     let response = get_after(UNLISTED, proxy.addr, v1.as_bytes(), &origin.url("/forged")).await;
-    assert_eq!(status(&response), 400, "{}", String::from_utf8_lossy(&response));
+    assert_eq!(
+        status(&response),
+        400,
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
     // …and without one it is served as itself: the health check on a fresh connection.
     let response = get_after(UNLISTED, proxy.addr, b"", &origin.url("/unlisted")).await;
     assert_eq!(status(&response), 200);
@@ -78,12 +106,18 @@ async fn carried_addresses_reach_the_log_and_the_client_rules() {
     assert_eq!(proxy.stop().await, Some(0));
     let log = proxy.access_log();
     let client_of = |path: &str| {
-        let line = log.iter().find(|l| l.contains(path)).unwrap_or_else(|| panic!("{path} not in {log:#?}"));
+        let line = log
+            .iter()
+            .find(|l| l.contains(path))
+            .unwrap_or_else(|| panic!("{path} not in {log:#?}"));
         let fields: Vec<&str> = line.split_whitespace().collect();
         (fields[2].to_string(), fields[3].to_string())
     };
     assert_eq!(client_of("/curl").0, "127.0.0.1");
-    assert_eq!(client_of("/v1"), ("198.51.100.7".into(), "TCP_MISS/200".into()));
+    assert_eq!(
+        client_of("/v1"),
+        ("198.51.100.7".into(), "TCP_MISS/200".into())
+    );
     assert_eq!(client_of("/v2-ok").0, "198.51.100.8");
     let (client, code) = client_of("/v2");
     assert_eq!(client, "203.0.113.9");
@@ -104,15 +138,28 @@ async fn listed_sources_without_a_header_are_closed_and_counted() {
     assert!(response.is_empty());
 
     // Half a header, then silence: closed at the header timeout.
-    let mut slow = within(tokio::net::TcpStream::connect(proxy.addr)).await.unwrap();
+    let mut slow = within(tokio::net::TcpStream::connect(proxy.addr))
+        .await
+        .unwrap();
     within(slow.write_all(b"PROXY TCP4 198.51.")).await.unwrap();
     let started = std::time::Instant::now();
     let (rest, _) = read_until_end(&mut slow).await;
     assert!(rest.is_empty() && started.elapsed() < Duration::from_secs(5));
 
     assert_eq!(origin.request_count(), 0);
-    assert_eq!(proxy.snapshot().proxy_headers_rejected, 2);
-    let v1 = format!("PROXY TCP4 198.51.100.7 127.0.0.1 40000 {}\r\n", proxy.addr.port());
+    wait_until("two refused headers", STEP, || {
+        let done = proxy.snapshot().proxy_headers_rejected == 2;
+        async move { done }
+    })
+    .await;
+    let v1 = format!(
+        "PROXY TCP4 198.51.100.7 127.0.0.1 40000 {}\r\n",
+        proxy.addr.port()
+    );
     let response = get_after(LISTED, proxy.addr, v1.as_bytes(), &origin.url("/ok")).await;
-    assert_eq!(status(&response), 200, "healthy with a header on a fresh connection");
+    assert_eq!(
+        status(&response),
+        200,
+        "healthy with a header on a fresh connection"
+    );
 }

@@ -17,12 +17,27 @@ use crate::common::*;
 /// The proxy with a SOCKS5 listener beside the HTTP one; its address second.
 async fn socks_proxy(adjust: impl FnOnce(&mut Config)) -> (Proxy, SocketAddr) {
     let proxy = Proxy::start_with(|c| {
-        c.listeners.push(Listener::socks5("127.0.0.1:0".parse().unwrap()));
+        c.listeners
+            .push(Listener::socks5("127.0.0.1:0".parse().unwrap()));
         adjust(c);
     })
     .await;
     let socks = proxy.addrs[1];
     (proxy, socks)
+}
+
+/// Waits until the proxy's statistics satisfy `check` (sessions are recorded as their
+/// connections close, a moment after the client has its answer).
+async fn counted(
+    proxy: &Proxy,
+    what: &str,
+    check: impl Fn(&proxy_server::stats::Snapshot) -> bool,
+) {
+    wait_until(what, STEP, || {
+        let done = check(&proxy.snapshot());
+        async move { done }
+    })
+    .await;
 }
 
 /// curl through the SOCKS proxy URL `proxy` to `url`; (exit code, body, stderr).
@@ -50,14 +65,18 @@ async fn curl_without_authentication_by_address_and_by_name() {
     assert_eq!((code, out.as_slice()), (0, &b"through socks"[..]), "{err}");
     let targets: Vec<String> = origin.requests().iter().map(|r| r.target()).collect();
     assert_eq!(targets, ["/a", "/b"]);
-    let stats = proxy.snapshot();
-    assert_eq!(stats.tunnels_opened, 2);
-    assert_eq!(stats.requests.tunnel, 2);
+    assert_eq!(proxy.snapshot().tunnels_opened, 2);
+    counted(&proxy, "two tunnels", |s| s.requests.tunnel == 2).await;
 
     // The SOCKS listener is this proxy too: a tunnel to it from the HTTP side is a loop.
     let loop_request = format!("CONNECT {socks} HTTP/1.1\r\nHost: {socks}\r\n\r\n");
     let response = exchange(proxy.addr, loop_request.as_bytes()).await;
-    assert_eq!(status(&response), 508, "{}", String::from_utf8_lossy(&response));
+    assert_eq!(
+        status(&response),
+        508,
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
 }
 
 #[tokio::test]
@@ -83,7 +102,7 @@ async fn usernames_and_passwords_come_from_the_users_file() {
     assert!(rest.is_empty());
 
     assert_eq!(origin.request_count(), 1);
-    assert_eq!(proxy.snapshot().requests.auth_failed, 2);
+    counted(&proxy, "two failed logins", |s| s.requests.auth_failed == 2).await;
     assert_socks_healthy(&good).await;
 }
 
@@ -98,7 +117,10 @@ async fn names_and_resolved_addresses_are_checked_by_the_same_rules() {
     };
     let mut stream = within(TcpStream::connect(socks)).await.unwrap();
     assert_eq!(socks_greet(&mut stream, &[0]).await, 0);
-    assert_eq!(socks_connect_name(&mut stream, "blocked.example", 80).await, 2);
+    assert_eq!(
+        socks_connect_name(&mut stream, "blocked.example", 80).await,
+        2
+    );
 
     let mut stream = within(TcpStream::connect(socks)).await.unwrap();
     socks_greet(&mut stream, &[0]).await;
@@ -109,7 +131,7 @@ async fn names_and_resolved_addresses_are_checked_by_the_same_rules() {
     let (code, _, _) = via_socks(&by_name, &format!("http://localhost:{port}/")).await;
     assert_ne!(code, 0);
     assert_eq!(origin.request_count(), 0);
-    assert_eq!(proxy.snapshot().requests.blocked, 3);
+    counted(&proxy, "three refusals", |s| s.requests.blocked == 3).await;
     assert_socks_healthy_at(&by_name, &origin).await;
 }
 
@@ -128,7 +150,11 @@ async fn the_connect_port_rule_other_commands_and_malformed_greetings() {
     let (proxy, socks) = socks_proxy(|c| c.access.connect_ports = ports.parse().unwrap()).await;
     let mut stream = within(TcpStream::connect(socks)).await.unwrap();
     socks_greet(&mut stream, &[0]).await;
-    assert_eq!(socks_connect_name(&mut stream, "127.0.0.1", port).await, 2, "port {port}");
+    assert_eq!(
+        socks_connect_name(&mut stream, "127.0.0.1", port).await,
+        2,
+        "port {port}"
+    );
 
     // BIND and UDP ASSOCIATE: "command not supported".
     for command in [2u8, 3] {
@@ -148,7 +174,11 @@ async fn the_connect_port_rule_other_commands_and_malformed_greetings() {
     assert!(matches!(code, 3..=5), "reply {code}");
 
     // Malformed: an HTTP request, SOCKS4, a greeting with no methods; each closed.
-    for bytes in [&b"GET / HTTP/1.1\r\n\r\n"[..], &[4, 1, 0, 80, 127, 0, 0, 1, 0], &[5, 0]] {
+    for bytes in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        &[4, 1, 0, 80, 127, 0, 0, 1, 0],
+        &[5, 0],
+    ] {
         let (out, _) = {
             let mut stream = within(TcpStream::connect(socks)).await.unwrap();
             within(stream.write_all(bytes)).await.unwrap();
@@ -157,8 +187,9 @@ async fn the_connect_port_rule_other_commands_and_malformed_greetings() {
         assert!(out.is_empty(), "{bytes:?} got {out:?}");
     }
     assert_eq!(origin.request_count(), 0);
-    let stats = proxy.snapshot();
-    assert_eq!(stats.requests.blocked, 1);
-    assert_eq!(stats.requests.malformed, 3 + 2);
+    counted(&proxy, "one refusal, five malformed", |s| {
+        s.requests.blocked == 1 && s.requests.malformed == 3 + 2
+    })
+    .await;
     assert_socks_healthy(&format!("socks5://{socks}")).await;
 }

@@ -30,7 +30,11 @@ async fn tls_proxy(pki: &TestPki, adjust: impl FnOnce(&mut proxy_server::config:
 }
 
 /// curl through the HTTPS proxy at `proxy`; (exit code, body, stderr).
-async fn via_https_proxy(pki: &TestPki, proxy: std::net::SocketAddr, extra: &[&str]) -> (i32, Vec<u8>, String) {
+async fn via_https_proxy(
+    pki: &TestPki,
+    proxy: std::net::SocketAddr,
+    extra: &[&str],
+) -> (i32, Vec<u8>, String) {
     let proxy_url = format!("https://127.0.0.1:{}", proxy.port());
     let mut args = vec!["-x", &proxy_url, "--proxy-cacert", text(&pki.ca)];
     args.extend(extra);
@@ -50,22 +54,40 @@ async fn curl_through_an_https_proxy_reaches_http_and_https_origins_with_credent
     assert_eq!(origin.requests()[0].target(), "/plain");
 
     // Without credentials: the 407 travels inside the TLS session.
-    let (code, status, err) = via_https_proxy(&pki, proxy.addr, &["-o", "/dev/null", "-w", "%{http_code}", &url]).await;
+    let (code, status, err) = via_https_proxy(
+        &pki,
+        proxy.addr,
+        &["-o", "/dev/null", "-w", "%{http_code}", &url],
+    )
+    .await;
     assert_eq!((code, status.as_slice()), (0, &b"407"[..]), "{err}");
 
     // TLS inside the tunnel inside TLS: the tunnel copies instead of splicing.
-    let blob = Arc::new((0..300_000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    let blob = Arc::new(
+        (0..300_000u32)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
     let tls_origin = TlsOrigin::start(blob.clone()).await;
     let origin_ca = pki.files.write("origin.pem", &tls_origin.cert_pem);
     let https_url = format!("https://localhost:{}/blob", tls_origin.addr.port());
     let (code, body, err) = via_https_proxy(
         &pki,
         proxy.addr,
-        &["--proxy-user", &user, "--cacert", text(&origin_ca), &https_url],
+        &[
+            "--proxy-user",
+            &user,
+            "--cacert",
+            text(&origin_ca),
+            &https_url,
+        ],
     )
     .await;
     assert_eq!(code, 0, "{err}");
-    assert!(body == *blob, "the download through both TLS layers differs");
+    assert!(
+        body == *blob,
+        "the download through both TLS layers differs"
+    );
     let stats = proxy.snapshot();
     assert_eq!(stats.tunnels_opened, 1);
     assert_eq!(stats.tls_handshakes_failed, 0);
@@ -81,11 +103,17 @@ async fn silent_clients_time_out_and_plain_http_is_told_to_use_tls() {
     let started = std::time::Instant::now();
     let (rest, _) = read_until_end(&mut silent).await;
     assert!(rest.is_empty());
-    assert!(started.elapsed() < Duration::from_secs(5), "held {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "held {:?}",
+        started.elapsed()
+    );
 
     // Half a handshake: the same.
     let mut partial = within(TcpStream::connect(proxy.addr)).await.unwrap();
-    within(partial.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])).await.unwrap();
+    within(partial.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]))
+        .await
+        .unwrap();
     let (rest, _) = read_until_end(&mut partial).await;
     assert!(rest.is_empty(), "{rest:?}");
 
@@ -93,8 +121,17 @@ async fn silent_clients_time_out_and_plain_http_is_told_to_use_tls() {
     let origin = Origin::fixed("never").await;
     let request = format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", origin.url("/"));
     let response = exchange(proxy.addr, request.as_bytes()).await;
-    assert_eq!(status(&response), 400, "{}", String::from_utf8_lossy(&response));
-    assert!(body(&response).contains("speaks TLS"), "{}", body(&response));
+    assert_eq!(
+        status(&response),
+        400,
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    assert!(
+        body(&response).contains("speaks TLS"),
+        "{}",
+        body(&response)
+    );
     assert_eq!(origin.request_count(), 0);
 
     // Garbage that claims to be TLS: a failed handshake, closed.

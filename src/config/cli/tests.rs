@@ -15,7 +15,10 @@ fn settings(argv: &[&str]) -> Settings {
 fn defaults() {
     let settings = settings(&[]);
     let config = &settings.config;
-    assert_eq!(config.listeners, vec![Listener::http("127.0.0.1:8888".parse().unwrap())]);
+    assert_eq!(
+        config.listeners,
+        vec![Listener::http("127.0.0.1:8888".parse().unwrap())]
+    );
     assert_eq!(config.pac_file, None);
     assert_eq!(config.max_connections, DEFAULT_MAX_CONNECTIONS);
     assert_eq!(config.via_name, "proxy-server");
@@ -115,8 +118,7 @@ fn log_flags() {
 
 #[test]
 fn metrics_flags_are_off_unless_given() {
-    let metrics =
-        settings(&["--metrics-addr", "127.0.0.1:9898", "--stats-interval", "30"]).metrics;
+    let metrics = settings(&["--metrics-addr", "127.0.0.1:9898", "--stats-interval", "30"]).metrics;
     assert_eq!(metrics.addr, Some("127.0.0.1:9898".parse().unwrap()));
     assert_eq!(metrics.stats_interval, Some(Duration::from_secs(30)));
     assert!(parse(&["--stats-interval", "0"]).is_err());
@@ -183,7 +185,13 @@ fn listener_flags_build_the_list() {
     assert_eq!(socks.addr, "127.0.0.1:1080".parse().unwrap());
     assert!(socks.tls.is_none() && socks.proxy_protocol_from.is_empty());
     assert_eq!(config.pac_file, Some(PathBuf::from("proxy.pac")));
-    assert!(parse(&["--tls-cert", "proxy.pem"]).is_err(), "a certificate needs its key");
-    assert!(parse(&["--tls-key", "proxy.key"]).is_err(), "a key needs its certificate");
+    assert!(
+        parse(&["--tls-cert", "proxy.pem"]).is_err(),
+        "a certificate needs its key"
+    );
+    assert!(
+        parse(&["--tls-key", "proxy.key"]).is_err(),
+        "a key needs its certificate"
+    );
     assert!(parse(&["--socks", "localhost:1080"]).is_err());
 }

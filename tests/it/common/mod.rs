@@ -15,8 +15,8 @@
 pub mod access;
 pub mod cache;
 pub mod canonical;
-pub mod listeners;
 pub mod files;
+pub mod listeners;
 pub mod observe;
 pub mod origin;
 pub mod process;
