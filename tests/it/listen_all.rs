@@ -107,3 +107,22 @@ async fn tls_socks_proxy_protocol_and_pac_in_one_process() {
         "{log:#?}"
     );
 }
+
+#[tokio::test]
+async fn bad_listener_settings_stop_the_start_with_code_2() {
+    let files = Scratch::new("bad-listeners");
+    let missing = files.path("missing.pem");
+    let not_a_key = files.write("key.pem", "not a key");
+    let out = run_binary(&["--tls-cert", text(&missing), "--tls-key", text(&not_a_key), "--port", "0"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("missing.pem") && stderr.contains("key.pem"), "{stderr}");
+
+    let out = run_binary(&["--port", "18888", "--socks", "127.0.0.1:18888"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("two listeners on one address"));
+
+    let out = run_binary(&["--pac-file", text(&files.path("none.pac")), "--port", "0"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read PAC file"));
+}
