@@ -56,7 +56,8 @@ pub(crate) async fn serve(client: ClientStream, ctx: Arc<Context>) {
         Ok(request) => session.connect(&ctx, request).await,
         Err(failure) => session.fail(failure).await,
     }
-    if session.read > 0 || session.exchange.status != 0 {
+    // A connection that said nothing is not a session, as over HTTP.
+    if session.read > 0 {
         ctx.record(&session.exchange);
     }
 }
@@ -141,7 +142,6 @@ impl Session {
             self.write(&wire::user_password_status(checked.is_ok()))
                 .await?;
             if let Err(failure) = checked {
-                self.exchange.user = Some(String::from_utf8_lossy(&given.user).into_owned());
                 return Err(Failure {
                     outcome: Outcome::AuthFailed,
                     ..Failure::quiet(ProxyError::ProxyAuthRequired(failure))

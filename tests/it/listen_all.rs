@@ -113,12 +113,27 @@ async fn bad_listener_settings_stop_the_start_with_code_2() {
     let files = Scratch::new("bad-listeners");
     let missing = files.path("missing.pem");
     let not_a_key = files.write("key.pem", "not a key");
-    let out = run_binary(&["--tls-cert", text(&missing), "--tls-key", text(&not_a_key), "--port", "0"]).await;
+    let out = run_binary(&[
+        "--tls-cert",
+        text(&missing),
+        "--tls-key",
+        text(&not_a_key),
+        "--port",
+        "0",
+    ])
+    .await;
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("missing.pem") && stderr.contains("key.pem"), "{stderr}");
+    assert!(
+        stderr.contains("missing.pem") && stderr.contains("key.pem"),
+        "{stderr}"
+    );
 
-    let out = run_binary(&["--port", "18888", "--socks", "127.0.0.1:18888"]).await;
+    // A port held here, so the binary could not take it anyway (that would exit with 1).
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port().to_string();
+    let same = format!("127.0.0.1:{port}");
+    let out = run_binary(&["--port", &port, "--socks", &same]).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("two listeners on one address"));
 
