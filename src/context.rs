@@ -17,37 +17,71 @@ use tokio::sync::futures::Notified;
 use crate::access::AccessControl;
 use crate::acl::AddressCheck;
 use crate::cache::Cache;
-use crate::client::ClientStream;
-use crate::config::Config;
-use crate::files::FileErrors;
+use crate::client::{ClientStream, ListenerId};
+use crate::config::{Config, Listener};
+use crate::files::{FileErrors, LineError};
 use crate::limits::{LimitSettings, Limiter, Pacer};
 use crate::logging::{AccessLog, AccessRecord, CacheResult};
 use crate::stats::top::Detail;
 use crate::stats::{Outcome, RuleAction, Seen, Stats};
 use crate::target::Target;
+use crate::tls::Certificates;
 use crate::tunnel::{self, Direction};
 use crate::upstream::{Dialer, Link};
 
-/// The long-lived state the server runs with, built at start: the access rules (whose
-/// file errors `main` reports with exit code 2), the cache, the statistics and the
-/// access log.
+/// The long-lived state the server runs with, built at start: the access rules and the
+/// TLS listeners' certificates and the PAC file (whose file errors `main` reports with
+/// exit code 2, all together), the cache, the statistics and the access log.
 pub struct Services {
     pub access: AccessControl,
     pub cache: Option<Cache>,
     pub stats: Arc<Stats>,
     /// `None` writes no access log (embedders and tests that do not need one).
     pub access_log: Option<AccessLog>,
+    /// Each listener's certificates, in the order of `Config::listeners`; `None` for a
+    /// listener without TLS.
+    pub tls: Vec<Option<Certificates>>,
+    /// The `--pac-file` contents; `None`: generated per listener.
+    pub pac: Option<Bytes>,
 }
 
 impl Services {
     pub fn load(config: &Config) -> Result<Services, FileErrors> {
-        Ok(Services {
-            access: AccessControl::load(&config.access)?,
-            cache: config.cache.as_ref().map(Cache::with_settings),
-            stats: Arc::default(),
-            access_log: None,
-        })
+        let access = AccessControl::load(&config.access);
+        let tls: Vec<_> = config
+            .listeners
+            .iter()
+            .map(|listener| listener.tls.as_ref().map(Certificates::load).transpose())
+            .collect();
+        let pac = config.pac_file.as_deref().map(read_pac).transpose();
+        let mut errors = Vec::new();
+        let access = access.map_err(|e| errors.extend(e.0)).ok();
+        let tls: Vec<_> = tls
+            .into_iter()
+            .filter_map(|loaded| loaded.map_err(|e| errors.extend(e.0)).ok())
+            .collect();
+        let pac = pac.map_err(|e| errors.push(e)).ok();
+        match (access, pac) {
+            (Some(access), Some(pac)) if errors.is_empty() => Ok(Services {
+                access,
+                cache: config.cache.as_ref().map(Cache::with_settings),
+                stats: Arc::default(),
+                access_log: None,
+                tls,
+                pac,
+            }),
+            _ => Err(FileErrors(errors)),
+        }
     }
+}
+
+/// Reads the PAC file once, at start.
+fn read_pac(path: &std::path::Path) -> Result<Bytes, LineError> {
+    std::fs::read(path).map(Bytes::from).map_err(|e| LineError {
+        file: path.display().to_string(),
+        line: 0,
+        reason: format!("cannot read PAC file: {e}"),
+    })
 }
 
 pub struct Context {
@@ -58,6 +92,8 @@ pub struct Context {
     pub stats: Arc<Stats>,
     /// Per-user limit state; which limits apply to a request is the front end's to say.
     pub limits: Limiter,
+    /// The `--pac-file` contents; `None`: generated per listener.
+    pub pac: Option<Bytes>,
     access_log: Option<AccessLog>,
     shutdown: Shutdown,
 }
@@ -73,11 +109,8 @@ struct Shutdown {
 
 impl Context {
     pub fn new(config: Config, services: Services) -> Context {
-        let dialer = Dialer::new(
-            services.access.clone(),
-            config.listen,
-            config.timeouts.connect,
-        );
+        let listening = config.listeners.iter().map(|l| l.addr).collect();
+        let dialer = Dialer::new(services.access.clone(), listening, config.timeouts.connect);
         Context {
             config,
             dialer,
@@ -85,9 +118,15 @@ impl Context {
             cache: services.cache,
             limits: Limiter::new(Arc::clone(&services.stats)),
             stats: services.stats,
+            pac: services.pac,
             access_log: services.access_log,
             shutdown: Shutdown::default(),
         }
+    }
+
+    /// The listener a connection arrived on.
+    pub fn listener(&self, id: ListenerId) -> Option<&Listener> {
+        self.config.listeners.get(usize::from(id.0))
     }
 
     /// Counts a finished exchange and writes its access-log line.

@@ -1,9 +1,12 @@
 //! proxy-server: a single-binary, asynchronous forward proxy for HTTP and HTTPS.
 //!
 //! # Life of a request
-//! `server` accepts a connection (over the connection cap: 503), wraps it in a
-//! `client::ClientStream` that carries the client's address, and spawns the listener's
-//! front end — `http_proxy::serve` — in its own panic-isolated task. The front end reads a
+//! `server` accepts a connection on one of its listeners (over the connection cap: 503),
+//! reads its PROXY header where the listener trusts the source (`proxy_protocol`) and
+//! runs the TLS handshake on a TLS listener (`tls`), wraps it in a `client::ClientStream`
+//! that carries the client's address, and spawns the listener's front end —
+//! `http_proxy::serve`, or `socks::serve` for SOCKS5 — in its own panic-isolated task.
+//! The HTTP front end reads a
 //! request head (`http::io`, under the header timeout), refuses loops (`Via`), states the
 //! `target::Target` (host, port, kind) and asks `access` for the one admission decision
 //! (client address, credentials via `auth` — 407 —, host and CONNECT port via `acl` —
@@ -21,11 +24,11 @@
 //! connection waits for the next request or closes.
 //!
 //! Dependencies point one way, from the leaves up: `error`, `files`, `stats`, `target`;
-//! `limits`, `tunnel`; `http`, `acl`, `auth`, `logging`, `client`; `access`, `cache`,
-//! `metrics`; `upstream`, `config` (the only module that knows the command line, and reads
-//! the configuration file); `context`; the front end `http_proxy`; `server` and `explain`
-//! (the `explain` subcommand: the same checks, printed). docs/architecture.md has the map
-//! and where the next
+//! `limits`, `tunnel`; `http`, `acl`, `auth`, `logging`, `client`, `proxy_protocol`;
+//! `access`, `cache`, `metrics`; `upstream`, `config` (the only module that knows the
+//! command line, and reads the configuration file), `tls`; `context`; the front ends
+//! `http_proxy` and `socks`; `server` and `explain` (the `explain` subcommand: the same
+//! checks, printed). docs/architecture.md has the map and where the next
 //! front ends and upstreams plug in.
 
 // The library's API is what the binary, the integration tests, the fuzz targets and the
@@ -47,9 +50,12 @@ mod http_proxy;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+mod proxy_protocol;
 pub mod server;
+pub mod socks;
 pub mod stats;
 mod target;
+mod tls;
 mod tunnel;
 mod upstream;
 

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use proxy_server::Services;
-use proxy_server::config::{self, Config, Invocation, LoadError, Settings, Source};
+use proxy_server::config::{
+    self, Config, Invocation, LoadError, Settings, Source, check_listeners,
+};
 use proxy_server::stats::Stats;
 use proxy_server::{access, explain, logging, metrics, server};
 use tokio::net::TcpListener;
@@ -39,6 +41,10 @@ fn main() -> ExitCode {
         }
     };
     let config = settings.config.clone();
+    if let Err(reason) = check_listeners(&config.listeners) {
+        eprintln!("proxy-server: {reason}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let mut services = match Services::load(&config) {
         Ok(services) => services,
         Err(errors) => {
@@ -60,7 +66,9 @@ fn main() -> ExitCode {
     };
     services.stats = stats.clone();
     services.access_log = Some(logging.access_log());
-    access::warn_if_open_proxy(config.listen.ip(), &config.access);
+    for listener in &config.listeners {
+        access::warn_if_open_proxy(listener.addr.ip(), &config.access);
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = settings.workers {
         runtime.worker_threads(workers);
@@ -83,10 +91,10 @@ async fn serve(
     stats: Arc<Stats>,
 ) -> ExitCode {
     let config: Config = settings.config.clone();
-    let listener = match server::bind(config.listen) {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!("cannot listen on {}: {error}", config.listen);
+    let sockets = match server::bind_all(&config) {
+        Ok(sockets) => sockets,
+        Err((addr, error)) => {
+            tracing::error!("cannot listen on {addr}: {error}");
             return ExitCode::FAILURE;
         }
     };
@@ -115,13 +123,34 @@ async fn serve(
         services.access.clone(),
         move || source.reread_access(&running),
     ));
-    let bound = listener.local_addr().map_or(config.listen, |a| a);
-    tracing::info!("listening on {bound}");
-    server::run(listener, config, services, server::signal()).await;
+    let certificates = services.tls.iter().flatten().cloned().collect();
+    tokio::spawn(server::reload_tls_on_sighup(certificates));
+    announce(&config, &sockets);
+    server::run(sockets, config, services, server::signal()).await;
     let _ = stop_metrics.send(true);
     if let Some(task) = summaries {
         task.abort();
     }
     metrics::log_final_summary(&stats);
     ExitCode::SUCCESS
+}
+
+/// One line per listener, the main one first as `listening on ADDR` (which scripts and
+/// tests wait for), then `LABEL listener on ADDR` for the others.
+fn announce(config: &Config, sockets: &[TcpListener]) {
+    for (i, (listener, socket)) in config.listeners.iter().zip(sockets).enumerate() {
+        let bound = socket.local_addr().unwrap_or(listener.addr);
+        let label = match (listener.protocol.label(), listener.tls.is_some()) {
+            ("http", true) => "https",
+            (label, _) => label,
+        };
+        if i == 0 {
+            tracing::info!("listening on {bound}");
+            if label != "http" {
+                tracing::info!("{label} listener on {bound}");
+            }
+        } else {
+            tracing::info!("{label} listener on {bound}");
+        }
+    }
 }

@@ -49,6 +49,24 @@ impl Credentials {
         Ok(Credentials { raw, colon })
     }
 
+    /// Credentials given as a user name and a password (SOCKS5, RFC 1929 §2), checked
+    /// like Basic ones: UTF-8, and no colon in the user name (none is in the users file).
+    pub fn from_parts(user: &[u8], password: &[u8]) -> Result<Credentials, AuthError> {
+        let user = std::str::from_utf8(user)
+            .map_err(|_| AuthError::Malformed("user name is not UTF-8"))?;
+        let password = std::str::from_utf8(password)
+            .map_err(|_| AuthError::Malformed("password is not UTF-8"))?;
+        if user.contains(':') {
+            return Err(AuthError::Rejected {
+                user: user.to_string(),
+            });
+        }
+        Ok(Credentials {
+            raw: format!("{user}:{password}"),
+            colon: user.len(),
+        })
+    }
+
     pub fn user(&self) -> &str {
         &self.raw[..self.colon]
     }

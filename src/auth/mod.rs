@@ -108,6 +108,22 @@ impl Authenticator {
     /// request's `Proxy-Authorization` field, if any.
     pub async fn authenticate(&self, field: Option<&[u8]>) -> Result<String, AuthError> {
         let credentials = Credentials::parse(field.ok_or(AuthError::Missing)?)?;
+        self.verify(&credentials).await
+    }
+
+    /// As [`Authenticator::authenticate`], for a user name and password given apart
+    /// (SOCKS5 username/password authentication, RFC 1929).
+    pub async fn authenticate_user_password(
+        &self,
+        user: &[u8],
+        password: &[u8],
+    ) -> Result<String, AuthError> {
+        let credentials = Credentials::from_parts(user, password)?;
+        self.verify(&credentials).await
+    }
+
+    /// The user, if the password is theirs.
+    async fn verify(&self, credentials: &Credentials) -> Result<String, AuthError> {
         let user = credentials.user();
         let rejected = || AuthError::Rejected {
             user: user.to_string(),
@@ -117,7 +133,7 @@ impl Authenticator {
             // attacker which names exist: with bcrypt users in the file, the password
             // is checked against one of their hashes and the answer thrown away.
             if let Some(hash) = self.users.a_bcrypt_hash() {
-                self.run_bcrypt(&credentials, hash).await;
+                self.run_bcrypt(credentials, hash).await;
             }
             return Err(rejected());
         };
@@ -127,7 +143,7 @@ impl Authenticator {
             Secret::Clear(digest) => {
                 bool::from(sha256(credentials.password().as_bytes()).ct_eq(digest))
             }
-            Secret::Bcrypt(hash) => self.verify_bcrypt(&credentials, hash).await,
+            Secret::Bcrypt(hash) => self.verify_bcrypt(credentials, hash).await,
         };
         if verified {
             Ok(user.to_string())

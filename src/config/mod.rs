@@ -7,8 +7,10 @@
 
 mod cli;
 mod file;
+mod listen;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser as _;
@@ -18,10 +20,11 @@ use crate::cache::CacheSettings;
 use crate::logging::LogSettings;
 use crate::metrics::MetricsSettings;
 pub use cli::{
-    AccessFlags, CacheFlags, Cli, Command, ExplainArgs, Invocation, LoadError, LogFlags,
-    LogFormatFlag, MetricsFlags, Source, invocation,
+    AccessFlags, CacheFlags, Cli, Command, ExplainArgs, Invocation, ListenFlags, LoadError,
+    LogFlags, LogFormatFlag, MetricsFlags, Source, invocation,
 };
 pub use file::{FlagKey, parse as parse_file};
+pub use listen::{Listener, Protocol, TlsFiles, check_listeners};
 
 pub const DEFAULT_HOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 pub const DEFAULT_PORT: u16 = 8888;
@@ -46,7 +49,11 @@ pub struct Timeouts {
 /// The settings the core data path runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen: SocketAddr,
+    /// Every listener, the main one (`--host`, `--port`) first; never empty.
+    pub listeners: Vec<Listener>,
+    /// The PAC file HTTP listeners answer `/proxy.pac` and `/wpad.dat` with; `None`:
+    /// one generated for the listener asked.
+    pub pac_file: Option<PathBuf>,
     pub max_connections: usize,
     pub timeouts: Timeouts,
     pub via_name: String,
@@ -70,8 +77,15 @@ impl Config {
     /// Defaults for a given listen address (used by tests and embedders).
     pub fn with_listen(listen: SocketAddr) -> Config {
         let mut config = Cli::parse_from(["proxy-server"]).settings().config;
-        config.listen = listen;
+        config.listeners = vec![Listener::http(listen)];
         config
+    }
+
+    /// The main listener's address (the first listener's).
+    pub fn main_addr(&self) -> SocketAddr {
+        self.listeners
+            .first()
+            .map_or(SocketAddr::new(DEFAULT_HOST, DEFAULT_PORT), |l| l.addr)
     }
 }
 
@@ -80,7 +94,10 @@ impl Config {
 pub fn needs_restart(old: &Settings, new: &Settings) -> Vec<&'static str> {
     let (a, b) = (&old.config, &new.config);
     let differs = [
-        ("listen address (host, port)", a.listen != b.listen),
+        (
+            "listeners (host, port, TLS, SOCKS, PROXY protocol, PAC)",
+            format!("{:?}", a.listeners) != format!("{:?}", b.listeners),
+        ),
         ("max_connections", a.max_connections != b.max_connections),
         (
             "timeouts",

@@ -214,7 +214,19 @@ fn version_error(line: &[u8]) -> ProxyError {
 /// Parses a proxy request head (absolute-form, or authority-form for CONNECT) at the
 /// start of `buf`, within [`HeadLimits::PROXY`]. `Ok(None)`: incomplete, read more.
 /// On success the head's bytes are split off `buf`.
+///
+/// An origin-form request (`GET /proxy.pac`) is refused with
+/// [`ProxyError::NotAProxyRequest`] once complete, and its bytes are left in `buf`: the
+/// front end answers the proxy's own pages (the PAC file) from them.
 pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, ProxyError> {
+    if is_origin_form(buf) {
+        // Rare (a proxy client never sends one), so a copy is cheap enough.
+        let mut copy = buf.clone();
+        return match parse_request_parts(&mut copy, HeadLimits::PROXY)? {
+            Some(_) => Err(ProxyError::NotAProxyRequest),
+            None => Ok(None),
+        };
+    }
     let Some(parts) = parse_request_parts(buf, HeadLimits::PROXY)? else {
         return Ok(None);
     };
@@ -224,6 +236,20 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, ProxyErr
         version: parts.version,
         headers: parts.headers,
     }))
+}
+
+/// Whether the request line in `buf` has an origin-form or asterisk-form target (RFC
+/// 9112 §3.2.1, §3.2.4) on a method other than CONNECT: what [`parse_target`] refuses
+/// as not a proxy request.
+fn is_origin_form(buf: &[u8]) -> bool {
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    let mut words = line.split(|&b| b == b' ');
+    match (words.next(), words.next()) {
+        (Some(method), Some(target)) => {
+            method != b"CONNECT" && (target.starts_with(b"/") || target == b"*")
+        }
+        _ => false,
+    }
 }
 
 /// A complete request head before its target is read in one form or another.
@@ -426,6 +452,25 @@ mod tests {
 
     fn parse_all(text: &[u8]) -> Result<Option<RequestHead>, ProxyError> {
         parse_request(&mut BytesMut::from(text))
+    }
+
+    #[test]
+    fn origin_form_is_refused_with_its_bytes_left_in_place() {
+        let text = b"GET /proxy.pac HTTP/1.1\r\nHost: p\r\n\r\n";
+        let mut buf = BytesMut::from(&text[..20]);
+        assert!(matches!(parse_request(&mut buf), Ok(None)));
+        let mut buf = BytesMut::from(&text[..]);
+        assert!(matches!(
+            parse_request(&mut buf),
+            Err(ProxyError::NotAProxyRequest)
+        ));
+        assert_eq!(&buf[..], &text[..]);
+        // CONNECT with a path is a bad CONNECT, not origin-form.
+        let mut connect = BytesMut::from(&b"CONNECT /x HTTP/1.1\r\nHost: p\r\n\r\n"[..]);
+        assert!(matches!(
+            parse_request(&mut connect),
+            Err(ProxyError::BadRequest(_))
+        ));
     }
 
     #[test]

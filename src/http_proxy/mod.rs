@@ -7,6 +7,7 @@
 
 mod connect;
 mod forward;
+mod pac;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -126,6 +127,11 @@ async fn respond(
     match head {
         Ok(Some(head)) => exchange(ctx, client, seat, head, consumed).await,
         Ok(None) => Next::Close,
+        // An origin-form request: the PAC file is the one thing served that way.
+        Err(ProxyError::NotAProxyRequest) => match pac::request(client.buffered()) {
+            Some(request) => pac::answer(ctx, client, request, consumed).await,
+            None => refuse_head(ctx, client, ProxyError::NotAProxyRequest, consumed).await,
+        },
         Err(error) => refuse_head(ctx, client, error, consumed).await,
     }
 }
@@ -210,7 +216,10 @@ async fn handle(
     if rewrite::via_has(&head.headers, &ctx.config.via_name) {
         return Err(ProxyError::Loop);
     }
-    let limits = admit(ctx, head, target, exchange).await?;
+    let listener = ctx
+        .listener(client.get_ref().listener())
+        .map_or_else(|| ctx.config.main_addr(), |l| l.addr);
+    let limits = admit(ctx, listener, head, target, exchange).await?;
     let grant = ctx
         .limits
         .admit(
@@ -235,6 +244,7 @@ async fn handle(
 /// everyone's limits, as no rule has matched yet.
 async fn admit(
     ctx: &Context,
+    listener: std::net::SocketAddr,
     head: &RequestHead,
     target: &Target<'_>,
     exchange: &mut Exchange,
@@ -254,7 +264,7 @@ async fn admit(
         return Err(ProxyError::BadRequest("repeated Proxy-Authorization field"));
     }
     let request = Admission {
-        listener: ctx.config.listen,
+        listener,
         client,
         credentials,
         target: *target,

@@ -154,6 +154,18 @@ impl Collector for StatsCollector {
             "Connection tasks that panicked.",
             s.panics_caught,
         )?;
+        counter(
+            e,
+            "tls_handshakes_failed",
+            "TLS handshakes with clients that failed or timed out.",
+            s.tls_handshakes_failed,
+        )?;
+        counter(
+            e,
+            "proxy_headers_rejected",
+            "Connections closed for a missing, malformed or late PROXY-protocol header.",
+            s.proxy_headers_rejected,
+        )?;
         encode_limited(e, &s)?;
         gauge(
             e,

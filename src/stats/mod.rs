@@ -113,6 +113,8 @@ pub struct Stats {
     panics_caught: AtomicU64,
     limited: [AtomicU64; Limit::ALL.len()],
     users_throttled: AtomicU64,
+    tls_handshakes_failed: AtomicU64,
+    proxy_headers_rejected: AtomicU64,
     request_durations: DurationHistogram,
     top: TopTallies,
     /// Written by the sampler every few seconds, read by `/stats/series`; never touched
@@ -305,6 +307,16 @@ impl Stats {
         series.points().cloned().collect()
     }
 
+    /// A TLS handshake with a client failed or timed out (a TLS listener).
+    pub fn tls_handshake_failed(&self) {
+        add(&self.tls_handshakes_failed, 1);
+    }
+
+    /// A connection that owed a PROXY-protocol header sent none, a bad one or none in time.
+    pub fn proxy_header_rejected(&self) {
+        add(&self.proxy_headers_rejected, 1);
+    }
+
     /// Reads every counter into plain numbers.
     pub fn snapshot(&self) -> Snapshot {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
@@ -340,6 +352,8 @@ impl Stats {
                 auth_failures: load(&self.limited[Limit::AuthFailures as usize]),
             },
             users_throttled: load(&self.users_throttled),
+            tls_handshakes_failed: load(&self.tls_handshakes_failed),
+            proxy_headers_rejected: load(&self.proxy_headers_rejected),
             request_durations: self.request_durations.snapshot(),
         }
     }
@@ -396,6 +410,8 @@ pub struct Snapshot {
     pub panics_caught: u64,
     pub limited: LimitedCounts,
     pub users_throttled: u64,
+    pub tls_handshakes_failed: u64,
+    pub proxy_headers_rejected: u64,
     pub request_durations: HistogramSnapshot,
 }
 

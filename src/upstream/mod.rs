@@ -2,7 +2,7 @@
 //! for forwarded requests alike. It picks the route, takes a pooled connection when the
 //! caller may reuse one, or resolves the target, checks every address (the access
 //! policy's address rules, the rest of a rule evaluation that admission left to the
-//! addresses — an [`AddressCheck`] —, and this proxy's own listening address: a
+//! addresses — an [`AddressCheck`] —, and this proxy's own listening addresses: a
 //! forwarding loop),
 //! connects with a deadline to the checked addresses only — no second lookup can swap
 //! them (RFC 9110 §17.1 aside) — and returns the stream with the [`Link`] it took. A
@@ -88,17 +88,21 @@ pub struct Settled {
 pub struct Dialer {
     pool: Pool,
     access: AccessControl,
-    /// This proxy's listening address: a destination that is this address is a loop.
-    listen: SocketAddr,
+    /// This proxy's listening addresses: a destination that is one of them is a loop.
+    listening: Vec<SocketAddr>,
     connect_timeout: Duration,
 }
 
 impl Dialer {
-    pub fn new(access: AccessControl, listen: SocketAddr, connect_timeout: Duration) -> Dialer {
+    pub fn new(
+        access: AccessControl,
+        listening: Vec<SocketAddr>,
+        connect_timeout: Duration,
+    ) -> Dialer {
         Dialer {
             pool: Pool::default(),
             access,
-            listen,
+            listening,
             connect_timeout,
         }
     }
@@ -188,18 +192,20 @@ impl Dialer {
         }
     }
 
-    /// Refuses destinations that are this proxy itself (a forwarding loop, 508): the
-    /// listening address, or, listening on a wildcard, loopback or the address `client`
-    /// reached us on; then the policy's address rules (403). The socket is asked for its
-    /// local address only when a destination has our port, so the common request costs
-    /// no system call.
+    /// Refuses destinations that are this proxy itself (a forwarding loop, 508): any of
+    /// its listening addresses, or, for one listening on a wildcard, loopback or the
+    /// address `client` reached us on with that port; then the policy's address rules
+    /// (403). The socket is asked for its local address only when a destination has one
+    /// of our ports, so the common request costs no system call.
     fn check(&self, addrs: &[SocketAddr], client: &ClientStream) -> Result<(), ProxyError> {
-        let listen = self.listen;
         let is_self = |a: &SocketAddr| {
-            a.port() == listen.port()
-                && (a.ip() == listen.ip()
-                    || (listen.ip().is_unspecified()
-                        && (a.ip().is_loopback() || client.local_addr().ok() == Some(*a))))
+            self.listening.iter().any(|listen| {
+                a.port() == listen.port()
+                    && (a.ip() == listen.ip()
+                        || (listen.ip().is_unspecified()
+                            && (a.ip().is_loopback()
+                                || client.local_addr().ok().map(|l| l.ip()) == Some(a.ip()))))
+            })
         };
         if addrs.iter().any(is_self) {
             return Err(ProxyError::Loop);

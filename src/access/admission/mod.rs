@@ -24,6 +24,8 @@ pub enum ClientCredentials<'a> {
     None,
     /// An HTTP `Proxy-Authorization` field value (RFC 9110 §11.7.2).
     ProxyAuthorization(&'a [u8]),
+    /// A user name and password given apart (SOCKS5, RFC 1929).
+    UserPassword { user: &'a [u8], password: &'a [u8] },
 }
 
 /// One request as admission sees it.
@@ -109,22 +111,28 @@ impl Snapshot {
     /// every request must log in — unless some rule names `users`: then a request
     /// without credentials meets the rules anonymously, and is asked to log in only when
     /// no rule allows it but one naming users could. Wrong credentials are refused either way.
-    async fn authenticate(
+    /// A front end that authenticates before it knows the target (SOCKS5) asks this first;
+    /// [`Snapshot::admit`] asks it again, which costs a digest or a cache lookup.
+    pub async fn authenticate(
         &self,
         credentials: ClientCredentials<'_>,
     ) -> Result<Option<String>, AuthFailure> {
         let Some(authenticator) = &self.authenticator else {
             return Ok(None);
         };
-        let field = match credentials {
+        let verified = match credentials {
             ClientCredentials::None if self.rules.names_users() => return Ok(None),
-            ClientCredentials::None => None,
-            ClientCredentials::ProxyAuthorization(field) => Some(field),
+            ClientCredentials::None => authenticator.authenticate(None).await,
+            ClientCredentials::ProxyAuthorization(field) => {
+                authenticator.authenticate(Some(field)).await
+            }
+            ClientCredentials::UserPassword { user, password } => {
+                authenticator
+                    .authenticate_user_password(user, password)
+                    .await
+            }
         };
-        match authenticator.authenticate(field).await {
-            Ok(user) => Ok(Some(user)),
-            Err(error) => Err(error.into()),
-        }
+        verified.map(Some).map_err(AuthFailure::from)
     }
 }
 

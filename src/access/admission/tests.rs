@@ -380,3 +380,31 @@ async fn without_rules_naming_users_every_request_logs_in_as_before() {
         .await;
     assert_eq!(brief(&decision), "auth-missing");
 }
+
+#[tokio::test]
+async fn a_user_and_password_given_apart_are_checked_alike() {
+    let access = snapshot("", Some("alice:secret\n"));
+    let apart = |user: &'static [u8], password: &'static [u8]| {
+        request(
+            "10.0.0.1",
+            ClientCredentials::UserPassword { user, password },
+            "ok.example",
+            443,
+            Kind::Connect,
+        )
+    };
+    let allowed = access.admit(&apart(b"alice", b"secret")).await;
+    assert!(
+        matches!(&allowed, Decision::Allow { user: Some(u), .. } if u == "alice"),
+        "{allowed:?}"
+    );
+    for (user, password, expected) in [
+        (&b"alice"[..], &b"guess"[..], "auth-rejected"),
+        (b"bob", b"secret", "auth-rejected"),
+        (b"alice:x", b"secret", "auth-rejected"),
+        (b"\xff", b"secret", "auth-malformed"),
+    ] {
+        let refused = access.admit(&apart(user, password)).await;
+        assert_eq!(brief(&refused), expected, "{user:?}");
+    }
+}

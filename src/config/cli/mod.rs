@@ -20,8 +20,8 @@ use ipnet::IpNet;
 use super::{
     Config, DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_HEADER_TIMEOUT_SECS, DEFAULT_HOST,
     DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT,
-    DEFAULT_RESPONSE_TIMEOUT_SECS, DEFAULT_SHUTDOWN_GRACE_SECS, DEFAULT_VIA_NAME, Settings,
-    Timeouts,
+    DEFAULT_RESPONSE_TIMEOUT_SECS, DEFAULT_SHUTDOWN_GRACE_SECS, DEFAULT_VIA_NAME, Listener,
+    Settings, Timeouts, TlsFiles,
 };
 use crate::access::AccessSettings;
 use crate::acl::{DEFAULT_CONNECT_PORTS, PortSet, parse_client_net};
@@ -103,6 +103,9 @@ pub struct Cli {
     pub log_level: String,
 
     #[command(flatten)]
+    pub listen: ListenFlags,
+
+    #[command(flatten)]
     pub access: AccessFlags,
 
     #[command(flatten)]
@@ -140,6 +143,56 @@ pub struct ExplainArgs {
     pub method: String,
     /// `http://host[:port]/path`, or `host:port` with CONNECT.
     pub url: String,
+}
+
+/// What the main listener speaks, and the listeners beside it (`config::Listener`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ListenFlags {
+    /// Speak TLS on the main listener (an HTTPS proxy) with this PEM certificate chain;
+    /// needs --tls-key. Re-read on SIGHUP [default: off]
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) for --tls-cert. Re-read on SIGHUP
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Connections to the main listener from these networks must open with a PROXY
+    /// protocol header (v1 or v2), whose source address then stands for the client's:
+    /// comma-separated CIDR networks or addresses [default: none]
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',', value_parser = parse_client_net)]
+    pub proxy_protocol_from: Vec<IpNet>,
+
+    /// Also serve SOCKS5 (CONNECT, no authentication or username/password against
+    /// --auth-file) on this address, e.g. 127.0.0.1:1080 [default: off]
+    #[arg(long, value_name = "ADDR")]
+    pub socks: Option<SocketAddr>,
+
+    /// Answer `GET /proxy.pac` and `/wpad.dat` on HTTP listeners with this file, read at
+    /// start; without it a PAC pointing at the listener asked is served [default: generated]
+    #[arg(long, value_name = "FILE")]
+    pub pac_file: Option<PathBuf>,
+}
+
+impl ListenFlags {
+    /// The main listener on `addr`, then the SOCKS5 one if asked for.
+    fn listeners(&self, addr: SocketAddr) -> Vec<Listener> {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        let main = Listener {
+            tls,
+            proxy_protocol_from: self.proxy_protocol_from.clone(),
+            ..Listener::http(addr)
+        };
+        std::iter::once(main)
+            .chain(self.socks.map(Listener::socks5))
+            .collect()
+    }
 }
 
 /// Authentication and the ACL (`access::AccessSettings`).
@@ -274,7 +327,8 @@ impl Cli {
 
     fn config(&self) -> Config {
         Config {
-            listen: SocketAddr::new(self.host, self.port),
+            listeners: self.listen.listeners(SocketAddr::new(self.host, self.port)),
+            pac_file: self.listen.pac_file.clone(),
             max_connections: self.max_connections,
             timeouts: Timeouts {
                 connect: Duration::from_secs(self.connect_timeout),

@@ -1,6 +1,7 @@
-//! The flags: defaults, each group's conversion into settings, and their limits.
+//! The command line: defaults, each flag group, and the limits clap enforces.
 
 use super::*;
+use crate::config::Protocol;
 
 fn parse(argv: &[&str]) -> Result<Cli, clap::Error> {
     Cli::try_parse_from(std::iter::once("proxy-server").chain(argv.iter().copied()))
@@ -14,7 +15,11 @@ fn settings(argv: &[&str]) -> Settings {
 fn defaults() {
     let settings = settings(&[]);
     let config = &settings.config;
-    assert_eq!(config.listen, "127.0.0.1:8888".parse().unwrap());
+    assert_eq!(
+        config.listeners,
+        vec![Listener::http("127.0.0.1:8888".parse().unwrap())]
+    );
+    assert_eq!(config.pac_file, None);
     assert_eq!(config.max_connections, DEFAULT_MAX_CONNECTIONS);
     assert_eq!(config.via_name, "proxy-server");
     let access = &config.access;
@@ -134,7 +139,7 @@ fn core_flags_and_their_limits() {
         "--workers",
         "3",
     ]);
-    assert_eq!(settings.config.listen, "[::1]:3128".parse().unwrap());
+    assert_eq!(settings.config.main_addr(), "[::1]:3128".parse().unwrap());
     assert_eq!(settings.config.max_connections, 10);
     assert_eq!(settings.config.timeouts.connect, Duration::from_secs(2));
     assert_eq!(settings.workers, Some(3));
@@ -190,7 +195,7 @@ fn the_command_line_overrides_the_file() {
         panic!("the file loads");
     };
     assert!(!check_config);
-    assert_eq!(settings.config.listen.port(), 9000, "the flag wins");
+    assert_eq!(settings.config.main_addr().port(), 9000, "the flag wins");
     assert_eq!(settings.log.format, LogFormat::Squid, "the flag wins");
     assert!(settings.config.cache.is_some(), "the file's switch counts");
     assert!(settings.config.access.connect_ports.contains(8443));
@@ -234,7 +239,7 @@ fn without_a_file_the_flags_alone_decide_and_explain_is_a_subcommand() {
     let Ok(Invocation::Serve { settings, .. }) = load(&["--port", "3129"]) else {
         panic!("flags alone");
     };
-    assert_eq!(settings.config.listen.port(), 3129);
+    assert_eq!(settings.config.main_addr().port(), 3129);
     assert!(settings.config.access.rules.is_none());
     let Ok(Invocation::Explain(args)) =
         load(&["explain", "--user", "alice", "GET", "http://example.com/"])
@@ -263,6 +268,52 @@ fn settings_a_reload_cannot_change_are_named() {
     let moved = settings(&["--port", "3129", "--idle-timeout", "5"]);
     assert_eq!(
         crate::config::needs_restart(&running, &moved),
-        ["listen address (host, port)", "timeouts", "cache"]
+        [
+            "listeners (host, port, TLS, SOCKS, PROXY protocol, PAC)",
+            "timeouts",
+            "cache"
+        ]
     );
+}
+
+#[test]
+fn listener_flags_build_the_list() {
+    let config = settings(&[
+        "--tls-cert",
+        "proxy.pem",
+        "--tls-key",
+        "proxy.key",
+        "--proxy-protocol-from",
+        "10.0.0.0/8,192.0.2.7",
+        "--socks",
+        "127.0.0.1:1080",
+        "--pac-file",
+        "proxy.pac",
+    ])
+    .config;
+    let [main, socks] = &config.listeners[..] else {
+        panic!("{:?}", config.listeners);
+    };
+    assert_eq!(main.protocol, Protocol::Http);
+    assert_eq!(
+        main.tls,
+        Some(TlsFiles {
+            cert: "proxy.pem".into(),
+            key: "proxy.key".into()
+        })
+    );
+    assert_eq!(main.proxy_protocol_from.len(), 2);
+    assert_eq!(socks.protocol, Protocol::Socks5);
+    assert_eq!(socks.addr, "127.0.0.1:1080".parse().unwrap());
+    assert!(socks.tls.is_none() && socks.proxy_protocol_from.is_empty());
+    assert_eq!(config.pac_file, Some(PathBuf::from("proxy.pac")));
+    assert!(
+        parse(&["--tls-cert", "proxy.pem"]).is_err(),
+        "a certificate needs its key"
+    );
+    assert!(
+        parse(&["--tls-key", "proxy.key"]).is_err(),
+        "a key needs its certificate"
+    );
+    assert!(parse(&["--socks", "localhost:1080"]).is_err());
 }

@@ -7,7 +7,8 @@
 //! - `files`: scratch folders and files;
 //! - this file: raw-socket clients (send, read a head, a response, until close) and
 //!   the small parsers of what comes back (status, header fields, body);
-//! - `raw`, `canonical`, `access`, `cache`, `observe`, `tls`: fixtures of one area each.
+//! - `raw`, `canonical`, `access`, `cache`, `observe`, `tls`, `listeners`: fixtures of one
+//!   area each.
 //!
 //! Everything listens on 127.0.0.1 (or ::1) and every wait has a deadline.
 
@@ -15,6 +16,7 @@ pub mod access;
 pub mod cache;
 pub mod canonical;
 pub mod files;
+pub mod listeners;
 pub mod observe;
 pub mod origin;
 pub mod process;

@@ -9,14 +9,16 @@ use std::sync::Arc;
 use proxy_server::Services;
 use proxy_server::config::Config;
 use proxy_server::stats::{Snapshot, Stats};
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use super::{Origin, exchange, within};
 
 /// The proxy running in this test's runtime; it shuts down when dropped.
 pub struct Proxy {
+    /// The main listener's address.
     pub addr: SocketAddr,
+    /// Every listener's bound address, in the order of `Config::listeners`.
+    pub addrs: Vec<SocketAddr>,
     stats: Arc<Stats>,
     stop: Option<oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<()>>,
@@ -37,14 +39,16 @@ impl Proxy {
     }
 
     /// As [`Proxy::start_with`], listening on `bind` (for example `[::1]:0`); `None` when
-    /// this machine cannot listen there.
+    /// this machine cannot listen there. `adjust` may add listeners (on port 0); each is
+    /// bound here and its address is in [`Proxy::addrs`].
     pub async fn start_on(bind: &str, adjust: impl FnOnce(&mut Config)) -> Option<Proxy> {
-        let listener = TcpListener::bind(bind).await.ok()?;
-        let addr = listener.local_addr().unwrap();
-        let mut config = Config::with_listen(addr);
+        let mut config = Config::with_listen(bind.parse().ok()?);
         config.access.allow_local_targets = true;
         config.access.connect_ports = "1-65535".parse().unwrap();
         adjust(&mut config);
+        let sockets = proxy_server::server::bind_all(&config).ok()?;
+        let addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+        let addr = addrs[0];
         let services = Services::load(&config).unwrap();
         let stats = Arc::clone(&services.stats);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -52,10 +56,11 @@ impl Proxy {
             let _ = stopped.await;
         };
         let done = tokio::spawn(proxy_server::server::run(
-            listener, config, services, shutdown,
+            sockets, config, services, shutdown,
         ));
         Some(Proxy {
             addr,
+            addrs,
             stats,
             stop: Some(stop),
             done: Some(done),

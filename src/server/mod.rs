@@ -1,8 +1,11 @@
-//! The accept loop: one task per connection, a cap on connections served at once (a
-//! connection over the cap gets a canned 503 and is closed at once), and a graceful
+//! The listeners and their accept loops (`accept`): one task per connection, a cap on
+//! connections served at once across all listeners (a connection over the cap gets a
+//! canned 503, on a plain HTTP listener, and is closed at once), and a graceful
 //! shutdown that stops accepting, lets requests in flight finish within a grace period,
 //! and closes idle keep-alive connections. Each connection task is isolated: a panic in one
 //! is caught, logged and counted, and touches no other connection.
+
+mod accept;
 
 use std::any::Any;
 use std::future::Future;
@@ -14,13 +17,9 @@ use std::time::Duration;
 use futures_util::FutureExt as _;
 use tokio::net::TcpListener;
 
-use crate::client::ClientStream;
+use crate::client::ListenerId;
 use crate::config::Config;
 use crate::context::{Context, Services};
-use crate::error::ProxyError;
-use crate::http::rewrite;
-use crate::http_proxy;
-use crate::logging::{Throttle, WARNING_INTERVAL};
 use crate::stats::ConnectionSlot;
 
 /// Pending connections the kernel queues before `accept`. The default of 128 drops
@@ -41,52 +40,56 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Pause after an accept error (out of file descriptors, say) before trying again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Binds every listener of `config`, in order; the first address that cannot be bound
+/// is the error.
+pub fn bind_all(config: &Config) -> Result<Vec<TcpListener>, (SocketAddr, std::io::Error)> {
+    config
+        .listeners
+        .iter()
+        .map(|listener| bind(listener.addr).map_err(|error| (listener.addr, error)))
+        .collect()
+}
 
-/// Accept failures come in runs (20 a second while descriptors are exhausted): one line per
-/// interval, with the count of those not written.
-static ACCEPT_FAILURES: Throttle = Throttle::new(WARNING_INTERVAL);
-
-/// Serves connections from `listener` until `shutdown` completes, then drains.
+/// Serves connections on `sockets` — one per listener of `config`, in its order (as
+/// [`bind_all`] returns them) — until `shutdown` completes, then drains. Every listener
+/// has its own accept loop; they share the connection cap, the context and the drain.
 pub async fn run(
-    listener: TcpListener,
+    sockets: Vec<TcpListener>,
     mut config: Config,
-    services: Services,
+    mut services: Services,
     shutdown: impl Future<Output = ()>,
 ) {
-    // The bound address, not the requested one (port 0), is what loop detection needs.
-    if let Ok(bound) = listener.local_addr() {
-        config.listen = bound;
+    if sockets.len() != config.listeners.len() {
+        tracing::error!(
+            sockets = sockets.len(),
+            listeners = config.listeners.len(),
+            "one bound socket per listener is needed; serving the ones that match"
+        );
     }
-    let max = config.max_connections;
+    // The bound addresses, not the requested ones (port 0), are what loop detection and
+    // the generated PAC file need.
+    for (listener, socket) in config.listeners.iter_mut().zip(&sockets) {
+        if let Ok(bound) = socket.local_addr() {
+            listener.addr = bound;
+        }
+    }
     let grace = config.timeouts.shutdown_grace;
+    let mut certificates = std::mem::take(&mut services.tls);
+    certificates.resize(sockets.len(), None);
     let ctx = Arc::new(Context::new(config, services));
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(error) => {
-                    if let Some(suppressed) = ACCEPT_FAILURES.admit() {
-                        tracing::warn!(%error, suppressed, "accept failed");
-                    }
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let Some(slot) = ctx.stats.connection_opened(max) else {
-            refuse_overloaded(stream);
-            continue;
-        };
-        let client = ClientStream::tcp(stream, peer);
-        // The front end for this listener's protocol; a SOCKS5 or TLS listener is one more
-        // kind of listener here, spawning its own front end on the same context.
-        tokio::spawn(isolate(http_proxy::serve(client, ctx.clone()), peer, slot));
+    let loops = sockets
+        .into_iter()
+        .zip(certificates)
+        .enumerate()
+        .map(|(i, (socket, tls))| {
+            let id = ListenerId(u16::try_from(i).unwrap_or(u16::MAX));
+            accept::accept_loop(socket, id, tls, ctx.clone())
+        });
+    let accepting = futures_util::future::join_all(loops);
+    tokio::select! {
+        _ = accepting => {}
+        () = shutdown => {}
     }
-    drop(listener);
     ctx.begin_shutdown();
     tracing::info!("shutting down: waiting up to {grace:?} for requests in flight");
     let drained = tokio::time::timeout(grace, async {
@@ -143,17 +146,12 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
     }
 }
 
-/// Answers 503 without spawning anything: a fresh socket's send buffer takes the few
-/// bytes at once (a plain non-blocking write, not waiting for the reactor to report the
-/// socket writable), and the socket closes when dropped.
-fn refuse_overloaded(stream: tokio::net::TcpStream) {
-    use std::io::Write;
-    let error = ProxyError::Overloaded;
-    let answer = rewrite::canned(503, &error.body(), &[("Retry-After", "1")], false);
-    if let Ok(mut socket) = stream.into_std() {
-        let _ = socket.write_all(&answer);
-        let _ = socket.shutdown(std::net::Shutdown::Write);
-    }
+/// Re-reads the TLS listeners' certificates on each SIGHUP (see `tls::reload_on_sighup`);
+/// call inside the runtime, before announcing the listeners, and spawn the result.
+pub fn reload_tls_on_sighup(
+    certificates: Vec<crate::tls::Certificates>,
+) -> impl Future<Output = ()> + Send + 'static {
+    crate::tls::reload_on_sighup(certificates)
 }
 
 /// Completes at the first SIGINT or SIGTERM.
