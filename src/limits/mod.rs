@@ -132,7 +132,8 @@ impl Drop for Counted {
 /// against that user until it closes, whoever its later requests authenticate as.
 #[derive(Default)]
 pub struct Seat {
-    taken: bool,
+    /// `Some` once the connection counts against a user. One pointer: every idle
+    /// connection's future holds a seat.
     counted: Option<Counted>,
 }
 
@@ -199,7 +200,7 @@ impl Limiter {
     }
 
     fn take_seat(&self, seat: &mut Seat, key: &UserKey, max: u32) -> Result<(), OverLimit> {
-        if seat.taken {
+        if seat.counted.is_some() {
             return Ok(());
         }
         let open = self
@@ -219,7 +220,6 @@ impl Limiter {
                 retry_after: 1,
             });
         }
-        seat.taken = true;
         seat.counted = Some(Counted(open));
         Ok(())
     }
