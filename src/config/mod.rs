@@ -95,7 +95,7 @@ pub fn needs_restart(old: &Settings, new: &Settings) -> Vec<&'static str> {
     let (a, b) = (&old.config, &new.config);
     let differs = [
         (
-            "listeners (host, port, TLS, SOCKS, PROXY protocol, PAC)",
+            "listen addresses (host, port, TLS, SOCKS, PROXY protocol, PAC)",
             format!("{:?}", a.listeners) != format!("{:?}", b.listeners),
         ),
         ("max_connections", a.max_connections != b.max_connections),

@@ -269,7 +269,7 @@ fn settings_a_reload_cannot_change_are_named() {
     assert_eq!(
         crate::config::needs_restart(&running, &moved),
         [
-            "listeners (host, port, TLS, SOCKS, PROXY protocol, PAC)",
+            "listen addresses (host, port, TLS, SOCKS, PROXY protocol, PAC)",
             "timeouts",
             "cache"
         ]
