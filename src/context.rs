@@ -14,11 +14,12 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
-use crate::access::AccessControl;
+use crate::access::{AccessControl, Admission, ClientCredentials, Decision, Snapshot};
 use crate::acl::AddressCheck;
 use crate::cache::Cache;
 use crate::client::{ClientStream, ListenerId};
 use crate::config::{Config, Listener};
+use crate::error::ProxyError;
 use crate::files::{FileErrors, LineError};
 use crate::limits::{LimitSettings, Limiter, Pacer};
 use crate::logging::{AccessLog, AccessRecord, CacheResult};
@@ -127,6 +128,54 @@ impl Context {
     /// The listener a connection arrived on.
     pub fn listener(&self, id: ListenerId) -> Option<&Listener> {
         self.config.listeners.get(usize::from(id.0))
+    }
+
+    /// The address of the listener `id` (as bound), for admission and logs.
+    pub fn listener_addr(&self, id: ListenerId) -> SocketAddr {
+        self.listener(id)
+            .map_or_else(|| self.config.main_addr(), |l| l.addr)
+    }
+
+    /// The one admission every front end asks for, with what follows from it: a client
+    /// address blocked for failing authentication is refused first (429); the decision is
+    /// noted in the exchange (user, deciding rule, the rule's limits, what is left to the
+    /// addresses); a failure with credentials counts towards such a block (one without is
+    /// how every client learns to log in). Returns the limits that apply: the allowing
+    /// rule's own, else everyone's. Front ends turn the error into their own answer.
+    pub async fn admit(
+        &self,
+        access: &Snapshot,
+        request: &Admission<'_>,
+        exchange: &mut Exchange,
+    ) -> Result<Arc<LimitSettings>, ProxyError> {
+        self.limits
+            .auth_check(request.client, &access.limits)
+            .map_err(ProxyError::TooManyRequests)?;
+        match access.admit(request).await {
+            Decision::Allow {
+                user,
+                rule,
+                limits,
+                addresses,
+            } => {
+                exchange.user = user;
+                exchange.rule = rule;
+                exchange.limits.clone_from(&limits);
+                exchange.addresses = addresses;
+                Ok(limits.unwrap_or_else(|| Arc::clone(&access.limits)))
+            }
+            Decision::Deny(refusal) => {
+                exchange.rule.clone_from(&refusal.rule);
+                Err(ProxyError::Forbidden(refusal))
+            }
+            Decision::AuthRequired(failure, rule) => {
+                exchange.rule = rule;
+                if request.credentials != ClientCredentials::None {
+                    self.limits.auth_failed(request.client, &access.limits);
+                }
+                Err(ProxyError::ProxyAuthRequired(failure))
+            }
+        }
     }
 
     /// Counts a finished exchange and writes its access-log line.

@@ -10,6 +10,7 @@ mod forward;
 mod pac;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -19,7 +20,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::futures::Notified;
 use tokio::time::{Sleep, timeout_at};
 
-use crate::access::{Admission, ClientCredentials, Decision};
+use crate::access::{Admission, ClientCredentials};
 use crate::client::ClientStream;
 use crate::context::{Context, Exchange, Next};
 use crate::error::{ProxyError, Side};
@@ -216,9 +217,7 @@ async fn handle(
     if rewrite::via_has(&head.headers, &ctx.config.via_name) {
         return Err(ProxyError::Loop);
     }
-    let listener = ctx
-        .listener(client.get_ref().listener())
-        .map_or_else(|| ctx.config.main_addr(), |l| l.addr);
+    let listener = ctx.listener_addr(client.get_ref().listener());
     let limits = admit(ctx, listener, head, target, exchange).await?;
     let grant = ctx
         .limits
@@ -238,22 +237,15 @@ async fn handle(
 }
 
 /// Asks admission about the request, with the credentials it carries, and returns the
-/// limits that apply to it: the allowing rule's own, else everyone's. A client address
-/// blocked for failing authentication is refused first; a failure with credentials counts
-/// towards such a block (one without is how every client learns to log in). Both follow
-/// everyone's limits, as no rule has matched yet.
+/// limits that apply to it (see [`Context::admit`]).
 async fn admit(
     ctx: &Context,
-    listener: std::net::SocketAddr,
+    listener: SocketAddr,
     head: &RequestHead,
     target: &Target<'_>,
     exchange: &mut Exchange,
 ) -> Result<Arc<LimitSettings>, ProxyError> {
-    let client = exchange.client.ip();
     let access = ctx.access.snapshot();
-    ctx.limits
-        .auth_check(client, &access.limits)
-        .map_err(ProxyError::TooManyRequests)?;
     let mut fields = head.headers.get_all("proxy-authorization");
     let credentials = match fields.next() {
         Some(field) => ClientCredentials::ProxyAuthorization(field),
@@ -265,33 +257,12 @@ async fn admit(
     }
     let request = Admission {
         listener,
-        client,
+        client: exchange.client.ip(),
         credentials,
         target: *target,
         method: head.method_str(),
     };
-    match access.admit(&request).await {
-        Decision::Allow {
-            user,
-            rule,
-            limits,
-            addresses,
-        } => {
-            exchange.user = user;
-            exchange.rule = rule;
-            exchange.limits.clone_from(&limits);
-            exchange.addresses = addresses;
-            Ok(limits.unwrap_or_else(|| Arc::clone(&access.limits)))
-        }
-        Decision::Deny(refusal) => Err(ProxyError::Forbidden(refusal)),
-        Decision::AuthRequired(failure, rule) => {
-            exchange.rule = rule;
-            if credentials != ClientCredentials::None {
-                ctx.limits.auth_failed(client, &access.limits);
-            }
-            Err(ProxyError::ProxyAuthRequired(failure))
-        }
-    }
+    ctx.admit(&access, &request, exchange).await
 }
 
 /// The statistics bucket an error falls in.

@@ -18,7 +18,7 @@ use bytes::{Buf as _, BytesMut};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::timeout_at;
 
-use crate::access::{Admission, ClientCredentials, Decision};
+use crate::access::{Admission, ClientCredentials};
 use crate::client::ClientStream;
 use crate::context::{Context, Exchange};
 use crate::error::{ProxyError, Side};
@@ -274,69 +274,32 @@ impl Session {
         tracing::debug!(?end, "SOCKS5 tunnel to {} ended", self.exchange.target);
     }
 
-    /// The same admission as HTTP, with the credentials the client authenticated with;
-    /// the limits that apply come back (the allowing rule's own, else everyone's). An
-    /// address blocked for failing authentication is refused first, and a failure with
-    /// credentials counts towards such a block.
+    /// The same admission as HTTP ([`Context::admit`]), with the credentials the client
+    /// authenticated with; the limits that apply come back. A refusal is answered with
+    /// the SOCKS reply "not allowed by ruleset".
     async fn admit(
         &mut self,
         ctx: &Context,
         credentials: ClientCredentials<'_>,
         target: &Target<'_>,
     ) -> Result<Arc<LimitSettings>, Failure> {
-        let client = self.client.peer().ip();
-        let access = ctx.access.snapshot();
-        if let Err(over) = ctx.limits.auth_check(client, &access.limits) {
-            let error = ProxyError::TooManyRequests(over);
-            return Err(Failure::replying(
-                error,
-                Reply::NotAllowed,
-                Outcome::Blocked,
-            ));
-        }
-        let listener = ctx
-            .listener(self.client.listener())
-            .map_or_else(|| ctx.config.main_addr(), |l| l.addr);
         let admission = Admission {
-            listener,
-            client,
+            listener: ctx.listener_addr(self.client.listener()),
+            client: self.client.peer().ip(),
             credentials,
             target: *target,
             method: ADMISSION_METHOD,
         };
-        match access.admit(&admission).await {
-            Decision::Allow {
-                user,
-                rule,
-                limits,
-                addresses,
-            } => {
-                self.exchange.user = user;
-                self.exchange.rule = rule;
-                self.exchange.limits.clone_from(&limits);
-                self.exchange.addresses = addresses;
-                Ok(limits.unwrap_or_else(|| Arc::clone(&access.limits)))
-            }
-            Decision::Deny(refusal) => {
-                self.exchange.rule.clone_from(&refusal.rule);
-                Err(Failure::replying(
-                    ProxyError::Forbidden(refusal),
-                    Reply::NotAllowed,
-                    Outcome::Blocked,
-                ))
-            }
-            Decision::AuthRequired(failure, rule) => {
-                self.exchange.rule = rule;
-                if credentials != ClientCredentials::None {
-                    ctx.limits.auth_failed(client, &access.limits);
-                }
-                Err(Failure::replying(
-                    ProxyError::ProxyAuthRequired(failure),
-                    Reply::NotAllowed,
-                    Outcome::AuthFailed,
-                ))
-            }
-        }
+        let access = ctx.access.snapshot();
+        ctx.admit(&access, &admission, &mut self.exchange)
+            .await
+            .map_err(|error| {
+                let outcome = match error {
+                    ProxyError::ProxyAuthRequired(_) => Outcome::AuthFailed,
+                    _ => Outcome::Blocked,
+                };
+                Failure::replying(error, Reply::NotAllowed, outcome)
+            })
     }
 
     /// Sends the reply a failure owes, if any, notes it in the record, and closes.

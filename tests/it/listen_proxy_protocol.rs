@@ -106,9 +106,14 @@ async fn carried_addresses_reach_the_log_and_the_client_rules() {
     assert_eq!(proxy.stop().await, Some(0));
     let log = proxy.access_log();
     let client_of = |path: &str| {
+        // The URL field, matched whole: "/v2" must not find the "/v2-ok" line.
         let line = log
             .iter()
-            .find(|l| l.contains(path))
+            .find(|l| {
+                l.split_whitespace()
+                    .nth(6)
+                    .is_some_and(|url| url.ends_with(path))
+            })
             .unwrap_or_else(|| panic!("{path} not in {log:#?}"));
         let fields: Vec<&str> = line.split_whitespace().collect();
         (fields[2].to_string(), fields[3].to_string())
