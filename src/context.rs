@@ -164,10 +164,9 @@ impl Context {
                 exchange.addresses = addresses;
                 Ok(limits.unwrap_or_else(|| Arc::clone(&access.limits)))
             }
-            Decision::Deny(refusal) => {
-                exchange.rule.clone_from(&refusal.rule);
-                Err(ProxyError::Forbidden(refusal))
-            }
+            // The front end notes the refusing rule as it answers (a refusal may also
+            // come from the dialer).
+            Decision::Deny(refusal) => Err(ProxyError::Forbidden(refusal)),
             Decision::AuthRequired(failure, rule) => {
                 exchange.rule = rule;
                 if request.credentials != ClientCredentials::None {

@@ -287,7 +287,8 @@ async fn answer_error(
 ) {
     exchange.failure = Some(error.brief());
     if let ProxyError::Forbidden(refusal) = error {
-        exchange.rule = refusal.rule.clone();
+        // The rule that refused, wherever it was asked (admission or the dialer).
+        exchange.rule.clone_from(&refusal.rule);
     }
     if exchange.response_started {
         // Whatever broke, the response was under way: the client saw it as forwarded.
@@ -300,10 +301,6 @@ async fn answer_error(
         return;
     }
     exchange.outcome = outcome_of(error);
-    if let ProxyError::Forbidden(refusal) = error {
-        // The rule that refused, wherever it was asked (admission or the dialer).
-        exchange.rule.clone_from(&refusal.rule);
-    }
     let Some(status) = error.status() else {
         return;
     };

@@ -307,6 +307,10 @@ impl Session {
         let exchange = &mut self.exchange;
         exchange.bytes_from_client = self.read;
         exchange.failure = Some(failure.error.brief());
+        if let ProxyError::Forbidden(refusal) = &failure.error {
+            // The rule that refused, wherever it was asked (admission or the dialer).
+            exchange.rule.clone_from(&refusal.rule);
+        }
         exchange.outcome = failure.outcome;
         // The log's status column reads as it would for the same CONNECT over HTTP.
         exchange.status = failure.error.status().unwrap_or(0);
