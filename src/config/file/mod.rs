@@ -5,6 +5,7 @@
 //! folder, and reports every problem as `file:line: reason`. It knows nothing of clap:
 //! `cli` says which flag keys exist and checks their values the way the flags are checked.
 
+mod egress;
 mod limits;
 mod rules;
 mod values;
@@ -19,8 +20,12 @@ use crate::files::{FileErrors, LineError};
 use crate::limits::LimitSettings;
 use values::Problems;
 
-/// Top-level keys that are policy, not flags.
-const POLICY_KEYS: [&str; 4] = ["default", "groups", "rules", "limits"];
+/// Top-level keys that are policy or egress, not flags.
+const POLICY_KEYS: [&str; 7] = [
+    "default", "groups", "rules", "limits", "parents", "routes", "headers",
+];
+
+pub use egress::FileEgress;
 
 /// A flag as the file may set it.
 #[derive(Debug, Clone)]
@@ -49,6 +54,7 @@ pub struct FileSettings {
     pub flags: Vec<FlagSetting>,
     pub rules: RuleBook,
     pub limits: LimitSettings,
+    pub egress: FileEgress,
 }
 
 /// Reads `path`; `flags` are the flag keys the file may set. Returns what could be
@@ -79,6 +85,7 @@ pub fn parse(
         flags: Vec::new(),
         rules: RuleBook::default(),
         limits: LimitSettings::default(),
+        egress: FileEgress::default(),
     };
     let root = match DeTable::parse(text) {
         Ok(root) => root,
@@ -102,7 +109,10 @@ pub fn parse(
             }
             None => problems.at(
                 &key.span(),
-                format!("unknown key `{name}` (not a flag, nor default, groups, rules or limits)"),
+                format!(
+                    "unknown key `{name}` (not a flag, nor default, groups, rules, limits, \
+                     parents, routes or headers)"
+                ),
             ),
         }
     }
@@ -114,6 +124,7 @@ pub fn parse(
     let default = read_default(root, &mut problems);
     let book_rules = rules::read(root, folder, &mut problems);
     settings.rules = RuleBook::new(book_rules, default.0, Some(default.1));
+    settings.egress = egress::read(root, folder, &mut problems);
     (settings, problems.errors)
 }
 
