@@ -22,8 +22,8 @@ use crate::logging::LogSettings;
 use crate::metrics::MetricsSettings;
 use crate::upstream::EgressSettings;
 pub use cli::{
-    AccessFlags, CacheFlags, Cli, EgressFlags, Command, ExplainArgs, Invocation, ListenFlags, LoadError,
-    LogFlags, LogFormatFlag, MetricsFlags, Source, invocation,
+    AccessFlags, CacheFlags, Cli, Command, EgressFlags, ExplainArgs, Invocation, ListenFlags,
+    LoadError, LogFlags, LogFormatFlag, MetricsFlags, Source, invocation,
 };
 pub use file::{FlagKey, parse as parse_file};
 pub use listen::{Listener, Protocol, TlsFiles, check_listeners};

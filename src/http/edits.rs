@@ -50,16 +50,21 @@ pub struct HeaderEdits {
     pub response_add: Vec<Header>,
 }
 
+impl HeaderEdits {
+    /// `Via` on, `X-Forwarded-For` passed as sent, no lists.
+    pub const DEFAULT: HeaderEdits = HeaderEdits {
+        via: true,
+        forwarded_for: ForwardedFor::Transparent,
+        request_remove: Vec::new(),
+        request_add: Vec::new(),
+        response_remove: Vec::new(),
+        response_add: Vec::new(),
+    };
+}
+
 impl Default for HeaderEdits {
     fn default() -> HeaderEdits {
-        HeaderEdits {
-            via: true,
-            forwarded_for: ForwardedFor::Transparent,
-            request_remove: Vec::new(),
-            request_add: Vec::new(),
-            response_remove: Vec::new(),
-            response_add: Vec::new(),
-        }
+        HeaderEdits::DEFAULT
     }
 }
 

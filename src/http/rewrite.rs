@@ -122,6 +122,21 @@ pub struct Outgoing<'a> {
     pub form: &'a RequestForm,
 }
 
+static DEFAULT_EDITS: HeaderEdits = HeaderEdits::DEFAULT;
+static ORIGIN_FORM: RequestForm = RequestForm::Origin;
+
+impl<'a> Outgoing<'a> {
+    /// Straight to an origin with the default header settings (benches, fuzzing, tests).
+    pub fn plain(via_name: &'a str) -> Outgoing<'a> {
+        Outgoing {
+            via_name,
+            edits: &DEFAULT_EDITS,
+            client: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            form: &ORIGIN_FORM,
+        }
+    }
+}
+
 /// The request head as sent upstream, in origin form or, to a parent, absolute form.
 pub fn origin_request(head: &RequestHead, length: BodyLength, outgoing: Outgoing<'_>) -> Vec<u8> {
     let upgrade = wants_upgrade(head);
@@ -314,14 +329,10 @@ mod tests {
     use crate::http::head::parse_request;
     use bytes::BytesMut;
 
-    static EDITS: std::sync::LazyLock<HeaderEdits> = std::sync::LazyLock::new(HeaderEdits::default);
-
     fn outgoing<'a>(via_name: &'a str, form: &'a RequestForm) -> Outgoing<'a> {
         Outgoing {
-            via_name,
-            edits: &EDITS,
-            client: "192.0.2.1".parse().unwrap(),
             form,
+            ..Outgoing::plain(via_name)
         }
     }
 
@@ -333,8 +344,12 @@ mod tests {
         let form = RequestForm::Absolute {
             authorization: Some("Basic parent".into()),
         };
-        let out = String::from_utf8(origin_request(&head, BodyLength::Empty, outgoing("p", &form)))
-            .unwrap();
+        let out = String::from_utf8(origin_request(
+            &head,
+            BodyLength::Empty,
+            outgoing("p", &form),
+        ))
+        .unwrap();
         assert_eq!(
             out,
             "GET http://origin:8080/p HTTP/1.1\r\nHost: origin:8080\r\n\
@@ -355,8 +370,12 @@ mod tests {
              X-Secret: 1\r\nProxy-Authorization: Basic abc\r\nKeep-Alive: 5\r\nTE: trailers\r\n\
              Proxy-Connection: keep-alive\r\nx-Custom: A  b\r\nVia: 1.0 other\r\nUpgrade: h2c\r\n\r\n",
         );
-        let out =
-            String::from_utf8(origin_request(&head, BodyLength::Empty, outgoing("proxy-server", &RequestForm::Origin))).unwrap();
+        let out = String::from_utf8(origin_request(
+            &head,
+            BodyLength::Empty,
+            outgoing("proxy-server", &RequestForm::Origin),
+        ))
+        .unwrap();
         assert_eq!(
             out,
             "GET /p?q=%41 HTTP/1.1\r\nHost: origin:8080\r\nx-Custom: A  b\r\n\
@@ -370,7 +389,12 @@ mod tests {
             "GET http://o/ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
         );
         assert!(wants_upgrade(&head));
-        let out = String::from_utf8(origin_request(&head, BodyLength::Empty, outgoing("p", &RequestForm::Origin))).unwrap();
+        let out = String::from_utf8(origin_request(
+            &head,
+            BodyLength::Empty,
+            outgoing("p", &RequestForm::Origin),
+        ))
+        .unwrap();
         assert!(out.contains("Upgrade: websocket\r\n"));
         assert!(out.ends_with("Connection: Upgrade\r\n\r\n"));
     }
@@ -379,7 +403,12 @@ mod tests {
     fn framing_is_rewritten() {
         let head =
             request("POST http://o/ HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
-        let out = String::from_utf8(origin_request(&head, BodyLength::Fixed(5), outgoing("p", &RequestForm::Origin))).unwrap();
+        let out = String::from_utf8(origin_request(
+            &head,
+            BodyLength::Fixed(5),
+            outgoing("p", &RequestForm::Origin),
+        ))
+        .unwrap();
         assert!(out.contains("Content-Length: 5\r\n"));
         assert!(!out.contains("Expect"));
     }
@@ -409,13 +438,23 @@ mod tests {
                 .unwrap()
                 .contains("Transfer-Encoding: gzip, chunked\r\n")
         );
-        let out = client_response(&response("gzip"), framing(BodyLength::UntilClose), "p", &HeaderEdits::default());
+        let out = client_response(
+            &response("gzip"),
+            framing(BodyLength::UntilClose),
+            "p",
+            &HeaderEdits::default(),
+        );
         assert!(
             String::from_utf8(out)
                 .unwrap()
                 .contains("Transfer-Encoding: gzip\r\n")
         );
-        let out = client_response(&response("chunked"), framing(BodyLength::Chunked), "p", &HeaderEdits::default());
+        let out = client_response(
+            &response("chunked"),
+            framing(BodyLength::Chunked),
+            "p",
+            &HeaderEdits::default(),
+        );
         let out = String::from_utf8(out).unwrap();
         assert!(out.contains("Transfer-Encoding: chunked\r\n") && !out.contains("gzip"));
     }

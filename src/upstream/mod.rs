@@ -31,13 +31,11 @@ use crate::error::ProxyError;
 use crate::http::rewrite::RequestForm;
 use crate::limits::LimitSettings;
 use crate::target::Target;
+pub use parent::{Parent, parse_url as parse_parent_url};
 use pool::Pool;
 use pool::PoolKey;
-pub use parent::{Parent, parse_url as parse_parent_url};
 pub use resolve::resolve;
-pub use route::{
-    DEFAULT_PARENT_BACKOFF_SECS, EgressSettings, Hop, RouteRule, Routes,
-};
+pub use route::{DEFAULT_PARENT_BACKOFF_SECS, EgressSettings, Hop, RouteRule, Routes};
 pub use stream::UpstreamStream;
 
 /// How a connection reaches its target.

@@ -183,9 +183,7 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_its_cap() {
         let first = Duration::from_secs(2);
-        let waits: Vec<u64> = (1..=8)
-            .map(|n| backoff_after(first, n).as_secs())
-            .collect();
+        let waits: Vec<u64> = (1..=8).map(|n| backoff_after(first, n).as_secs()).collect();
         assert_eq!(waits, [2, 4, 8, 16, 32, 64, 64, 64]);
         assert_eq!(backoff_after(first, u32::MAX).as_secs(), 64);
     }
@@ -216,7 +214,10 @@ mod tests {
         let routes = Routes::new(settings, &Stats::default());
         assert_eq!(routes.hops("Git.Corp.Example."), [Hop::Direct]);
         assert_eq!(routes.hops("10.1.2.3"), [Hop::Direct]);
-        assert_eq!(routes.hops("corp.example"), [Hop::Parent(0), Hop::Parent(1)]);
+        assert_eq!(
+            routes.hops("corp.example"),
+            [Hop::Parent(0), Hop::Parent(1)]
+        );
         assert_eq!(routes.hops("example.org"), [Hop::Parent(0), Hop::Parent(1)]);
         assert!(!routes.all_direct());
         assert!(Routes::new(EgressSettings::default(), &Stats::default()).all_direct());

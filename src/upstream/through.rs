@@ -57,7 +57,10 @@ impl Dialer {
                 unreachable.push(name.to_string());
                 continue;
             }
-            match self.via_parent(index, target, client, reuse, addresses).await {
+            match self
+                .via_parent(index, target, client, reuse, addresses)
+                .await
+            {
                 Ok(upstream) => {
                     self.routes.succeeded(index);
                     return Ok(Some(upstream));
@@ -102,7 +105,11 @@ impl Dialer {
         };
         let key = (!target.is_tunnel()).then(|| PoolKey {
             route: route.clone(),
-            host: if absolute { String::new() } else { target.host.to_string() },
+            host: if absolute {
+                String::new()
+            } else {
+                target.host.to_string()
+            },
             port: if absolute { 0 } else { target.port },
         });
         let link = |peer, reused, key| Link {
@@ -120,7 +127,10 @@ impl Dialer {
             return Ok(Upstream { stream, link });
         }
         let tunnel_to = (!absolute).then_some(target);
-        let address = parent.resolves_locally().then(|| addrs.first().copied()).flatten();
+        let address = parent
+            .resolves_locally()
+            .then(|| addrs.first().copied())
+            .flatten();
         match parent.open(tunnel_to, address, self.connect_timeout).await {
             Ok((stream, peer)) => Ok(Upstream {
                 stream,

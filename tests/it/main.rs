@@ -23,6 +23,7 @@ mod cli;
 mod connect;
 mod dashboard;
 mod docs_flags;
+mod egress_parents;
 mod errors;
 mod faults;
 mod forward;

@@ -44,7 +44,10 @@ pub fn read(root: &DeTable<'_>, folder: &Path, problems: &mut Problems<'_>) -> F
     for (table, header) in entries(root, "parents", problems) {
         if let Some(parent) = read_parent(table, &header, folder, problems) {
             if names.contains_key(parent.name.as_ref()) {
-                problems.at(&header, format!("parent {:?} is defined twice", parent.name));
+                problems.at(
+                    &header,
+                    format!("parent {:?} is defined twice", parent.name),
+                );
                 continue;
             }
             names.insert(parent.name.to_string(), egress.parents.len());
@@ -61,12 +64,16 @@ pub fn read(root: &DeTable<'_>, folder: &Path, problems: &mut Problems<'_>) -> F
     {
         problems.unknown_keys(table, &HEADER_KEYS, "in [headers]");
         let list = |key: &str, problems: &mut Problems<'_>| {
-            table.get(key).map(|v| problems.strings(key, v)).unwrap_or_default()
+            table
+                .get(key)
+                .map(|v| problems.strings(key, v))
+                .unwrap_or_default()
         };
         let names = |items: Vec<(String, std::ops::Range<usize>)>, problems: &mut Problems<'_>| {
             parse_each(items, problems, "header name", field_name)
         };
-        let fields = |items, problems: &mut Problems<'_>| parse_each(items, problems, "header", field);
+        let fields =
+            |items, problems: &mut Problems<'_>| parse_each(items, problems, "header", field);
         let items = list("request_remove", problems);
         egress.request_remove = names(items, problems);
         let items = list("request_add", problems);
@@ -109,7 +116,9 @@ fn read_parent(
 ) -> Option<Parent> {
     problems.unknown_keys(table, &PARENT_KEYS, "in a parent");
     let text = |key: &str, problems: &mut Problems<'_>| match table.get(key) {
-        Some(value) => problems.string(key, value).map(|s| (s.to_string(), value.span())),
+        Some(value) => problems
+            .string(key, value)
+            .map(|s| (s.to_string(), value.span())),
         None => None,
     };
     let name = text("name", problems);

@@ -291,9 +291,7 @@ async fn respond(
             marked.headers.push(cache::miss_field());
             rewrite::client_response(&marked, framing, &ctx.config.via_name, &ctx.config.headers)
         }
-        _ => {
-            rewrite::client_response(response, framing, &ctx.config.via_name, &ctx.config.headers)
-        }
+        _ => rewrite::client_response(response, framing, &ctx.config.via_name, &ctx.config.headers),
     };
     exchange.status = response.status;
     exchange.response_started = true;
