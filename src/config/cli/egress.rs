@@ -27,7 +27,8 @@ pub struct EgressFlags {
 
     /// Add this proxy to the `Via` field of requests and responses (`on` or `off`).
     /// Off also leaves chained instances unable to see this one in a forwarding loop.
-    #[arg(long, value_name = "on|off", default_value = "on", value_parser = on_off)]
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = on_off,
+          action = clap::ArgAction::Set)]
     pub via: bool,
 
     /// What `X-Forwarded-For` tells the origin about the client, as Squid's
