@@ -113,6 +113,35 @@ impl HeaderEdits {
     }
 }
 
+impl HeaderEdits {
+    /// A stored response's head, as `render` writes it with `extra` fields at its end,
+    /// without the fields `response_remove` names (those in `extra` kept: they are
+    /// this proxy's own, added after the removal as for a forwarded response).
+    pub fn render_hit(&self, render: impl Fn(&Headers) -> Vec<u8>, extra: Headers) -> Vec<u8> {
+        if self.response_remove.is_empty() {
+            return render(&extra);
+        }
+        let stored = render(&Headers::new());
+        let mut out = Vec::with_capacity(stored.len() + 128);
+        let mut lines = stored.split_inclusive(|b| *b == b'\n');
+        // The status line, then every field line but the final blank one.
+        out.extend_from_slice(lines.next().unwrap_or_default());
+        for line in lines.filter(|line| *line != b"\r\n") {
+            let name = line.split(|b| *b == b':').next().unwrap_or_default();
+            let removed = self
+                .response_remove
+                .iter()
+                .any(|n| n.as_bytes().eq_ignore_ascii_case(name));
+            if !removed {
+                out.extend_from_slice(line);
+            }
+        }
+        extra.write_to(&mut out);
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+}
+
 /// Appends `value` to the last `X-Forwarded-For` field, or adds one, as Squid does.
 fn append_to(headers: &mut Headers, value: String) {
     match headers.last_mut("x-forwarded-for") {
@@ -201,6 +230,28 @@ mod tests {
         let mut out = Vec::new();
         h.write_to(&mut out);
         assert_eq!(out, b"Date: d\r\nX-Team: a\r\n");
+    }
+
+    #[test]
+    fn cache_hits_lose_the_removed_fields_and_keep_the_added_ones() {
+        let render = |extra: &Headers| {
+            let mut out = b"HTTP/1.1 200 OK\r\nServer: x\r\nAge: 3\r\n".to_vec();
+            extra.write_to(&mut out);
+            out.extend_from_slice(b"\r\n");
+            out
+        };
+        let extra = headers(&[("Server", "edge")]);
+        let edits = HeaderEdits {
+            response_remove: vec!["server".into()],
+            ..HeaderEdits::default()
+        };
+        let out = edits.render_hit(render, extra.clone());
+        assert_eq!(out, b"HTTP/1.1 200 OK\r\nAge: 3\r\nServer: edge\r\n\r\n");
+        let out = HeaderEdits::default().render_hit(render, extra);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nServer: x\r\nAge: 3\r\nServer: edge\r\n\r\n"
+        );
     }
 
     #[test]

@@ -84,14 +84,40 @@ async fn forwarded_for_modes_follow_squid() {
 }
 
 #[tokio::test]
-async fn header_lists_remove_and_add_on_requests_and_responses() {
+async fn header_lists_remove_and_add_on_requests_responses_and_cache_hits() {
     let files = Scratch::new("egress-headers");
     let config = files.write(
         "proxy.toml",
-        "[headers]\nrequest_add = [\"X-Team: a\"]\nrequest_remove = [\"x-secret\"]\n\
+        "cache = true\n[headers]\nrequest_add = [\"X-Team: a\"]\nrequest_remove = [\"x-secret\"]\n\
          response_add = [\"X-Served-By: edge\"]\nresponse_remove = [\"Server\"]\n",
     );
-    let (received, response) = through(&["--config", text(&config)]).await;
+    let mut all = LOCAL.to_vec();
+    all.extend(["--config", text(&config)]);
+    let proxy = ProxyProcess::start(&all).await;
+    let origin = Origin::start(|_| {
+        b"HTTP/1.1 200 OK\r\nServer: origin/1\r\nCache-Control: max-age=60\r\n\
+          Content-Length: 2\r\n\r\nok"
+            .to_vec()
+    })
+    .await;
+    let request = SENT.replace("{url}", &origin.url("/h"));
+    let mut responses = Vec::new();
+    for _ in 0..2 {
+        let response = exchange(proxy.addr, request.as_bytes()).await;
+        assert_eq!(
+            status(&response),
+            200,
+            "{}",
+            String::from_utf8_lossy(&response)
+        );
+        responses.push(String::from_utf8(response).unwrap());
+    }
+    assert_eq!(
+        origin.request_count(),
+        1,
+        "the second answer is a cache hit"
+    );
+    let received = String::from_utf8(origin.received()).unwrap();
     assert!(
         received.contains("\r\nX-Kept: k\r\nX-Team: a\r\nVia: 1.1 proxy-server\r\n"),
         "{received}"
@@ -102,8 +128,11 @@ async fn header_lists_remove_and_add_on_requests_and_responses() {
             .to_ascii_lowercase()
             .contains("proxy-authorization")
     );
-    assert!(response.contains("\r\nX-Served-By: edge\r\n"), "{response}");
-    assert!(!response.contains("Server:"), "{response}");
+    for response in &responses {
+        assert!(response.contains("\r\nX-Served-By: edge\r\n"), "{response}");
+        assert!(!response.contains("Server:"), "{response}");
+    }
+    assert!(responses[1].contains("HIT"), "{}", responses[1]);
 }
 
 #[tokio::test]

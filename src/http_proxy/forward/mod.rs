@@ -366,7 +366,10 @@ async fn serve_hit(
     } else if head.version == Version::Http10 {
         extra.append("Connection", "keep-alive");
     }
-    let mut out = hit.render_head(&extra);
+    let mut out = ctx
+        .config
+        .headers
+        .render_hit(|extra| hit.render_head(extra), extra);
     out.extend_from_slice(&hit.body());
     exchange.status = hit.status();
     exchange.cache = CacheResult::Hit;
