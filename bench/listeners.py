@@ -134,6 +134,7 @@ def dante_note(result):
 def dante_version():
     try:
         run = subprocess.run(["danted", "-v"], capture_output=True, text=True, timeout=10)
-        return (run.stdout + run.stderr).strip().splitlines()[0]
+        # "Dante v1.4.2.  Copyright (c) …": the name and version only.
+        return (run.stdout + run.stderr).strip().splitlines()[0].split("  ")[0].rstrip(".")
     except (OSError, subprocess.TimeoutExpired, IndexError):
         return "version unknown"
