@@ -182,7 +182,7 @@ fn join_listeners(
                 file: name.to_string(),
                 line,
                 reason: format!(
-                    "{}: two listeners on one address (the command line's --host/--port or --socks takes it)",
+                    "{}: two listeners on one address (the main listener, host/port, or socks has it)",
                     listener.addr
                 ),
             });
