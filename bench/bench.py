@@ -18,6 +18,7 @@ import sys
 import time
 
 import policy
+import listeners
 import report
 import scenarios
 import servers
@@ -33,7 +34,7 @@ def parse_args():
                         help="1 round and short runs (a smoke test, under 3 minutes)")
     parser.add_argument("--rounds", type=int, help="rounds per scenario (default 3)")
     parser.add_argument("--secs", type=int, help="seconds per load run (default 5, quick 2)")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7",
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,10,11",
                         help="comma-separated scenario numbers to run")
     parser.add_argument("--peers", default="trafficserver,tinyproxy,squid",
                         help="comma-separated peers to run beside direct and proxy-server "
@@ -140,6 +141,7 @@ def run_scenarios(args, env):
     if 5 in args.only:
         print("S5: %s" % report.TITLES[5], flush=True)
         results[5] = run_idle(args, env)
+    results.update(listeners.run(args, env, rounds))  # S10, S11
     return results
 
 

@@ -18,6 +18,9 @@ TITLES = {
     6: "small GET cache hits, 64 connections (proxy-server --cache, trafficserver and squid "
        "with their caches on)",
     7: "HTTPS inside CONNECT, TLS keep-alive, 64 connections",
+    10: "S7 through an HTTPS proxy (TLS to the proxy too): proxy-server --tls-cert, squid "
+        "https_port",
+    11: "one SOCKS5 tunnel carrying 2 GiB (proxy-server --socks; Dante in the notes)",
 }
 COLUMNS = ["direct", "proxy-server", "trafficserver", "tinyproxy", "squid"]
 PEERS = COLUMNS[2:]
@@ -47,6 +50,10 @@ ROWS = [
     (7, "cpu_us_per_req", "S7 server CPU", "µs/req", False, None),
     (7, "rps policy", "S7 with the sample policy + 100,000-entry list", "req/s", True, None),
     (7, "cpu_us_per_req policy", "S7 with policy, server CPU", "µs/req", False, None),
+    (10, "rps", "S10 HTTPS proxy, HTTPS in CONNECT", "req/s", True, None),
+    (10, "cpu_us_per_req", "S10 server CPU", "µs/req", False, None),
+    (11, "mbps", "S11 SOCKS5 tunnel 2 GiB", "MB/s", True, None),
+    (11, "cpu_s_per_gb", "S11 server CPU", "s/GB", False, None),
 ]
 
 
