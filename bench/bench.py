@@ -17,8 +17,8 @@ import subprocess
 import sys
 import time
 
-import policy
 import listeners
+import policy
 import report
 import scenarios
 import servers
