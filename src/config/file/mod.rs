@@ -7,6 +7,7 @@
 
 mod egress;
 mod limits;
+mod listen;
 mod rules;
 mod values;
 
@@ -18,11 +19,12 @@ use toml::de::DeTable;
 use crate::acl::{Action, RuleBook};
 use crate::files::{FileErrors, LineError};
 use crate::limits::LimitSettings;
+pub use listen::FileListener;
 use values::Problems;
 
-/// Top-level keys that are policy or egress, not flags.
-const POLICY_KEYS: [&str; 7] = [
-    "default", "groups", "rules", "limits", "parents", "routes", "headers",
+/// Top-level keys that are listeners, policy or egress, not flags.
+const POLICY_KEYS: [&str; 8] = [
+    "listen", "default", "groups", "rules", "limits", "parents", "routes", "headers",
 ];
 
 pub use egress::FileEgress;
@@ -52,6 +54,8 @@ pub struct FlagSetting {
 #[derive(Debug)]
 pub struct FileSettings {
     pub flags: Vec<FlagSetting>,
+    /// `[[listen]]` tables, in order.
+    pub listeners: Vec<FileListener>,
     pub rules: RuleBook,
     pub limits: LimitSettings,
     pub egress: FileEgress,
@@ -83,6 +87,7 @@ pub fn parse(
     let mut problems = Problems::new(file.to_string(), text);
     let mut settings = FileSettings {
         flags: Vec::new(),
+        listeners: Vec::new(),
         rules: RuleBook::default(),
         limits: LimitSettings::default(),
         egress: FileEgress::default(),
@@ -110,8 +115,8 @@ pub fn parse(
             None => problems.at(
                 &key.span(),
                 format!(
-                    "unknown key `{name}` (not a flag, nor default, groups, rules, limits, \
-                     parents, routes or headers)"
+                    "unknown key `{name}` (not a flag, nor listen, default, groups, rules, \
+                     limits, parents, routes or headers)"
                 ),
             ),
         }
@@ -121,6 +126,7 @@ pub fn parse(
     {
         settings.limits = limits::read(table, limits::Scope::Everyone, &mut problems);
     }
+    settings.listeners = listen::read(root, folder, &mut problems);
     let default = read_default(root, &mut problems);
     let book_rules = rules::read(root, folder, &mut problems);
     settings.rules = RuleBook::new(book_rules, default.0, Some(default.1));
