@@ -213,3 +213,45 @@ async fn a_forwarding_loop_through_chained_instances_is_seen_in_via() {
     );
     assert_eq!(origin.request_count(), 0);
 }
+
+#[tokio::test]
+async fn network_rules_meet_names_this_proxy_resolves_and_not_those_a_parent_resolves() {
+    let files = Scratch::new("egress-cidr");
+    let parent = start(&["--socks", "127.0.0.1:0"]).await;
+    let socks = announced(&parent.stderr, "socks5").await;
+    let rules = files.write("rules.txt", "127.0.0.0/8\n");
+    let origin = Origin::fixed("reached").await;
+    let by_name = format!("http://localhost:{}/n", origin.addr.port());
+
+    // socks5://: this proxy resolves localhost, and the network rule refuses it.
+    let local = format!("socks5://{socks}");
+    let resolving = start(&["--blacklist", text(&rules), "--parent", &local]).await;
+    let response = exchange(resolving.addr, &get(&by_name, "")).await;
+    assert_eq!(
+        status(&response),
+        403,
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    // An address literal meets the rule whoever resolves.
+    let remote = format!("socks5h://{socks}");
+    let trusting = start(&["--blacklist", text(&rules), "--parent", &remote]).await;
+    let response = exchange(trusting.addr, &get(&origin.url("/literal"), "")).await;
+    assert_eq!(
+        status(&response),
+        403,
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    assert_eq!(origin.request_count(), 0);
+
+    // socks5h://: the parent resolves the name; this proxy never sees its address.
+    let response = exchange(trusting.addr, &get(&by_name, "")).await;
+    assert_eq!(
+        status(&response),
+        200,
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    assert_eq!(origin.requests()[0].target(), "/n");
+}
