@@ -17,11 +17,13 @@ use clap::Parser as _;
 
 use crate::access::AccessSettings;
 use crate::cache::CacheSettings;
+use crate::http::edits::HeaderEdits;
 use crate::logging::LogSettings;
 use crate::metrics::MetricsSettings;
+use crate::upstream::EgressSettings;
 pub use cli::{
-    AccessFlags, CacheFlags, Cli, Command, ExplainArgs, Invocation, ListenFlags, LoadError,
-    LogFlags, LogFormatFlag, MetricsFlags, Source, invocation,
+    AccessFlags, CacheFlags, Cli, Command, EgressFlags, ExplainArgs, Invocation, ListenFlags,
+    LoadError, LogFlags, LogFormatFlag, MetricsFlags, Source, invocation,
 };
 pub use file::{FlagKey, parse as parse_file};
 pub use listen::{Listener, Protocol, TlsFiles, check_listeners};
@@ -60,6 +62,10 @@ pub struct Config {
     pub access: AccessSettings,
     /// `None`: no cache.
     pub cache: Option<CacheSettings>,
+    /// Parent proxies and routes (docs/egress.md).
+    pub egress: EgressSettings,
+    /// `Via`, `X-Forwarded-For` and the `[headers]` lists.
+    pub headers: HeaderEdits,
 }
 
 /// Everything the binary needs to start, from whatever source: the core [`Config`] the
@@ -105,6 +111,11 @@ pub fn needs_restart(old: &Settings, new: &Settings) -> Vec<&'static str> {
         ),
         ("via_name", a.via_name != b.via_name),
         ("cache", a.cache != b.cache),
+        (
+            "parents and routes",
+            format!("{:?}", a.egress) != format!("{:?}", b.egress),
+        ),
+        ("headers", a.headers != b.headers),
         (
             "logging",
             format!("{:?}", old.log) != format!("{:?}", new.log),

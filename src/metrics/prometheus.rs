@@ -174,6 +174,7 @@ impl Collector for StatsCollector {
             s.users_throttled,
         )?;
         encode_durations(e, &s)?;
+        super::parents::encode(e, &s.parents)?;
         encode_rule_decisions(e, &self.0)
     }
 }

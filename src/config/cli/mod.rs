@@ -5,7 +5,10 @@
 //! comments here, so `--help` and the flag table in the docs are checked against each
 //! other by a test.
 
+mod egress;
 mod merge;
+
+pub use egress::EgressFlags;
 
 pub use merge::{Invocation, LoadError, Source, invocation};
 
@@ -116,6 +119,9 @@ pub struct Cli {
 
     #[command(flatten)]
     pub metrics: MetricsFlags,
+
+    #[command(flatten)]
+    pub egress: EgressFlags,
 }
 
 /// What else the binary can do besides serving.
@@ -341,6 +347,8 @@ impl Cli {
             via_name: self.via_name.clone(),
             access: self.access.settings(),
             cache: self.cache.settings(),
+            egress: self.egress.egress(),
+            headers: self.egress.headers(),
         }
     }
 }
