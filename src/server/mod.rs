@@ -3,9 +3,20 @@
 //! canned 503, on a plain HTTP listener, and is closed at once), and a graceful
 //! shutdown that stops accepting, lets requests in flight finish within a grace period,
 //! and closes idle keep-alive connections. Each connection task is isolated: a panic in one
-//! is caught, logged and counted, and touches no other connection.
+//! is caught, logged and counted, and touches no other connection. When accepting stops
+//! (`lifecycle`: SIGTERM after the drain delay, or a handover on SIGUSR2), how sockets
+//! pass between processes (`handover`) and what systemd is told (`notify`) live beside.
 
 mod accept;
+mod handover;
+mod lifecycle;
+mod notify;
+
+pub use handover::{
+    HANDOVER_NOTIFY_ENV, Inherited, ListenEnv, Sockets as HandoverSockets, Successor, inherit,
+};
+pub use lifecycle::{Lifecycle, Stop};
+pub use notify::Notifier;
 
 use std::any::Any;
 use std::future::Future;
@@ -152,22 +163,6 @@ pub fn reload_tls_on_sighup(
     certificates: Vec<crate::tls::Certificates>,
 ) -> impl Future<Output = ()> + Send + 'static {
     crate::tls::reload_on_sighup(certificates)
-}
-
-/// Completes at the first SIGINT or SIGTERM.
-pub async fn signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-    }
 }
 
 #[cfg(test)]
