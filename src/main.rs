@@ -137,13 +137,13 @@ async fn serve(
     ));
     let certificates = services.tls.iter().flatten().cloned().collect();
     tokio::spawn(server::reload_tls_on_sighup(certificates));
-    announce(&config, &sockets);
-    let lifecycle = Lifecycle {
+    let lifecycle = Lifecycle::new(
         health,
-        notifier: Notifier::new(std::env::var_os("NOTIFY_SOCKET")),
-        drain_delay: config.timeouts.drain_delay,
-        handover: successor().map(|successor| (successor, handover)),
-    };
+        Notifier::new(std::env::var_os("NOTIFY_SOCKET")),
+        config.timeouts.drain_delay,
+        successor().map(|successor| (successor, handover)),
+    );
+    announce(&config, &sockets);
     lifecycle.ready(std::env::var_os(HANDOVER_NOTIFY_ENV).as_deref());
     let until_stop = async {
         if lifecycle.until_stop().await == Stop::HandedOver {

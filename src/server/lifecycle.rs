@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::handover::{HANDOVER_TIMEOUT, Sockets, Successor};
 use super::notify::Notifier;
@@ -33,9 +33,41 @@ pub struct Lifecycle {
     pub drain_delay: Duration,
     /// What SIGUSR2 starts and hands the sockets to; `None`: SIGUSR2 is logged and ignored.
     pub handover: Option<(Successor, Sockets)>,
+    /// Installed by [`Lifecycle::new`], before anything is announced: a signal that came
+    /// earlier would take its default action (end the process) instead.
+    signals: Option<Signals>,
 }
 
+/// SIGINT, SIGTERM and SIGUSR2, in that order.
+#[derive(Debug)]
+struct Signals(Signal, Signal, Signal);
+
 impl Lifecycle {
+    /// Installs the signal handlers at once; call inside the runtime, before the
+    /// listeners are announced.
+    pub fn new(
+        health: Health,
+        notifier: Notifier,
+        drain_delay: Duration,
+        handover: Option<(Successor, Sockets)>,
+    ) -> Lifecycle {
+        let signals = match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::user_defined2()),
+        ) {
+            (Ok(interrupt), Ok(terminate), Ok(usr2)) => Some(Signals(interrupt, terminate, usr2)),
+            _ => None,
+        };
+        Lifecycle {
+            health,
+            notifier,
+            drain_delay,
+            handover,
+            signals,
+        }
+    }
+
     /// Listeners bound and the policy loaded: ready, and say so.
     pub fn ready(&self, handover_notify: Option<&std::ffi::OsStr>) {
         self.health.set_ready();
@@ -48,12 +80,8 @@ impl Lifecycle {
     }
 
     /// Completes when the server should stop accepting, and says why.
-    pub async fn until_stop(self) -> Stop {
-        let (Ok(mut interrupt), Ok(mut terminate), Ok(mut usr2)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::user_defined2()),
-        ) else {
+    pub async fn until_stop(mut self) -> Stop {
+        let Some(Signals(mut interrupt, mut terminate, mut usr2)) = self.signals.take() else {
             tracing::error!("cannot install signal handlers; stop with SIGKILL");
             return std::future::pending().await;
         };

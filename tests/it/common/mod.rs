@@ -16,6 +16,7 @@ pub mod access;
 pub mod cache;
 pub mod canonical;
 pub mod files;
+pub mod fleet;
 pub mod listeners;
 pub mod observe;
 pub mod origin;
