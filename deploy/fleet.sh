@@ -61,7 +61,7 @@ proxy_addr=() metrics_addr=()
 for ((i = 1; i <= count; i++)); do
     log=$dir/p$i/stderr.log
     for ((try = 0; try < 200; try++)); do
-        grep -q "listening on" "$log" && break
+        grep -qs "listening on" "$log" && break
         kill -0 "${pids[i - 1]}" 2>/dev/null || { cat "$log" >&2; exit 1; }
         sleep 0.05
     done

@@ -106,17 +106,15 @@ async fn serve(
     inherited: Option<Inherited>,
 ) -> ExitCode {
     let config: Config = settings.config.clone();
-    let (sockets, metrics_socket) = match open_listeners(&settings, inherited).await {
+    let opened = server::open_listeners(&config, settings.metrics.addr, inherited).await;
+    let (sockets, metrics_socket) = match opened {
         Ok(opened) => opened,
         Err(reason) => {
             tracing::error!("{reason}");
             return ExitCode::FAILURE;
         }
     };
-    let handover = HandoverSockets {
-        listeners: sockets.iter().filter_map(duplicate).collect(),
-        metrics: metrics_socket.as_ref().and_then(duplicate),
-    };
+    let handover = HandoverSockets::of(&sockets, metrics_socket.as_ref());
     let health = Health::default();
     let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
     if let Some(listener) = metrics_socket {
@@ -158,48 +156,6 @@ async fn serve(
     }
     metrics::log_final_summary(&stats);
     ExitCode::SUCCESS
-}
-
-/// The proxy listeners (in the configuration's order) and the metrics listener, taken
-/// over from `inherited` or bound now.
-async fn open_listeners(
-    settings: &Settings,
-    inherited: Option<Inherited>,
-) -> Result<(Vec<TcpListener>, Option<TcpListener>), String> {
-    if let Some(inherited) = inherited {
-        let listeners = inherited
-            .listeners
-            .into_iter()
-            .map(TcpListener::from_std)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| format!("cannot use an inherited listener: {error}"))?;
-        // Metrics passed along, or bound here when the predecessor had none.
-        let metrics = match inherited.metrics {
-            Some(socket) => Some(TcpListener::from_std(socket).map_err(|e| e.to_string())?),
-            None => bind_metrics(settings).await?,
-        };
-        tracing::info!("took over {} listening sockets", listeners.len());
-        return Ok((listeners, metrics));
-    }
-    let listeners = server::bind_all(&settings.config)
-        .map_err(|(addr, error)| format!("cannot listen on {addr}: {error}"))?;
-    Ok((listeners, bind_metrics(settings).await?))
-}
-
-async fn bind_metrics(settings: &Settings) -> Result<Option<TcpListener>, String> {
-    let Some(addr) = settings.metrics.addr else {
-        return Ok(None);
-    };
-    TcpListener::bind(addr)
-        .await
-        .map(Some)
-        .map_err(|error| format!("cannot listen on {addr} for metrics: {error}"))
-}
-
-/// A copy of `socket`'s descriptor, kept to hand over on SIGUSR2.
-fn duplicate(socket: &TcpListener) -> Option<std::os::fd::OwnedFd> {
-    use std::os::fd::AsFd as _;
-    socket.as_fd().try_clone_to_owned().ok()
 }
 
 /// The socket-activation variables (sd_listen_fds(3)).

@@ -147,6 +147,25 @@ pub struct Sockets {
     pub metrics: Option<OwnedFd>,
 }
 
+impl Sockets {
+    /// Copies of the descriptors of `listeners` and `metrics`, kept to hand over.
+    pub fn of(
+        listeners: &[tokio::net::TcpListener],
+        metrics: Option<&tokio::net::TcpListener>,
+    ) -> Sockets {
+        Sockets {
+            listeners: listeners.iter().filter_map(duplicate).collect(),
+            metrics: metrics.and_then(duplicate),
+        }
+    }
+}
+
+/// A copy of `socket`'s descriptor, kept to hand over on SIGUSR2.
+fn duplicate(socket: &tokio::net::TcpListener) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd as _;
+    socket.as_fd().try_clone_to_owned().ok()
+}
+
 impl Successor {
     /// Starts the successor with `sockets` as descriptors 3, 4, … (`LISTEN_FDS`,
     /// `LISTEN_FDNAMES`; `LISTEN_PID` removed, as the child's pid is not known before it

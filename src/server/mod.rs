@@ -61,6 +61,43 @@ pub fn bind_all(config: &Config) -> Result<Vec<TcpListener>, (SocketAddr, std::i
         .collect()
 }
 
+/// The proxy listeners (in the configuration's order) and the metrics listener, taken
+/// over from `inherited` or bound now.
+pub async fn open_listeners(
+    config: &Config,
+    metrics_addr: Option<SocketAddr>,
+    inherited: Option<Inherited>,
+) -> Result<(Vec<TcpListener>, Option<TcpListener>), String> {
+    if let Some(inherited) = inherited {
+        let listeners = inherited
+            .listeners
+            .into_iter()
+            .map(TcpListener::from_std)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| format!("cannot use an inherited listener: {error}"))?;
+        // Metrics passed along, or bound here when the predecessor had none.
+        let metrics = match inherited.metrics {
+            Some(socket) => Some(TcpListener::from_std(socket).map_err(|e| e.to_string())?),
+            None => bind_metrics(metrics_addr).await?,
+        };
+        tracing::info!("took over {} listening sockets", listeners.len());
+        return Ok((listeners, metrics));
+    }
+    let listeners =
+        bind_all(config).map_err(|(addr, error)| format!("cannot listen on {addr}: {error}"))?;
+    Ok((listeners, bind_metrics(metrics_addr).await?))
+}
+
+async fn bind_metrics(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, String> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|error| format!("cannot listen on {addr} for metrics: {error}"))
+}
+
 /// Serves connections on `sockets` — one per listener of `config`, in its order (as
 /// [`bind_all`] returns them) — until `shutdown` completes, then drains. Every listener
 /// has its own accept loop; they share the connection cap, the context and the drain.
