@@ -135,6 +135,7 @@ async fn serve(
     ));
     let certificates = services.tls.iter().flatten().cloned().collect();
     tokio::spawn(server::reload_tls_on_sighup(certificates));
+    tokio::spawn(server::reload_pac_on_sighup(services.pac.clone()));
     let lifecycle = Lifecycle::new(
         health,
         Notifier::new(std::env::var_os("NOTIFY_SOCKET")),

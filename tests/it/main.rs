@@ -31,6 +31,7 @@ mod fleet_service;
 mod forward;
 mod limits;
 mod listen_all;
+mod listen_file;
 mod listen_pac;
 mod listen_proxy_protocol;
 mod listen_socks;
