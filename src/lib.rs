@@ -46,6 +46,7 @@ mod context;
 pub mod error;
 pub mod explain;
 pub mod files;
+pub mod health;
 pub mod http;
 mod http_proxy;
 pub mod limits;

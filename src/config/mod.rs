@@ -36,6 +36,12 @@ pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_RESPONSE_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
+/// No delay by default: a lone instance has no balancer to wait for, and stops at once as
+/// it always did. Behind a balancer, set it above the health check's interval × fall
+/// (docs/deployment.md).
+pub const DEFAULT_DRAIN_DELAY_SECS: u64 = 0;
+/// Longest accepted `--drain-delay`.
+pub const MAX_DRAIN_DELAY_SECS: u64 = 3600;
 pub const DEFAULT_VIA_NAME: &str = "proxy-server";
 
 /// Timeouts the connection path receives; library code never reads flags or the environment.
@@ -46,6 +52,8 @@ pub struct Timeouts {
     pub idle: Duration,
     pub response: Duration,
     pub shutdown_grace: Duration,
+    /// How long to keep accepting, not ready, after SIGTERM before the drain.
+    pub drain_delay: Duration,
 }
 
 /// The settings the core data path runs with.
