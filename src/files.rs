@@ -1,7 +1,9 @@
-//! Reading config files (rules, users): the lines that carry content, and the
-//! `file:line: reason` errors a bad file is reported with (all of them, together).
+//! Reading config files (rules, users): the lines that carry content, the
+//! `file:line: reason` errors a bad file is reported with (all of them, together), and
+//! the one way files are re-read while the proxy runs (`SIGHUP`).
 
 use std::fmt;
+use std::future::Future;
 
 /// One bad line of a config file, shown as `file:line: reason`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,4 +45,29 @@ pub fn content_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
         .enumerate()
         .map(|(i, l)| (i + 1, l.trim()))
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+}
+
+/// Calls `reload` on every `SIGHUP` until the signal stream ends; `what` names the files
+/// in the warning when the signal cannot be listened for. The handler is installed when
+/// this is called, not when the returned future first runs: SIGHUP's default action ends
+/// the process, so it must be in place before the proxy announces that it is listening
+/// (a supervisor may reload right then). Call it inside the runtime.
+pub fn on_sighup(
+    what: &'static str,
+    mut reload: impl FnMut() + Send + 'static,
+) -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let hangups = signal(SignalKind::hangup());
+    async move {
+        let mut hangups = match hangups {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGHUP; {what} will not be reloaded");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            reload();
+        }
+    }
 }

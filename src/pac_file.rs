@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 
-use crate::files::LineError;
+use crate::files::{LineError, on_sighup};
 
 /// The PAC file's path and its contents now; a cheap handle shared by the context and
 /// the SIGHUP task.
@@ -73,24 +73,16 @@ fn read(path: &Path) -> Result<Bytes, LineError> {
     })
 }
 
-/// Re-reads the PAC file on each `SIGHUP`; the handler is installed when this is called
-/// (before the proxy announces it listens), and the future does nothing without a file.
+/// Re-reads the PAC file on each `SIGHUP` ([`on_sighup`]); nothing to do without a file.
 pub fn reload_on_sighup(pac: Option<PacFile>) -> impl Future<Output = ()> + Send + 'static {
-    use tokio::signal::unix::{SignalKind, signal};
-    let hangups = pac.as_ref().map(|_| signal(SignalKind::hangup()));
-    async move {
-        let (Some(pac), Some(hangups)) = (pac, hangups) else {
-            return;
-        };
-        let mut hangups = match hangups {
-            Ok(hangups) => hangups,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGHUP; the PAC file will not be reloaded");
-                return;
-            }
-        };
-        while hangups.recv().await.is_some() {
+    let watch = pac.map(|pac| {
+        on_sighup("the PAC file", move || {
             pac.reload_and_log();
+        })
+    });
+    async move {
+        if let Some(watch) = watch {
+            watch.await;
         }
     }
 }

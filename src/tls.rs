@@ -19,7 +19,7 @@ use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
 
 use crate::config::TlsFiles;
-use crate::files::{FileErrors, LineError};
+use crate::files::{FileErrors, LineError, on_sighup};
 
 /// The ALPN protocol offered (RFC 7301): HTTP/1.1 is all this proxy speaks.
 const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
@@ -100,26 +100,21 @@ pub fn looks_like_tls(first: u8) -> bool {
     first == 0x16
 }
 
-/// Re-reads every TLS listener's files on each `SIGHUP`. As with the access files, the
-/// handler is installed when this is called, before the proxy announces it listens.
+/// Re-reads every TLS listener's files on each `SIGHUP` ([`on_sighup`]); nothing to
+/// do without TLS listeners.
 pub fn reload_on_sighup(
     certificates: Vec<Certificates>,
 ) -> impl Future<Output = ()> + Send + 'static {
-    use tokio::signal::unix::{SignalKind, signal};
-    let hangups = signal(SignalKind::hangup());
-    async move {
-        let mut hangups = match hangups {
-            Ok(hangups) if !certificates.is_empty() => hangups,
-            Ok(_) => return,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGHUP; TLS certificates will not be reloaded");
-                return;
-            }
-        };
-        while hangups.recv().await.is_some() {
+    let watch = (!certificates.is_empty()).then(|| {
+        on_sighup("TLS certificates", move || {
             for certificate in &certificates {
                 certificate.reload_and_log();
             }
+        })
+    });
+    async move {
+        if let Some(watch) = watch {
+            watch.await;
         }
     }
 }

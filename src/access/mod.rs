@@ -17,7 +17,7 @@ use ipnet::IpNet;
 
 use crate::acl::{self, Clock, Policy, PortSet, RuleBook, Rules, SystemClock};
 use crate::auth::{Authenticator, load_users};
-use crate::files::{FileErrors, LineError};
+use crate::files::{FileErrors, LineError, on_sighup};
 use crate::limits::LimitSettings;
 pub use admission::{AUTH_MISSING, Admission, ClientCredentials, Decision, decision};
 
@@ -201,33 +201,18 @@ pub fn warn_if_open_proxy(bind: IpAddr, args: &AccessSettings) -> bool {
     open
 }
 
-/// Re-reads the access state on every `SIGHUP` until the signal stream ends: `reread`
-/// returns the settings as they now stand (the policy file read again, or the same
-/// flags), and the files they name are read and swapped in together — or, on any error,
-/// nothing changes and every `file:line` is logged.
-/// The handler is installed when this is called, not when the returned task first
-/// runs: SIGHUP's default action ends the process, so it must be in place before the
-/// proxy announces that it is listening (a supervisor may reload right then).
-/// Call it inside the runtime and spawn the result once at startup.
+/// Re-reads the access state on every `SIGHUP` ([`on_sighup`]): `reread` returns the
+/// settings as they now stand (the policy file read again, or the same flags), and the
+/// files they name are read and swapped in together — or, on any error, nothing changes
+/// and every `file:line` is logged. Spawn the result once at startup.
 pub fn reload_on_sighup(
     access: AccessControl,
     mut reread: impl FnMut() -> Result<AccessSettings, FileErrors> + Send + 'static,
 ) -> impl Future<Output = ()> + Send + 'static {
-    use tokio::signal::unix::{SignalKind, signal};
-    let hangups = signal(SignalKind::hangup());
-    async move {
-        let mut hangups = match hangups {
-            Ok(hangups) => hangups,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGHUP; access files will not be reloaded");
-                return;
-            }
-        };
-        while hangups.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading the access policy");
-            access.replace_and_log(reread());
-        }
-    }
+    on_sighup("access files", move || {
+        tracing::info!("SIGHUP: reloading the access policy");
+        access.replace_and_log(reread());
+    })
 }
 
 #[cfg(test)]
