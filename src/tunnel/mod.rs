@@ -35,7 +35,11 @@ use crate::limits::Pacer;
 /// tunnel is a bulk transfer and fewer, larger writes cost less CPU per byte (see
 /// docs/performance.md, "Copy-loop buffer" (S4)). On
 /// Linux the buffer exists only once the direction has bytes and splicing was refused.
+/// The bytes past [`SMALL_TUNNEL_CHUNK`] come from the buffer budget (`budget`).
 pub const TUNNEL_CHUNK: usize = 256 * 1024;
+
+/// The copy loop's buffer when the buffer budget is spent.
+pub const SMALL_TUNNEL_CHUNK: usize = 64 * 1024;
 
 /// Bytes relayed each way, and how the relay ended.
 #[derive(Debug, Default, Clone, Copy)]
@@ -324,7 +328,9 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; meter.chunk(TUNNEL_CHUNK)];
+    let lease = crate::budget::global().lease(TUNNEL_CHUNK - SMALL_TUNNEL_CHUNK);
+    let size = lease.as_ref().map_or(SMALL_TUNNEL_CHUNK, |_| TUNNEL_CHUNK);
+    let mut buf = vec![0u8; meter.chunk(size)];
     loop {
         let n = from.read(&mut buf).await?;
         if n == 0 {
