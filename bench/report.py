@@ -18,6 +18,7 @@ TITLES = {
     6: "small GET cache hits, 64 connections (proxy-server --cache, trafficserver and squid "
        "with their caches on)",
     7: "HTTPS inside CONNECT, TLS keep-alive, 64 connections",
+    8: "500 clients that stop reading 100 MiB downloads: resident memory (bench/memory.py)",
 }
 COLUMNS = ["direct", "proxy-server", "trafficserver", "tinyproxy", "squid"]
 PEERS = COLUMNS[2:]
@@ -43,6 +44,10 @@ ROWS = [
     (6, "cpu_us_per_req", "S6 server CPU", "µs/req", False, None),
     (7, "rps", "S7 HTTPS in CONNECT", "req/s", True, ("ratio", 0.85)),
     (7, "cpu_us_per_req", "S7 server CPU", "µs/req", False, None),
+    (8, "idle_mb", "S8 resident, idle", "MB", False, None),
+    (8, "peak_mb", "S8 resident, 500 stalled downloads", "MB", False, ("max", 64.0)),
+    (8, "after_mb", "S8 resident after they left", "MB", False, None),
+    (8, "after_vs_idle", "S8 after / idle", "×", False, ("max", 2.0)),
 ]
 
 
@@ -51,7 +56,9 @@ def brief(row):
     for key, fmt in (("rps", "%.0f req/s"), ("mbps", "%.0f MB/s"), ("p99_ms", "p99 %.2f ms"),
                      ("cpu_us_per_req", "%.1f µs/req"), ("cpu_s_per_gb", "%.3f s/GB"),
                      ("kib_per_conn", "%.2f KiB/conn"), ("open", "%d open"),
-                     ("open_secs", "opened in %.1f s")):
+                     ("open_secs", "opened in %.1f s"), ("idle_mb", "idle %.1f MB"),
+                     ("peak_mb", "peak %.1f MB"), ("after_mb", "after %.1f MB"),
+                     ("after_s", "(%d s later)")):
         if row.get(key) is not None:
             parts.append(fmt % row[key])
     return ", ".join(parts)
