@@ -122,6 +122,12 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         std::future::poll_fn(|cx| self.poll_read_some(cx)).await
     }
 
+    /// Counts `n` bytes taken from the stream without passing through this reader (a
+    /// spliced body), so [`bytes_read`](Self::bytes_read) still tells all.
+    pub fn count_elsewhere(&mut self, n: u64) {
+        self.read += n;
+    }
+
     /// Bytes read from the stream so far.
     pub fn bytes_read(&self) -> u64 {
         self.read

@@ -38,6 +38,7 @@ mod observe_metrics;
 mod policy;
 mod properties;
 mod smuggling;
+mod spliced_bodies;
 mod statistics;
 mod tunnel;
 mod user_limits;
