@@ -20,9 +20,10 @@ use crate::cache::Cache;
 use crate::client::{ClientStream, ListenerId};
 use crate::config::{Config, Listener};
 use crate::error::ProxyError;
-use crate::files::{FileErrors, LineError};
+use crate::files::FileErrors;
 use crate::limits::{LimitSettings, Limiter, Pacer};
 use crate::logging::{AccessLog, AccessRecord, CacheResult};
+use crate::pac_file::PacFile;
 use crate::stats::top::Detail;
 use crate::stats::{Outcome, RuleAction, Seen, Stats};
 use crate::target::Target;
@@ -42,8 +43,8 @@ pub struct Services {
     /// Each listener's certificates, in the order of `Config::listeners`; `None` for a
     /// listener without TLS.
     pub tls: Vec<Option<Certificates>>,
-    /// The `--pac-file` contents; `None`: generated per listener.
-    pub pac: Option<Bytes>,
+    /// The `--pac-file` contents (re-read on SIGHUP); `None`: generated per listener.
+    pub pac: Option<PacFile>,
 }
 
 impl Services {
@@ -54,7 +55,7 @@ impl Services {
             .iter()
             .map(|listener| listener.tls.as_ref().map(Certificates::load).transpose())
             .collect();
-        let pac = config.pac_file.as_deref().map(read_pac).transpose();
+        let pac = config.pac_file.as_deref().map(PacFile::load).transpose();
         let mut errors = Vec::new();
         let access = access.map_err(|e| errors.extend(e.0)).ok();
         let tls: Vec<_> = tls
@@ -76,15 +77,6 @@ impl Services {
     }
 }
 
-/// Reads the PAC file once, at start.
-fn read_pac(path: &std::path::Path) -> Result<Bytes, LineError> {
-    std::fs::read(path).map(Bytes::from).map_err(|e| LineError {
-        file: path.display().to_string(),
-        line: 0,
-        reason: format!("cannot read PAC file: {e}"),
-    })
-}
-
 pub struct Context {
     pub config: Config,
     pub dialer: Dialer,
@@ -93,8 +85,8 @@ pub struct Context {
     pub stats: Arc<Stats>,
     /// Per-user limit state; which limits apply to a request is the front end's to say.
     pub limits: Limiter,
-    /// The `--pac-file` contents; `None`: generated per listener.
-    pub pac: Option<Bytes>,
+    /// The `--pac-file` contents (re-read on SIGHUP); `None`: generated per listener.
+    pub pac: Option<PacFile>,
     access_log: Option<AccessLog>,
     shutdown: Shutdown,
 }
