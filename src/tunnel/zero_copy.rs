@@ -141,9 +141,7 @@ pub(super) async fn body(
             Ok(Err(error)) => return Err(Source(error)),
         };
         meter.pace(filled).await;
-        drain(to, &pipe, filled, meter)
-            .await
-            .map_err(Destination)?;
+        drain(to, &pipe, filled, meter).await.map_err(Destination)?;
         moved += filled as u64;
     }
     Ok(Some(moved))

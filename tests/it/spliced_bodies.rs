@@ -34,8 +34,8 @@ async fn content_length_bodies_arrive_exactly_and_both_connections_are_reused() 
     let origin = Origin::start(|seen| {
         let seed = u64::from(seen.target().ends_with("/two"));
         let body = random_body(seed);
-        let mut reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
-            .into_bytes();
+        let mut reply =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
         reply.extend_from_slice(&body);
         reply
     })
@@ -43,15 +43,26 @@ async fn content_length_bodies_arrive_exactly_and_both_connections_are_reused() 
     let proxy = Proxy::start().await;
     let mut client = within(TcpStream::connect(proxy.addr)).await.unwrap();
     for (path, seed) in [("one", 0), ("two", 1)] {
-        let request = format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", origin.url(&format!("/{path}")), origin.addr);
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\n\r\n",
+            origin.url(&format!("/{path}")),
+            origin.addr
+        );
         within(client.write_all(request.as_bytes())).await.unwrap();
         let (head, body) = read_exactly(&mut client, LONG).await;
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        assert_eq!(header_value(&head, "content-length"), Some(LONG.to_string()));
+        assert_eq!(
+            header_value(&head, "content-length"),
+            Some(LONG.to_string())
+        );
         assert!(body == random_body(seed), "/{path}: the body differs");
     }
     assert_eq!(origin.request_count(), 2);
-    assert_eq!(origin.connection_count(), 1, "the origin connection was not reused");
+    assert_eq!(
+        origin.connection_count(),
+        1,
+        "the origin connection was not reused"
+    );
     proxy.assert_healthy().await;
 }
 
@@ -91,10 +102,17 @@ async fn chunked_body_arrives_exactly() {
     .await;
     let proxy = Proxy::start().await;
     let mut client = within(TcpStream::connect(proxy.addr)).await.unwrap();
-    let request = format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", origin.url("/c"), origin.addr);
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\n\r\n",
+        origin.url("/c"),
+        origin.addr
+    );
     within(client.write_all(request.as_bytes())).await.unwrap();
     let head = String::from_utf8(read_head(&mut client).await).unwrap();
-    assert_eq!(header_value(&head, "transfer-encoding").as_deref(), Some("chunked"));
+    assert_eq!(
+        header_value(&head, "transfer-encoding").as_deref(),
+        Some("chunked")
+    );
     let mut body = Vec::new();
     loop {
         let mut line = Vec::new();
@@ -191,7 +209,11 @@ async fn a_stored_response_is_still_teed_into_the_cache() {
         let reply = crate::common::cache::get(proxy.addr, &url, &[]).await;
         assert_eq!(reply.status, 200);
         assert!(reply.x_cache().contains(expected), "{}", reply.head);
-        assert!(reply.body == random_body(9), "{} bytes of {LONG}", reply.body.len());
+        assert!(
+            reply.body == random_body(9),
+            "{} bytes of {LONG}",
+            reply.body.len()
+        );
     }
     assert_eq!(origin.request_count(), 1);
 }

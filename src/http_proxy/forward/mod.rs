@@ -279,7 +279,15 @@ async fn respond(
     let written = if spliced::worth_splicing(length, origin.reader.buffered().len(), caching) {
         let timeout = ctx.config.timeouts.response;
         let client = client.get_mut();
-        spliced::relay(client, &mut origin.reader, length, out, timeout, pacer.as_ref()).await
+        spliced::relay(
+            client,
+            &mut origin.reader,
+            length,
+            out,
+            timeout,
+            pacer.as_ref(),
+        )
+        .await
     } else {
         let relay = Relay {
             read_timeout: ctx.config.timeouts.response,
@@ -292,8 +300,15 @@ async fn respond(
             }
         };
         let mut to_client = Paced::new(client.get_mut(), pacer);
-        body::relay_body_with(&mut origin.reader, &mut to_client, length, relay, out, &mut tee)
-            .await
+        body::relay_body_with(
+            &mut origin.reader,
+            &mut to_client,
+            length,
+            relay,
+            out,
+            &mut tee,
+        )
+        .await
     };
     exchange.bytes_from_origin += origin.reader.bytes_read();
     if written.is_err() && client_length == BodyLength::UntilClose {
