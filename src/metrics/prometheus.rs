@@ -175,6 +175,7 @@ impl Collector for StatsCollector {
         )?;
         encode_buffer_budget(e)?;
         encode_durations(e, &s)?;
+        super::parents::encode(e, &s.parents)?;
         encode_rule_decisions(e, &self.0)
     }
 }

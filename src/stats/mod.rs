@@ -15,6 +15,7 @@
 
 mod histogram;
 mod limited;
+mod parents;
 mod ring;
 mod rules;
 pub mod series;
@@ -30,6 +31,7 @@ use serde::Serialize;
 
 pub use histogram::{BUCKET_BOUNDS_MICROS, DurationHistogram, HistogramSnapshot};
 pub use limited::{Limit, LimitedCounts};
+pub use parents::{ParentCounters, ParentSnapshot, ParentTable};
 pub use rules::{RuleAction, RuleCounts};
 pub use series::{Point, Series};
 pub use top::{Seen, TopReport, TopTallies};
@@ -121,6 +123,8 @@ pub struct Stats {
     /// by the request path.
     series: Mutex<Series>,
     rules: RuleCounts,
+    /// Parent proxies' state, registered by the dialer.
+    pub parents: ParentTable,
 }
 
 /// Keeps an "active" gauge raised while alive; lowers it exactly once when dropped. One
@@ -355,6 +359,7 @@ impl Stats {
             tls_handshakes_failed: load(&self.tls_handshakes_failed),
             proxy_headers_rejected: load(&self.proxy_headers_rejected),
             request_durations: self.request_durations.snapshot(),
+            parents: self.parents.snapshot(),
         }
     }
 }
@@ -413,6 +418,8 @@ pub struct Snapshot {
     pub tls_handshakes_failed: u64,
     pub proxy_headers_rejected: u64,
     pub request_durations: HistogramSnapshot,
+    /// Each parent proxy: up now, connection failures, requests through it.
+    pub parents: Vec<ParentSnapshot>,
 }
 
 #[cfg(test)]

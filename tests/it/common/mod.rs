@@ -15,7 +15,9 @@
 pub mod access;
 pub mod cache;
 pub mod canonical;
+pub mod egress;
 pub mod files;
+pub mod fleet;
 pub mod listeners;
 pub mod observe;
 pub mod origin;
