@@ -11,7 +11,6 @@
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use crate::client::ClientStream;
 use crate::error::{ProxyError, Side};
@@ -19,6 +18,7 @@ use crate::http::body::{self, Relay};
 use crate::http::{BodyLength, Reader};
 use crate::limits::{Paced, Pacer};
 use crate::tunnel::{self, BodyFailure};
+use crate::upstream::UpstreamStream;
 
 /// The least body still to come, after what arrived with the head, for which a
 /// Content-Length body is spliced: a pipe costs two system calls to make and one to
@@ -41,7 +41,7 @@ pub fn worth_splicing(length: BodyLength, buffered: usize, caching: bool) -> boo
 /// error (the caller closes both sides: a short body is never passed off as whole).
 pub async fn relay(
     client: &mut ClientStream,
-    origin: &mut Reader<TcpStream>,
+    origin: &mut Reader<UpstreamStream>,
     length: BodyLength,
     mut head: Vec<u8>,
     read_timeout: Duration,
