@@ -18,6 +18,7 @@ import sys
 import time
 
 import listeners
+import memory
 import policy
 import report
 import scenarios
@@ -34,7 +35,7 @@ def parse_args():
                         help="1 round and short runs (a smoke test, under 3 minutes)")
     parser.add_argument("--rounds", type=int, help="rounds per scenario (default 3)")
     parser.add_argument("--secs", type=int, help="seconds per load run (default 5, quick 2)")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,10,11",
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,10,11",
                         help="comma-separated scenario numbers to run")
     parser.add_argument("--peers", default="trafficserver,tinyproxy,squid",
                         help="comma-separated peers to run beside direct and proxy-server "
@@ -141,6 +142,9 @@ def run_scenarios(args, env):
     if 5 in args.only:
         print("S5: %s" % report.TITLES[5], flush=True)
         results[5] = run_idle(args, env)
+    if 8 in args.only:
+        print("S8: %s" % report.TITLES[8], flush=True)
+        results[8] = memory.run_memory(args, env)
     results.update(listeners.run(args, env, rounds))  # S10, S11
     return results
 

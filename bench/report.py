@@ -18,6 +18,7 @@ TITLES = {
     6: "small GET cache hits, 64 connections (proxy-server --cache, trafficserver and squid "
        "with their caches on)",
     7: "HTTPS inside CONNECT, TLS keep-alive, 64 connections",
+    8: "500 clients that stop reading 100 MiB downloads: resident memory (bench/memory.py)",
     10: "S7 through an HTTPS proxy (TLS to the proxy too): proxy-server --tls-cert, squid "
         "https_port",
     11: "one SOCKS5 tunnel carrying 2 GiB (proxy-server --socks; Dante in the notes)",
@@ -50,6 +51,10 @@ ROWS = [
     (7, "cpu_us_per_req", "S7 server CPU", "µs/req", False, None),
     (7, "rps policy", "S7 with the sample policy + 100,000-entry list", "req/s", True, None),
     (7, "cpu_us_per_req policy", "S7 with policy, server CPU", "µs/req", False, None),
+    (8, "idle_mb", "S8 resident, idle", "MB", False, None),
+    (8, "peak_mb", "S8 resident, 500 stalled downloads", "MB", False, ("max", 64.0)),
+    (8, "after_mb", "S8 resident after they left", "MB", False, None),
+    (8, "after_vs_idle", "S8 after / idle", "×", False, ("max", 2.0)),
     (10, "rps", "S10 HTTPS proxy, HTTPS in CONNECT", "req/s", True, None),
     (10, "cpu_us_per_req", "S10 server CPU", "µs/req", False, None),
     (11, "mbps", "S11 SOCKS5 tunnel 2 GiB", "MB/s", True, None),
@@ -62,7 +67,9 @@ def brief(row):
     for key, fmt in (("rps", "%.0f req/s"), ("mbps", "%.0f MB/s"), ("p99_ms", "p99 %.2f ms"),
                      ("cpu_us_per_req", "%.1f µs/req"), ("cpu_s_per_gb", "%.3f s/GB"),
                      ("kib_per_conn", "%.2f KiB/conn"), ("open", "%d open"),
-                     ("open_secs", "opened in %.1f s")):
+                     ("open_secs", "opened in %.1f s"), ("idle_mb", "idle %.1f MB"),
+                     ("peak_mb", "peak %.1f MB"), ("after_mb", "after %.1f MB"),
+                     ("after_s", "(%d s later)")):
         if row.get(key) is not None:
             parts.append(fmt % row[key])
     return ", ".join(parts)

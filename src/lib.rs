@@ -24,7 +24,8 @@
 //! access-log record (`logging`) and counts in `stats` (read by `metrics`); then the
 //! connection waits for the next request or closes.
 //!
-//! Dependencies point one way, from the leaves up: `error`, `files`, `stats`, `target`;
+//! Dependencies point one way, from the leaves up: `budget`, `error`, `files`, `stats`,
+//! `target`;
 //! `limits`, `tunnel`; `http`, `acl`, `auth`, `logging`, `client`, `proxy_protocol`;
 //! `access`, `cache`, `metrics`; `upstream`, `config` (the only module that knows the
 //! command line, and reads the configuration file), `tls`; `context`; the front ends
@@ -39,6 +40,7 @@
 pub mod access;
 pub mod acl;
 pub mod auth;
+pub mod budget;
 pub mod cache;
 mod client;
 pub mod config;

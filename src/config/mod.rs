@@ -65,6 +65,8 @@ pub struct Config {
     /// one generated for the listener asked.
     pub pac_file: Option<PathBuf>,
     pub max_connections: usize,
+    /// Bytes body buffers may grow into across all connections (`budget`).
+    pub max_buffer_memory: usize,
     pub timeouts: Timeouts,
     pub via_name: String,
     pub access: AccessSettings,
@@ -113,6 +115,10 @@ pub fn needs_restart(old: &Settings, new: &Settings) -> Vec<&'static str> {
             a.listeners != b.listeners || a.pac_file != b.pac_file,
         ),
         ("max_connections", a.max_connections != b.max_connections),
+        (
+            "max_buffer_memory",
+            a.max_buffer_memory != b.max_buffer_memory,
+        ),
         (
             "timeouts",
             format!("{:?}", a.timeouts) != format!("{:?}", b.timeouts),

@@ -21,11 +21,18 @@ use crate::error::{ProxyError, Side};
 /// relayed, larger ones gained nothing (see docs/performance.md, "Read chunk size" (S3)).
 pub const READ_CHUNK: usize = 64 * 1024;
 
-/// The most a body read asks for. A read that fills all the space it was given doubles
-/// the next one, up to this, so a long body over one connection no longer waits for the
-/// origin to refill a small read each time (see docs/performance.md, "Growing reads"
-/// (S3)). Short bodies stay at [`READ_CHUNK`].
+/// The most a body read asks for. Once a body has moved [`GROW_AFTER`], a read that
+/// fills all the space it was given doubles the next one, up to this, so a long body over
+/// one connection no longer waits for the origin to refill a small read each time (see
+/// docs/performance.md, "Growing reads" (S3)). Each doubling is paid for from the
+/// process's buffer budget (`budget`); refused, the reads stay the size they are.
 pub const MAX_READ_CHUNK: usize = 1024 * 1024;
+
+/// Bytes a body moves at [`READ_CHUNK`] before its reads may grow: more than the kernel
+/// takes into its socket buffers for a client that reads nothing (about 4 MiB on
+/// loopback), so a stalled client's body is stuck holding one small read, not a grown
+/// one (see docs/performance.md, "Memory budget" (S8)).
+pub const GROW_AFTER: usize = 8 * 1024 * 1024;
 
 /// Bytes asked of the socket per read while reading a head (most heads fit in one), into
 /// a buffer on the stack.
@@ -35,9 +42,7 @@ pub struct Reader<R> {
     io: R,
     buf: BytesMut,
     side: Side,
-    /// Doublings of [`READ_CHUNK`] the next body read asks for (a byte: it fits beside
-    /// `side` and leaves an idle connection's state no larger).
-    grown: u8,
+    grown: Growth,
     /// Bytes read from `io` so far.
     read: u64,
 }
@@ -48,7 +53,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             io,
             buf: BytesMut::new(),
             side,
-            grown: 0,
+            grown: Growth::default(),
             read: 0,
         }
     }
@@ -71,7 +76,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     pub fn release_idle_buffer(&mut self) {
         if self.buf.is_empty() {
             self.buf = BytesMut::new();
-            self.grown = 0;
+            self.grown.reset();
         }
     }
 
@@ -86,18 +91,17 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     }
 
     /// Reads into at least half a chunk of free space, growing the buffer by a chunk when
-    /// less is free; a read that fills the space doubles the chunk (see [`MAX_READ_CHUNK`]).
+    /// less is free; a read that fills the space may double the chunk (see
+    /// [`MAX_READ_CHUNK`]).
     async fn read_more(&mut self) -> io::Result<usize> {
-        let chunk = READ_CHUNK << self.grown;
+        let chunk = self.grown.chunk();
         if self.buf.capacity() - self.buf.len() < chunk / 2 {
             self.buf.reserve(chunk);
         }
         let space = self.buf.capacity() - self.buf.len();
         let n = self.io.read_buf(&mut self.buf).await?;
         self.read += n as u64;
-        if n == space && chunk < MAX_READ_CHUNK {
-            self.grown += 1;
-        }
+        self.grown.after_read(n, n == space);
         Ok(n)
     }
 
@@ -116,6 +120,12 @@ impl<R: AsyncRead + Unpin> Reader<R> {
 
     async fn read_some(&mut self) -> io::Result<usize> {
         std::future::poll_fn(|cx| self.poll_read_some(cx)).await
+    }
+
+    /// Counts `n` bytes taken from the stream without passing through this reader (a
+    /// spliced body), so [`bytes_read`](Self::bytes_read) still tells all.
+    pub fn count_elsewhere(&mut self, n: u64) {
+        self.read += n;
     }
 
     /// Bytes read from the stream so far.
@@ -204,6 +214,57 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     }
 }
 
+/// How far a reader's body reads have grown, and what that holds of the buffer budget:
+/// two bytes, so an idle connection's state is no larger. Dropped or reset, it gives its
+/// share of the budget back.
+#[derive(Debug, Default)]
+struct Growth {
+    /// Doublings of [`READ_CHUNK`] the next body read asks for.
+    doublings: u8,
+    /// [`READ_CHUNK`]s read since the last reset, up to [`GROW_AFTER`]'s worth.
+    warm: u8,
+}
+
+/// [`GROW_AFTER`] in [`READ_CHUNK`]s (fits the `warm` byte).
+const WARM_CHUNKS: u8 = (GROW_AFTER / READ_CHUNK) as u8;
+
+impl Growth {
+    fn chunk(&self) -> usize {
+        READ_CHUNK << self.doublings
+    }
+
+    /// Budget held: the chunk's bytes beyond [`READ_CHUNK`].
+    fn held(&self) -> usize {
+        self.chunk() - READ_CHUNK
+    }
+
+    fn after_read(&mut self, n: usize, filled: bool) {
+        let chunks = u8::try_from(n / READ_CHUNK).unwrap_or(u8::MAX);
+        self.warm = self.warm.saturating_add(chunks).min(WARM_CHUNKS);
+        let chunk = self.chunk();
+        if filled
+            && self.warm >= WARM_CHUNKS
+            && chunk < MAX_READ_CHUNK
+            && crate::budget::global().try_take(chunk)
+        {
+            self.doublings += 1;
+        }
+    }
+
+    fn reset(&mut self) {
+        crate::budget::global().give_back(self.held());
+        // Field by field: assigning a whole `Growth` would drop the old one, which resets.
+        self.doublings = 0;
+        self.warm = 0;
+    }
+}
+
+impl Drop for Growth {
+    fn drop(&mut self) {
+        self.reset();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,28 +302,35 @@ mod tests {
         assert_eq!(closed, 0);
     }
 
-    /// Reads that fill their space double the next one up to the cap; a short read does
-    /// not; the next request's body starts small again.
+    /// Reads stay at the first size for [`GROW_AFTER`]; then reads that fill their space
+    /// double the next one up to the cap; a short read does not; the next request's body
+    /// starts small again.
     #[tokio::test]
     async fn body_reads_grow_while_they_fill_and_start_small_again() {
         let mut bulk = Reader::new(tokio::io::repeat(b'x'), Side::Upstream);
         let mut sizes = Vec::new();
+        let mut moved = 0;
+        while moved < GROW_AFTER {
+            let n = bulk.fill().await.unwrap();
+            assert!(n < 2 * READ_CHUNK, "grew after {moved} bytes");
+            moved += n;
+            bulk.consume(n);
+        }
         for _ in 0..8 {
             sizes.push(bulk.fill().await.unwrap());
             bulk.consume(bulk.buffered().len());
         }
-        assert!(
-            sizes[0] >= READ_CHUNK && sizes[0] < 2 * READ_CHUNK,
-            "{sizes:?}"
-        );
         assert!(sizes.windows(2).all(|w| w[1] >= w[0]), "{sizes:?}");
-        assert_eq!(READ_CHUNK << bulk.grown, MAX_READ_CHUNK, "{sizes:?}");
+        assert_eq!(bulk.grown.chunk(), MAX_READ_CHUNK, "{sizes:?}");
         assert!(*sizes.last().unwrap() <= 2 * MAX_READ_CHUNK, "{sizes:?}");
         bulk.release_idle_buffer();
-        assert_eq!(bulk.grown, 0);
+        assert_eq!(bulk.grown.doublings, 0);
 
         let mut short = Reader::new(&b"a short body"[..], Side::Upstream);
         assert_eq!(short.fill().await.unwrap(), 12);
-        assert_eq!(short.grown, 0, "a read that did not fill its space");
+        assert_eq!(
+            short.grown.doublings, 0,
+            "a read that did not fill its space"
+        );
     }
 }

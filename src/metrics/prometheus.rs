@@ -173,10 +173,35 @@ impl Collector for StatsCollector {
             "Users (or client addresses) with a transfer waiting for bandwidth now.",
             s.users_throttled,
         )?;
+        encode_buffer_budget(e)?;
         encode_durations(e, &s)?;
         super::parents::encode(e, &s.parents)?;
         encode_rule_decisions(e, &self.0)
     }
+}
+
+/// The process's body-buffer budget (`--max-buffer-memory`): its limit, what buffers
+/// hold of it now, and how often growth was refused.
+fn encode_buffer_budget(encoder: &mut DescriptorEncoder) -> fmt::Result {
+    let usage = crate::budget::global().usage();
+    gauge(
+        encoder,
+        "buffer_memory_limit_bytes",
+        "Memory body buffers may grow into beyond their base size (--max-buffer-memory).",
+        usage.limit as u64,
+    )?;
+    gauge(
+        encoder,
+        "buffer_memory_used_bytes",
+        "Memory body buffers hold now beyond their base size.",
+        usage.used as u64,
+    )?;
+    counter(
+        encoder,
+        "buffer_growth_refused",
+        "Times a body buffer wanted to grow and the budget was spent.",
+        usage.refused,
+    )
 }
 
 /// `proxy_rule_decisions_total{rule="…",action="allow|deny|auth_required"}`: what each

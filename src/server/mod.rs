@@ -121,6 +121,7 @@ pub async fn run(
             listener.addr = bound;
         }
     }
+    crate::budget::global().set_limit(config.max_buffer_memory);
     let grace = config.timeouts.shutdown_grace;
     let mut certificates = std::mem::take(&mut services.tls);
     certificates.resize(sockets.len(), None);

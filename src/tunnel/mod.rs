@@ -35,7 +35,11 @@ use crate::limits::Pacer;
 /// tunnel is a bulk transfer and fewer, larger writes cost less CPU per byte (see
 /// docs/performance.md, "Copy-loop buffer" (S4)). On
 /// Linux the buffer exists only once the direction has bytes and splicing was refused.
+/// The bytes past [`SMALL_TUNNEL_CHUNK`] come from the buffer budget (`budget`).
 pub const TUNNEL_CHUNK: usize = 256 * 1024;
+
+/// The copy loop's buffer when the buffer budget is spent.
+pub const SMALL_TUNNEL_CHUNK: usize = 64 * 1024;
 
 /// Bytes relayed each way, and how the relay ended.
 #[derive(Debug, Default, Clone, Copy)]
@@ -72,6 +76,50 @@ impl Splice for TcpStream {
     fn tcp(&mut self) -> Option<&mut TcpStream> {
         Some(self)
     }
+}
+
+/// Why a spliced body stopped short.
+#[derive(Debug)]
+pub enum BodyFailure {
+    /// Reading the source failed or timed out.
+    Source(std::io::Error),
+    /// Writing the destination failed (its reader went away).
+    Destination(std::io::Error),
+}
+
+/// Moves the body of one message, whose head has been passed on already, from `from` to
+/// `to`: up to `limit` bytes and never more (so `from` can carry the next message), or
+/// until `from` ends when `limit` is `None`. Returns the bytes moved — fewer than
+/// `limit` means `from` ended early — or `None` when nothing was moved because these
+/// sides cannot be spliced (see [`Splice`], the same choice as the relay's: both bare
+/// TCP sockets, on Linux), and the caller copies instead. `pacer`, under a bandwidth
+/// limit, pays for each pipe-full before it is passed on, as in the relay.
+pub async fn splice_body<F, T>(
+    from: &mut F,
+    to: &mut T,
+    limit: Option<u64>,
+    read_timeout: Duration,
+    pacer: Option<&Pacer>,
+) -> Result<Option<u64>, BodyFailure>
+where
+    F: Splice + ?Sized,
+    T: Splice + ?Sized,
+{
+    #[cfg(target_os = "linux")]
+    if let (Some(from), Some(to)) = (from.tcp(), to.tcp()) {
+        let (total, last_activity) = (AtomicU64::new(0), AtomicU64::new(0));
+        let meter = Meter::new(
+            Direction::ToClient,
+            &total,
+            &last_activity,
+            Instant::now(),
+            &|_, _| {},
+        )
+        .paced(pacer);
+        return zero_copy::body(from, to, limit, read_timeout, &meter).await;
+    }
+    let _ = (from, to, limit, read_timeout, pacer);
+    Ok(None)
 }
 
 /// Relays until both directions are done, one fails, or the relay idles out.
@@ -324,7 +372,9 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; meter.chunk(TUNNEL_CHUNK)];
+    let lease = crate::budget::global().lease(TUNNEL_CHUNK - SMALL_TUNNEL_CHUNK);
+    let size = lease.as_ref().map_or(SMALL_TUNNEL_CHUNK, |_| TUNNEL_CHUNK);
+    let mut buf = vec![0u8; meter.chunk(size)];
     loop {
         let n = from.read(&mut buf).await?;
         if n == 0 {

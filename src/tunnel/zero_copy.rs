@@ -107,3 +107,42 @@ async fn drain(
     }
     Ok(())
 }
+
+/// Moves one message body `from` → `to` through a pipe: up to `limit` bytes (never more,
+/// so `from` stays at the next message's first byte), or everything until `from` ends
+/// when there is no limit. `None`: nothing was moved and splicing is impossible here (no
+/// usable pipe, or sockets the kernel cannot splice); the caller copies instead. Each
+/// wait for `from` is bounded by `read_timeout`; `to` is left open.
+pub(super) async fn body(
+    from: &TcpStream,
+    to: &TcpStream,
+    limit: Option<u64>,
+    read_timeout: std::time::Duration,
+    meter: &Meter<'_>,
+) -> Result<Option<u64>, super::BodyFailure> {
+    use super::BodyFailure::{Destination, Source};
+    let pipe = match Pipe::new() {
+        Ok(pipe) if pipe.capacity() >= MIN_PIPE_SIZE => pipe,
+        _ => return Ok(None),
+    };
+    let most = meter.chunk(pipe.capacity());
+    let mut moved: u64 = 0;
+    loop {
+        let want = match limit {
+            Some(limit) if moved >= limit => break,
+            Some(limit) => usize::try_from(limit - moved).map_or(most, |left| left.min(most)),
+            None => most,
+        };
+        let filled = match tokio::time::timeout(read_timeout, fill(from, &pipe, want)).await {
+            Err(_) => return Err(Source(io::ErrorKind::TimedOut.into())),
+            Ok(Ok(0)) => break,
+            Ok(Ok(filled)) => filled,
+            Ok(Err(error)) if moved == 0 && unsupported(&error) => return Ok(None),
+            Ok(Err(error)) => return Err(Source(error)),
+        };
+        meter.pace(filled).await;
+        drain(to, &pipe, filled, meter).await.map_err(Destination)?;
+        moved += filled as u64;
+    }
+    Ok(Some(moved))
+}

@@ -28,6 +28,7 @@ use super::{
 };
 use crate::access::AccessSettings;
 use crate::acl::{DEFAULT_CONNECT_PORTS, PortSet, parse_client_net};
+use crate::budget::DEFAULT_MAX_BUFFER_MEMORY_MIB;
 use crate::cache::{CacheSettings, DEFAULT_CACHE_MAX_OBJECT_KIB, DEFAULT_CACHE_SIZE_MIB};
 use crate::logging::{
     DEFAULT_LOG_DIR, DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_SIZE_MIB, LogFormat, LogSettings,
@@ -70,6 +71,13 @@ pub struct Cli {
     /// `503 Service Unavailable` and closed.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..=1_000_000).map(|v| v as usize))]
     pub max_connections: usize,
+
+    /// Memory, in MiB, that body buffers of all connections together may grow into
+    /// beyond their first 64 KiB each; when it is spent, transfers go on with small
+    /// buffers. 0: buffers never grow.
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MAX_BUFFER_MEMORY_MIB,
+          value_parser = clap::value_parser!(u64).range(0..=1 << 20))]
+    pub max_buffer_memory: u64,
 
     /// Seconds to wait for a TCP connection to an origin (then `504`).
     #[arg(long, default_value_t = DEFAULT_CONNECT_TIMEOUT_SECS, value_parser = secs)]
@@ -344,6 +352,7 @@ impl Cli {
             listeners: self.listen.listeners(SocketAddr::new(self.host, self.port)),
             pac_file: self.listen.pac_file.clone(),
             max_connections: self.max_connections,
+            max_buffer_memory: bytes(self.max_buffer_memory, BYTES_PER_MIB),
             timeouts: Timeouts {
                 connect: Duration::from_secs(self.connect_timeout),
                 header: Duration::from_secs(self.header_timeout),

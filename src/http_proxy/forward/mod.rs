@@ -5,6 +5,7 @@
 //! relay. An origin connection goes back to the pool only after a complete exchange.
 
 mod cached;
+mod spliced;
 
 use std::borrow::Cow;
 use std::time::SystemTime;
@@ -295,27 +296,42 @@ async fn respond(
     };
     exchange.status = response.status;
     exchange.response_started = true;
-    let relay = Relay {
-        read_timeout: ctx.config.timeouts.response,
-        dst_side: Side::Client,
-        dechunk,
-    };
-    let mut tee = |chunk: &[u8]| {
-        if let Some(filler) = filler.as_mut() {
-            filler.push(chunk);
-        }
-    };
     let pacer = origin.pacer.take();
-    let mut to_client = Paced::new(client.get_mut(), pacer);
-    let written = body::relay_body_with(
-        &mut origin.reader,
-        &mut to_client,
-        length,
-        relay,
-        out,
-        &mut tee,
-    )
-    .await;
+    let caching = filler.is_some();
+    let written = if spliced::worth_splicing(length, origin.reader.buffered().len(), caching) {
+        let timeout = ctx.config.timeouts.response;
+        let client = client.get_mut();
+        spliced::relay(
+            client,
+            &mut origin.reader,
+            length,
+            out,
+            timeout,
+            pacer.as_ref(),
+        )
+        .await
+    } else {
+        let relay = Relay {
+            read_timeout: ctx.config.timeouts.response,
+            dst_side: Side::Client,
+            dechunk,
+        };
+        let mut tee = |chunk: &[u8]| {
+            if let Some(filler) = filler.as_mut() {
+                filler.push(chunk);
+            }
+        };
+        let mut to_client = Paced::new(client.get_mut(), pacer);
+        body::relay_body_with(
+            &mut origin.reader,
+            &mut to_client,
+            length,
+            relay,
+            out,
+            &mut tee,
+        )
+        .await
+    };
     exchange.bytes_from_origin += origin.reader.bytes_read();
     if written.is_err() && client_length == BodyLength::UntilClose {
         // This client reads the body up to the close, so a clean close would pass a
