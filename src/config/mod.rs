@@ -19,6 +19,7 @@ use crate::access::AccessSettings;
 use crate::cache::CacheSettings;
 use crate::logging::LogSettings;
 use crate::metrics::MetricsSettings;
+use crate::upstream::ResolverSettings;
 pub use cli::{
     AccessFlags, CacheFlags, Cli, Command, ExplainArgs, Invocation, ListenFlags, LoadError,
     LogFlags, LogFormatFlag, MetricsFlags, Source, invocation,
@@ -60,6 +61,10 @@ pub struct Config {
     pub access: AccessSettings,
     /// `None`: no cache.
     pub cache: Option<CacheSettings>,
+    /// Where names are resolved.
+    pub resolver: ResolverSettings,
+    /// The local address outgoing connections are opened from; `None`: the system's choice.
+    pub outgoing_address: Option<IpAddr>,
 }
 
 /// Everything the binary needs to start, from whatever source: the core [`Config`] the
@@ -105,6 +110,10 @@ pub fn needs_restart(old: &Settings, new: &Settings) -> Vec<&'static str> {
         ),
         ("via_name", a.via_name != b.via_name),
         ("cache", a.cache != b.cache),
+        (
+            "resolver and outgoing address",
+            a.resolver != b.resolver || a.outgoing_address != b.outgoing_address,
+        ),
         (
             "logging",
             format!("{:?}", old.log) != format!("{:?}", new.log),

@@ -13,6 +13,7 @@
 //! client (`top`, counted per exchange in fixed-size sketches, never a map that grows with
 //! every host).
 
+mod dns;
 mod histogram;
 mod limited;
 mod ring;
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+pub use dns::{DnsCounters, DnsSnapshot};
 pub use histogram::{BUCKET_BOUNDS_MICROS, DurationHistogram, HistogramSnapshot};
 pub use limited::{Limit, LimitedCounts};
 pub use rules::{RuleAction, RuleCounts};
@@ -116,6 +118,7 @@ pub struct Stats {
     tls_handshakes_failed: AtomicU64,
     proxy_headers_rejected: AtomicU64,
     request_durations: DurationHistogram,
+    dns: DnsCounters,
     top: TopTallies,
     /// Written by the sampler every few seconds, read by `/stats/series`; never touched
     /// by the request path.
@@ -289,6 +292,11 @@ impl Stats {
         add(&self.panics_caught, 1);
     }
 
+    /// The resolver's counters, for the resolver to count with.
+    pub fn dns(&self) -> &DnsCounters {
+        &self.dns
+    }
+
     /// The top lists, for the request path to count each finished exchange in.
     pub fn top(&self) -> &TopTallies {
         &self.top
@@ -355,6 +363,7 @@ impl Stats {
             tls_handshakes_failed: load(&self.tls_handshakes_failed),
             proxy_headers_rejected: load(&self.proxy_headers_rejected),
             request_durations: self.request_durations.snapshot(),
+            dns: self.dns.snapshot(),
         }
     }
 }
@@ -413,6 +422,8 @@ pub struct Snapshot {
     pub tls_handshakes_failed: u64,
     pub proxy_headers_rejected: u64,
     pub request_durations: HistogramSnapshot,
+    /// The resolver's figures.
+    pub dns: DnsSnapshot,
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! policy's address rules, the rest of a rule evaluation that admission left to the
 //! addresses — an [`AddressCheck`] —, and this proxy's own listening addresses: a
 //! forwarding loop),
-//! connects with a deadline to the checked addresses only — no second lookup can swap
+//! connects with a deadline to the checked addresses only (Happy Eyeballs across them,
+//! from the outgoing address: `connect`) — no second lookup can swap
 //! them (RFC 9110 §17.1 aside) — and returns the stream with the [`Link`] it took. A
 //! connection goes back to the pool ([`Dialer::release`]) keyed by its route.
 //!
@@ -12,13 +13,12 @@
 //! parent proxy is one more variant, with a module here that opens the connection
 //! through the parent, and one arm in [`Dialer::dial`].
 
+mod connect;
 mod pool;
 mod resolve;
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpStream;
 
@@ -28,9 +28,10 @@ use crate::client::ClientStream;
 use crate::error::ProxyError;
 use crate::limits::LimitSettings;
 use crate::target::Target;
+pub use connect::Connector;
 use pool::Pool;
 use pool::PoolKey;
-pub use resolve::resolve;
+pub use resolve::{DEFAULT_DNS_TIMEOUT_SECS, Resolver, ResolverSettings};
 
 /// How a connection reaches its target.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -90,20 +91,23 @@ pub struct Dialer {
     access: AccessControl,
     /// This proxy's listening addresses: a destination that is one of them is a loop.
     listening: Vec<SocketAddr>,
-    connect_timeout: Duration,
+    resolver: Resolver,
+    connector: Connector,
 }
 
 impl Dialer {
     pub fn new(
         access: AccessControl,
         listening: Vec<SocketAddr>,
-        connect_timeout: Duration,
+        resolver: Resolver,
+        connector: Connector,
     ) -> Dialer {
         Dialer {
             pool: Pool::default(),
             access,
             listening,
-            connect_timeout,
+            resolver,
+            connector,
         }
     }
 
@@ -132,7 +136,7 @@ impl Dialer {
         }
         let addrs = self.resolve_checked(target, client).await?;
         let settled = settle(addresses, &addrs)?;
-        let (stream, peer) = connect(&addrs, self.connect_timeout).await?;
+        let (stream, peer) = self.connector.connect(&addrs).await?;
         Ok(Upstream {
             stream,
             link: Link {
@@ -162,7 +166,7 @@ impl Dialer {
         target: &Target<'_>,
         client: &ClientStream,
     ) -> Result<Vec<SocketAddr>, ProxyError> {
-        let addrs = resolve(target.host, target.port).await?;
+        let addrs = self.resolver.resolve(target.host, target.port).await?;
         self.check(&addrs, client)?;
         Ok(addrs)
     }
@@ -229,52 +233,5 @@ fn settle(
         Verdict::Allow { rule, limits } => Ok(Some(Settled { rule, limits })),
         Verdict::Deny { rule } => Err(ProxyError::Forbidden(refusal(rule))),
         Verdict::AuthRequired { .. } => Err(ProxyError::ProxyAuthRequired(AUTH_MISSING)),
-    }
-}
-
-/// Connects to the first of `addrs` that accepts, all within `limit`.
-async fn connect(
-    addrs: &[SocketAddr],
-    limit: Duration,
-) -> Result<(TcpStream, SocketAddr), ProxyError> {
-    let attempt = async {
-        let mut last = None;
-        for &addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    return Ok((stream, addr));
-                }
-                Err(error) => last = Some((addr, error)),
-            }
-        }
-        let (addr, source) = match last {
-            Some((addr, error)) => (Some(addr), error),
-            None => (None, io::Error::new(io::ErrorKind::NotFound, "no address")),
-        };
-        Err(ProxyError::Connect { addr, source })
-    };
-    tokio::time::timeout(limit, attempt)
-        .await
-        .unwrap_or(Err(ProxyError::ConnectTimeout))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::error::Error as _;
-    use tokio::net::TcpListener;
-
-    #[tokio::test]
-    async fn a_refused_connection_is_a_502_with_its_cause() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        drop(listener);
-        let error = connect(&[addr], Duration::from_secs(5)).await.unwrap_err();
-        assert_eq!(error.status(), Some(502));
-        assert_eq!(error.brief(), "upstream_connect");
-        assert!(matches!(&error, ProxyError::Connect { addr: Some(a), .. } if *a == addr));
-        let cause = error.source().unwrap().downcast_ref::<io::Error>().unwrap();
-        assert_eq!(cause.kind(), io::ErrorKind::ConnectionRefused);
     }
 }

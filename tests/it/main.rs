@@ -36,6 +36,7 @@ mod observe_logging;
 mod observe_metrics;
 mod policy;
 mod properties;
+mod resolver;
 mod smuggling;
 mod statistics;
 mod tunnel;

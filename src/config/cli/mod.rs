@@ -6,8 +6,10 @@
 //! other by a test.
 
 mod merge;
+mod resolver;
 
 pub use merge::{Invocation, LoadError, Source, invocation};
+pub use resolver::ResolverFlags;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -116,6 +118,9 @@ pub struct Cli {
 
     #[command(flatten)]
     pub metrics: MetricsFlags,
+
+    #[command(flatten)]
+    pub resolver: ResolverFlags,
 }
 
 /// What else the binary can do besides serving.
@@ -340,6 +345,8 @@ impl Cli {
             via_name: self.via_name.clone(),
             access: self.access.settings(),
             cache: self.cache.settings(),
+            resolver: self.resolver.settings(),
+            outgoing_address: self.resolver.outgoing_address,
         }
     }
 }

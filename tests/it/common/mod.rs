@@ -15,6 +15,7 @@
 pub mod access;
 pub mod cache;
 pub mod canonical;
+pub mod dns;
 pub mod files;
 pub mod listeners;
 pub mod observe;
