@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 
+import dns
 import report
 import scenarios
 import servers
@@ -32,7 +33,7 @@ def parse_args():
                         help="1 round and short runs (a smoke test, under 3 minutes)")
     parser.add_argument("--rounds", type=int, help="rounds per scenario (default 3)")
     parser.add_argument("--secs", type=int, help="seconds per load run (default 5, quick 2)")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7",
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,9",
                         help="comma-separated scenario numbers to run")
     parser.add_argument("--peers", default="trafficserver,tinyproxy,squid",
                         help="comma-separated peers to run beside direct and proxy-server "
@@ -137,6 +138,9 @@ def run_scenarios(args, env):
     if 5 in args.only:
         print("S5: %s" % report.TITLES[5], flush=True)
         results[5] = run_idle(args, env)
+    if 9 in args.only:
+        print("S9: %s" % report.TITLES[9], flush=True)
+        results[9] = dns.run(args, env, rounds)
     return results
 
 

@@ -18,6 +18,8 @@ TITLES = {
     6: "small GET cache hits, 64 connections (proxy-server --cache, trafficserver and squid "
        "with their caches on)",
     7: "HTTPS inside CONNECT, TLS keep-alive, 64 connections",
+    9: "small GET naming a new host each time (DNS answers after 3 ms), new client "
+       "connection per request, 64 connections (proxy-server and squid only)",
 }
 COLUMNS = ["direct", "proxy-server", "trafficserver", "tinyproxy", "squid"]
 PEERS = COLUMNS[2:]
@@ -43,6 +45,8 @@ ROWS = [
     (6, "cpu_us_per_req", "S6 server CPU", "µs/req", False, None),
     (7, "rps", "S7 HTTPS in CONNECT", "req/s", True, ("ratio", 0.85)),
     (7, "cpu_us_per_req", "S7 server CPU", "µs/req", False, None),
+    (9, "rps", "S9 new host name per request", "req/s", True, None),
+    (9, "cpu_us_per_req", "S9 server CPU", "µs/req", False, None),
 ]
 
 
