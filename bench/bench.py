@@ -18,6 +18,8 @@ import sys
 import time
 
 import dns
+import listeners
+import policy
 import report
 import scenarios
 import servers
@@ -33,7 +35,7 @@ def parse_args():
                         help="1 round and short runs (a smoke test, under 3 minutes)")
     parser.add_argument("--rounds", type=int, help="rounds per scenario (default 3)")
     parser.add_argument("--secs", type=int, help="seconds per load run (default 5, quick 2)")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,9",
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,9,10,11",
                         help="comma-separated scenario numbers to run")
     parser.add_argument("--peers", default="trafficserver,tinyproxy,squid",
                         help="comma-separated peers to run beside direct and proxy-server "
@@ -102,12 +104,14 @@ def run_scenarios(args, env):
     # proxy work) in front of the same origins, reported under the table.
     floors = ([env.start_relay("relay", [env.origin_port, env.tls_port])]
               if args.only & {1, 7} else [])
+    # S1 and S7 also run through the sample policy plus a 100,000-entry list.
+    policies = [start_policy(env)] if args.only & {1, 7} else []
     wrk_scenarios = [(1, scenarios.s1_keepalive), (2, scenarios.s2_new_connection),
                      (3, scenarios.s3_large)]
     for number, func in wrk_scenarios:
         if number in args.only:
             print("S%d: %s" % (number, report.TITLES[number]), flush=True)
-            targets = main_targets + (floors if number == 1 else [])
+            targets = main_targets + (policies + floors if number == 1 else [])
             results[number] = rounds(args, targets, lambda t, f=func: f(env, t, secs),
                                      warm=lambda t, f=func: f(env, t, 1))
             if number == 3:
@@ -120,10 +124,10 @@ def run_scenarios(args, env):
         results[4] = run_tunnel(args, env, main_targets)
     if 7 in args.only:
         print("S7: %s" % report.TITLES[7], flush=True)
-        results[7] = rounds(args, main_targets + floors,
+        results[7] = rounds(args, main_targets + policies + floors,
                             lambda t: scenarios.s7_tls(env, t, secs),
                             warm=lambda t: scenarios.s7_tls(env, t, 1))
-    for target in main_targets + floors:
+    for target in main_targets + policies + floors:
         if target.server:
             target.server.stop()
     env.notes_after.append(access_log_evidence(env))
@@ -141,7 +145,15 @@ def run_scenarios(args, env):
     if 9 in args.only:
         print("S9: %s" % report.TITLES[9], flush=True)
         results[9] = dns.run(args, env, rounds)
+    results.update(listeners.run(args, env, rounds))  # S10, S11
     return results
+
+
+def start_policy(env):
+    try:
+        return setup.Target(policy.COLUMN, policy.start(env))
+    except RuntimeError as error:
+        return setup.Target(policy.COLUMN, note=str(error)[:200])
 
 
 def merge_variant(result, variant, suffix):

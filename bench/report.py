@@ -20,6 +20,9 @@ TITLES = {
     7: "HTTPS inside CONNECT, TLS keep-alive, 64 connections",
     9: "small GET naming a new host each time (DNS answers after 3 ms), new client "
        "connection per request, 64 connections (proxy-server and squid only)",
+    10: "S7 through an HTTPS proxy (TLS to the proxy too): proxy-server --tls-cert, squid "
+        "https_port",
+    11: "one SOCKS5 tunnel carrying 2 GiB (proxy-server --socks; Dante in the notes)",
 }
 COLUMNS = ["direct", "proxy-server", "trafficserver", "tinyproxy", "squid"]
 PEERS = COLUMNS[2:]
@@ -31,6 +34,8 @@ ROWS = [
     (1, "p50_ms", "S1 latency p50", "ms", False, None),
     (1, "p99_ms", "S1 latency p99", "ms", False, None),
     (1, "cpu_us_per_req", "S1 server CPU", "µs/req", False, ("max", 10.0)),
+    (1, "rps policy", "S1 with the sample policy + 100,000-entry list", "req/s", True, None),
+    (1, "cpu_us_per_req policy", "S1 with policy, server CPU", "µs/req", False, None),
     (2, "rps", "S2 new connection per request", "req/s", True, ("ratio", 0.60)),
     (2, "cpu_us_per_req", "S2 server CPU", "µs/req", False, None),
     (3, "mbps", "S3 1 MiB GET ×8", "MB/s", True, ("ratio", 0.80)),
@@ -45,8 +50,14 @@ ROWS = [
     (6, "cpu_us_per_req", "S6 server CPU", "µs/req", False, None),
     (7, "rps", "S7 HTTPS in CONNECT", "req/s", True, ("ratio", 0.85)),
     (7, "cpu_us_per_req", "S7 server CPU", "µs/req", False, None),
+    (7, "rps policy", "S7 with the sample policy + 100,000-entry list", "req/s", True, None),
+    (7, "cpu_us_per_req policy", "S7 with policy, server CPU", "µs/req", False, None),
     (9, "rps", "S9 new host name per request", "req/s", True, None),
     (9, "cpu_us_per_req", "S9 server CPU", "µs/req", False, None),
+    (10, "rps", "S10 HTTPS proxy, HTTPS in CONNECT", "req/s", True, None),
+    (10, "cpu_us_per_req", "S10 server CPU", "µs/req", False, None),
+    (11, "mbps", "S11 SOCKS5 tunnel 2 GiB", "MB/s", True, None),
+    (11, "cpu_s_per_gb", "S11 server CPU", "s/GB", False, None),
 ]
 
 
@@ -136,9 +147,9 @@ def render(args, env, results, elapsed):
                   if rows and rows[0].get("open_secs") is not None]
         if opened:
             notes.append("S5, time to open 10,000 connections: " + ", ".join(opened))
-    floor = floor_note(results)
-    if floor:
-        notes.append(floor)
+    for note in (floor_note(results), policy_note(results)):
+        if note:
+            notes.append(note)
     notes += env.notes_after
     if notes:
         out += ["", "Notes:"] + ["- " + n for n in notes]
@@ -169,6 +180,31 @@ def floor_note(results):
             "parsing, checks or logging; one event loop copying both ways with tokio's "
             "copy_bidirectional, and in S4 splice(2) through a 1 MiB pipe on a blocking "
             "thread per direction): " + "; ".join(parts))
+
+
+def policy_note(results):
+    """proxy-server with the sample policy and a 100,000-entry list against itself
+    without them, in the same rounds (bench/policy.py)."""
+    parts = []
+    for number in (1, 7):
+        if number not in results:
+            continue
+        plain_rps, _ = cell(results[number], "proxy-server", "rps")
+        policy_rps, note = cell(results[number], "proxy-server", "rps policy")
+        if note:
+            parts.append("S%d %s" % (number, note))
+            continue
+        plain_cpu, _ = cell(results[number], "proxy-server", "cpu_us_per_req")
+        policy_cpu, _ = cell(results[number], "proxy-server", "cpu_us_per_req policy")
+        if policy_rps is None:
+            continue
+        parts.append("S%d %s req/s (%s of plain) at %s µs/req (plain %s)" % (
+            number, fmt(policy_rps), ratio(policy_rps, plain_rps), fmt(policy_cpu),
+            fmt(plain_cpu)))
+    if not parts:
+        return None
+    return ("With the sample policy plus a 100,000-entry list (bench/policy.py), against "
+            "proxy-server without them: " + "; ".join(parts))
 
 
 def target_text(target, unit):

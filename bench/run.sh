@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 # Debian packages, checked with dpkg -s first; apt-get update only when needed.
-packages=(wrk trafficserver tinyproxy squid nginx-light openssl)
+packages=(wrk trafficserver tinyproxy squid nginx-light openssl dante-server)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -22,7 +22,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     # The packages' own services are not wanted (policy-rc.d may already stop
     # them); the benchmark starts its own instances with its own configs.
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-    for service in nginx trafficserver squid tinyproxy; do
+    for service in nginx trafficserver squid tinyproxy danted; do
         $sudo service "$service" stop >/dev/null 2>&1 || true
     done
 fi

@@ -140,11 +140,12 @@ def client(env, args, timeout):
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-def s4_tunnel(env, target, source_port, total_bytes):
+def s4_tunnel(env, target, source_port, total_bytes, via="--proxy"):
+    """`via`: how bench-client reaches a proxy (`--proxy` CONNECT, `--socks` SOCKS5)."""
     args = ["tunnel", "--target", "127.0.0.1:%d" % target.reach(source_port),
             "--bytes", str(total_bytes)]
     if target.proxied:
-        args += ["--proxy", target.proxy_addr]
+        args += [via, target.proxy_addr]
     cpu0 = _cpu(target)
     out = client(env, args, TOOL_GRACE_S * 5)
     cpu1 = _cpu(target)
@@ -155,12 +156,13 @@ def s4_tunnel(env, target, source_port, total_bytes):
     return row
 
 
-def s7_tls(env, target, secs):
+def s7_tls(env, target, secs, extra=()):
+    """`extra`: more bench-client flags for a proxy (S10's `--proxy-ca`)."""
     args = ["tls-load", "--target", "127.0.0.1:%d" % target.reach(env.tls_port), "--conns", "64",
             "--secs", str(secs), "--ca", os.path.join(env.dir, "cert.pem"),
             "--server-name", "localhost", "--path", "/small"]
     if target.proxied:
-        args += ["--proxy", target.proxy_addr]
+        args += ["--proxy", target.proxy_addr] + list(extra)
     cpu0, origin0 = _cpu(target), origin_requests(env)
     out = client(env, args, secs + TOOL_GRACE_S)
     cpu1, origin1 = _cpu(target), origin_requests(env)

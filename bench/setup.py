@@ -122,7 +122,7 @@ class Env:
     def proxy_log_dir(self, label):
         return os.path.join(self.dir, "logs-" + label)
 
-    def proxy_argv(self, port, label, cache=False):
+    def proxy_argv(self, port, label, cache=False, extra=()):
         argv = [self.proxy_bin, "--host", "127.0.0.1", "--port", str(port)]
         # Loopback origins are refused by the ACL's default (egress to
         # loopback is an SSRF risk); the benchmark's origins are all local,
@@ -138,15 +138,16 @@ class Env:
                 argv += [flag] if value is None else [flag, str(value)]
         if cache:
             argv.append("--cache")
-        return argv
+        return argv + list(extra)
 
-    def start_proxy_server(self, label, cache=False):
+    def start_proxy_server(self, label, cache=False, extra=()):
         if not self.proxy_supports("--port"):
             raise RuntimeError("%s --help shows no --port" % self.proxy_bin)
         if cache and not self.proxy_supports("--cache"):
             raise RuntimeError("proxy-server has no --cache flag yet")
         port = servers.free_port()
-        return servers.Server(label, self.proxy_argv(port, label, cache), port, self.dir).start()
+        argv = self.proxy_argv(port, label, cache, extra)
+        return servers.Server(label, argv, port, self.dir).start()
 
     # -- peers --------------------------------------------------------------
 

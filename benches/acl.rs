@@ -3,8 +3,10 @@
 //! Prints the median nanoseconds per lookup over several samples for hits and
 //! misses, plus, for scale, what a linear scan over the CIDR list would cost. Then the
 //! same 100,000 names and 10,000 networks as `dest` lists of policy rules (a
-//! `--config` file behind the sample policy's shape): the admission-side evaluation for
-//! hits and misses, and the dialer-side settling of a check that waited for addresses.
+//! `--config` file behind the sample policy's shape), measured per request against the
+//! blacklist in paired samples: a name hit decided at admission, and a miss that waits
+//! for the destination's address (admission's evaluation plus the dialer's settling,
+//! against the blacklist's name check plus its address check).
 //! Run: `cargo bench --bench acl`.
 
 use std::hint::black_box;
@@ -14,7 +16,7 @@ use std::time::Instant;
 use ipnet::IpNet;
 use std::sync::Arc;
 
-use proxy_server::acl::{Evaluation, Facts, Host, Policy, normalise, parse};
+use proxy_server::acl::{Evaluation, Facts, Host, Policy, Verdict, normalise, parse};
 
 const EXACT_RULES: usize = 70_000;
 const WILDCARD_RULES: usize = 30_000;
@@ -199,7 +201,14 @@ fn main() {
         addr_cases.push(queries);
     }
 
-    policy_rules(&text, &exact_hits, &name_misses, &addr_cases[1]);
+    policy_rules(
+        &policy,
+        &text,
+        &exact_hits,
+        &wildcard_hits,
+        &name_misses,
+        &addr_cases[1],
+    );
 
     // For scale only: the same IPv4 misses checked by scanning every network.
     let misses = &addr_cases[1][..64];
@@ -216,7 +225,14 @@ fn main() {
 
 /// The same lists as policy rules: names in one rule's `dest_files`, networks in
 /// another's `dest`, behind a ports rule and a users rule, as a real policy would be.
-fn policy_rules(list: &str, hits: &[String], misses: &[String], addr_misses: &[SocketAddr]) {
+fn policy_rules(
+    blacklist: &Policy,
+    list: &str,
+    hits: &[String],
+    wildcard_hits: &[String],
+    misses: &[String],
+    addr_misses: &[SocketAddr],
+) {
     let dir = std::env::temp_dir().join(format!("acl-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let (names, networks): (Vec<&str>, Vec<&str>) = list.lines().partition(|l| !l.contains('/'));
@@ -242,41 +258,89 @@ fn policy_rules(list: &str, hits: &[String], misses: &[String], addr_misses: &[S
     println!(
         "policy: 4 rules, the same lists in `dest`/`dest_files`; parse+freeze {parse_ms:.0} ms"
     );
-    let evaluate = |host: &String| {
+    // Per request, the same lists as the blacklist and as rules, in paired samples.
+    let blacklist_hit = |host: &String| blacklist.check_host(host).is_err();
+    let rules_hit = |host: &String| {
         let host = normalise(host);
         matches!(
             book.evaluate(&anonymous_connect(&host)),
-            Evaluation::Decided(_)
+            Evaluation::Decided(Verdict::Deny { .. })
         )
     };
-    let decided = hits.iter().filter(|h| evaluate(h)).count();
-    println!(
-        "{:<40} {:>7.1} ns/request ({decided}/{QUERIES} decided)",
-        "rules: name hit (rule 3 of 4)",
-        median_ns(hits, evaluate)
+    let denied = hits.iter().filter(|h| rules_hit(h)).count();
+    assert_eq!(denied, hits.len(), "every hit is denied by the names rule");
+    report_pair("name hit, exact", paired(hits, blacklist_hit, rules_hit));
+    let denied = wildcard_hits.iter().filter(|h| rules_hit(h)).count();
+    assert_eq!(denied, wildcard_hits.len(), "every wildcard hit is denied");
+    report_pair(
+        "name hit, wildcard 3 labels deep",
+        paired(wildcard_hits, blacklist_hit, rules_hit),
     );
-    let waiting = misses.iter().filter(|h| !evaluate(h)).count();
-    println!(
-        "{:<40} {:>7.1} ns/request ({waiting}/{QUERIES} wait for DNS)",
-        "rules: name miss, check left to dialer",
-        median_ns(misses, evaluate)
-    );
-    let host = normalise("www.example.org");
-    let Evaluation::Pending(check) = book.evaluate(&anonymous_connect(&host)) else {
-        panic!("a name miss waits for the networks rule");
+
+    // A miss: the name is not listed, so both wait for the addresses (the networks).
+    let requests: Vec<(&String, SocketAddr)> =
+        misses.iter().zip(addr_misses.iter().copied()).collect();
+    let blacklist_miss = |(host, addr): &(&String, SocketAddr)| {
+        blacklist.check_host(host).is_err() || blacklist.check_addrs(&[*addr]).is_err()
     };
-    let settle = |addr: &SocketAddr| {
-        matches!(
-            check.settle(std::slice::from_ref(addr)),
-            proxy_server::acl::Verdict::Allow { .. }
-        )
+    let rules_miss = |(host, addr): &(&String, SocketAddr)| {
+        let host = normalise(host);
+        match book.evaluate(&anonymous_connect(&host)) {
+            Evaluation::Decided(_) => panic!("a name miss waits for the networks rule"),
+            Evaluation::Pending(check) => !matches!(
+                check.settle(std::slice::from_ref(addr)),
+                Verdict::Allow { .. }
+            ),
+        }
     };
-    let allowed = addr_misses.iter().filter(|a| settle(a)).count();
-    println!(
-        "{:<40} {:>7.1} ns/request ({allowed}/{QUERIES} allowed)",
-        "rules: settle, IPv4 miss (dialer)",
-        median_ns(addr_misses, settle)
+    let refused = requests.iter().filter(|r| rules_miss(r)).count();
+    assert_eq!(refused, 0, "no miss is refused");
+    report_pair(
+        "name miss, then one address",
+        paired(&requests, blacklist_miss, rules_miss),
     );
+}
+
+fn report_pair(label: &str, (blacklist, rules, ratio): (f64, f64, f64)) {
+    println!(
+        "{label:<40} blacklist {blacklist:>7.1} ns, rules {rules:>7.1} ns: rules/blacklist {ratio:.2}"
+    );
+}
+
+/// Median ns per call of `a` and of `b` over `inputs`, and the median of their ratio
+/// `b / a` per sample. The two are timed back to back in each sample, in alternating
+/// order, so other work on a shared machine weighs on both alike.
+fn paired<T>(
+    inputs: &[T],
+    mut a: impl FnMut(&T) -> bool,
+    mut b: impl FnMut(&T) -> bool,
+) -> (f64, f64, f64) {
+    let time = |f: &mut dyn FnMut(&T) -> bool| {
+        let start = Instant::now();
+        for _ in 0..ROUNDS_PER_SAMPLE {
+            for input in inputs {
+                black_box(f(black_box(input)));
+            }
+        }
+        start.elapsed().as_nanos() as f64 / (ROUNDS_PER_SAMPLE * inputs.len()) as f64
+    };
+    let samples: Vec<(f64, f64)> = (0..SAMPLES * 2)
+        .map(|sample| {
+            if sample % 2 == 0 {
+                let first = time(&mut a);
+                (first, time(&mut b))
+            } else {
+                let second = time(&mut b);
+                (time(&mut a), second)
+            }
+        })
+        .collect();
+    let median = |pick: &dyn Fn(&(f64, f64)) -> f64| {
+        let mut values: Vec<f64> = samples.iter().map(pick).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    (median(&|s| s.0), median(&|s| s.1), median(&|s| s.1 / s.0))
 }
 
 /// A CONNECT to `host:443` from 10.0.0.1 without credentials.

@@ -23,6 +23,7 @@ use crate::error::ProxyError;
 use crate::files::{FileErrors, LineError};
 use crate::limits::{LimitSettings, Limiter, Pacer};
 use crate::logging::{AccessLog, AccessRecord, CacheResult};
+use crate::pac_file::PacFile;
 use crate::stats::top::Detail;
 use crate::stats::{Outcome, RuleAction, Seen, Stats};
 use crate::target::Target;
@@ -42,8 +43,8 @@ pub struct Services {
     /// Each listener's certificates, in the order of `Config::listeners`; `None` for a
     /// listener without TLS.
     pub tls: Vec<Option<Certificates>>,
-    /// The `--pac-file` contents; `None`: generated per listener.
-    pub pac: Option<Bytes>,
+    /// The `--pac-file` contents (re-read on SIGHUP); `None`: generated per listener.
+    pub pac: Option<PacFile>,
     /// The resolver and its cache (with `/etc/resolv.conf` or `--dns-server`, and the
     /// hosts file read).
     pub resolver: Resolver,
@@ -57,7 +58,7 @@ impl Services {
             .iter()
             .map(|listener| listener.tls.as_ref().map(Certificates::load).transpose())
             .collect();
-        let pac = config.pac_file.as_deref().map(read_pac).transpose();
+        let pac = config.pac_file.as_deref().map(PacFile::load).transpose();
         let stats: Arc<Stats> = Arc::default();
         let resolver = Resolver::new(&config.resolver, Arc::clone(&stats));
         let mut errors = Vec::new();
@@ -101,15 +102,6 @@ impl Services {
     }
 }
 
-/// Reads the PAC file once, at start.
-fn read_pac(path: &std::path::Path) -> Result<Bytes, LineError> {
-    std::fs::read(path).map(Bytes::from).map_err(|e| LineError {
-        file: path.display().to_string(),
-        line: 0,
-        reason: format!("cannot read PAC file: {e}"),
-    })
-}
-
 pub struct Context {
     pub config: Config,
     pub dialer: Dialer,
@@ -118,8 +110,8 @@ pub struct Context {
     pub stats: Arc<Stats>,
     /// Per-user limit state; which limits apply to a request is the front end's to say.
     pub limits: Limiter,
-    /// The `--pac-file` contents; `None`: generated per listener.
-    pub pac: Option<Bytes>,
+    /// The `--pac-file` contents (re-read on SIGHUP); `None`: generated per listener.
+    pub pac: Option<PacFile>,
     access_log: Option<AccessLog>,
     shutdown: Shutdown,
 }

@@ -50,6 +50,7 @@ mod http_proxy;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+mod pac_file;
 mod proxy_protocol;
 pub mod server;
 pub mod socks;

@@ -125,6 +125,7 @@ async fn serve(
     ));
     let certificates = services.tls.iter().flatten().cloned().collect();
     tokio::spawn(server::reload_tls_on_sighup(certificates));
+    tokio::spawn(server::reload_pac_on_sighup(services.pac.clone()));
     announce(&config, &sockets);
     server::run(sockets, config, services, server::signal()).await;
     let _ = stop_metrics.send(true);

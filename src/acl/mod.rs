@@ -6,6 +6,7 @@
 //! reading the rules file, no DNS — the caller resolves and passes every address to
 //! [`Policy::check_addrs`].
 
+mod domains;
 mod host;
 mod netset;
 mod policy;

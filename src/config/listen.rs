@@ -1,8 +1,8 @@
 //! The listeners one process serves: an address, the protocol spoken there (HTTP proxy or
 //! SOCKS5), whether it speaks TLS, and which sources must open with a PROXY-protocol
 //! header. The command line fills a list of them (the main listener from `--host`,
-//! `--port`, `--tls-cert`/`--tls-key`, `--proxy-protocol-from`; `--socks` adds one); a
-//! configuration file's `[[listen]]` tables are meant to fill the same list, and
+//! `--port`, `--tls-cert`/`--tls-key`, `--proxy-protocol-from`; `--socks` adds one), the
+//! configuration file's `[[listen]]` tables (`file::listen`) add theirs after those, and
 //! [`Listener::check`] states the rules both sources share.
 
 use std::net::{IpAddr, SocketAddr};

@@ -101,7 +101,7 @@ pub fn needs_restart(old: &Settings, new: &Settings) -> Vec<&'static str> {
     let differs = [
         (
             "listen addresses (host, port, TLS, SOCKS, PROXY protocol, PAC)",
-            format!("{:?}", a.listeners) != format!("{:?}", b.listeners),
+            a.listeners != b.listeners || a.pac_file != b.pac_file,
         ),
         ("max_connections", a.max_connections != b.max_connections),
         (

@@ -57,7 +57,7 @@ pub async fn answer(
         Ok(()) => {
             exchange.status = 200;
             let body = match &ctx.pac {
-                Some(file) => file.to_vec(),
+                Some(file) => file.current().to_vec(),
                 None => generated(ctx, stream, &request.head).into_bytes(),
             };
             response(&body, request.head.is_method("HEAD"))

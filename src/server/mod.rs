@@ -154,6 +154,14 @@ pub fn reload_tls_on_sighup(
     crate::tls::reload_on_sighup(certificates)
 }
 
+/// Re-reads the `--pac-file` on each SIGHUP (see `pac_file::reload_on_sighup`); call
+/// and spawn as [`reload_tls_on_sighup`].
+pub fn reload_pac_on_sighup(
+    pac: Option<crate::pac_file::PacFile>,
+) -> impl Future<Output = ()> + Send + 'static {
+    crate::pac_file::reload_on_sighup(pac)
+}
+
 /// Completes at the first SIGINT or SIGTERM.
 pub async fn signal() {
     use tokio::signal::unix::{SignalKind, signal};

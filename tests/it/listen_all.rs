@@ -16,7 +16,7 @@ use crate::common::*;
 
 /// A GET through the TLS listener from 127.0.0.2, behind a PROXY v1 header naming
 /// `client`; the response.
-async fn get_behind_balancer(
+pub async fn get_behind_balancer(
     pki: &TestPki,
     proxy: std::net::SocketAddr,
     client: &str,

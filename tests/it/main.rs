@@ -28,6 +28,7 @@ mod faults;
 mod forward;
 mod limits;
 mod listen_all;
+mod listen_file;
 mod listen_pac;
 mod listen_proxy_protocol;
 mod listen_socks;

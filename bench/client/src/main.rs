@@ -16,7 +16,7 @@ mod tunnel;
 
 use anyhow::{Result, bail};
 
-const USAGE: &str = "usage: bench-client source|tunnel|tls-load|idle|relay [--flag value]...";
+const USAGE: &str = "usage: bench-client source|tunnel|tls-load|idle|relay [--flag value]... (tunnel and tls-load: --proxy ADDR [--proxy-ca FILE] or --socks ADDR)";
 
 fn main() -> Result<()> {
     let mut argv = std::env::args().skip(1);

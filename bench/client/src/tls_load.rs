@@ -1,4 +1,5 @@
-//! HTTPS keep-alive load, optionally inside CONNECT tunnels: `--conns`
+//! HTTPS keep-alive load, optionally inside CONNECT tunnels (to a plain or a TLS
+//! proxy, see `proxy`) or SOCKS5 ones: `--conns`
 //! connections each open a tunnel, do one TLS handshake, then send GETs back
 //! to back until `--secs` have passed. Reports completed responses, non-200
 //! statuses and connection errors; a row with any of those is not trusted.
@@ -23,7 +24,7 @@ struct Counts {
 }
 
 struct Job {
-    proxy: Option<String>,
+    route: proxy::Route,
     target: String,
     server_name: ServerName<'static>,
     request: Vec<u8>,
@@ -38,22 +39,14 @@ pub async fn run(flags: &Flags) -> Result<()> {
     let ca: String = flags.get("ca", None)?;
     let host: String = flags.get("server-name", Some("localhost".to_string()))?;
     let path: String = flags.get("path", Some("/small".to_string()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_file(&ca).with_context(|| format!("reading {ca}"))?)?;
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
     let start = Instant::now();
     let job = Arc::new(Job {
-        proxy: flags.opt("proxy").map(str::to_string),
+        route: proxy::Route::from_flags(flags)?,
         target: flags.get("target", None)?,
         server_name: ServerName::try_from(host.clone())?,
         request: format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes(),
         deadline: start + Duration::from_secs_f64(secs),
-        connector: TlsConnector::from(Arc::new(config)),
+        connector: connector(&ca)?,
         counts: Arc::default(),
     });
     let mut tasks = JoinSet::new();
@@ -78,8 +71,21 @@ pub async fn run(flags: &Flags) -> Result<()> {
     Ok(())
 }
 
+/// A TLS client trusting the one certificate in `ca` (PEM).
+pub fn connector(ca: &str) -> Result<TlsConnector> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(ca).with_context(|| format!("reading {ca}"))?)?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
 async fn connection(job: &Job) -> Result<()> {
-    let tcp = proxy::open(job.proxy.as_deref(), &job.target).await?;
+    let tcp = proxy::open(&job.route, &job.target).await?;
     let mut tls = job.connector.connect(job.server_name.clone(), tcp).await?;
     let mut buffer = Vec::with_capacity(16 * 1024);
     // Each request waits at most until the deadline plus a grace period.

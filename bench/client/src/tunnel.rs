@@ -1,4 +1,4 @@
-//! One tunnel's throughput: open (optionally via CONNECT), read `--bytes`
+//! One tunnel's throughput: open (optionally via CONNECT or SOCKS5), read `--bytes`
 //! bytes, report bytes and seconds. The clock starts after the tunnel is up,
 //! so the figure is data-path speed, not setup cost.
 
@@ -15,7 +15,8 @@ pub async fn run(flags: &Flags) -> Result<()> {
     let bytes: u64 = flags.get("bytes", None)?;
     let target: String = flags.get("target", None)?;
     let max_secs: u64 = flags.get("max-secs", Some(DEFAULT_MAX_SECS))?;
-    let mut stream = proxy::open(flags.opt("proxy"), &target).await?;
+    let route = proxy::Route::from_flags(flags)?;
+    let mut stream = proxy::open(&route, &target).await?;
     let start = Instant::now();
     let mut buffer = vec![0u8; READ_CHUNK];
     let mut received: u64 = 0;

@@ -179,11 +179,11 @@ impl RuleBook {
         let addrs = addrs.or(literal.as_ref().map(|a| &a[..]));
         let listed = self.listed(facts.host);
         for (index, rule) in self.rules.iter().enumerate().skip(from) {
-            match rule.check(facts, addrs, listed(index, rule)) {
+            match rule.check(facts, addrs, || listed(index, rule)) {
                 Match::Yes => return Ok(rule.verdict(facts.user.is_none() && could_authenticate)),
                 Match::No(Condition::Users) if facts.user.is_none() && !could_authenticate => {
                     could_authenticate = rule.action == Action::Allow
-                        && rule.could_match(facts, listed(index, rule));
+                        && rule.could_match(facts, || listed(index, rule));
                 }
                 Match::No(_) => {}
                 Match::NeedsAddresses => return Err((index, could_authenticate)),
@@ -192,16 +192,18 @@ impl RuleBook {
         Ok(self.default_verdict(facts.user.is_none() && could_authenticate))
     }
 
-    /// Whether rule `index` lists `host` by name: one index lookup for the request,
+    /// Whether rule `index` lists `host` by name: the index is asked at most once per
+    /// map for the request (and only if a rule gets as far as its destination),
     /// then a bit per rule.
-    fn listed<'h>(&self, host: &'h Host<'h>) -> impl Fn(usize, &Rule) -> bool + 'h {
-        let mask = match host {
+    fn listed<'h>(&'h self, host: &'h Host<'h>) -> impl Fn(usize, &Rule) -> bool + 'h {
+        let lookup = match host {
             Host::Name(name) => self.names.lookup(name),
-            Host::Ip(_) => Some(0),
+            Host::Ip(_) => None,
         };
-        move |index, rule| match mask {
-            Some(mask) => index < 64 && mask >> index & 1 == 1,
-            None => rule.lists_name(host),
+        move |index, rule| match (&lookup, host) {
+            (Some(lookup), _) => lookup.lists(index, rule),
+            (None, Host::Name(_)) => rule.lists_name(host),
+            (None, Host::Ip(_)) => false,
         }
     }
 
@@ -221,7 +223,7 @@ impl RuleBook {
         let mut steps = Vec::new();
         let listed = self.listed(facts.host);
         for (index, rule) in self.rules.iter().enumerate() {
-            match rule.check(facts, Some(addrs), listed(index, rule)) {
+            match rule.check(facts, Some(addrs), || listed(index, rule)) {
                 Match::No(condition) => steps.push(Step { rule, condition }),
                 Match::Yes | Match::NeedsAddresses => break,
             }

@@ -116,8 +116,14 @@ impl Rule {
 
     /// `addrs`: the destination's addresses when known (an address literal's own);
     /// `listed`: whether the host is a name this rule's `dest` lists (the rule book's
-    /// name index answers that for every rule at once).
-    pub(super) fn check(&self, facts: &Facts<'_>, addrs: Option<&[IpAddr]>, listed: bool) -> Match {
+    /// name index answers that for every rule at once), asked only when every other
+    /// condition holds.
+    pub(super) fn check(
+        &self,
+        facts: &Facts<'_>,
+        addrs: Option<&[IpAddr]>,
+        listed: impl Fn() -> bool,
+    ) -> Match {
         if let Some(condition) = self.first_miss_before_dest(facts) {
             return Match::No(condition);
         }
@@ -131,7 +137,7 @@ impl Rule {
 
     /// Whether the rule could match `facts` with the right user: everything but
     /// `users` holds (or waits for addresses).
-    pub(super) fn could_match(&self, facts: &Facts<'_>, listed: bool) -> bool {
+    pub(super) fn could_match(&self, facts: &Facts<'_>, listed: impl Fn() -> bool) -> bool {
         self.first_miss_before_dest(facts).is_none()
             && self.check_dest(None, listed) != Match::No(Condition::Dest)
     }
@@ -171,11 +177,11 @@ impl Rule {
         None
     }
 
-    fn check_dest(&self, addrs: Option<&[IpAddr]>, listed: bool) -> Match {
+    fn check_dest(&self, addrs: Option<&[IpAddr]>, listed: impl Fn() -> bool) -> Match {
         let Some(dest) = &self.dest else {
             return Match::Yes;
         };
-        if listed {
+        if listed() {
             return Match::Yes;
         }
         if !dest.has_networks() {

@@ -15,6 +15,15 @@ fn dest(entries: &[&str]) -> Rules {
     builder.build()
 }
 
+/// `entries` plus enough other names that the rule book indexes the rule's names
+/// instead of leaving them to the rule (see `names.rs`).
+fn long_dest(entries: &[&str]) -> Rules {
+    let filler: Vec<String> = (0..100).map(|i| format!("filler{i}.test")).collect();
+    let mut all: Vec<&str> = filler.iter().map(String::as_str).collect();
+    all.extend_from_slice(entries);
+    dest(&all)
+}
+
 fn rule(number: usize, action: Action) -> Rule {
     Rule {
         label: Rule::make_label(None, number, "p.toml", number),
@@ -309,16 +318,17 @@ fn denials_name_the_rule_in_the_body() {
 
 #[test]
 fn names_are_found_with_the_shared_index_and_without_it() {
-    for count in [3, 64, 70] {
+    let short: fn(&[&str]) -> Rules = dest;
+    for (count, make) in [(3, short), (3, long_dest), (64, long_dest), (70, long_dest)] {
         let mut rules: Vec<Rule> = (1..=count)
             .map(|number| {
                 let mut r = rule(number, Action::Deny);
-                r.dest = Some(dest(&[&format!("only{number}.example")]));
+                r.dest = Some(make(&[&format!("only{number}.example")]));
                 r
             })
             .collect();
         let last = rules.last_mut().unwrap();
-        last.dest = Some(dest(&["*.wild.example", "exact.example"]));
+        last.dest = Some(make(&["*.wild.example", "exact.example"]));
         let b = book(rules, Action::Allow);
         let last = format!("deny {count}");
         assert_eq!(decide(&b, to("exact.example")), last, "{count} rules");
@@ -329,5 +339,38 @@ fn names_are_found_with_the_shared_index_and_without_it() {
             "allow default",
             "{count} rules"
         );
+    }
+}
+
+#[test]
+fn a_name_listed_exactly_by_one_rule_still_meets_later_wildcards() {
+    // The index stops at the exact name when the rule that lists it decides; when that
+    // rule does not match, a later rule's wildcard must still be found. Long lists are
+    // indexed, short ones asked of the rule: the answers are the same.
+    let short: fn(&[&str]) -> Rules = dest;
+    for make in [short, long_dest] {
+        let mut only_alice = rule(1, Action::Allow);
+        only_alice.users = users(&["alice"]);
+        only_alice.dest = Some(make(&["a.example.com"]));
+        let mut wildcard = rule(2, Action::Deny);
+        wildcard.dest = Some(make(&["*.example.com", "other.test"]));
+        let mut exact_later = rule(3, Action::Deny);
+        exact_later.dest = Some(make(&["b.example.com"]));
+        let book = book(vec![only_alice, wildcard, exact_later], Action::Allow);
+        let alice = Ask {
+            user: Some("alice"),
+            host: "a.example.com",
+            ..ASK
+        };
+        assert_eq!(decide(&book, alice), "allow 1");
+        let bob = Ask {
+            user: Some("bob"),
+            host: "A.Example.com.",
+            ..ASK
+        };
+        assert_eq!(decide(&book, bob), "deny 2");
+        assert_eq!(decide(&book, to("b.example.com")), "deny 2");
+        assert_eq!(decide(&book, to("example.com")), "allow default");
+        assert_eq!(decide(&book, to("other.test")), "deny 2");
     }
 }

@@ -3,12 +3,12 @@
 //! costs one hash lookup per label; matching an address one binary search.
 //! This module decides only what is listed; what to do about it is [`super::Policy`]'s.
 
-use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::Path;
 
 use ipnet::IpNet;
 
+use super::domains::NameTable;
 use super::host::{canonical_ip, name_problem};
 use super::netset::NetSet;
 use crate::files::{FileErrors, LineError, content_lines};
@@ -37,9 +37,9 @@ pub const HOSTS_FILE_SELF_NAMES: &[&str] = &[
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
     /// `example.com`: that host only.
-    exact: HashSet<Box<str>>,
+    exact: NameTable<()>,
     /// `*.ads.com` is stored as `ads.com`: any host with it as a proper suffix.
-    wildcard: HashSet<Box<str>>,
+    wildcard: NameTable<()>,
     nets: NetSet,
 }
 
@@ -51,26 +51,13 @@ impl Rules {
         if self.exact.contains(name) {
             return true;
         }
-        if self.wildcard.is_empty() {
-            return false;
-        }
-        let mut rest = name;
-        while let Some(dot) = rest.find('.') {
-            rest = &rest[dot + 1..];
-            if self.wildcard.contains(rest) {
-                return true;
-            }
-        }
-        false
+        self.wildcard.suffixes(name).next().is_some()
     }
 
     /// The exact names, and the domains of the `*.` wildcards, for indexes built over
     /// several rule sets.
     pub fn names(&self) -> (impl Iterator<Item = &str>, impl Iterator<Item = &str>) {
-        (
-            self.exact.iter().map(AsRef::as_ref),
-            self.wildcard.iter().map(AsRef::as_ref),
-        )
+        (self.exact.keys(), self.wildcard.keys())
     }
 
     /// Whether any entry is a network: then a name's match may depend on the addresses
@@ -118,8 +105,8 @@ pub fn parse(text: &str, file: &str) -> Result<Rules, FileErrors> {
 /// line means.
 #[derive(Debug, Default)]
 pub struct RulesBuilder {
-    exact: HashSet<Box<str>>,
-    wildcard: HashSet<Box<str>>,
+    exact: NameTable<()>,
+    wildcard: NameTable<()>,
     nets: Vec<IpNet>,
 }
 
@@ -128,12 +115,8 @@ impl RulesBuilder {
     pub fn add_line(&mut self, content: &str) -> Result<(), String> {
         for rule in parse_line(content)? {
             match rule {
-                Rule::Exact(name) => {
-                    self.exact.insert(name.into_boxed_str());
-                }
-                Rule::Wildcard(name) => {
-                    self.wildcard.insert(name.into_boxed_str());
-                }
+                Rule::Exact(name) => *self.exact.entry(&name) = (),
+                Rule::Wildcard(name) => *self.wildcard.entry(&name) = (),
                 Rule::Net(net) => self.nets.push(net),
             }
         }

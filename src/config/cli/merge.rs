@@ -13,8 +13,8 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser as _, ValueHint};
 
 use super::{Cli, Command, ExplainArgs};
 use crate::access::AccessSettings;
-use crate::config::file::{self, FileSettings, FlagKey, FlagSetting};
-use crate::config::{Settings, needs_restart};
+use crate::config::file::{self, FileListener, FileSettings, FlagKey, FlagSetting};
+use crate::config::{Listener, Settings, needs_restart};
 use crate::files::{FileErrors, LineError};
 
 /// Flags that are about reading the configuration, not part of it.
@@ -142,18 +142,54 @@ fn with_file(
             }),
         }
     }
+    merged.extend(args.iter().skip(1).cloned());
+    // The file's bad values were left out of `merged`, so it parses even then.
+    let parsed = Cli::try_parse_from(merged);
+    let mut settings = match parsed {
+        Ok(cli) => cli.settings(),
+        Err(error) if errors.is_empty() => return Err(error.into()),
+        Err(_) => Cli::parse_from(args.iter().take(1)).settings(),
+    };
+    join_listeners(
+        &mut settings.config.listeners,
+        file.listeners,
+        name,
+        &mut errors,
+    );
     if !errors.is_empty() {
         // The file's own lines in order, then those of the files it names.
         errors.sort_by_key(|error| (error.file != name, error.line));
         return Err(FileErrors(errors).into());
     }
-    merged.extend(args.iter().skip(1).cloned());
-    let cli = Cli::try_parse_from(merged)?;
-    let mut settings = cli.settings();
     let access = &mut settings.config.access;
     access.rules = Some(Arc::new(file.rules));
     access.limits = Arc::new(file.limits);
     Ok(settings)
+}
+
+/// The file's `[[listen]]` listeners after the command line's (the main listener stays
+/// first); one on an address a flag already takes is a problem at its line.
+fn join_listeners(
+    listeners: &mut Vec<Listener>,
+    from_file: Vec<FileListener>,
+    name: &str,
+    errors: &mut Vec<LineError>,
+) {
+    for FileListener { listener, line } in from_file {
+        let taken = listener.addr.port() != 0 && listeners.iter().any(|l| l.addr == listener.addr);
+        if taken {
+            errors.push(LineError {
+                file: name.to_string(),
+                line,
+                reason: format!(
+                    "{}: two listeners on one address (the main listener, host/port, or socks has it)",
+                    listener.addr
+                ),
+            });
+            continue;
+        }
+        listeners.push(listener);
+    }
 }
 
 /// The flag keys a file may set, from the flags themselves.

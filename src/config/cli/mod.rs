@@ -155,11 +155,11 @@ pub struct ExplainArgs {
 pub struct ListenFlags {
     /// Speak TLS on the main listener (an HTTPS proxy) with this PEM certificate chain;
     /// needs --tls-key. Re-read on SIGHUP [default: off]
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    #[arg(long, value_name = "FILE", requires = "tls_key", value_hint = ValueHint::FilePath)]
     pub tls_cert: Option<PathBuf>,
 
     /// The PEM private key (PKCS#8, PKCS#1 or SEC1) for --tls-cert. Re-read on SIGHUP
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(long, value_name = "FILE", requires = "tls_cert", value_hint = ValueHint::FilePath)]
     pub tls_key: Option<PathBuf>,
 
     /// Connections to the main listener from these networks must open with a PROXY
@@ -174,8 +174,9 @@ pub struct ListenFlags {
     pub socks: Option<SocketAddr>,
 
     /// Answer `GET /proxy.pac` and `/wpad.dat` on HTTP listeners with this file, read at
-    /// start; without it a PAC pointing at the listener asked is served [default: generated]
-    #[arg(long, value_name = "FILE")]
+    /// start and on SIGHUP; without it a PAC pointing at the listener asked is served
+    /// [default: generated]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub pac_file: Option<PathBuf>,
 }
 

@@ -274,6 +274,12 @@ fn settings_a_reload_cannot_change_are_named() {
             "cache"
         ]
     );
+    let pac = settings(&["--port", "3128", "--cache", "--pac-file", "other.pac"]);
+    assert_eq!(
+        crate::config::needs_restart(&running, &pac),
+        ["listen addresses (host, port, TLS, SOCKS, PROXY protocol, PAC)"],
+        "a new PAC path needs a restart (its contents reload)"
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! `cli` says which flag keys exist and checks their values the way the flags are checked.
 
 mod limits;
+mod listen;
 mod rules;
 mod values;
 
@@ -17,10 +18,11 @@ use toml::de::DeTable;
 use crate::acl::{Action, RuleBook};
 use crate::files::{FileErrors, LineError};
 use crate::limits::LimitSettings;
+pub use listen::FileListener;
 use values::Problems;
 
-/// Top-level keys that are policy, not flags.
-const POLICY_KEYS: [&str; 4] = ["default", "groups", "rules", "limits"];
+/// Top-level keys that are listeners or policy, not flags.
+const POLICY_KEYS: [&str; 5] = ["listen", "default", "groups", "rules", "limits"];
 
 /// A flag as the file may set it.
 #[derive(Debug, Clone)]
@@ -47,6 +49,8 @@ pub struct FlagSetting {
 #[derive(Debug)]
 pub struct FileSettings {
     pub flags: Vec<FlagSetting>,
+    /// `[[listen]]` tables, in order.
+    pub listeners: Vec<FileListener>,
     pub rules: RuleBook,
     pub limits: LimitSettings,
 }
@@ -77,6 +81,7 @@ pub fn parse(
     let mut problems = Problems::new(file.to_string(), text);
     let mut settings = FileSettings {
         flags: Vec::new(),
+        listeners: Vec::new(),
         rules: RuleBook::default(),
         limits: LimitSettings::default(),
     };
@@ -102,7 +107,7 @@ pub fn parse(
             }
             None => problems.at(
                 &key.span(),
-                format!("unknown key `{name}` (not a flag, nor default, groups, rules or limits)"),
+                format!("unknown key `{name}` (not a flag, nor listen, default, groups, rules or limits)"),
             ),
         }
     }
@@ -111,6 +116,7 @@ pub fn parse(
     {
         settings.limits = limits::read(table, limits::Scope::Everyone, &mut problems);
     }
+    settings.listeners = listen::read(root, folder, &mut problems);
     let default = read_default(root, &mut problems);
     let book_rules = rules::read(root, folder, &mut problems);
     settings.rules = RuleBook::new(book_rules, default.0, Some(default.1));

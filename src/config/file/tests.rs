@@ -184,3 +184,61 @@ fn dest_files_are_read_relative_to_the_file_with_their_own_lines() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn listen_tables_become_listeners_with_paths_relative_to_the_file() {
+    let settings = read_ok(
+        "[[listen]]\naddr = \"0.0.0.0:3129\"\ntls_cert = \"certs/proxy.pem\"\n\
+         tls_key = \"/keys/proxy.key\"\n\n[[listen]]\naddr = \"127.0.0.1:1080\"\n\
+         protocol = \"socks5\"\nproxy_protocol_from = [\"10.0.0.0/8\", \"::1\"]\n",
+    );
+    let [tls, socks] = &settings.listeners[..] else {
+        panic!("{:?}", settings.listeners);
+    };
+    assert_eq!(tls.line, 1);
+    assert_eq!(tls.listener.addr, "0.0.0.0:3129".parse().unwrap());
+    let files = tls.listener.tls.as_ref().unwrap();
+    assert_eq!(files.cert, Path::new("/etc/proxy/certs/proxy.pem"));
+    assert_eq!(files.key, Path::new("/keys/proxy.key"));
+    assert_eq!(socks.line, 6);
+    assert_eq!(socks.listener.protocol, crate::config::Protocol::Socks5);
+    assert!(socks.listener.tls.is_none());
+    assert!(
+        socks
+            .listener
+            .expects_proxy_header("10.2.3.4".parse().unwrap())
+    );
+    assert!(socks.listener.expects_proxy_header("::1".parse().unwrap()));
+}
+
+#[test]
+fn bad_listen_tables_are_reported_at_their_lines() {
+    let found = problems(
+        "[[listen]]\naddr = \"localhost:80\"\n\
+         [[listen]]\naddr = \"127.0.0.1:1\"\nprotocol = \"socks4\"\nport = 3\n\
+         [[listen]]\nprotocol = \"http\"\n\
+         [[listen]]\naddr = \"127.0.0.1:2\"\ntls_cert = \"c.pem\"\n\
+         [[listen]]\naddr = \"127.0.0.1:3\"\nprotocol = \"socks5\"\ntls_cert = \"c\"\ntls_key = \"k\"\n\
+         [[listen]]\naddr = \"127.0.0.1:4\"\nproxy_protocol_from = [\"10.0.0.0/40\"]\n\
+         [[listen]]\naddr = \"127.0.0.1:5\"\n[[listen]]\naddr = \"127.0.0.1:5\"\n",
+    );
+    let expected = [
+        "p.toml:2: `addr`: \"localhost:80\" is not IP:PORT",
+        "p.toml:5: `protocol` must be \"http\" or \"socks5\", not \"socks4\"",
+        "p.toml:6: unknown key `port` in [[listen]]",
+        "p.toml:7: [[listen]] needs `addr`",
+        "p.toml:9: `tls_cert` and `tls_key` go together",
+        "p.toml:12: 127.0.0.1:3: TLS is only for HTTP listeners",
+        "p.toml:19: `proxy_protocol_from`:",
+        "p.toml:22: 127.0.0.1:5: two listeners on one address (the other at line 20)",
+    ];
+    for want in expected {
+        assert!(
+            found.iter().any(|line| line.contains(want)),
+            "{want:?} not in {found:#?}"
+        );
+    }
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+    let not_tables = problems("listen = \"127.0.0.1:1\"\n");
+    assert!(not_tables[0].contains("array of tables"), "{not_tables:?}");
+}
