@@ -28,7 +28,7 @@ start)
     ;;
 test)
     # chromium: the dashboard test (tests/it/dashboard/browser.rs) renders the page in it.
-    need_packages curl ca-certificates chromium
+    need_packages curl ca-certificates chromium haproxy
     cargo fmt --check
     cargo clippy --all-targets -- -D warnings
     cargo test

@@ -57,7 +57,11 @@ fn main() {
         if let Ok(Some(request)) = head::parse_request(&mut buf) {
             let length = framing::request_body(request.version, &request.headers);
             if let Ok(length) = length {
-                black_box(rewrite::origin_request(&request, length, "proxy-server"));
+                black_box(rewrite::origin_request(
+                    &request,
+                    length,
+                    rewrite::Outgoing::plain("proxy-server"),
+                ));
             }
         }
     });
@@ -65,7 +69,7 @@ fn main() {
         black_box(rewrite::origin_request(
             &parsed,
             framing::BodyLength::Empty,
-            "proxy-server",
+            rewrite::Outgoing::plain("proxy-server"),
         ));
     });
     println!(

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
@@ -29,7 +28,7 @@ use crate::stats::{Outcome, RuleAction, Seen, Stats};
 use crate::target::Target;
 use crate::tls::Certificates;
 use crate::tunnel::{self, Direction};
-use crate::upstream::{Connector, Dialer, Link, Resolver};
+use crate::upstream::{Connector, Dialer, Link, Resolver, Routes, UpstreamStream};
 
 /// The long-lived state the server runs with, built at start: the access rules and the
 /// TLS listeners' certificates and the PAC file (whose file errors `main` reports with
@@ -129,12 +128,14 @@ impl Context {
     pub fn new(config: Config, services: Services) -> Context {
         let listening = config.listeners.iter().map(|l| l.addr).collect();
         let connector = Connector::new(config.timeouts.connect, config.outgoing_address);
+        let routes = Routes::new(config.egress.clone(), &services.stats);
         let dialer = Dialer::new(
             services.access.clone(),
             listening,
             services.resolver,
             connector,
-        );
+        )
+        .with_routes(routes);
         Context {
             config,
             dialer,
@@ -234,6 +235,7 @@ impl Context {
                 cache: exchange.cache,
                 upstream: exchange.upstream,
                 hierarchy: exchange.hierarchy,
+                parent: exchange.parent.clone(),
                 outcome: exchange.outcome,
                 rule: exchange.rule.clone(),
             });
@@ -265,7 +267,7 @@ impl Context {
         &self,
         client: &mut ClientStream,
         client_early: Bytes,
-        upstream: &mut TcpStream,
+        upstream: &mut UpstreamStream,
         upstream_early: Bytes,
         pacer: Option<&Pacer>,
         exchange: &mut Exchange,
@@ -350,6 +352,8 @@ pub struct Exchange {
     pub upstream: Option<SocketAddr>,
     /// How `upstream` was reached (Squid's hierarchy code).
     pub hierarchy: &'static str,
+    /// The parent proxy it went through, if any.
+    pub parent: Option<Arc<str>>,
     pub cache: CacheResult,
     pub outcome: Outcome,
     /// The error's label when the exchange failed.
@@ -404,6 +408,7 @@ impl Exchange {
     pub fn connected(&mut self, link: &Link) {
         self.upstream = Some(link.peer);
         self.hierarchy = link.route.squid_code();
+        self.parent = link.route.parent().cloned();
         if let Some(settled) = &link.settled {
             self.rule.clone_from(&settled.rule);
             self.limits.clone_from(&settled.limits);
@@ -428,6 +433,7 @@ impl Exchange {
             bytes_from_origin: 0,
             upstream: None,
             hierarchy: "HIER_NONE",
+            parent: None,
             cache: CacheResult::None,
             outcome: Outcome::Allowed,
             failure: None,

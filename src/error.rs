@@ -87,6 +87,11 @@ pub enum ProxyError {
     NotCached,
     /// The origin sent something that is not a valid HTTP response: 502.
     BadResponse(&'static str),
+    /// A parent proxy answered no (a 407 for this proxy's credentials, a refused
+    /// CONNECT or SOCKS request): 502 naming it.
+    Parent { parent: Arc<str>, reason: String },
+    /// No parent proxy of the route could be reached (the names, comma-separated): 502.
+    ParentsDown(String),
     /// The origin closed or failed before its response head was complete: 502.
     UpstreamClosed,
     /// I/O failed after the response started: nothing can be sent, only closed.
@@ -112,6 +117,7 @@ impl ProxyError {
             Overloaded => 503,
             TooManyRequests(_) => 429,
             Resolve { .. } | Connect { .. } | BadResponse(_) | UpstreamClosed => 502,
+            Parent { .. } | ParentsDown(_) => 502,
             ConnectTimeout | ResponseTimeout | NotCached => 504,
             HeaderTimeout => 408,
             Io(..) => return None,
@@ -130,7 +136,9 @@ impl ProxyError {
             | ConnectTimeout
             | ResponseTimeout
             | BadResponse(_)
-            | UpstreamClosed => Side::Upstream,
+            | UpstreamClosed
+            | Parent { .. }
+            | ParentsDown(_) => Side::Upstream,
             NotCached => Side::Proxy,
             Io(side, _) => *side,
         }
@@ -158,6 +166,8 @@ impl ProxyError {
             NotCached => "not_cached",
             BadResponse(_) => "bad_response",
             UpstreamClosed => "upstream_closed",
+            Parent { .. } => "parent_refused",
+            ParentsDown(_) => "parents_down",
             Io(Side::Client, _) => "client_io",
             Io(_, _) => "upstream_io",
             HeaderTimeout => "header_timeout",
@@ -200,6 +210,12 @@ impl ProxyError {
             NotCached => "Gateway timeout: not in the cache (only-if-cached).\n".to_string(),
             BadResponse(why) => format!("Bad gateway: invalid response from origin: {why}.\n"),
             UpstreamClosed => "Bad gateway: the origin closed the connection.\n".to_string(),
+            Parent { parent, reason } => {
+                format!("Bad gateway: parent proxy {parent} {reason}.\n")
+            }
+            ParentsDown(parents) => {
+                format!("Bad gateway: no parent proxy reachable ({parents}).\n")
+            }
             HeaderTimeout => "Request head not received in time.\n".to_string(),
             Io(..) => String::new(),
         }
@@ -275,6 +291,14 @@ mod tests {
             ),
             (BadResponse("x"), Some(502)),
             (UpstreamClosed, Some(502)),
+            (
+                Parent {
+                    parent: "corp".into(),
+                    reason: "refused this proxy's credentials (407)".into(),
+                },
+                Some(502),
+            ),
+            (ParentsDown("corp, backup".into()), Some(502)),
             (ConnectTimeout, Some(504)),
             (ResponseTimeout, Some(504)),
             (NotCached, Some(504)),

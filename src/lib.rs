@@ -12,8 +12,9 @@
 //! (client address, credentials via `auth` — 407 —, host and CONNECT port via `acl` —
 //! 403 —, then the policy file's ordered rules, first match wins), then applies the
 //! user's `limits` (429 over the rate or the connection cap; a bandwidth pacer for what
-//! follows). A tunnel gets a connection from the `upstream::Dialer` (resolve, check every
-//! address and settle any rule that depended on them, connect), the front end's own
+//! follows). A tunnel gets a connection from the `upstream::Dialer` (the route: direct, or
+//! through parent proxies with failover; resolve, check every address and settle any
+//! rule that depended on them, connect), the front end's own
 //! answer (`200 Connection Established`), then the `tunnel` relay. A plain request asks
 //! the `cache` first (a hit is answered from
 //! memory), then sends the rewritten head and streamed body on a pooled or fresh
@@ -45,6 +46,7 @@ mod context;
 pub mod error;
 pub mod explain;
 pub mod files;
+pub mod health;
 pub mod http;
 mod http_proxy;
 pub mod limits;

@@ -1,7 +1,9 @@
 //! The `proxy-server` binary: parse flags and the configuration file, load the files
-//! they name, start logging, bind, run until SIGINT/SIGTERM, then drain and flush. Bad
-//! flags or files exit with code 2. `--check-config` stops after loading;
-//! `proxy-server explain …` answers one policy question and exits.
+//! they name, start logging, bind (or take the listening sockets a service manager or a
+//! predecessor passed: `LISTEN_FDS`), run until SIGINT/SIGTERM or a handover (SIGUSR2),
+//! then drain and flush. Bad flags or files exit with code 2. `--check-config` stops
+//! after loading; `proxy-server explain …` answers one policy question and exits. The
+//! environment is read here and nowhere else.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,6 +11,11 @@ use std::sync::Arc;
 use proxy_server::Services;
 use proxy_server::config::{
     self, Config, Invocation, LoadError, Settings, Source, check_listeners,
+};
+use proxy_server::health::Health;
+use proxy_server::server::{
+    HANDOVER_NOTIFY_ENV, HandoverSockets, Inherited, Lifecycle, ListenEnv, Notifier, Stop,
+    Successor,
 };
 use proxy_server::stats::Stats;
 use proxy_server::{access, explain, logging, metrics, server};
@@ -56,6 +63,13 @@ fn main() -> ExitCode {
         println!("proxy-server: configuration OK");
         return ExitCode::SUCCESS;
     }
+    let inherited = match proxy_server::server::inherit(&listen_env(), config.listeners.len()) {
+        Ok(inherited) => inherited,
+        Err(reason) => {
+            eprintln!("proxy-server: {reason}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let stats = Arc::new(Stats::default());
     let logging = match logging::init(&settings.log, stats.clone()) {
         Ok(logging) => logging,
@@ -74,7 +88,7 @@ fn main() -> ExitCode {
         runtime.worker_threads(workers);
     }
     let code = match runtime.enable_all().build() {
-        Ok(runtime) => runtime.block_on(serve(settings, source, services, stats)),
+        Ok(runtime) => runtime.block_on(serve(settings, source, services, stats, inherited)),
         Err(error) => {
             eprintln!("proxy-server: cannot start the runtime: {error}");
             ExitCode::FAILURE
@@ -89,30 +103,26 @@ async fn serve(
     source: Source,
     services: Services,
     stats: Arc<Stats>,
+    inherited: Option<Inherited>,
 ) -> ExitCode {
     let config: Config = settings.config.clone();
-    let sockets = match server::bind_all(&config) {
-        Ok(sockets) => sockets,
-        Err((addr, error)) => {
-            tracing::error!("cannot listen on {addr}: {error}");
+    let opened = server::open_listeners(&config, settings.metrics.addr, inherited).await;
+    let (sockets, metrics_socket) = match opened {
+        Ok(opened) => opened,
+        Err(reason) => {
+            tracing::error!("{reason}");
             return ExitCode::FAILURE;
         }
     };
+    let handover = HandoverSockets::of(&sockets, metrics_socket.as_ref());
+    let health = Health::default();
     let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
-    if let Some(addr) = settings.metrics.addr {
-        match TcpListener::bind(addr).await {
-            Ok(listener) => {
-                tracing::info!(
-                    "metrics on http://{}/",
-                    listener.local_addr().unwrap_or(addr)
-                );
-                tokio::spawn(metrics::serve(listener, stats.clone(), metrics_stopped));
-            }
-            Err(error) => {
-                tracing::error!("cannot listen on {addr} for metrics: {error}");
-                return ExitCode::FAILURE;
-            }
+    if let Some(listener) = metrics_socket {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!("metrics on http://{addr}/");
         }
+        let serving = metrics::serve(listener, stats.clone(), health.clone(), metrics_stopped);
+        tokio::spawn(serving);
     }
     let summaries = settings
         .metrics
@@ -126,14 +136,59 @@ async fn serve(
     let certificates = services.tls.iter().flatten().cloned().collect();
     tokio::spawn(server::reload_tls_on_sighup(certificates));
     tokio::spawn(server::reload_pac_on_sighup(services.pac.clone()));
+    let lifecycle = Lifecycle::new(
+        health,
+        Notifier::new(std::env::var_os("NOTIFY_SOCKET")),
+        config.timeouts.drain_delay,
+        successor().map(|successor| (successor, handover)),
+    );
     announce(&config, &sockets);
-    server::run(sockets, config, services, server::signal()).await;
+    lifecycle.ready(std::env::var_os(HANDOVER_NOTIFY_ENV).as_deref());
+    let until_stop = async {
+        if lifecycle.until_stop().await == Stop::HandedOver {
+            // The successor answers on the metrics socket from now on.
+            let _ = stop_metrics.send(true);
+        }
+    };
+    server::run(sockets, config, services, until_stop).await;
     let _ = stop_metrics.send(true);
     if let Some(task) = summaries {
         task.abort();
     }
     metrics::log_final_summary(&stats);
     ExitCode::SUCCESS
+}
+
+/// The socket-activation variables (sd_listen_fds(3)).
+fn listen_env() -> ListenEnv {
+    let var = |name| std::env::var(name).ok();
+    ListenEnv {
+        fds: var("LISTEN_FDS"),
+        pid: var("LISTEN_PID"),
+        names: var("LISTEN_FDNAMES"),
+    }
+}
+
+/// This program as it was started, for SIGUSR2 to start again (an upgrade replaces the
+/// file at the same path).
+fn successor() -> Option<Successor> {
+    let mut args = std::env::args_os();
+    let first = args.next()?;
+    let program = std::env::current_exe()
+        .ok()
+        .map(|path| {
+            // /proc/self/exe names a replaced binary "PATH (deleted)"; the new one is at PATH.
+            let text = path.to_string_lossy();
+            match text.strip_suffix(" (deleted)") {
+                Some(original) => std::path::PathBuf::from(original),
+                None => path,
+            }
+        })
+        .unwrap_or_else(|| first.into());
+    Some(Successor {
+        program,
+        args: args.collect(),
+    })
 }
 
 /// One line per listener, the main one first as `listening on ADDR` (which scripts and

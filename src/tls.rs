@@ -148,6 +148,38 @@ fn server_config(files: &TlsFiles) -> Result<ServerConfig, FileErrors> {
     Ok(config)
 }
 
+/// The client side, for connections to an `https://` parent proxy: its certificate is
+/// checked against the certificates of `ca_file` when given, else against the system's
+/// roots (`rustls-native-certs`: `/etc/ssl/certs` and `SSL_CERT_FILE`, where a company
+/// installs its own CA). The reason, when no usable certificate is found.
+pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            for cert in read_chain(path).map_err(|e| e.reason)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: unusable CA certificate: {e}", path.display()))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err("no system root certificates found; give the parent a ca_file".into());
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// Every certificate in a PEM file, the server's first; at least one.
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, LineError> {
     let chain = CertificateDer::pem_file_iter(path)

@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(length) = framing::request_body(request.version, &request.headers) else {
         return;
     };
-    let out = rewrite::origin_request(&request, length, "fuzz");
+    let out = rewrite::origin_request(&request, length, rewrite::Outgoing::plain("fuzz"));
     let mut fields = [httparse::EMPTY_HEADER; 2 * head::MAX_HEADERS];
     let mut reparsed = httparse::Request::new(&mut fields);
     match reparsed.parse(&out) {

@@ -42,6 +42,10 @@ impl<V> NameTable<V> {
         self.map.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.map.keys().map(AsRef::as_ref)
     }

@@ -17,12 +17,14 @@ use clap::Parser as _;
 
 use crate::access::AccessSettings;
 use crate::cache::CacheSettings;
+use crate::http::edits::HeaderEdits;
 use crate::logging::LogSettings;
 use crate::metrics::MetricsSettings;
+use crate::upstream::EgressSettings;
 use crate::upstream::ResolverSettings;
 pub use cli::{
-    AccessFlags, CacheFlags, Cli, Command, ExplainArgs, Invocation, ListenFlags, LoadError,
-    LogFlags, LogFormatFlag, MetricsFlags, Source, invocation,
+    AccessFlags, CacheFlags, Cli, Command, EgressFlags, ExplainArgs, Invocation, ListenFlags,
+    LoadError, LogFlags, LogFormatFlag, MetricsFlags, Source, invocation,
 };
 pub use file::{FlagKey, parse as parse_file};
 pub use listen::{Listener, Protocol, TlsFiles, check_listeners};
@@ -35,6 +37,12 @@ pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_RESPONSE_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
+/// No delay by default: a lone instance has no balancer to wait for, and stops at once as
+/// it always did. Behind a balancer, set it above the health check's interval × fall
+/// (docs/deployment.md).
+pub const DEFAULT_DRAIN_DELAY_SECS: u64 = 0;
+/// Longest accepted `--drain-delay`.
+pub const MAX_DRAIN_DELAY_SECS: u64 = 3600;
 pub const DEFAULT_VIA_NAME: &str = "proxy-server";
 
 /// Timeouts the connection path receives; library code never reads flags or the environment.
@@ -45,6 +53,8 @@ pub struct Timeouts {
     pub idle: Duration,
     pub response: Duration,
     pub shutdown_grace: Duration,
+    /// How long to keep accepting, not ready, after SIGTERM before the drain.
+    pub drain_delay: Duration,
 }
 
 /// The settings the core data path runs with.
@@ -65,6 +75,10 @@ pub struct Config {
     pub resolver: ResolverSettings,
     /// The local address outgoing connections are opened from; `None`: the system's choice.
     pub outgoing_address: Option<IpAddr>,
+    /// Parent proxies and routes (docs/egress.md).
+    pub egress: EgressSettings,
+    /// `Via`, `X-Forwarded-For` and the `[headers]` lists.
+    pub headers: HeaderEdits,
 }
 
 /// Everything the binary needs to start, from whatever source: the core [`Config`] the
@@ -114,6 +128,11 @@ pub fn needs_restart(old: &Settings, new: &Settings) -> Vec<&'static str> {
             "resolver and outgoing address",
             a.resolver != b.resolver || a.outgoing_address != b.outgoing_address,
         ),
+        (
+            "parents and routes",
+            format!("{:?}", a.egress) != format!("{:?}", b.egress),
+        ),
+        ("headers", a.headers != b.headers),
         (
             "logging",
             format!("{:?}", old.log) != format!("{:?}", new.log),

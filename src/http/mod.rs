@@ -3,6 +3,7 @@
 //! readers and writers.
 
 pub mod body;
+pub mod edits;
 pub mod framing;
 pub mod head;
 pub mod headers;

@@ -1,10 +1,16 @@
 //! Header rules at the proxy boundary (RFC 9110 §7.6): hop-by-hop fields are removed in
-//! both directions, `Host` is taken from the request URI, `Via` records this hop, and the
-//! framing fields are rewritten to match how the proxy itself frames the body. Also the
-//! canned answers the proxy sends on its own account.
+//! both directions, `Host` is taken from the request URI, `Via` records this hop (unless
+//! `--via off`), the operator's [`HeaderEdits`] apply, and the framing fields are
+//! rewritten to match how the proxy itself frames the body. A request through an HTTP
+//! parent proxy goes in absolute form with the parent's credentials ([`RequestForm`]).
+//! Also the canned answers the proxy sends on its own account.
+
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::edits::HeaderEdits;
 use super::framing::BodyLength;
 use super::head::{RequestHead, ResponseHead, Version};
 use super::headers::{Header, Headers};
@@ -96,25 +102,73 @@ pub fn via_has(headers: &Headers, name: &str) -> bool {
     })
 }
 
-/// The request head as sent to the origin, in origin-form.
-pub fn origin_request(head: &RequestHead, length: BodyLength, via_name: &str) -> Vec<u8> {
+/// How a request's head is written on an upstream connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestForm {
+    /// To the origin (or over a SOCKS tunnel to it): `GET /path`.
+    Origin,
+    /// To an HTTP parent proxy: `GET http://host/path`, with the parent's own
+    /// `Proxy-Authorization` (the client's never passes, RFC 9110 §11.7.1).
+    Absolute { authorization: Option<Arc<str>> },
+}
+
+/// Everything besides the request itself that shapes the head sent upstream.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub via_name: &'a str,
+    pub edits: &'a HeaderEdits,
+    /// The client's address, for `X-Forwarded-For`.
+    pub client: IpAddr,
+    pub form: &'a RequestForm,
+}
+
+static DEFAULT_EDITS: HeaderEdits = HeaderEdits::DEFAULT;
+static ORIGIN_FORM: RequestForm = RequestForm::Origin;
+
+impl<'a> Outgoing<'a> {
+    /// Straight to an origin with the default header settings (benches, fuzzing, tests).
+    pub fn plain(via_name: &'a str) -> Outgoing<'a> {
+        Outgoing {
+            via_name,
+            edits: &DEFAULT_EDITS,
+            client: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            form: &ORIGIN_FORM,
+        }
+    }
+}
+
+/// The request head as sent upstream, in origin form or, to a parent, absolute form.
+pub fn origin_request(head: &RequestHead, length: BodyLength, outgoing: Outgoing<'_>) -> Vec<u8> {
     let upgrade = wants_upgrade(head);
     let mut headers = strip_hop_by_hop(&head.headers, upgrade);
     headers.remove("expect");
     headers.remove("host");
+    outgoing.edits.edit_request(&mut headers, outgoing.client);
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(&head.method);
     out.push(b' ');
     if let super::RequestTarget::Absolute { path, .. } = &head.target {
+        if let RequestForm::Absolute { .. } = outgoing.form {
+            out.extend_from_slice(b"http://");
+            out.extend_from_slice(head.target.host_header().as_bytes());
+        }
         out.extend_from_slice(path);
     }
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
     out.extend_from_slice(head.target.host_header().as_bytes());
     out.extend_from_slice(b"\r\n");
-    add_via(
-        &mut headers,
-        &format!("{} {via_name}", via_version(head.version)),
-    );
+    if let RequestForm::Absolute {
+        authorization: Some(authorization),
+    } = outgoing.form
+    {
+        out.extend_from_slice(b"Proxy-Authorization: ");
+        out.extend_from_slice(authorization.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if outgoing.edits.via {
+        let hop = format!("{} {}", via_version(head.version), outgoing.via_name);
+        add_via(&mut headers, &hop);
+    }
     headers.write_to(&mut out);
     write_framing(&mut out, length, &[]);
     if upgrade {
@@ -185,7 +239,12 @@ pub struct ClientFraming {
 }
 
 /// The response head as sent to the client.
-pub fn client_response(head: &ResponseHead, framing: ClientFraming, via_name: &str) -> Vec<u8> {
+pub fn client_response(
+    head: &ResponseHead,
+    framing: ClientFraming,
+    via_name: &str,
+    edits: &HeaderEdits,
+) -> Vec<u8> {
     let switching = head.status == 101;
     let mut headers = strip_hop_by_hop(&head.headers, switching);
     if framing.keep_content_length
@@ -193,10 +252,11 @@ pub fn client_response(head: &ResponseHead, framing: ClientFraming, via_name: &s
     {
         headers.append("Content-Length", length.clone());
     }
-    add_via(
-        &mut headers,
-        &format!("{} {via_name}", via_version(head.version)),
-    );
+    edits.edit_response(&mut headers);
+    if edits.via {
+        let hop = format!("{} {via_name}", via_version(head.version));
+        add_via(&mut headers, &hop);
+    }
     let mut out = Vec::with_capacity(512);
     let line = ResponseHead {
         version: Version::Http11,
@@ -269,6 +329,34 @@ mod tests {
     use crate::http::head::parse_request;
     use bytes::BytesMut;
 
+    fn outgoing<'a>(via_name: &'a str, form: &'a RequestForm) -> Outgoing<'a> {
+        Outgoing {
+            form,
+            ..Outgoing::plain(via_name)
+        }
+    }
+
+    #[test]
+    fn parents_get_absolute_form_with_their_own_credentials() {
+        let head = request(
+            "GET http://origin:8080/p HTTP/1.1\r\nProxy-Authorization: Basic client\r\n\r\n",
+        );
+        let form = RequestForm::Absolute {
+            authorization: Some("Basic parent".into()),
+        };
+        let out = String::from_utf8(origin_request(
+            &head,
+            BodyLength::Empty,
+            outgoing("p", &form),
+        ))
+        .unwrap();
+        assert_eq!(
+            out,
+            "GET http://origin:8080/p HTTP/1.1\r\nHost: origin:8080\r\n\
+             Proxy-Authorization: Basic parent\r\nVia: 1.1 p\r\n\r\n"
+        );
+    }
+
     fn request(text: &str) -> RequestHead {
         parse_request(&mut BytesMut::from(text.as_bytes()))
             .unwrap()
@@ -282,8 +370,12 @@ mod tests {
              X-Secret: 1\r\nProxy-Authorization: Basic abc\r\nKeep-Alive: 5\r\nTE: trailers\r\n\
              Proxy-Connection: keep-alive\r\nx-Custom: A  b\r\nVia: 1.0 other\r\nUpgrade: h2c\r\n\r\n",
         );
-        let out =
-            String::from_utf8(origin_request(&head, BodyLength::Empty, "proxy-server")).unwrap();
+        let out = String::from_utf8(origin_request(
+            &head,
+            BodyLength::Empty,
+            outgoing("proxy-server", &RequestForm::Origin),
+        ))
+        .unwrap();
         assert_eq!(
             out,
             "GET /p?q=%41 HTTP/1.1\r\nHost: origin:8080\r\nx-Custom: A  b\r\n\
@@ -297,7 +389,12 @@ mod tests {
             "GET http://o/ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
         );
         assert!(wants_upgrade(&head));
-        let out = String::from_utf8(origin_request(&head, BodyLength::Empty, "p")).unwrap();
+        let out = String::from_utf8(origin_request(
+            &head,
+            BodyLength::Empty,
+            outgoing("p", &RequestForm::Origin),
+        ))
+        .unwrap();
         assert!(out.contains("Upgrade: websocket\r\n"));
         assert!(out.ends_with("Connection: Upgrade\r\n\r\n"));
     }
@@ -306,7 +403,12 @@ mod tests {
     fn framing_is_rewritten() {
         let head =
             request("POST http://o/ HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
-        let out = String::from_utf8(origin_request(&head, BodyLength::Fixed(5), "p")).unwrap();
+        let out = String::from_utf8(origin_request(
+            &head,
+            BodyLength::Fixed(5),
+            outgoing("p", &RequestForm::Origin),
+        ))
+        .unwrap();
         assert!(out.contains("Content-Length: 5\r\n"));
         assert!(!out.contains("Expect"));
     }
@@ -329,19 +431,30 @@ mod tests {
             &response("gzip, chunked"),
             framing(BodyLength::Chunked),
             "p",
+            &HeaderEdits::default(),
         );
         assert!(
             String::from_utf8(out)
                 .unwrap()
                 .contains("Transfer-Encoding: gzip, chunked\r\n")
         );
-        let out = client_response(&response("gzip"), framing(BodyLength::UntilClose), "p");
+        let out = client_response(
+            &response("gzip"),
+            framing(BodyLength::UntilClose),
+            "p",
+            &HeaderEdits::default(),
+        );
         assert!(
             String::from_utf8(out)
                 .unwrap()
                 .contains("Transfer-Encoding: gzip\r\n")
         );
-        let out = client_response(&response("chunked"), framing(BodyLength::Chunked), "p");
+        let out = client_response(
+            &response("chunked"),
+            framing(BodyLength::Chunked),
+            "p",
+            &HeaderEdits::default(),
+        );
         let out = String::from_utf8(out).unwrap();
         assert!(out.contains("Transfer-Encoding: chunked\r\n") && !out.contains("gzip"));
     }

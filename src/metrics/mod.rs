@@ -7,6 +7,7 @@
 //! [`Stats`]; counting is the job of the code that sees the traffic.
 
 mod dashboard;
+mod parents;
 mod prometheus;
 mod server;
 

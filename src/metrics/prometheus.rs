@@ -175,6 +175,7 @@ impl Collector for StatsCollector {
         )?;
         encode_durations(e, &s)?;
         encode_dns(e, &s)?;
+        super::parents::encode(e, &s.parents)?;
         encode_rule_decisions(e, &self.0)
     }
 }

@@ -1,7 +1,8 @@
 //! The metrics listener: a deliberately small HTTP/1.1 server for a few read-only pages.
 //!
 //! Owns the limits on request heads (size, read timeout, connection cap), routing of
-//! `GET`/`HEAD` for `/metrics`, `/stats`, `/stats/series`, `/stats/top` and `/`, response
+//! `GET`/`HEAD` for `/metrics`, `/stats`, `/stats/series`, `/stats/top`, `/healthz`,
+//! `/readyz` (503 unless [`Health`] says ready) and `/`, response
 //! framing, and the life of the dashboard's sampler (it runs while the server does). It never reads a
 //! request body: a request announcing one is answered and the connection closed
 //! (RFC 9112 §9.6 lets a server close after any response). Heads are parsed by
@@ -18,6 +19,7 @@ use tokio::task::JoinSet;
 
 use super::{dashboard, prometheus};
 use crate::error::{ProxyError, Side};
+use crate::health::{Health, Readiness};
 use crate::http::head::HeadLimits;
 use crate::http::origin::OriginRequestHead;
 use crate::http::{BodyLength, Reader, rewrite};
@@ -54,10 +56,15 @@ const PAGE: &str = concat!(
     "</script>\n</body>\n</html>\n"
 );
 
-/// Serves `/metrics`, `/stats`, `/stats/series`, `/stats/top` and `/` on `listener`, and
-/// samples the dashboard's series, until `shutdown` holds `true` (or its sender is
-/// dropped); then stops accepting and closes open metrics connections.
-pub async fn serve(listener: TcpListener, stats: Arc<Stats>, mut shutdown: watch::Receiver<bool>) {
+/// Serves `/metrics`, `/stats`, `/stats/series`, `/stats/top`, `/healthz`, `/readyz` and
+/// `/` on `listener`, and samples the dashboard's series, until `shutdown` holds `true`
+/// (or its sender is dropped); then stops accepting and closes open metrics connections.
+pub async fn serve(
+    listener: TcpListener,
+    stats: Arc<Stats>,
+    health: Health,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     // Dropping the set at the end stops the sampler.
     let mut sampler = JoinSet::new();
@@ -75,11 +82,14 @@ pub async fn serve(listener: TcpListener, stats: Arc<Stats>, mut shutdown: watch
         };
         match accepted {
             Ok((stream, _peer)) => {
-                let stats = Arc::clone(&stats);
+                let pages = Pages {
+                    stats: Arc::clone(&stats),
+                    health: health.clone(),
+                };
                 let shutdown = shutdown.clone();
                 connections.spawn(async move {
                     let _permit = permit;
-                    serve_connection(stream, stats, shutdown).await;
+                    serve_connection(stream, pages, shutdown).await;
                 });
             }
             Err(error) => {
@@ -98,11 +108,13 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|&stop| stop).await;
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+/// What the pages are made from.
+struct Pages {
     stats: Arc<Stats>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+    health: Health,
+}
+
+async fn serve_connection(stream: TcpStream, pages: Pages, mut shutdown: watch::Receiver<bool>) {
     let mut client = Reader::new(stream, Side::Client);
     for _ in 0..MAX_REQUESTS_PER_CONNECTION {
         let read = tokio::select! {
@@ -112,7 +124,7 @@ async fn serve_connection(
         let (response, keep_alive) = match read {
             // Timed out, or closed cleanly between requests.
             Err(_) | Ok(Ok(None)) => return,
-            Ok(Ok(Some(head))) => answer(&head, &stats),
+            Ok(Ok(Some(head))) => answer(&head, &pages),
             Ok(Err(error)) => match refusal(&error) {
                 Some(response) => (response, false),
                 None => return,
@@ -129,11 +141,11 @@ async fn serve_connection(
 
 /// The response to `head` and whether the connection stays open: only if the client
 /// asked for it and sent no body, since this server never reads one.
-fn answer(head: &OriginRequestHead, stats: &Arc<Stats>) -> (Vec<u8>, bool) {
+fn answer(head: &OriginRequestHead, pages: &Pages) -> (Vec<u8>, bool) {
     match head.body() {
         Ok(body) => {
             let keep_alive = head.keep_alive() && body == BodyLength::Empty;
-            (respond(head, stats, keep_alive), keep_alive)
+            (respond(head, pages, keep_alive), keep_alive)
         }
         Err(error) => (refusal(&error).unwrap_or_default(), false),
     }
@@ -213,7 +225,22 @@ fn json(body: serde_json::Result<Vec<u8>>) -> Response {
     }
 }
 
-fn respond(head: &OriginRequestHead, stats: &Arc<Stats>, keep_alive: bool) -> Vec<u8> {
+/// `/readyz`: 200 while ready for traffic, 503 while starting or draining (a balancer's
+/// check then takes the instance out before its listeners close).
+fn readiness(health: &Health) -> Response {
+    let state = health.readiness();
+    let body = format!("{}\n", state.label()).into_bytes();
+    match state {
+        Readiness::Ready => Response::ok(TEXT, body),
+        Readiness::Starting | Readiness::Draining => Response {
+            body,
+            ..Response::error(503)
+        },
+    }
+}
+
+fn respond(head: &OriginRequestHead, pages: &Pages, keep_alive: bool) -> Vec<u8> {
+    let stats = &pages.stats;
     let send_body = match &head.method[..] {
         b"GET" => true,
         b"HEAD" => false,
@@ -227,6 +254,8 @@ fn respond(head: &OriginRequestHead, stats: &Arc<Stats>, keep_alive: bool) -> Ve
         b"/stats" => json(serde_json::to_vec(&stats.snapshot())),
         b"/stats/series" => json(dashboard::series_json(stats)),
         b"/stats/top" => json(dashboard::top_json(stats)),
+        b"/healthz" => Response::ok(TEXT, b"ok\n".to_vec()),
+        b"/readyz" => readiness(&pages.health),
         b"/" => Response::ok("text/html; charset=utf-8", PAGE.as_bytes().to_vec()),
         _ => Response::error(404),
     };
@@ -269,7 +298,13 @@ mod tests {
 
     fn status_of(raw: &[u8]) -> String {
         let response = match parse_all(raw) {
-            Ok(Some(head)) => answer(&head, &Arc::new(Stats::default())).0,
+            Ok(Some(head)) => {
+                let pages = Pages {
+                    stats: Arc::new(Stats::default()),
+                    health: Health::default(),
+                };
+                answer(&head, &pages).0
+            }
             Ok(None) => panic!("incomplete"),
             Err(error) => refusal(&error).expect("answerable"),
         };
@@ -297,6 +332,9 @@ mod tests {
         );
         assert_eq!(status_of(b"DELETE /stats HTTP/1.1\r\n\r\n"), "HTTP/1.1 405");
         assert_eq!(status_of(b"CONNECT a:443 HTTP/1.1\r\n\r\n"), "HTTP/1.1 405");
+        assert_eq!(status_of(b"GET /healthz HTTP/1.1\r\n\r\n"), "HTTP/1.1 200");
+        // A fresh Health is still starting: not ready.
+        assert_eq!(status_of(b"GET /readyz HTTP/1.1\r\n\r\n"), "HTTP/1.1 503");
         assert_eq!(
             status_of(b"GET http://m/stats HTTP/1.1\r\n\r\n"),
             "HTTP/1.1 200"

@@ -3,9 +3,20 @@
 //! canned 503, on a plain HTTP listener, and is closed at once), and a graceful
 //! shutdown that stops accepting, lets requests in flight finish within a grace period,
 //! and closes idle keep-alive connections. Each connection task is isolated: a panic in one
-//! is caught, logged and counted, and touches no other connection.
+//! is caught, logged and counted, and touches no other connection. When accepting stops
+//! (`lifecycle`: SIGTERM after the drain delay, or a handover on SIGUSR2), how sockets
+//! pass between processes (`handover`) and what systemd is told (`notify`) live beside.
 
 mod accept;
+mod handover;
+mod lifecycle;
+mod notify;
+
+pub use handover::{
+    HANDOVER_NOTIFY_ENV, Inherited, ListenEnv, Sockets as HandoverSockets, Successor, inherit,
+};
+pub use lifecycle::{Lifecycle, Stop};
+pub use notify::Notifier;
 
 use std::any::Any;
 use std::future::Future;
@@ -48,6 +59,43 @@ pub fn bind_all(config: &Config) -> Result<Vec<TcpListener>, (SocketAddr, std::i
         .iter()
         .map(|listener| bind(listener.addr).map_err(|error| (listener.addr, error)))
         .collect()
+}
+
+/// The proxy listeners (in the configuration's order) and the metrics listener, taken
+/// over from `inherited` or bound now.
+pub async fn open_listeners(
+    config: &Config,
+    metrics_addr: Option<SocketAddr>,
+    inherited: Option<Inherited>,
+) -> Result<(Vec<TcpListener>, Option<TcpListener>), String> {
+    if let Some(inherited) = inherited {
+        let listeners = inherited
+            .listeners
+            .into_iter()
+            .map(TcpListener::from_std)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| format!("cannot use an inherited listener: {error}"))?;
+        // Metrics passed along, or bound here when the predecessor had none.
+        let metrics = match inherited.metrics {
+            Some(socket) => Some(TcpListener::from_std(socket).map_err(|e| e.to_string())?),
+            None => bind_metrics(metrics_addr).await?,
+        };
+        tracing::info!("took over {} listening sockets", listeners.len());
+        return Ok((listeners, metrics));
+    }
+    let listeners =
+        bind_all(config).map_err(|(addr, error)| format!("cannot listen on {addr}: {error}"))?;
+    Ok((listeners, bind_metrics(metrics_addr).await?))
+}
+
+async fn bind_metrics(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, String> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|error| format!("cannot listen on {addr} for metrics: {error}"))
 }
 
 /// Serves connections on `sockets` — one per listener of `config`, in its order (as
@@ -160,22 +208,6 @@ pub fn reload_pac_on_sighup(
     pac: Option<crate::pac_file::PacFile>,
 ) -> impl Future<Output = ()> + Send + 'static {
     crate::pac_file::reload_on_sighup(pac)
-}
-
-/// Completes at the first SIGINT or SIGTERM.
-pub async fn signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 mod dns;
 mod histogram;
 mod limited;
+mod parents;
 mod ring;
 mod rules;
 pub mod series;
@@ -32,6 +33,7 @@ use serde::Serialize;
 pub use dns::{DnsCounters, DnsSnapshot};
 pub use histogram::{BUCKET_BOUNDS_MICROS, DurationHistogram, HistogramSnapshot};
 pub use limited::{Limit, LimitedCounts};
+pub use parents::{ParentCounters, ParentSnapshot, ParentTable};
 pub use rules::{RuleAction, RuleCounts};
 pub use series::{Point, Series};
 pub use top::{Seen, TopReport, TopTallies};
@@ -124,6 +126,8 @@ pub struct Stats {
     /// by the request path.
     series: Mutex<Series>,
     rules: RuleCounts,
+    /// Parent proxies' state, registered by the dialer.
+    pub parents: ParentTable,
 }
 
 /// Keeps an "active" gauge raised while alive; lowers it exactly once when dropped. One
@@ -364,6 +368,7 @@ impl Stats {
             proxy_headers_rejected: load(&self.proxy_headers_rejected),
             request_durations: self.request_durations.snapshot(),
             dns: self.dns.snapshot(),
+            parents: self.parents.snapshot(),
         }
     }
 }
@@ -424,6 +429,8 @@ pub struct Snapshot {
     pub request_durations: HistogramSnapshot,
     /// The resolver's figures.
     pub dns: DnsSnapshot,
+    /// Each parent proxy: up now, connection failures, requests through it.
+    pub parents: Vec<ParentSnapshot>,
 }
 
 #[cfg(test)]

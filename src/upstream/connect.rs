@@ -39,6 +39,11 @@ impl Connector {
         Connector { timeout, outgoing }
     }
 
+    /// The deadline for one connection.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// A connection to one of `addrs` (checked by the caller), and the address it went to.
     pub async fn connect(
         &self,

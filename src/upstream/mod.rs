@@ -9,35 +9,43 @@
 //! them (RFC 9110 §17.1 aside) — and returns the stream with the [`Link`] it took. A
 //! connection goes back to the pool ([`Dialer::release`]) keyed by its route.
 //!
-//! A [`Route`] is how a connection reaches its target. Every route is direct today; a
-//! parent proxy is one more variant, with a module here that opens the connection
-//! through the parent, and one arm in [`Dialer::dial`].
+//! A [`Route`] is how a connection reaches its target: directly, or through a parent
+//! proxy (`parent/` opens connections through one, `route` picks the hops and keeps the
+//! parents' failover state, `through` walks the hops; docs/egress.md).
 
 mod connect;
+mod parent;
 mod pool;
 mod resolve;
+mod route;
+mod stream;
+mod through;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-use tokio::net::TcpStream;
 
 use crate::access::{AUTH_MISSING, AccessControl};
 use crate::acl::{AddressCheck, Verdict, refusal};
 use crate::client::ClientStream;
 use crate::error::ProxyError;
+use crate::http::rewrite::RequestForm;
 use crate::limits::LimitSettings;
 use crate::target::Target;
 pub use connect::Connector;
+pub use parent::{Parent, parse_url as parse_parent_url};
 use pool::Pool;
 use pool::PoolKey;
 pub use resolve::{DEFAULT_DNS_TIMEOUT_SECS, Resolver, ResolverSettings};
+pub use route::{DEFAULT_PARENT_BACKOFF_SECS, EgressSettings, Hop, RouteRule, Routes};
+pub use stream::UpstreamStream;
 
 /// How a connection reaches its target.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Route {
     /// Straight to the origin's address.
     Direct,
+    /// Through the parent proxy of this name.
+    Parent(Arc<str>),
 }
 
 impl Route {
@@ -45,6 +53,15 @@ impl Route {
     pub fn squid_code(&self) -> &'static str {
         match self {
             Route::Direct => "HIER_DIRECT",
+            Route::Parent(_) => "FIRSTUP_PARENT",
+        }
+    }
+
+    /// The parent's name, for a route through one.
+    pub fn parent(&self) -> Option<&Arc<str>> {
+        match self {
+            Route::Direct => None,
+            Route::Parent(name) => Some(name),
         }
     }
 }
@@ -61,7 +78,7 @@ pub enum Reuse {
 /// A connection to a target: the stream and how it got there.
 #[derive(Debug)]
 pub struct Upstream {
-    pub stream: TcpStream,
+    pub stream: UpstreamStream,
     pub link: Link,
 }
 
@@ -76,6 +93,9 @@ pub struct Link {
     /// [`AddressCheck`], and that rule's own limits.
     pub settled: Option<Settled>,
     key: Option<PoolKey>,
+    /// How a forwarded request's head is written on this connection: in origin form,
+    /// or in absolute form with the parent's credentials.
+    pub form: RequestForm,
 }
 
 /// An allowing verdict the dialer reached with the destination's addresses.
@@ -93,6 +113,7 @@ pub struct Dialer {
     listening: Vec<SocketAddr>,
     resolver: Resolver,
     connector: Connector,
+    routes: Routes,
 }
 
 impl Dialer {
@@ -108,7 +129,14 @@ impl Dialer {
             listening,
             resolver,
             connector,
+            routes: Routes::new(EgressSettings::default(), &crate::stats::Stats::default()),
         }
+    }
+
+    /// The same dialer, leaving by `routes` (parent proxies) where they say.
+    pub fn with_routes(mut self, routes: Routes) -> Dialer {
+        self.routes = routes;
+        self
     }
 
     /// A connection to `target` for `client`'s request. Tunnels are never pooled.
@@ -121,6 +149,12 @@ impl Dialer {
         reuse: Reuse,
         addresses: Option<&AddressCheck>,
     ) -> Result<Upstream, ProxyError> {
+        if let Some(upstream) = self
+            .through_parents(target, client, reuse, addresses)
+            .await?
+        {
+            return Ok(upstream);
+        }
         let route = Route::Direct;
         let key = (!target.is_tunnel()).then(|| PoolKey {
             route: route.clone(),
@@ -138,13 +172,14 @@ impl Dialer {
         let settled = settle(addresses, &addrs)?;
         let (stream, peer) = self.connector.connect(&addrs).await?;
         Ok(Upstream {
-            stream,
+            stream: UpstreamStream::Tcp(stream),
             link: Link {
                 peer,
                 route,
                 reused: false,
                 settled,
                 key,
+                form: RequestForm::Origin,
             },
         })
     }
@@ -184,13 +219,14 @@ impl Dialer {
                 reused: true,
                 settled: None,
                 key: Some(key.clone()),
+                form: RequestForm::Origin,
             },
         })
     }
 
     /// Keeps a connection whose last exchange ended cleanly, for the next request to the
     /// same target by the same route.
-    pub fn release(&self, stream: TcpStream, link: Link) {
+    pub fn release(&self, stream: UpstreamStream, link: Link) {
         if let Some(key) = link.key {
             self.pool.put(key, stream, link.peer);
         }

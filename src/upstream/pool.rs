@@ -4,14 +4,12 @@
 //! sockets; whether one may be used again is the dialer's to check.
 
 use std::collections::HashMap;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
-
 use super::Route;
+use super::stream::UpstreamStream;
 
 /// Idle connections kept for one origin.
 pub const POOL_MAX_PER_ORIGIN: usize = 64;
@@ -23,7 +21,7 @@ pub const POOL_MAX_TOTAL: usize = 1024;
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 struct Idle {
-    stream: TcpStream,
+    stream: UpstreamStream,
     peer: SocketAddr,
     since: Instant,
 }
@@ -79,14 +77,14 @@ impl Lists {
 
 impl Pool {
     /// An idle connection for `key` that still looks alive, most recent first.
-    pub fn take(&self, key: &PoolKey) -> Option<(TcpStream, SocketAddr)> {
+    pub fn take(&self, key: &PoolKey) -> Option<(UpstreamStream, SocketAddr)> {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let idle = &mut *idle;
         let list = idle.by_origin.get_mut(key)?;
         while let Some(conn) = list.pop() {
             idle.total -= 1;
-            if now.duration_since(conn.since) < POOL_IDLE_TIMEOUT && looks_alive(&conn.stream) {
+            if now.duration_since(conn.since) < POOL_IDLE_TIMEOUT && conn.stream.looks_alive() {
                 return Some((conn.stream, conn.peer));
             }
         }
@@ -94,7 +92,7 @@ impl Pool {
     }
 
     /// Keeps a connection whose last response was read completely.
-    pub fn put(&self, origin: PoolKey, stream: TcpStream, peer: SocketAddr) {
+    pub fn put(&self, origin: PoolKey, stream: UpstreamStream, peer: SocketAddr) {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.expire(&origin, now);
@@ -122,17 +120,10 @@ impl Pool {
     }
 }
 
-/// An idle connection has nothing to read: end of stream or stray bytes mean the origin
-/// closed it or broke the protocol, and it must not carry another request.
-fn looks_alive(stream: &TcpStream) -> bool {
-    let mut probe = [0u8; 1];
-    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     fn key(host: &str, port: u16) -> PoolKey {
         PoolKey {
@@ -142,11 +133,14 @@ mod tests {
         }
     }
 
-    async fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
+    async fn pair(listener: &TcpListener) -> (UpstreamStream, TcpStream) {
         let client = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
-        (client, listener.accept().await.unwrap().0)
+        (
+            UpstreamStream::Tcp(client),
+            listener.accept().await.unwrap().0,
+        )
     }
 
     #[tokio::test]

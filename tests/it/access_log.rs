@@ -231,6 +231,8 @@ async fn json_lines_parse_and_carry_every_documented_field() {
         "bytes_from_client",
         "cache",
         "upstream",
+        "hierarchy",
+        "parent",
         "outcome",
         "squid_code",
         "rule",
@@ -269,6 +271,8 @@ async fn json_lines_parse_and_carry_every_documented_field() {
     assert_eq!(line["bytes_to_client"], forwarded.len() as u64);
     assert_eq!(line["bytes_from_client"], sent);
     assert_eq!(line["upstream"], origin.addr.to_string());
+    assert_eq!(line["hierarchy"], "HIER_DIRECT");
+    assert!(line["parent"].is_null());
     assert_eq!(
         (line["cache"].as_str(), line["squid_code"].as_str()),
         (Some("-"), Some("TCP_MISS"))
@@ -279,6 +283,7 @@ async fn json_lines_parse_and_carry_every_documented_field() {
         (Some(403), Some("TCP_DENIED"))
     );
     assert!(line["upstream"].is_null());
+    assert_eq!(line["hierarchy"], "HIER_NONE");
     let line = find("upstream_error");
     assert_eq!(
         (line["status"].as_u64(), line["bytes_to_client"].as_u64()),

@@ -37,6 +37,7 @@ fn record(n: u64, outcome: Outcome, status: u16) -> AccessRecord {
         },
         upstream: (n % 2 == 1).then(|| "127.0.0.1:8080".parse().expect("addr")),
         hierarchy: "HIER_DIRECT",
+        parent: None,
         outcome,
         rule: None,
     }

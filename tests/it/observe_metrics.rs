@@ -25,7 +25,8 @@ async fn start(stats: Arc<Stats>) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, shutdown) = watch::channel(false);
-    let task = tokio::spawn(metrics::serve(listener, stats, shutdown));
+    let health = proxy_server::health::Health::default();
+    let task = tokio::spawn(metrics::serve(listener, stats, health, shutdown));
     Server { addr, stop, task }
 }
 

@@ -186,7 +186,7 @@ proptest! {
         let Ok(length) = framing::request_body(request.version, &request.headers) else {
             return Ok(());
         };
-        let out = rewrite::origin_request(&request, length, "proxy-server");
+        let out = rewrite::origin_request(&request, length, rewrite::Outgoing::plain("proxy-server"));
 
         // Canonical, with the body the framing announces appended.
         let mut message = out.clone();

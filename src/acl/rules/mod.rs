@@ -48,10 +48,8 @@ impl Rules {
     /// or under a wildcard. `*.ads.com` matches `x.ads.com` and `a.b.ads.com`, but
     /// neither `ads.com` nor `notads.com`: only suffixes that start after a dot are tried.
     pub fn blocks_name(&self, name: &str) -> bool {
-        if self.exact.contains(name) {
-            return true;
-        }
-        self.wildcard.suffixes(name).next().is_some()
+        (!self.exact.is_empty() && self.exact.contains(name))
+            || (!self.wildcard.is_empty() && self.wildcard.suffixes(name).next().is_some())
     }
 
     /// The exact names, and the domains of the `*.` wildcards, for indexes built over

@@ -164,7 +164,28 @@ fn with_file(
     let access = &mut settings.config.access;
     access.rules = Some(Arc::new(file.rules));
     access.limits = Arc::new(file.limits);
+    join_egress(&mut settings, file.egress);
     Ok(settings)
+}
+
+/// The file's parents first (its routes name them by index), then the `--parent` list,
+/// whose hops move along; the file's header lists join the flags' settings.
+fn join_egress(settings: &mut Settings, file: file::FileEgress) {
+    let egress = &mut settings.config.egress;
+    let offset = file.parents.len();
+    for hop in &mut egress.fallback {
+        if let crate::upstream::Hop::Parent(index) = hop {
+            *index += offset;
+        }
+    }
+    let flags = std::mem::replace(&mut egress.parents, file.parents);
+    egress.parents.extend(flags);
+    egress.routes = file.routes;
+    let headers = &mut settings.config.headers;
+    headers.request_remove = file.request_remove;
+    headers.request_add = file.request_add;
+    headers.response_remove = file.response_remove;
+    headers.response_add = file.response_add;
 }
 
 /// The file's `[[listen]]` listeners after the command line's (the main listener stays

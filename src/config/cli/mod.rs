@@ -5,8 +5,11 @@
 //! comments here, so `--help` and the flag table in the docs are checked against each
 //! other by a test.
 
+mod egress;
 mod merge;
 mod resolver;
+
+pub use egress::EgressFlags;
 
 pub use merge::{Invocation, LoadError, Source, invocation};
 pub use resolver::ResolverFlags;
@@ -20,10 +23,10 @@ use clap::{Parser, ValueHint};
 use ipnet::IpNet;
 
 use super::{
-    Config, DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_HEADER_TIMEOUT_SECS, DEFAULT_HOST,
-    DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT,
+    Config, DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_DRAIN_DELAY_SECS, DEFAULT_HEADER_TIMEOUT_SECS,
+    DEFAULT_HOST, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT,
     DEFAULT_RESPONSE_TIMEOUT_SECS, DEFAULT_SHUTDOWN_GRACE_SECS, DEFAULT_VIA_NAME, Listener,
-    Settings, Timeouts, TlsFiles,
+    MAX_DRAIN_DELAY_SECS, Settings, Timeouts, TlsFiles,
 };
 use crate::access::AccessSettings;
 use crate::acl::{DEFAULT_CONNECT_PORTS, PortSet, parse_client_net};
@@ -90,6 +93,13 @@ pub struct Cli {
     #[arg(long, default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS)]
     pub shutdown_grace: u64,
 
+    /// Seconds to keep accepting after SIGTERM while /readyz already answers 503, so a
+    /// load balancer's health check takes this instance out before its listeners close;
+    /// then the drain (--shutdown-grace) begins.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_DRAIN_DELAY_SECS,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_DRAIN_DELAY_SECS))]
+    pub drain_delay: u64,
+
     /// Name this proxy adds to `Via`; a request already carrying it is a loop (`508`).
     /// Give chained instances different names.
     #[arg(long, default_value = DEFAULT_VIA_NAME, value_parser = via_name)]
@@ -118,6 +128,9 @@ pub struct Cli {
 
     #[command(flatten)]
     pub metrics: MetricsFlags,
+
+    #[command(flatten)]
+    pub egress: EgressFlags,
 
     #[command(flatten)]
     pub resolver: ResolverFlags,
@@ -342,12 +355,15 @@ impl Cli {
                 idle: Duration::from_secs(self.idle_timeout),
                 response: Duration::from_secs(self.response_timeout),
                 shutdown_grace: Duration::from_secs(self.shutdown_grace),
+                drain_delay: Duration::from_secs(self.drain_delay),
             },
             via_name: self.via_name.clone(),
             access: self.access.settings(),
             cache: self.cache.settings(),
             resolver: self.resolver.settings(),
             outgoing_address: self.resolver.outgoing_address,
+            egress: self.egress.egress(),
+            headers: self.egress.headers(),
         }
     }
 }

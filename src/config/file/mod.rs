@@ -5,6 +5,7 @@
 //! folder, and reports every problem as `file:line: reason`. It knows nothing of clap:
 //! `cli` says which flag keys exist and checks their values the way the flags are checked.
 
+mod egress;
 mod limits;
 mod listen;
 mod rules;
@@ -21,8 +22,12 @@ use crate::limits::LimitSettings;
 pub use listen::FileListener;
 use values::Problems;
 
-/// Top-level keys that are listeners or policy, not flags.
-const POLICY_KEYS: [&str; 5] = ["listen", "default", "groups", "rules", "limits"];
+/// Top-level keys that are listeners, policy or egress, not flags.
+const POLICY_KEYS: [&str; 8] = [
+    "listen", "default", "groups", "rules", "limits", "parents", "routes", "headers",
+];
+
+pub use egress::FileEgress;
 
 /// A flag as the file may set it.
 #[derive(Debug, Clone)]
@@ -53,6 +58,7 @@ pub struct FileSettings {
     pub listeners: Vec<FileListener>,
     pub rules: RuleBook,
     pub limits: LimitSettings,
+    pub egress: FileEgress,
 }
 
 /// Reads `path`; `flags` are the flag keys the file may set. Returns what could be
@@ -84,6 +90,7 @@ pub fn parse(
         listeners: Vec::new(),
         rules: RuleBook::default(),
         limits: LimitSettings::default(),
+        egress: FileEgress::default(),
     };
     let root = match DeTable::parse(text) {
         Ok(root) => root,
@@ -107,7 +114,10 @@ pub fn parse(
             }
             None => problems.at(
                 &key.span(),
-                format!("unknown key `{name}` (not a flag, nor listen, default, groups, rules or limits)"),
+                format!(
+                    "unknown key `{name}` (not a flag, nor listen, default, groups, rules, \
+                     limits, parents, routes or headers)"
+                ),
             ),
         }
     }
@@ -120,6 +130,7 @@ pub fn parse(
     let default = read_default(root, &mut problems);
     let book_rules = rules::read(root, folder, &mut problems);
     settings.rules = RuleBook::new(book_rules, default.0, Some(default.1));
+    settings.egress = egress::read(root, folder, &mut problems);
     (settings, problems.errors)
 }
 

@@ -10,7 +10,6 @@ use std::borrow::Cow;
 use std::time::SystemTime;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use crate::acl::AddressCheck;
 use crate::cache::{self, Filler, Hit, Timing};
@@ -18,20 +17,20 @@ use crate::client::ClientStream;
 use crate::context::{Context, Exchange, Next};
 use crate::error::{ProxyError, Side};
 use crate::http::body::{self, Relay};
-use crate::http::rewrite::{self, ClientFraming};
+use crate::http::rewrite::{self, ClientFraming, RequestForm};
 use crate::http::{
     BodyLength, Headers, Reader, RequestHead, RequestTarget, ResponseHead, Version, framing,
 };
 use crate::limits::{Paced, Pacer};
 use crate::logging::CacheResult;
 use crate::target::Target;
-use crate::upstream::{Link, Reuse};
+use crate::upstream::{Link, Reuse, UpstreamStream};
 use cached::Decision;
 
 /// The upstream side of a forwarded request: the connection's read state, how it was
 /// made, and the user's bandwidth that bodies both ways move under (when limited).
 struct Origin {
-    reader: Reader<TcpStream>,
+    reader: Reader<UpstreamStream>,
     link: Link,
     pacer: Option<Pacer>,
 }
@@ -141,7 +140,24 @@ async fn fetch(
         }
         other => other?,
     };
+    parent_refusal(&response, &origin.link)?;
     Ok((response, origin))
+}
+
+/// A 407 from a parent proxy is about this proxy's credentials, not the client's: the
+/// client gets a 502 naming the parent, the operator a warning.
+fn parent_refusal(response: &ResponseHead, link: &Link) -> Result<(), ProxyError> {
+    match (response.status, link.route.parent(), &link.form) {
+        (407, Some(parent), RequestForm::Absolute { .. }) => {
+            let reason = "refused this proxy's credentials (407)".to_string();
+            tracing::warn!(%parent, reason, "parent proxy refused");
+            Err(ProxyError::Parent {
+                parent: parent.clone(),
+                reason,
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 fn retryable(head: &RequestHead, length: BodyLength) -> bool {
@@ -175,7 +191,13 @@ async fn exchange_head(
     origin: &mut Origin,
     exchange: &mut Exchange,
 ) -> Result<ResponseHead, ProxyError> {
-    let request = rewrite::origin_request(head, length, &ctx.config.via_name);
+    let outgoing = rewrite::Outgoing {
+        via_name: &ctx.config.via_name,
+        edits: &ctx.config.headers,
+        client: client.get_ref().peer().ip(),
+        form: &origin.link.form,
+    };
+    let request = rewrite::origin_request(head, length, outgoing);
     if length != BodyLength::Empty
         && head.version == Version::Http11
         && head.headers.has_token("expect", "100-continue")
@@ -267,9 +289,9 @@ async fn respond(
         CacheResult::Miss => {
             let mut marked = response.clone();
             marked.headers.push(cache::miss_field());
-            rewrite::client_response(&marked, framing, &ctx.config.via_name)
+            rewrite::client_response(&marked, framing, &ctx.config.via_name, &ctx.config.headers)
         }
-        _ => rewrite::client_response(response, framing, &ctx.config.via_name),
+        _ => rewrite::client_response(response, framing, &ctx.config.via_name, &ctx.config.headers),
     };
     exchange.status = response.status;
     exchange.response_started = true;
@@ -333,13 +355,21 @@ async fn serve_hit(
 ) -> Result<Next, ProxyError> {
     let keep_alive = client_keep_alive(ctx, head, BodyLength::Empty);
     let mut extra = Headers::new();
-    extra.append("Via", format!("1.1 {}", ctx.config.via_name));
+    for field in &ctx.config.headers.response_add {
+        extra.push(field.clone());
+    }
+    if ctx.config.headers.via {
+        extra.append("Via", format!("1.1 {}", ctx.config.via_name));
+    }
     if !keep_alive {
         extra.append("Connection", "close");
     } else if head.version == Version::Http10 {
         extra.append("Connection", "keep-alive");
     }
-    let mut out = hit.render_head(&extra);
+    let mut out = ctx
+        .config
+        .headers
+        .render_hit(|extra| hit.render_head(extra), extra);
     out.extend_from_slice(&hit.body());
     exchange.status = hit.status();
     exchange.cache = CacheResult::Hit;
@@ -371,7 +401,8 @@ async fn upgrade(
         client_version: head.version,
         keep_content_length: false,
     };
-    let out = rewrite::client_response(response, framing, &ctx.config.via_name);
+    let out =
+        rewrite::client_response(response, framing, &ctx.config.via_name, &ctx.config.headers);
     exchange.status = 101;
     exchange.response_started = true;
     write_client(client, &out).await?;

@@ -63,6 +63,9 @@ pub struct AccessRecord {
     /// How it was reached, as Squid's hierarchy code (`HIER_DIRECT`); shown with
     /// `upstream`.
     pub hierarchy: &'static str,
+    /// The parent proxy the request went through (`FIRSTUP_PARENT/name` in the Squid
+    /// line, `parent` in JSON); `None` for a direct route.
+    pub parent: Option<Arc<str>>,
     pub outcome: Outcome,
     /// The access-policy rule that allowed or refused the request, as the policy names
     /// it (`"staff" (rule 2, proxy-server.toml:31)`); `None` when no rule decided.
@@ -114,9 +117,14 @@ pub fn write_squid_line(record: &AccessRecord, out: &mut Vec<u8>) {
     push_token(&mut line, &record.target);
     line.push(' ');
     push_token(&mut line, record.user.as_deref().unwrap_or(""));
-    let _ = match record.upstream {
-        Some(peer) => write!(line, " {}/{}", record.hierarchy, peer.ip()),
-        None => write!(line, " HIER_NONE/-"),
+    let _ = match (&record.parent, record.upstream) {
+        (Some(parent), _) => {
+            let _ = write!(line, " {}/", record.hierarchy);
+            push_token(&mut line, parent);
+            Ok(())
+        }
+        (None, Some(peer)) => write!(line, " {}/{}", record.hierarchy, peer.ip()),
+        (None, None) => write!(line, " HIER_NONE/-"),
     };
     let _ = write!(
         line,
@@ -160,6 +168,9 @@ struct JsonLine<'a> {
     bytes_from_client: u64,
     cache: &'static str,
     upstream: Option<String>,
+    /// Squid's hierarchy code: `HIER_DIRECT`, `FIRSTUP_PARENT` or `HIER_NONE`.
+    hierarchy: &'static str,
+    parent: Option<&'a str>,
     outcome: &'static str,
     squid_code: &'static str,
     rule: Option<&'a str>,
@@ -181,6 +192,11 @@ pub fn write_json_line(record: &AccessRecord, out: &mut Vec<u8>) {
         bytes_from_client: record.bytes_from_client,
         cache: record.cache.label(),
         upstream: record.upstream.map(|peer| peer.to_string()),
+        hierarchy: match record.upstream {
+            Some(_) => record.hierarchy,
+            None => "HIER_NONE",
+        },
+        parent: record.parent.as_deref(),
         outcome: record.outcome.label(),
         squid_code: squid_result_code(record),
         rule: record.rule.as_deref(),

@@ -19,6 +19,7 @@ fn forwarded() -> AccessRecord {
         cache: CacheResult::Miss,
         upstream: Some("198.51.100.3:80".parse().expect("addr")),
         hierarchy: "HIER_DIRECT",
+        parent: None,
         outcome: Outcome::Allowed,
         rule: None,
     }
@@ -54,6 +55,7 @@ fn cache_hit_has_no_peer() {
         cache: CacheResult::Hit,
         upstream: None,
         hierarchy: "HIER_DIRECT",
+        parent: None,
         user: None,
         ..forwarded()
     };
@@ -62,6 +64,19 @@ fn cache_hit_has_no_peer() {
         "1700000000.253      3 192.0.2.7 TCP_HIT/200 5120 GET http://example.com/index.html \
          - HIER_NONE/- - 312 allowed -\n"
     );
+}
+
+#[test]
+fn a_parent_is_named_in_place_of_the_peer() {
+    let record = AccessRecord {
+        hierarchy: "FIRSTUP_PARENT",
+        parent: Some("corp backup".into()),
+        ..forwarded()
+    };
+    assert!(squid(&record).contains(" alice FIRSTUP_PARENT/corp%20backup - 312 "));
+    let value = json(&record);
+    assert_eq!(value["hierarchy"], "FIRSTUP_PARENT");
+    assert_eq!(value["parent"], "corp backup");
 }
 
 #[test]
@@ -75,6 +90,7 @@ fn tunnel_logs_both_directions() {
         cache: CacheResult::None,
         upstream: Some("[2001:db8::1]:443".parse().expect("addr")),
         hierarchy: "HIER_DIRECT",
+        parent: None,
         outcome: Outcome::Tunnel,
         ..forwarded()
     };
@@ -118,6 +134,7 @@ fn refusals_and_failures_map_to_squid_codes() {
             cache: CacheResult::None,
             upstream: None,
             hierarchy: "HIER_DIRECT",
+            parent: None,
             user: None,
             ..forwarded()
         };
@@ -179,6 +196,8 @@ fn json_line_carries_every_field() {
         "bytes_from_client": 312,
         "cache": "MISS",
         "upstream": "198.51.100.3:80",
+        "hierarchy": "HIER_DIRECT",
+        "parent": null,
         "outcome": "allowed",
         "squid_code": "TCP_MISS",
             "rule": null,
