@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
-use hickory_resolver::{ResolverBuilder, TokioResolver};
+use hickory_resolver::proto::op::Query;
+use hickory_resolver::proto::rr::{Name, RecordType};
+use hickory_resolver::{Hosts, ResolverBuilder, TokioResolver};
 use lru::LruCache;
 use tokio::sync::OnceCell;
 
@@ -72,6 +74,9 @@ impl Default for ResolverSettings {
 /// The resolver and its cache. One per dialer.
 pub struct Resolver {
     dns: TokioResolver,
+    /// `/etc/hosts` or `--hosts-file`: a name listed there is answered from there alone,
+    /// IPv4 first, as glibc does (hickory would also ask DNS for the family not listed).
+    hosts: Hosts,
     /// Name (lower case, no trailing dot) to its answer, or to the query in flight that
     /// will fill it: every caller in the meantime waits on the same cell.
     cache: Mutex<LruCache<Box<str>, Arc<OnceCell<Answer>>>>,
@@ -122,18 +127,21 @@ impl Resolver {
         options.positive_max_ttl = Some(POSITIVE_TTL_CAP);
         options.negative_min_ttl = Some(NEGATIVE_TTL_FLOOR);
         options.negative_max_ttl = Some(NEGATIVE_TTL_CAP);
-        if settings.hosts_file.is_some() {
-            options.use_hosts_file = ResolveHosts::Never;
-        }
-        let mut dns = builder.build().map_err(io::Error::other)?;
-        if let Some(path) = &settings.hosts_file {
-            let mut hosts = hickory_resolver::Hosts::default();
-            std::fs::File::open(path).and_then(|file| hosts.read_hosts_conf(file))?;
-            dns.set_hosts(Arc::new(hosts));
-        }
+        // The hosts file is ours to ask (`from_hosts`), so hickory reads none.
+        options.use_hosts_file = ResolveHosts::Never;
+        let dns = builder.build().map_err(io::Error::other)?;
+        let hosts = match &settings.hosts_file {
+            Some(path) => {
+                let mut hosts = Hosts::default();
+                std::fs::File::open(path).and_then(|file| hosts.read_hosts_conf(file))?;
+                hosts
+            }
+            None => Hosts::from_system().unwrap_or_default(),
+        };
         let names = NonZeroUsize::new(CACHE_NAMES).unwrap_or(NonZeroUsize::MIN);
         Ok(Resolver {
             dns,
+            hosts,
             cache: Mutex::new(LruCache::new(names)),
             timeout: settings.timeout,
             stats,
@@ -200,7 +208,32 @@ impl Resolver {
         cell
     }
 
+    /// The addresses the hosts file lists for `name`, IPv4 first; `None` if none.
+    fn from_hosts(&self, name: &str) -> Option<Arc<[IpAddr]>> {
+        let name = Name::from_ascii(name).ok()?;
+        let ips: Arc<[IpAddr]> = [RecordType::A, RecordType::AAAA]
+            .into_iter()
+            .filter_map(|kind| {
+                self.hosts
+                    .lookup_static_host(&Query::query(name.clone(), kind))
+            })
+            .flat_map(|lookup| {
+                let answers = lookup.answers().to_vec();
+                answers
+                    .into_iter()
+                    .filter_map(|record| record.data.ip_addr())
+            })
+            .collect();
+        (!ips.is_empty()).then_some(ips)
+    }
+
     async fn query(&self, name: &str) -> Answer {
+        if let Some(ips) = self.from_hosts(name) {
+            return Answer {
+                found: Ok(ips),
+                expires: Instant::now() + POSITIVE_TTL_CAP,
+            };
+        }
         let started = Instant::now();
         let result = tokio::time::timeout(self.timeout, self.dns.lookup_ip(name)).await;
         let now = Instant::now();
