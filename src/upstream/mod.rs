@@ -14,6 +14,7 @@
 //! parents' failover state, `through` walks the hops; docs/egress.md).
 
 mod connect;
+mod literal;
 mod parent;
 mod pool;
 mod resolve;

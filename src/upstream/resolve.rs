@@ -31,6 +31,7 @@ use hickory_resolver::{Hosts, ResolverBuilder, TokioResolver};
 use lru::LruCache;
 use tokio::sync::OnceCell;
 
+use super::literal::literal;
 use crate::error::ProxyError;
 use crate::stats::Stats;
 
@@ -127,7 +128,7 @@ impl Resolver {
         options.positive_max_ttl = Some(POSITIVE_TTL_CAP);
         options.negative_min_ttl = Some(NEGATIVE_TTL_FLOOR);
         options.negative_max_ttl = Some(NEGATIVE_TTL_CAP);
-        // The hosts file is ours to ask (`from_hosts`), so hickory reads none.
+        // The hosts file is ours to ask (`listed`), so hickory reads none.
         options.use_hosts_file = ResolveHosts::Never;
         let dns = builder.build().map_err(io::Error::other)?;
         let hosts = match &settings.hosts_file {
@@ -209,7 +210,7 @@ impl Resolver {
     }
 
     /// The addresses the hosts file lists for `name`, IPv4 first; `None` if none.
-    fn from_hosts(&self, name: &str) -> Option<Arc<[IpAddr]>> {
+    fn listed(&self, name: &str) -> Option<Arc<[IpAddr]>> {
         let name = Name::from_ascii(name).ok()?;
         let ips: Arc<[IpAddr]> = [RecordType::A, RecordType::AAAA]
             .into_iter()
@@ -228,7 +229,7 @@ impl Resolver {
     }
 
     async fn query(&self, name: &str) -> Answer {
-        if let Some(ips) = self.from_hosts(name) {
+        if let Some(ips) = self.listed(name) {
             return Answer {
                 found: Ok(ips),
                 expires: Instant::now() + POSITIVE_TTL_CAP,
@@ -271,47 +272,6 @@ impl Resolver {
         }
         answer
     }
-}
-
-/// An address literal, in the spellings getaddrinfo (inet_aton) accepted before this
-/// resolver replaced it, so that none of them becomes a name sent to DNS: besides the
-/// standard forms, IPv4 with one to four parts, each decimal, `0x` hexadecimal or
-/// `0`-prefixed octal, the last filling the remaining bytes (`127.1`, `0x7f000001`,
-/// `2130706433`, `0177.0.0.1`).
-fn literal(name: &str) -> Option<IpAddr> {
-    if let Ok(ip) = name.parse::<IpAddr>() {
-        return Some(ip);
-    }
-    let parts: Vec<u32> = name.split('.').map(number).collect::<Option<_>>()?;
-    let (last, leading) = parts.split_last()?;
-    if leading.len() > 3 || leading.iter().any(|&part| part > 0xff) {
-        return None;
-    }
-    let room = 8 * (4 - leading.len() as u32);
-    if room < 32 && *last >> room != 0 {
-        return None;
-    }
-    let high = leading
-        .iter()
-        .enumerate()
-        .fold(0u32, |acc, (i, &part)| acc | part << (24 - 8 * i as u32));
-    Some(IpAddr::V4((high | last).into()))
-}
-
-/// One part of a legacy IPv4 literal: decimal, `0x` hex or `0`-prefixed octal.
-fn number(part: &str) -> Option<u32> {
-    let (digits, radix) = match part.as_bytes() {
-        [b'0', b'x' | b'X', ..] => (&part[2..], 16),
-        [b'0', _, ..] => (&part[1..], 8),
-        _ => (part, 10),
-    };
-    if digits.is_empty() && radix == 16 {
-        return Some(0);
-    }
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    u32::from_str_radix(digits, radix).ok()
 }
 
 /// A builder asking `servers` (UDP, then TCP for truncated answers), no search list.
@@ -382,34 +342,6 @@ mod tests {
             "Bad gateway: cannot resolve no-such-host.invalid.\n"
         );
         assert!(error.source().is_some(), "the resolver's error is kept");
-    }
-
-    #[test]
-    fn legacy_ipv4_spellings_are_literals() {
-        for spelling in [
-            "127.1",
-            "2130706433",
-            "0x7f.0.0.1",
-            "0177.0.0.1",
-            "127.000.000.001",
-            "127.0.1",
-            "0x7f.1",
-            "0x7f000001",
-            "017700000001",
-        ] {
-            assert_eq!(literal(spelling), Some([127, 0, 0, 1].into()), "{spelling}");
-        }
-        for name in [
-            "example.com",
-            "1.2.3.4.5",
-            "256.1.1.1",
-            "1.2.3.256",
-            "08.1",
-            "1..2",
-        ] {
-            assert_eq!(literal(name), None, "{name}");
-        }
-        assert_eq!(literal("::1"), Some("::1".parse().unwrap()));
     }
 
     #[tokio::test]
