@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use bytes::Bytes;
 
-use super::headers::{Header, Headers};
+use super::headers::{HOP_BY_HOP, Header, Headers};
 
 /// What the origin learns of the client's address in `X-Forwarded-For` (Squid's
 /// `forwarded_for`).
@@ -68,21 +68,10 @@ impl Default for HeaderEdits {
     }
 }
 
-/// Fields the add lists may not name: they describe one hop, carry proxy credentials or
-/// frame the body, and the proxy writes them itself.
-const NOT_ADDABLE: [&str; 11] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "content-length",
-    "transfer-encoding",
-    "host",
-];
+/// Fields the add lists may not name besides the hop-by-hop ones and proxy credentials
+/// ([`HOP_BY_HOP`]): they frame the body or name the origin, and the proxy writes them
+/// itself.
+const NOT_ADDABLE: [&str; 3] = ["content-length", "transfer-encoding", "host"];
 
 impl HeaderEdits {
     /// The request's fields after the operator's lists and `X-Forwarded-For`; `Via` is
@@ -172,7 +161,11 @@ pub fn field(text: &str) -> Result<Header, String> {
         .split_once(':')
         .ok_or_else(|| format!("{text:?}: expected \"Name: value\""))?;
     let name = field_name(name.trim_end())?;
-    if NOT_ADDABLE.iter().any(|n| name.eq_ignore_ascii_case(n)) {
+    if HOP_BY_HOP
+        .iter()
+        .chain(&NOT_ADDABLE)
+        .any(|n| name.eq_ignore_ascii_case(n))
+    {
         return Err(format!(
             "{name} is written by the proxy itself (hop-by-hop, credentials or framing)"
         ));

@@ -4,6 +4,19 @@
 
 use bytes::Bytes;
 
+/// Fields that describe one hop and never pass the proxy (RFC 9110 §7.6.1), plus the
+/// proxy's own credentials (RFC 9110 §11.7).
+pub const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
 /// One header field. The name is a token (httparse guarantees it), so it is ASCII.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header {

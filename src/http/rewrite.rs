@@ -13,20 +13,7 @@ use bytes::Bytes;
 use super::edits::HeaderEdits;
 use super::framing::BodyLength;
 use super::head::{RequestHead, ResponseHead, Version};
-use super::headers::{Header, Headers};
-
-/// Fields that describe one hop and never pass the proxy (RFC 9110 §7.6.1), plus the
-/// proxy's own credentials (RFC 9110 §11.7).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-authorization",
-    "proxy-authenticate",
-];
+use super::headers::{HOP_BY_HOP, Header, Headers};
 
 /// Whether the request asks to switch protocols (WebSocket and friends, RFC 9110 §7.8).
 pub fn wants_upgrade(head: &RequestHead) -> bool {

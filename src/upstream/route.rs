@@ -31,11 +31,23 @@ pub enum Hop {
 }
 
 /// One `[[routes]]` entry.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RouteRule {
     /// `None`: every destination (`dest = ["*"]` or no `dest`).
     pub dest: Option<Rules>,
+    /// The `dest` entries as written: settings are compared by their debug form (for
+    /// "takes effect after a restart"), and hash tables print in no fixed order.
+    pub written: Vec<String>,
     pub hops: Vec<Hop>,
+}
+
+impl std::fmt::Debug for RouteRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteRule")
+            .field("dest", &self.written)
+            .field("hops", &self.hops)
+            .finish()
+    }
 }
 
 /// How traffic leaves the proxy, as the settings say.
@@ -202,10 +214,12 @@ mod tests {
             routes: vec![
                 RouteRule {
                     dest: rules(&["*.corp.example", "10.0.0.0/8"]),
+                    written: Vec::new(),
                     hops: vec![Hop::Direct],
                 },
                 RouteRule {
                     dest: None,
+                    written: Vec::new(),
                     hops: vec![Hop::Parent(0), Hop::Parent(1)],
                 },
             ],

@@ -151,8 +151,8 @@ fn read_route(
     problems: &mut Problems<'_>,
 ) -> Option<RouteRule> {
     problems.unknown_keys(table, &ROUTE_KEYS, "in a route");
-    let dest = match table.get("dest") {
-        None => None,
+    let (dest, written) = match table.get("dest") {
+        None => (None, Vec::new()),
         Some(value) => dest(value, problems),
     };
     let Some(via) = table.get("via") else {
@@ -160,7 +160,9 @@ fn read_route(
         return None;
     };
     let mut hops = Vec::new();
-    for (name, span) in problems.strings("via", via) {
+    let names = problems.strings("via", via);
+    let listed = names.len();
+    for (name, span) in names {
         match (name.as_str(), parents.get(&name)) {
             ("direct", _) => hops.push(Hop::Direct),
             (_, Some(index)) => hops.push(Hop::Parent(*index)),
@@ -171,17 +173,28 @@ fn read_route(
         }
     }
     if hops.is_empty() {
-        problems.at(&via.span(), "`via` names no hop");
+        if listed == 0 {
+            problems.at(&via.span(), "`via` names no hop");
+        }
         return None;
     }
-    Some(RouteRule { dest, hops })
+    Some(RouteRule {
+        dest,
+        written,
+        hops,
+    })
 }
 
 /// `dest` entries as blacklist lines; `"*"` (anywhere in the list) matches everything.
-fn dest(value: &Value<'_>, problems: &mut Problems<'_>) -> Option<crate::acl::Rules> {
+/// Also the entries as written.
+fn dest(
+    value: &Value<'_>,
+    problems: &mut Problems<'_>,
+) -> (Option<crate::acl::Rules>, Vec<String>) {
     let entries = problems.strings("dest", value);
+    let written = entries.iter().map(|(entry, _)| entry.clone()).collect();
     if entries.iter().any(|(entry, _)| entry == "*") {
-        return None;
+        return (None, written);
     }
     let mut builder = RulesBuilder::default();
     for (entry, span) in entries {
@@ -189,7 +202,7 @@ fn dest(value: &Value<'_>, problems: &mut Problems<'_>) -> Option<crate::acl::Ru
             problems.at(&span, format!("`dest`: {reason}"));
         }
     }
-    Some(builder.build())
+    (Some(builder.build()), written)
 }
 
 fn parse_each<T>(

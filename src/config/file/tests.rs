@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::*;
 use crate::acl::{Evaluation, Facts, Verdict, normalise};
+use crate::upstream::Hop;
 
 fn flags() -> Vec<FlagKey> {
     let key = |key: &str, takes_value, is_path| FlagKey {
@@ -241,4 +242,50 @@ fn bad_listen_tables_are_reported_at_their_lines() {
     assert_eq!(found.len(), expected.len(), "{found:#?}");
     let not_tables = problems("listen = \"127.0.0.1:1\"\n");
     assert!(not_tables[0].contains("array of tables"), "{not_tables:?}");
+}
+
+#[test]
+fn parents_routes_and_headers_are_read_with_every_problem_at_its_line() {
+    let text = "[[parents]]\nname = \"corp\"\nurl = \"http://u:secret@proxy.corp:3128\"\n\
+                [[parents]]\nname = \"tor\"\nurl = \"socks5h://127.0.0.1:9050\"\n\
+                [[routes]]\ndest = [\"*.corp\", \"10.0.0.0/8\"]\nvia = \"direct\"\n\
+                [[routes]]\nvia = [\"corp\", \"tor\", \"direct\"]\n\
+                [headers]\nrequest_add = [\"X-Team: a\"]\nresponse_remove = [\"Server\"]\n";
+    let settings = read_ok(text);
+    let egress = &settings.egress;
+    assert_eq!(egress.parents.len(), 2);
+    assert_eq!(
+        egress.routes[1].hops,
+        [Hop::Parent(0), Hop::Parent(1), Hop::Direct]
+    );
+    assert!(egress.routes[1].dest.is_none());
+    assert_eq!(egress.request_add.len(), 1);
+    let shown = format!("{:?}", read_ok(text).egress);
+    assert_eq!(
+        shown,
+        format!("{egress:?}"),
+        "stable, for the restart check"
+    );
+    assert!(!shown.contains("secret"), "{shown}");
+
+    let bad = problems(
+        "[[parents]]\nname = \"p\"\nurl = \"ftp://x:1\"\n\
+         [[parents]]\nname = \"direct\"\nurl = \"http://x:1\"\n\
+         [[routes]]\ndest = [\"a b c\"]\nvia = [\"nobody\"]\n\
+         [headers]\nrequest_add = [\"Host: x\"]\nrequest_remove = [\"bad name\"]\n",
+    );
+    let mut lines: Vec<&str> = bad.iter().map(|p| p.split(": ").next().unwrap()).collect();
+    lines.sort_by_key(|place| place[7..].parse::<usize>().unwrap());
+    assert_eq!(
+        lines,
+        [
+            "p.toml:3",
+            "p.toml:5",
+            "p.toml:8",
+            "p.toml:9",
+            "p.toml:11",
+            "p.toml:12"
+        ],
+        "{bad:#?}"
+    );
 }

@@ -330,6 +330,24 @@ impl Load {
         .await;
     }
 
+    /// Marks, lets `more` requests begin, stops, and checks that none failed, before
+    /// the mark or after it; the two tallies.
+    pub async fn finish_without_failures(self, more: usize) -> (Tally, Tally) {
+        self.mark();
+        let marked = self.sent();
+        self.until_sent(marked + more).await;
+        let (before, after) = self.finish().await;
+        let failures: Vec<&String> = before.failures.iter().chain(&after.failures).collect();
+        assert!(
+            failures.is_empty(),
+            "{} of {} failed: {:?}",
+            failures.len(),
+            before.sent + after.sent,
+            &failures[..failures.len().min(5)]
+        );
+        (before, after)
+    }
+
     /// Stops the clients; the requests begun before and after [`Load::mark`].
     pub async fn finish(self) -> (Tally, Tally) {
         self.stop.store(true, Ordering::Relaxed);
