@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 
+import dns
 import listeners
 import memory
 import policy
@@ -35,7 +36,7 @@ def parse_args():
                         help="1 round and short runs (a smoke test, under 3 minutes)")
     parser.add_argument("--rounds", type=int, help="rounds per scenario (default 3)")
     parser.add_argument("--secs", type=int, help="seconds per load run (default 5, quick 2)")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,10,11",
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10,11",
                         help="comma-separated scenario numbers to run")
     parser.add_argument("--peers", default="trafficserver,tinyproxy,squid",
                         help="comma-separated peers to run beside direct and proxy-server "
@@ -145,6 +146,9 @@ def run_scenarios(args, env):
     if 8 in args.only:
         print("S8: %s" % report.TITLES[8], flush=True)
         results[8] = memory.run_memory(args, env)
+    if 9 in args.only:
+        print("S9: %s" % report.TITLES[9], flush=True)
+        results[9] = dns.run(args, env, rounds)
     results.update(listeners.run(args, env, rounds))  # S10, S11
     return results
 

@@ -19,6 +19,8 @@ TITLES = {
        "with their caches on)",
     7: "HTTPS inside CONNECT, TLS keep-alive, 64 connections",
     8: "500 clients that stop reading 100 MiB downloads: resident memory (bench/memory.py)",
+    9: "small GET naming a new host each time (DNS answers after 3 ms), new client "
+       "connection per request, 64 connections (proxy-server and squid only)",
     10: "S7 through an HTTPS proxy (TLS to the proxy too): proxy-server --tls-cert, squid "
         "https_port",
     11: "one SOCKS5 tunnel carrying 2 GiB (proxy-server --socks; Dante in the notes)",
@@ -55,6 +57,8 @@ ROWS = [
     (8, "peak_mb", "S8 resident, 500 stalled downloads", "MB", False, ("max", 64.0)),
     (8, "after_mb", "S8 resident after they left", "MB", False, None),
     (8, "after_vs_idle", "S8 after / idle", "×", False, ("max", 2.0)),
+    (9, "rps", "S9 new host name per request", "req/s", True, None),
+    (9, "cpu_us_per_req", "S9 server CPU", "µs/req", False, None),
     (10, "rps", "S10 HTTPS proxy, HTTPS in CONNECT", "req/s", True, None),
     (10, "cpu_us_per_req", "S10 server CPU", "µs/req", False, None),
     (11, "mbps", "S11 SOCKS5 tunnel 2 GiB", "MB/s", True, None),

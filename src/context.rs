@@ -19,7 +19,7 @@ use crate::cache::Cache;
 use crate::client::{ClientStream, ListenerId};
 use crate::config::{Config, Listener};
 use crate::error::ProxyError;
-use crate::files::FileErrors;
+use crate::files::{FileErrors, LineError};
 use crate::limits::{LimitSettings, Limiter, Pacer};
 use crate::logging::{AccessLog, AccessRecord, CacheResult};
 use crate::pac_file::PacFile;
@@ -28,7 +28,7 @@ use crate::stats::{Outcome, RuleAction, Seen, Stats};
 use crate::target::Target;
 use crate::tls::Certificates;
 use crate::tunnel::{self, Direction};
-use crate::upstream::{Dialer, Link, Routes, UpstreamStream};
+use crate::upstream::{Connector, Dialer, Link, Resolver, Routes, UpstreamStream};
 
 /// The long-lived state the server runs with, built at start: the access rules and the
 /// TLS listeners' certificates and the PAC file (whose file errors `main` reports with
@@ -44,6 +44,9 @@ pub struct Services {
     pub tls: Vec<Option<Certificates>>,
     /// The `--pac-file` contents (re-read on SIGHUP); `None`: generated per listener.
     pub pac: Option<PacFile>,
+    /// The resolver and its cache (with `/etc/resolv.conf` or `--dns-server`, and the
+    /// hosts file read).
+    pub resolver: Resolver,
 }
 
 impl Services {
@@ -55,6 +58,8 @@ impl Services {
             .map(|listener| listener.tls.as_ref().map(Certificates::load).transpose())
             .collect();
         let pac = config.pac_file.as_deref().map(PacFile::load).transpose();
+        let stats: Arc<Stats> = Arc::default();
+        let resolver = Resolver::new(&config.resolver, Arc::clone(&stats));
         let mut errors = Vec::new();
         let access = access.map_err(|e| errors.extend(e.0)).ok();
         let tls: Vec<_> = tls
@@ -62,17 +67,37 @@ impl Services {
             .filter_map(|loaded| loaded.map_err(|e| errors.extend(e.0)).ok())
             .collect();
         let pac = pac.map_err(|e| errors.push(e)).ok();
-        match (access, pac) {
-            (Some(access), Some(pac)) if errors.is_empty() => Ok(Services {
+        let resolver = resolver
+            .map_err(|e| {
+                let file = config.resolver.hosts_file.as_ref();
+                errors.push(LineError {
+                    file: file.map_or("resolver".into(), |f| f.display().to_string()),
+                    line: 0,
+                    reason: format!("cannot read hosts file: {e}"),
+                })
+            })
+            .ok();
+        match (access, pac, resolver) {
+            (Some(access), Some(pac), Some(resolver)) if errors.is_empty() => Ok(Services {
                 access,
                 cache: config.cache.as_ref().map(Cache::with_settings),
-                stats: Arc::default(),
+                stats,
                 access_log: None,
                 tls,
                 pac,
+                resolver,
             }),
             _ => Err(FileErrors(errors)),
         }
+    }
+}
+
+impl Services {
+    /// Counts into `stats` from now on (the binary makes its statistics after loading,
+    /// for the logging pipeline): the connection path's and the resolver's figures.
+    pub fn use_stats(&mut self, stats: Arc<Stats>) {
+        self.resolver.use_stats(Arc::clone(&stats));
+        self.stats = stats;
     }
 }
 
@@ -102,9 +127,15 @@ struct Shutdown {
 impl Context {
     pub fn new(config: Config, services: Services) -> Context {
         let listening = config.listeners.iter().map(|l| l.addr).collect();
+        let connector = Connector::new(config.timeouts.connect, config.outgoing_address);
         let routes = Routes::new(config.egress.clone(), &services.stats);
-        let dialer = Dialer::new(services.access.clone(), listening, config.timeouts.connect)
-            .with_routes(routes);
+        let dialer = Dialer::new(
+            services.access.clone(),
+            listening,
+            services.resolver,
+            connector,
+        )
+        .with_routes(routes);
         Context {
             config,
             dialer,

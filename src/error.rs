@@ -198,6 +198,9 @@ impl ProxyError {
                 "Too many requests: {}; retry after {} s.\n",
                 over.reason, over.retry_after
             ),
+            Resolve { host, source } if source.kind() == io::ErrorKind::TimedOut => {
+                format!("Bad gateway: cannot resolve {host}: {source}.\n")
+            }
             Resolve { host, .. } => format!("Bad gateway: cannot resolve {host}.\n"),
             Connect { source, .. } => format!("Bad gateway: cannot connect: {source}.\n"),
             ConnectTimeout => {

@@ -15,7 +15,7 @@ use crate::access::{AccessControl, Snapshot};
 use crate::acl::{Facts, Verdict, canonical_ip, normalise};
 use crate::config::{ExplainArgs, Invocation, LoadError, invocation};
 use crate::http::head::parse_target;
-use crate::upstream::resolve;
+use crate::upstream::{Resolver, ResolverSettings};
 
 const EXIT_ALLOW: u8 = 0;
 const EXIT_DENY: u8 = 1;
@@ -39,12 +39,14 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
 pub fn explain(args: &ExplainArgs) -> Result<(String, bool), String> {
     let target = parse_target(&args.method, &args.url)
         .map_err(|error| format!("{} {}: {}", args.method, args.url, error.body().trim_end()))?;
-    let access = load(args)?;
+    let (access, resolver) = load(args)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|error| format!("cannot start a runtime: {error}"))?;
-    let addrs = runtime.block_on(resolve(target.host(), target.port()));
+    let resolver = Resolver::new(&resolver, Default::default())
+        .map_err(|error| format!("cannot read the hosts file: {error}"))?;
+    let addrs = runtime.block_on(resolver.resolve(target.host(), target.port()));
     let snapshot = access.snapshot();
     let mut out = String::new();
     let _ = writeln!(
@@ -87,7 +89,7 @@ pub fn explain(args: &ExplainArgs) -> Result<(String, bool), String> {
 }
 
 /// The settings `--config` gives (or the defaults) and the files they name.
-fn load(args: &ExplainArgs) -> Result<AccessControl, String> {
+fn load(args: &ExplainArgs) -> Result<(AccessControl, ResolverSettings), String> {
     let mut argv: Vec<OsString> = vec!["proxy-server".into()];
     if let Some(config) = &args.config {
         argv.push("--config".into());
@@ -99,7 +101,9 @@ fn load(args: &ExplainArgs) -> Result<AccessControl, String> {
         Err(LoadError::File(errors)) => return Err(errors.to_string()),
         Err(LoadError::Flags(error)) => return Err(error.to_string()),
     };
-    AccessControl::load(&settings.config.access).map_err(|errors| errors.to_string())
+    let access =
+        AccessControl::load(&settings.config.access).map_err(|errors| errors.to_string())?;
+    Ok((access, settings.config.resolver))
 }
 
 /// The safe defaults and the blacklist, in the order the proxy checks them; the

@@ -94,7 +94,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    services.stats = stats.clone();
+    services.use_stats(stats.clone());
     services.access_log = Some(logging.access_log());
     for listener in &config.listeners {
         access::warn_if_open_proxy(listener.addr.ip(), &config.access);

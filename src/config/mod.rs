@@ -21,6 +21,7 @@ use crate::http::edits::HeaderEdits;
 use crate::logging::LogSettings;
 use crate::metrics::MetricsSettings;
 use crate::upstream::EgressSettings;
+use crate::upstream::ResolverSettings;
 pub use cli::{
     AccessFlags, CacheFlags, Cli, Command, EgressFlags, ExplainArgs, Invocation, ListenFlags,
     LoadError, LogFlags, LogFormatFlag, MetricsFlags, Source, invocation,
@@ -72,6 +73,10 @@ pub struct Config {
     pub access: AccessSettings,
     /// `None`: no cache.
     pub cache: Option<CacheSettings>,
+    /// Where names are resolved.
+    pub resolver: ResolverSettings,
+    /// The local address outgoing connections are opened from; `None`: the system's choice.
+    pub outgoing_address: Option<IpAddr>,
     /// Parent proxies and routes (docs/egress.md).
     pub egress: EgressSettings,
     /// `Via`, `X-Forwarded-For` and the `[headers]` lists.
@@ -125,6 +130,10 @@ pub fn needs_restart(old: &Settings, new: &Settings) -> Vec<&'static str> {
         ),
         ("via_name", a.via_name != b.via_name),
         ("cache", a.cache != b.cache),
+        (
+            "resolver and outgoing address",
+            a.resolver != b.resolver || a.outgoing_address != b.outgoing_address,
+        ),
         (
             "parents and routes",
             format!("{:?}", a.egress) != format!("{:?}", b.egress),

@@ -15,7 +15,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::stats::{Limit, Outcome, Snapshot, Stats};
+use crate::stats::{HistogramSnapshot, Limit, Outcome, Snapshot, Stats};
 
 /// The `Content-Type` for a Prometheus text body.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -175,6 +175,7 @@ impl Collector for StatsCollector {
         )?;
         encode_buffer_budget(e)?;
         encode_durations(e, &s)?;
+        encode_dns(e, &s)?;
         super::parents::encode(e, &s.parents)?;
         encode_rule_decisions(e, &self.0)
     }
@@ -262,7 +263,53 @@ fn encode_limited(encoder: &mut DescriptorEncoder, snapshot: &Snapshot) -> fmt::
 }
 
 fn encode_durations(encoder: &mut DescriptorEncoder, snapshot: &Snapshot) -> fmt::Result {
-    let histogram = &snapshot.request_durations;
+    let about = (
+        "request_duration",
+        "Time from request start to the last byte sent (tunnels excluded).",
+    );
+    seconds_histogram(encoder, about, &snapshot.request_durations)
+}
+
+/// The resolver: names looked up, answered from the cache, waiting on another's query,
+/// failed, and how long queries took.
+fn encode_dns(encoder: &mut DescriptorEncoder, snapshot: &Snapshot) -> fmt::Result {
+    let dns = &snapshot.dns;
+    counter(
+        encoder,
+        "dns_lookups",
+        "Host names resolved (address literals excluded).",
+        dns.lookups,
+    )?;
+    counter(
+        encoder,
+        "dns_cache_hits",
+        "Lookups answered from the resolver's cache (positive or negative).",
+        dns.cache_hits,
+    )?;
+    counter(
+        encoder,
+        "dns_collapsed",
+        "Lookups that waited for the same name's query already in flight.",
+        dns.collapsed,
+    )?;
+    counter(
+        encoder,
+        "dns_failures",
+        "DNS queries that found no address, timed out or failed.",
+        dns.failures,
+    )?;
+    let about = (
+        "dns_query_duration",
+        "Time DNS queries took (cache hits excluded).",
+    );
+    seconds_histogram(encoder, about, &dns.query_durations)
+}
+
+fn seconds_histogram(
+    encoder: &mut DescriptorEncoder,
+    (name, help): (&str, &str),
+    histogram: &HistogramSnapshot,
+) -> fmt::Result {
     // The crate accumulates bucket counts itself, so hand it per-bucket counts; the bound
     // `u64::MAX` in our snapshot stands for +Inf.
     let mut previous = 0;
@@ -280,12 +327,8 @@ fn encode_durations(encoder: &mut DescriptorEncoder, snapshot: &Snapshot) -> fmt
             (bound, in_bucket)
         })
         .collect();
-    let metric = encoder.encode_descriptor(
-        "request_duration",
-        "Time from request start to the last byte sent (tunnels excluded).",
-        Some(&Unit::Seconds),
-        MetricType::Histogram,
-    )?;
+    let metric =
+        encoder.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
     let mut metric = metric;
     metric.encode_histogram::<NoLabelSet>(
         histogram.sum_micros as f64 / MICROS_PER_SECOND,

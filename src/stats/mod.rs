@@ -13,6 +13,7 @@
 //! client (`top`, counted per exchange in fixed-size sketches, never a map that grows with
 //! every host).
 
+mod dns;
 mod histogram;
 mod limited;
 mod parents;
@@ -29,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+pub use dns::{DnsCounters, DnsSnapshot};
 pub use histogram::{BUCKET_BOUNDS_MICROS, DurationHistogram, HistogramSnapshot};
 pub use limited::{Limit, LimitedCounts};
 pub use parents::{ParentCounters, ParentSnapshot, ParentTable};
@@ -118,6 +120,7 @@ pub struct Stats {
     tls_handshakes_failed: AtomicU64,
     proxy_headers_rejected: AtomicU64,
     request_durations: DurationHistogram,
+    dns: DnsCounters,
     top: TopTallies,
     /// Written by the sampler every few seconds, read by `/stats/series`; never touched
     /// by the request path.
@@ -293,6 +296,11 @@ impl Stats {
         add(&self.panics_caught, 1);
     }
 
+    /// The resolver's counters, for the resolver to count with.
+    pub fn dns(&self) -> &DnsCounters {
+        &self.dns
+    }
+
     /// The top lists, for the request path to count each finished exchange in.
     pub fn top(&self) -> &TopTallies {
         &self.top
@@ -359,6 +367,7 @@ impl Stats {
             tls_handshakes_failed: load(&self.tls_handshakes_failed),
             proxy_headers_rejected: load(&self.proxy_headers_rejected),
             request_durations: self.request_durations.snapshot(),
+            dns: self.dns.snapshot(),
             parents: self.parents.snapshot(),
         }
     }
@@ -418,6 +427,8 @@ pub struct Snapshot {
     pub tls_handshakes_failed: u64,
     pub proxy_headers_rejected: u64,
     pub request_durations: HistogramSnapshot,
+    /// The resolver's figures.
+    pub dns: DnsSnapshot,
     /// Each parent proxy: up now, connection failures, requests through it.
     pub parents: Vec<ParentSnapshot>,
 }

@@ -4,7 +4,8 @@
 //! policy's address rules, the rest of a rule evaluation that admission left to the
 //! addresses — an [`AddressCheck`] —, and this proxy's own listening addresses: a
 //! forwarding loop),
-//! connects with a deadline to the checked addresses only — no second lookup can swap
+//! connects with a deadline to the checked addresses only (Happy Eyeballs across them,
+//! from the outgoing address: `connect`) — no second lookup can swap
 //! them (RFC 9110 §17.1 aside) — and returns the stream with the [`Link`] it took. A
 //! connection goes back to the pool ([`Dialer::release`]) keyed by its route.
 //!
@@ -12,6 +13,8 @@
 //! proxy (`parent/` opens connections through one, `route` picks the hops and keeps the
 //! parents' failover state, `through` walks the hops; docs/egress.md).
 
+mod connect;
+mod literal;
 mod parent;
 mod pool;
 mod resolve;
@@ -19,10 +22,8 @@ mod route;
 mod stream;
 mod through;
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::access::{AUTH_MISSING, AccessControl};
 use crate::acl::{AddressCheck, Verdict, refusal};
@@ -31,10 +32,11 @@ use crate::error::ProxyError;
 use crate::http::rewrite::RequestForm;
 use crate::limits::LimitSettings;
 use crate::target::Target;
+pub use connect::Connector;
 pub use parent::{Parent, parse_url as parse_parent_url};
 use pool::Pool;
 use pool::PoolKey;
-pub use resolve::resolve;
+pub use resolve::{DEFAULT_DNS_TIMEOUT_SECS, Resolver, ResolverSettings};
 pub use route::{DEFAULT_PARENT_BACKOFF_SECS, EgressSettings, Hop, RouteRule, Routes};
 pub use stream::UpstreamStream;
 
@@ -110,7 +112,8 @@ pub struct Dialer {
     access: AccessControl,
     /// This proxy's listening addresses: a destination that is one of them is a loop.
     listening: Vec<SocketAddr>,
-    connect_timeout: Duration,
+    resolver: Resolver,
+    connector: Connector,
     routes: Routes,
 }
 
@@ -118,13 +121,15 @@ impl Dialer {
     pub fn new(
         access: AccessControl,
         listening: Vec<SocketAddr>,
-        connect_timeout: Duration,
+        resolver: Resolver,
+        connector: Connector,
     ) -> Dialer {
         Dialer {
             pool: Pool::default(),
             access,
             listening,
-            connect_timeout,
+            resolver,
+            connector,
             routes: Routes::new(EgressSettings::default(), &crate::stats::Stats::default()),
         }
     }
@@ -166,7 +171,7 @@ impl Dialer {
         }
         let addrs = self.resolve_checked(target, client).await?;
         let settled = settle(addresses, &addrs)?;
-        let (stream, peer) = connect(&addrs, self.connect_timeout).await?;
+        let (stream, peer) = self.connector.connect(&addrs).await?;
         Ok(Upstream {
             stream: UpstreamStream::Tcp(stream),
             link: Link {
@@ -197,7 +202,7 @@ impl Dialer {
         target: &Target<'_>,
         client: &ClientStream,
     ) -> Result<Vec<SocketAddr>, ProxyError> {
-        let addrs = resolve(target.host, target.port).await?;
+        let addrs = self.resolver.resolve(target.host, target.port).await?;
         self.check(&addrs, client)?;
         Ok(addrs)
     }
@@ -265,52 +270,5 @@ fn settle(
         Verdict::Allow { rule, limits } => Ok(Some(Settled { rule, limits })),
         Verdict::Deny { rule } => Err(ProxyError::Forbidden(refusal(rule))),
         Verdict::AuthRequired { .. } => Err(ProxyError::ProxyAuthRequired(AUTH_MISSING)),
-    }
-}
-
-/// Connects to the first of `addrs` that accepts, all within `limit`.
-async fn connect(
-    addrs: &[SocketAddr],
-    limit: Duration,
-) -> Result<(tokio::net::TcpStream, SocketAddr), ProxyError> {
-    let attempt = async {
-        let mut last = None;
-        for &addr in addrs {
-            match tokio::net::TcpStream::connect(addr).await {
-                Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    return Ok((stream, addr));
-                }
-                Err(error) => last = Some((addr, error)),
-            }
-        }
-        let (addr, source) = match last {
-            Some((addr, error)) => (Some(addr), error),
-            None => (None, io::Error::new(io::ErrorKind::NotFound, "no address")),
-        };
-        Err(ProxyError::Connect { addr, source })
-    };
-    tokio::time::timeout(limit, attempt)
-        .await
-        .unwrap_or(Err(ProxyError::ConnectTimeout))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::error::Error as _;
-    use tokio::net::TcpListener;
-
-    #[tokio::test]
-    async fn a_refused_connection_is_a_502_with_its_cause() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        drop(listener);
-        let error = connect(&[addr], Duration::from_secs(5)).await.unwrap_err();
-        assert_eq!(error.status(), Some(502));
-        assert_eq!(error.brief(), "upstream_connect");
-        assert!(matches!(&error, ProxyError::Connect { addr: Some(a), .. } if *a == addr));
-        let cause = error.source().unwrap().downcast_ref::<io::Error>().unwrap();
-        assert_eq!(cause.kind(), io::ErrorKind::ConnectionRefused);
     }
 }

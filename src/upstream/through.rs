@@ -131,7 +131,10 @@ impl Dialer {
             .resolves_locally()
             .then(|| addrs.first().copied())
             .flatten();
-        match parent.open(tunnel_to, address, self.connect_timeout).await {
+        match parent
+            .open(tunnel_to, address, &self.resolver, &self.connector)
+            .await
+        {
             Ok((stream, peer)) => Ok(Upstream {
                 stream,
                 link: link(peer, false, key),

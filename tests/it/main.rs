@@ -44,6 +44,7 @@ mod observe_logging;
 mod observe_metrics;
 mod policy;
 mod properties;
+mod resolver;
 mod smuggling;
 mod spliced_bodies;
 mod statistics;

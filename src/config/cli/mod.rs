@@ -7,10 +7,12 @@
 
 mod egress;
 mod merge;
+mod resolver;
 
 pub use egress::EgressFlags;
 
 pub use merge::{Invocation, LoadError, Source, invocation};
+pub use resolver::ResolverFlags;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -137,6 +139,9 @@ pub struct Cli {
 
     #[command(flatten)]
     pub egress: EgressFlags,
+
+    #[command(flatten)]
+    pub resolver: ResolverFlags,
 }
 
 /// What else the binary can do besides serving.
@@ -364,6 +369,8 @@ impl Cli {
             via_name: self.via_name.clone(),
             access: self.access.settings(),
             cache: self.cache.settings(),
+            resolver: self.resolver.settings(),
+            outgoing_address: self.resolver.outgoing_address,
             egress: self.egress.egress(),
             headers: self.egress.headers(),
         }

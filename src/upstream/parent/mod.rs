@@ -15,18 +15,17 @@ mod socks;
 mod url;
 
 use std::fmt;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::rustls::pki_types::ServerName;
 
-use super::resolve;
 use super::stream::UpstreamStream;
+use super::{Connector, Resolver};
+use crate::error::ProxyError;
 use crate::target::Target;
 pub use url::{ParentKind, parse_url};
 
@@ -121,15 +120,19 @@ impl Parent {
 
     /// A connection through this parent: to the parent itself for a plain request
     /// through an HTTP(S) parent (`target` `None`), else a tunnel to `target`, reached
-    /// at `address` when the proxy resolved it (`socks5://`). All within `limit`.
+    /// at `address` when the proxy resolved it (`socks5://`). The parent's name goes
+    /// through `resolver`, its addresses through `connector` (Happy Eyeballs, the
+    /// outgoing address); all within the connector's timeout.
     pub async fn open(
         &self,
         target: Option<&Target<'_>>,
         address: Option<SocketAddr>,
-        limit: Duration,
+        resolver: &Resolver,
+        connector: &Connector,
     ) -> Result<(UpstreamStream, SocketAddr), Failure> {
+        let limit = connector.timeout();
         let attempt = async {
-            let (stream, peer) = self.connect().await?;
+            let (stream, peer) = self.connect(resolver, connector).await?;
             let mut stream = match &self.tls {
                 None => UpstreamStream::Tcp(stream),
                 Some((connector, server)) => {
@@ -159,21 +162,25 @@ impl Parent {
     }
 
     /// TCP to the parent: its name resolved (operators name their parents; the access
-    /// policy's destination rules are for clients' targets), each address tried in turn.
-    async fn connect(&self) -> Result<(TcpStream, SocketAddr), Failure> {
-        let addrs = resolve(&self.host, self.port)
+    /// policy's destination rules are for clients' targets), then Happy Eyeballs across
+    /// its addresses.
+    async fn connect(
+        &self,
+        resolver: &Resolver,
+        connector: &Connector,
+    ) -> Result<(TcpStream, SocketAddr), Failure> {
+        let addrs = resolver
+            .resolve(&self.host, self.port)
             .await
             .map_err(|e| Failure::Down(e.to_string()))?;
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-        for addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    return Ok((stream, addr));
+        connector
+            .connect(&addrs)
+            .await
+            .map_err(|error| match error {
+                ProxyError::Connect { source, .. } => {
+                    Failure::Down(format!("cannot connect: {source}"))
                 }
-                Err(error) => last = error,
-            }
-        }
-        Err(Failure::Down(format!("cannot connect: {last}")))
+                other => Failure::Down(other.to_string()),
+            })
     }
 }

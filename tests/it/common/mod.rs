@@ -15,6 +15,7 @@
 pub mod access;
 pub mod cache;
 pub mod canonical;
+pub mod dns;
 pub mod egress;
 pub mod files;
 pub mod fleet;
