@@ -46,9 +46,13 @@ pub fn serve(stream: ClientStream, ctx: Arc<Context>) -> impl Future<Output = ()
             let consumed = client.consumed();
             if client.buffered().is_empty() {
                 client.release_idle_buffer();
+                // A drain closes kept-alive connections between requests, but a new one
+                // was accepted to be served: its first request may already be on the
+                // way, and closing it unread would reset it. It gets the header timeout.
+                let fresh = consumed == 0;
                 let until = head_deadline.min(Instant::now() + ctx.config.timeouts.idle);
                 let first = FirstBytes::new(&ctx, &mut client, until);
-                if ctx.shutting_down() {
+                if !fresh && ctx.shutting_down() {
                     return;
                 }
                 match first.await {
@@ -79,7 +83,8 @@ pub fn serve(stream: ClientStream, ctx: Arc<Context>) -> impl Future<Output = ()
 
 pin_project_lite::pin_project! {
     /// Waits until a deadline for a client's next bytes and reads them (`Ok(0)`: closed);
-    /// `None` when the wait ends first or the server starts shutting down. This is where
+    /// `None` when the wait ends first or the server starts shutting down (only between
+    /// requests: a new connection waits for its first one). This is where
     /// an idle connection spends its time, so it is kept small: a timer, a shutdown
     /// waiter and the reader, whose socket holds the waker in its own readiness slot.
     struct FirstBytes<'a> {
@@ -109,7 +114,9 @@ impl Future for FirstBytes<'_> {
         if let Poll::Ready(read) = this.client.poll_read_some(cx) {
             return Poll::Ready(Some(read));
         }
-        if this.shutdown.poll(cx).is_ready() || this.idle.poll(cx).is_ready() {
+        let between_requests = this.client.consumed() > 0;
+        if (between_requests && this.shutdown.poll(cx).is_ready()) || this.idle.poll(cx).is_ready()
+        {
             return Poll::Ready(None);
         }
         Poll::Pending

@@ -5,6 +5,10 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::common::observe::{Running, get_json};
 use crate::common::*;
 
 /// Runs the binary to its exit on port 0 with `args`: (exit code, stderr).
@@ -97,4 +101,40 @@ async fn binary_exits_0_on_sigterm_after_draining() {
     assert_eq!(proxy.stop().await, Some(0));
     let response = within(in_flight).await.unwrap();
     assert!(response.ends_with(b"slow but complete"));
+}
+
+/// A drain ends kept-alive connections between requests, but a connection accepted just
+/// before it (as under load, or in a handover) gets its first request answered, with
+/// `Connection: close`, rather than being closed unread and reset.
+#[tokio::test]
+async fn a_drain_closes_idle_connections_and_answers_new_ones() {
+    let origin = Origin::fixed("answered in the drain").await;
+    let mut running = Running::start(&["--metrics-addr", "127.0.0.1:0"]).await;
+    let metrics = running.metrics.expect("metrics address");
+    let request = format!("GET http://{0}/ HTTP/1.1\r\nHost: {0}\r\n\r\n", origin.addr);
+    let mut idle = within(TcpStream::connect(running.addr())).await.unwrap();
+    within(idle.write_all(request.as_bytes())).await.unwrap();
+    assert_eq!(status(&read_response(&mut idle).await), 200);
+    let mut fresh = within(TcpStream::connect(running.addr())).await.unwrap();
+    wait_until("the proxy holds both connections", STEP, || async {
+        get_json(metrics, "/stats").await["connections_active"].as_u64() == Some(2)
+    })
+    .await;
+
+    running.proxy.signal("TERM").await;
+    let (rest, _) = read_until_end(&mut idle).await;
+    assert!(rest.is_empty(), "the idle connection closes without a word");
+    within(fresh.write_all(request.as_bytes())).await.unwrap();
+    let (response, ending) = read_until_end(&mut fresh).await;
+    assert_eq!(
+        ending,
+        Ending::Closed,
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    assert_eq!(status(&response), 200);
+    assert!(String::from_utf8_lossy(&response).contains("Connection: close"));
+    assert!(response.ends_with(b"answered in the drain"));
+    let code = within(running.proxy.child.wait()).await.unwrap();
+    assert_eq!(code.code(), Some(0));
 }
