@@ -202,7 +202,7 @@ impl Context {
     }
 
     /// Counts a finished exchange and writes its access-log line.
-    pub fn record(&self, exchange: &Exchange) {
+    pub fn record(&self, exchange: Exchange) {
         let duration = exchange.started.elapsed();
         let stats = &self.stats;
         stats.request_finished(exchange.outcome, duration);
@@ -221,25 +221,6 @@ impl Context {
             stats.add_bytes_to_origin(exchange.bytes_to_origin);
             stats.add_bytes_from_origin(exchange.bytes_from_origin);
         }
-        if let Some(log) = &self.access_log {
-            log.write(&AccessRecord {
-                start: exchange.wall_start,
-                duration,
-                client: exchange.client,
-                user: exchange.user.clone(),
-                method: exchange.method.clone(),
-                target: exchange.target.clone(),
-                status: exchange.status,
-                bytes_to_client: exchange.bytes_to_client,
-                bytes_from_client: exchange.bytes_from_client,
-                cache: exchange.cache,
-                upstream: exchange.upstream,
-                hierarchy: exchange.hierarchy,
-                parent: exchange.parent.clone(),
-                outcome: exchange.outcome,
-                rule: exchange.rule.clone(),
-            });
-        }
         tracing::debug!(
             client = %exchange.client,
             target = %exchange.target,
@@ -248,6 +229,26 @@ impl Context {
             failure = exchange.failure.unwrap_or("-"),
             "exchange done"
         );
+        if let Some(log) = &self.access_log {
+            // The exchange ends here: its strings move into the record.
+            log.write(&AccessRecord {
+                start: exchange.wall_start,
+                duration,
+                client: exchange.client,
+                user: exchange.user,
+                method: exchange.method,
+                target: exchange.target,
+                status: exchange.status,
+                bytes_to_client: exchange.bytes_to_client,
+                bytes_from_client: exchange.bytes_from_client,
+                cache: exchange.cache,
+                upstream: exchange.upstream,
+                hierarchy: exchange.hierarchy,
+                parent: exchange.parent,
+                outcome: exchange.outcome,
+                rule: exchange.rule,
+            });
+        }
     }
 
     /// Marks the exchange as relayed from here on (a tunnel or an upgrade): the bytes so
@@ -379,9 +380,8 @@ impl Exchange {
         url: Option<String>,
         started: Instant,
     ) -> Exchange {
-        let mut exchange = Exchange::unparsed(client, started);
-        exchange.method = method.to_string();
-        exchange.target = url.unwrap_or_else(|| target.to_string());
+        let target_text = url.unwrap_or_else(|| target.to_string());
+        let mut exchange = Exchange::named(client, started, method.to_string(), target_text);
         exchange.destination = Some(target.to_string());
         exchange
     }
@@ -417,13 +417,17 @@ impl Exchange {
 
     /// A request whose head could not be read: no method or target to show.
     pub fn unparsed(client: SocketAddr, started: Instant) -> Exchange {
+        Exchange::named(client, started, "-".to_string(), "-".to_string())
+    }
+
+    fn named(client: SocketAddr, started: Instant, method: String, target: String) -> Exchange {
         Exchange {
             started,
             wall_start: SystemTime::now(),
             client,
             user: None,
-            method: "-".to_string(),
-            target: "-".to_string(),
+            method,
+            target,
             destination: None,
             status: 0,
             response_started: false,

@@ -7,6 +7,7 @@
 //! only the reading of the request target differs.
 
 use bytes::{Bytes, BytesMut};
+use std::mem::MaybeUninit;
 
 use super::headers::{Header, Headers};
 use crate::error::ProxyError;
@@ -85,26 +86,62 @@ impl RequestTarget {
 
     /// `host` or `host:port` as it belongs in a Host header (port left out when 80).
     pub fn host_header(&self) -> String {
-        let host = bracketed(self.host());
+        let mut out = String::with_capacity(self.host().len() + 8);
+        self.push_host_header(&mut out);
+        out
+    }
+
+    /// Appends [`host_header`](Self::host_header) to `out` (the request path's way: no
+    /// string of its own for each request).
+    pub fn push_host_header(&self, out: &mut String) {
+        let host = self.host();
+        if host.contains(':') {
+            out.push('[');
+            out.push_str(host);
+            out.push(']');
+        } else {
+            out.push_str(host);
+        }
         match self.port() {
-            80 if matches!(self, RequestTarget::Absolute { .. }) => host,
-            port => format!("{host}:{port}"),
+            80 if matches!(self, RequestTarget::Absolute { .. }) => {}
+            port => {
+                out.push(':');
+                let mut buf = [0; 20];
+                // ASCII digits are always UTF-8.
+                out.push_str(std::str::from_utf8(decimal(port.into(), &mut buf)).unwrap_or(""));
+            }
         }
     }
 
     /// The target as a log line shows it: the URL, or `host:port` for CONNECT.
     pub fn display(&self) -> String {
         match self {
-            RequestTarget::Absolute { path, .. } => {
-                format!(
-                    "http://{}{}",
-                    self.host_header(),
-                    String::from_utf8_lossy(path)
-                )
+            RequestTarget::Absolute { host, path, .. } => {
+                let mut out = String::with_capacity(7 + host.len() + 8 + path.len());
+                out.push_str("http://");
+                self.push_host_header(&mut out);
+                out.push_str(&String::from_utf8_lossy(path));
+                out
             }
             RequestTarget::Authority { host, port } => format!("{}:{port}", bracketed(host)),
         }
     }
+}
+
+/// `n` in decimal, written into `buf` without the formatting machinery or an allocation
+/// (a status, a port, a length on every request).
+pub fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[at..]
 }
 
 fn bracketed(host: &str) -> String {
@@ -145,7 +182,7 @@ impl ResponseHead {
     /// `HTTP/1.1 <status> <reason>\r\n` + fields + `\r\n`. We always speak HTTP/1.1.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(self.status.to_string().as_bytes());
+        out.extend_from_slice(decimal(self.status.into(), &mut [0; 20]));
         out.push(b' ');
         out.extend_from_slice(&self.reason);
         out.extend_from_slice(b"\r\n");
@@ -155,21 +192,35 @@ impl ResponseHead {
 }
 
 /// Field name and value positions within the head buffer, so one httparse pass suffices.
-type Spans = [(usize, usize, usize, usize); MAX_HEADERS];
+/// `u32`: heads are refused long before 4 GiB (at most [`MAX_HEAD_BYTES`] here), and the
+/// array, made anew for every head, is half the size to clear.
+type Spans = [(u32, u32, u32, u32); MAX_HEADERS];
+
+/// httparse's field array, left uninitialised: httparse writes the fields it finds and
+/// hands back only those, so nothing clears 3 KiB of stack for every head.
+type Fields<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
+
+fn no_fields<'b>() -> Fields<'b> {
+    [const { MaybeUninit::uninit() }; MAX_HEADERS]
+}
 
 fn spans_to_headers(head: &Bytes, spans: &Spans, count: usize) -> Headers {
+    let at = |n: u32| n as usize;
     spans[..count]
         .iter()
-        .map(|&(n0, n1, v0, v1)| Header::new(head.slice(n0..n1), head.slice(v0..v1)))
+        .map(|&(n0, n1, v0, v1)| {
+            Header::new(head.slice(at(n0)..at(n1)), head.slice(at(v0)..at(v1)))
+        })
         .collect()
 }
 
 fn record_spans(base: &[u8], parsed: &[httparse::Header<'_>], spans: &mut Spans) -> usize {
     let start = base.as_ptr() as usize;
+    let offset = |p: *const u8| (p as usize - start) as u32;
     for (span, h) in spans.iter_mut().zip(parsed) {
-        let n0 = h.name.as_ptr() as usize - start;
-        let v0 = h.value.as_ptr() as usize - start;
-        *span = (n0, n0 + h.name.len(), v0, v0 + h.value.len());
+        let n0 = offset(h.name.as_ptr());
+        let v0 = offset(h.value.as_ptr());
+        *span = (n0, n0 + h.name.len() as u32, v0, v0 + h.value.len() as u32);
     }
     parsed.len()
 }
@@ -267,11 +318,13 @@ pub(super) fn parse_request_parts(
     limits: HeadLimits,
 ) -> Result<Option<RequestParts>, ProxyError> {
     serve_later_minor_as_http11(buf);
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut fields = no_fields();
     let max_fields = limits.max_fields.min(MAX_HEADERS);
-    let mut request = httparse::Request::new(&mut fields[..max_fields]);
+    let mut request = httparse::Request::new(&mut []);
     let mut spans: Spans = [(0, 0, 0, 0); MAX_HEADERS];
-    let (len, method, target, minor, count) = match request.parse(buf) {
+    let (len, method, target, minor, count) = match request
+        .parse_with_uninit_headers(buf, &mut fields[..max_fields])
+    {
         // A head that completed only past the limit is over it all the same.
         Ok(httparse::Status::Complete(len)) if len > limits.max_bytes => {
             return over_limit(buf, limits.max_bytes).map(|()| None);
@@ -310,10 +363,15 @@ fn over_limit(buf: &[u8], max_bytes: usize) -> Result<(), ProxyError> {
 
 /// Parses a response head at the start of `buf`; `Ok(None)`: incomplete.
 pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, ProxyError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut fields);
+    let mut fields = no_fields();
+    let mut response = httparse::Response::new(&mut []);
     let mut spans: Spans = [(0, 0, 0, 0); MAX_HEADERS];
-    let (len, status, reason, minor, count) = match response.parse(buf) {
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut fields,
+    );
+    let (len, status, reason, minor, count) = match parsed {
         Ok(httparse::Status::Complete(len)) if len > MAX_HEAD_BYTES => {
             return Err(ProxyError::BadResponse("response head too large"));
         }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::edits::HeaderEdits;
 use super::framing::BodyLength;
-use super::head::{RequestHead, ResponseHead, Version};
+use super::head::{RequestHead, ResponseHead, Version, decimal};
 use super::headers::{HOP_BY_HOP, Header, Headers};
 
 /// Whether the request asks to switch protocols (WebSocket and friends, RFC 9110 §7.8).
@@ -45,10 +45,16 @@ pub fn origin_keep_alive(head: &ResponseHead) -> bool {
 /// Drops hop-by-hop fields and the fields the Connection header names, and the framing
 /// fields, which the caller re-adds to match the framing it writes.
 fn strip_hop_by_hop(headers: &Headers, keep_upgrade: bool) -> Headers {
-    let named: Vec<Bytes> = headers
+    // Tokens naming hop-by-hop fields (`keep-alive`, `upgrade`) add nothing to what goes
+    // anyway, and leaving them out leaves the list empty, unallocated, for most heads.
+    let named: Vec<&[u8]> = headers
         .tokens("connection")
         .filter(|t| !(keep_upgrade && t.eq_ignore_ascii_case(b"upgrade")))
-        .map(Bytes::copy_from_slice)
+        .filter(|t| {
+            !HOP_BY_HOP
+                .iter()
+                .any(|n| t.eq_ignore_ascii_case(n.as_bytes()))
+        })
         .collect();
     let mut out = Headers::with_capacity(headers.len() + 2);
     for h in headers {
@@ -62,17 +68,20 @@ fn strip_hop_by_hop(headers: &Headers, keep_upgrade: bool) -> Headers {
     out
 }
 
-/// Adds this hop to the last `Via` field, or a new one (RFC 9110 §7.6.3).
-fn add_via(headers: &mut Headers, via: &str) {
+/// Adds this hop (`1.1 name`, the version the message came in) to the last `Via` field,
+/// or a new one (RFC 9110 §7.6.3).
+fn add_via(headers: &mut Headers, version: Version, name: &str) {
+    let hop = [via_version(version).as_bytes(), b" ", name.as_bytes()];
+    let hop_len: usize = hop.iter().map(|part| part.len()).sum();
     match headers.last_mut("via") {
         Some(last) => {
-            let mut value = Vec::with_capacity(last.value.len() + via.len() + 2);
+            let mut value = Vec::with_capacity(last.value.len() + 2 + hop_len);
             value.extend_from_slice(&last.value);
             value.extend_from_slice(b", ");
-            value.extend_from_slice(via.as_bytes());
+            hop.iter().for_each(|part| value.extend_from_slice(part));
             last.value = Bytes::from(value);
         }
-        None => headers.push(Header::new("Via", Bytes::from(via.to_string()))),
+        None => headers.push(Header::new("Via", Bytes::from(hop.concat()))),
     }
 }
 
@@ -131,18 +140,20 @@ pub fn origin_request(head: &RequestHead, length: BodyLength, outgoing: Outgoing
     headers.remove("expect");
     headers.remove("host");
     outgoing.edits.edit_request(&mut headers, outgoing.client);
+    let mut host = String::with_capacity(64);
+    head.target.push_host_header(&mut host);
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(&head.method);
     out.push(b' ');
     if let super::RequestTarget::Absolute { path, .. } = &head.target {
         if let RequestForm::Absolute { .. } = outgoing.form {
             out.extend_from_slice(b"http://");
-            out.extend_from_slice(head.target.host_header().as_bytes());
+            out.extend_from_slice(host.as_bytes());
         }
         out.extend_from_slice(path);
     }
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-    out.extend_from_slice(head.target.host_header().as_bytes());
+    out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\n");
     if let RequestForm::Absolute {
         authorization: Some(authorization),
@@ -153,8 +164,7 @@ pub fn origin_request(head: &RequestHead, length: BodyLength, outgoing: Outgoing
         out.extend_from_slice(b"\r\n");
     }
     if outgoing.edits.via {
-        let hop = format!("{} {}", via_version(head.version), outgoing.via_name);
-        add_via(&mut headers, &hop);
+        add_via(&mut headers, head.version, outgoing.via_name);
     }
     headers.write_to(&mut out);
     write_framing(&mut out, length, &[]);
@@ -179,7 +189,7 @@ fn write_framing(out: &mut Vec<u8>, length: BodyLength, codings: &[&[u8]]) {
     match length {
         BodyLength::Fixed(n) => {
             out.extend_from_slice(b"Content-Length: ");
-            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(decimal(n, &mut [0; 20]));
             out.extend_from_slice(b"\r\n");
         }
         BodyLength::Chunked => write_codings(out, codings.iter().copied().chain([&b"chunked"[..]])),
@@ -241,8 +251,7 @@ pub fn client_response(
     }
     edits.edit_response(&mut headers);
     if edits.via {
-        let hop = format!("{} {via_name}", via_version(head.version));
-        add_via(&mut headers, &hop);
+        add_via(&mut headers, head.version, via_name);
     }
     let mut out = Vec::with_capacity(512);
     let line = ResponseHead {

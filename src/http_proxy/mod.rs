@@ -178,7 +178,7 @@ async fn exchange(
         };
         exchange.bytes_from_client = read - consumed;
     }
-    ctx.record(&exchange);
+    ctx.record(exchange);
     next
 }
 
@@ -195,7 +195,7 @@ async fn refuse_head(
     // the client and the connection ends here: count them all.
     exchange.bytes_from_client = client.bytes_read() - consumed;
     answer_error(client, &mut exchange, &error).await;
-    ctx.record(&exchange);
+    ctx.record(exchange);
     Next::Close
 }
 

@@ -76,7 +76,7 @@ pub async fn answer(
         let _ = stream.shutdown().await;
         exchange.bytes_to_client = answer.len() as u64;
     }
-    ctx.record(&exchange);
+    ctx.record(exchange);
     Next::Close
 }
 

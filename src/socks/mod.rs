@@ -59,7 +59,7 @@ pub(crate) async fn serve(client: ClientStream, ctx: Arc<Context>) {
     }
     // A connection that said nothing is not a session, as over HTTP.
     if session.read > 0 {
-        ctx.record(&session.exchange);
+        ctx.record(session.exchange);
     }
 }
 

@@ -6,8 +6,8 @@
 //! no clock reads. The connection code fills an [`AccessRecord`]; nothing here sees headers,
 //! so a password can never reach the log unless a caller puts one in `user`.
 
-use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -102,52 +102,98 @@ pub fn squid_result_code(record: &AccessRecord) -> &'static str {
 pub fn write_squid_line(record: &AccessRecord, out: &mut Vec<u8>) {
     let finished = record.start + record.duration;
     let (seconds, millis) = unix_seconds_millis(finished);
-    let mut line = String::with_capacity(160);
-    let _ = write!(
-        line,
-        "{seconds}.{millis:03} {elapsed:>6} {client} {code}/{status:03} {to_client} ",
-        elapsed = record.duration.as_millis(),
-        client = record.client.ip(),
-        code = squid_result_code(record),
-        status = record.status,
-        to_client = record.bytes_to_client,
-    );
-    push_token(&mut line, &record.method);
-    line.push(' ');
-    push_token(&mut line, &record.target);
-    line.push(' ');
-    push_token(&mut line, record.user.as_deref().unwrap_or(""));
-    let _ = match (&record.parent, record.upstream) {
+    // Numbers and addresses by hand, straight into `out`: `format!` machinery was a sixth
+    // of S1's user-space instructions (docs/performance.md, "S1 overhead").
+    push_number(out, seconds, 1, b'0');
+    out.push(b'.');
+    push_number(out, millis.into(), 3, b'0');
+    out.push(b' ');
+    let elapsed = u64::try_from(record.duration.as_millis()).unwrap_or(u64::MAX);
+    push_number(out, elapsed, 6, b' ');
+    out.push(b' ');
+    push_ip(out, record.client.ip());
+    out.push(b' ');
+    out.extend_from_slice(squid_result_code(record).as_bytes());
+    out.push(b'/');
+    push_number(out, record.status.into(), 3, b'0');
+    out.push(b' ');
+    push_number(out, record.bytes_to_client, 1, b'0');
+    out.push(b' ');
+    push_token(out, &record.method);
+    out.push(b' ');
+    push_token(out, &record.target);
+    out.push(b' ');
+    push_token(out, record.user.as_deref().unwrap_or(""));
+    out.push(b' ');
+    match (&record.parent, record.upstream) {
         (Some(parent), _) => {
-            let _ = write!(line, " {}/", record.hierarchy);
-            push_token(&mut line, parent);
-            Ok(())
+            out.extend_from_slice(record.hierarchy.as_bytes());
+            out.push(b'/');
+            push_token(out, parent);
         }
-        (None, Some(peer)) => write!(line, " {}/{}", record.hierarchy, peer.ip()),
-        (None, None) => write!(line, " HIER_NONE/-"),
-    };
-    let _ = write!(
-        line,
-        " - {} {} ",
-        record.bytes_from_client,
-        record.outcome.label()
-    );
-    push_token(&mut line, record.rule.as_deref().unwrap_or(""));
-    line.push('\n');
-    out.extend_from_slice(line.as_bytes());
+        (None, Some(peer)) => {
+            out.extend_from_slice(record.hierarchy.as_bytes());
+            out.push(b'/');
+            push_ip(out, peer.ip());
+        }
+        (None, None) => out.extend_from_slice(b"HIER_NONE/-"),
+    }
+    out.extend_from_slice(b" - ");
+    push_number(out, record.bytes_from_client, 1, b'0');
+    out.push(b' ');
+    out.extend_from_slice(record.outcome.label().as_bytes());
+    out.push(b' ');
+    push_token(out, record.rule.as_deref().unwrap_or(""));
+    out.push(b'\n');
+}
+
+/// `n` in decimal, padded on the left with `pad` to at least `width` digits (what
+/// `{n:0width$}` and `{n:>width$}` write).
+fn push_number(out: &mut Vec<u8>, n: u64, width: usize, pad: u8) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let len = digits.len() - at;
+    out.extend(std::iter::repeat_n(pad, width.saturating_sub(len)));
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// An address as `Display` writes it; IPv4 by hand, IPv6 (rare here) through `Display`.
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_number(out, octet.into(), 1, b'0');
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 /// Appends a client-supplied value as one whitespace-free field: `-` when empty; spaces,
 /// control bytes and non-ASCII percent-encoded (as Squid does for its logged fields) so a
 /// hostile URL or user name cannot add fields or lines.
-fn push_token(line: &mut String, value: &str) {
+fn push_token(line: &mut Vec<u8>, value: &str) {
     if value.is_empty() {
-        line.push('-');
+        line.push(b'-');
         return;
     }
     for byte in value.bytes() {
         if byte.is_ascii_graphic() {
-            line.push(char::from(byte));
+            line.push(byte);
         } else {
             let _ = write!(line, "%{byte:02X}");
         }

@@ -233,3 +233,32 @@ fn the_deciding_rule_is_the_last_squid_field_and_a_json_key() {
     assert_eq!(json(&record)["rule"], "\"no ads\" (rule 1, p.toml:4)");
     assert!(json(&forwarded())["rule"].is_null());
 }
+
+/// The hand-written numbers and addresses of the Squid line say what `format!` would.
+#[test]
+fn squid_line_numbers_and_addresses_match_format() {
+    let cases: [(u64, &str, u16, u64); 4] = [
+        (0, "0.0.0.0:1", 0, 0),
+        (7, "[2001:db8::1]:443", 99, 18_446_744_073_709_551_615),
+        (12_345_678, "255.255.255.255:9", 504, 10),
+        (999_999, "[::ffff:192.0.2.1]:80", 200, 1),
+    ];
+    for (millis, client, status, bytes) in cases {
+        let record = AccessRecord {
+            duration: Duration::from_millis(millis),
+            client: client.parse().expect("addr"),
+            status,
+            bytes_to_client: bytes,
+            bytes_from_client: bytes / 3,
+            ..forwarded()
+        };
+        let (seconds, frac) = unix_seconds_millis(record.start + record.duration);
+        let expected = format!(
+            "{seconds}.{frac:03} {millis:>6} {} TCP_MISS/{status:03} {bytes} GET \
+             http://example.com/index.html alice HIER_DIRECT/198.51.100.3 - {} allowed -\n",
+            record.client.ip(),
+            bytes / 3,
+        );
+        assert_eq!(squid(&record), expected);
+    }
+}
