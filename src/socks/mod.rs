@@ -237,7 +237,7 @@ impl Session {
                 return self.fail(failure).await;
             }
         };
-        let addresses = self.exchange.addresses.clone();
+        let addresses = self.exchange.addresses.take();
         let dialed = ctx
             .dialer
             .dial(&target, &self.client, Reuse::Fresh, addresses.as_ref())
