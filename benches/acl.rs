@@ -16,7 +16,7 @@ use std::time::Instant;
 use ipnet::IpNet;
 use std::sync::Arc;
 
-use proxy_server::acl::{Evaluation, Facts, Host, Policy, Verdict, normalise, parse};
+use proxy_server::acl::{Evaluation, Facts, Host, Policy, RuleBook, Verdict, normalise, parse};
 
 const EXACT_RULES: usize = 70_000;
 const WILDCARD_RULES: usize = 30_000;
@@ -224,7 +224,9 @@ fn main() {
 }
 
 /// The same lists as policy rules: names in one rule's `dest_files`, networks in
-/// another's `dest`, behind a ports rule and a users rule, as a real policy would be.
+/// another's `dest`; first as a policy of just those two rules (what the lists cost),
+/// then behind a ports rule and a users rule, as the sample policy has them (what a
+/// real rule walk adds).
 fn policy_rules(
     blacklist: &Policy,
     list: &str,
@@ -241,24 +243,45 @@ fn policy_rules(
         .iter()
         .map(|n| format!("\"{}\"", n.split('#').next().unwrap_or("").trim()))
         .collect();
-    let policy = format!(
-        "default = \"allow\"\n\
-         [[rules]]\nname = \"mail\"\naction = \"deny\"\nports = [\"25\", \"465\", \"587\"]\n\
-         [[rules]]\nname = \"staff\"\naction = \"allow\"\nusers = [\"alice\"]\ndest = [\"*.github.com\"]\n\
-         [[rules]]\nname = \"names\"\naction = \"deny\"\ndest_files = [\"names.txt\"]\n\
+    let lists = format!(
+        "[[rules]]\nname = \"names\"\naction = \"deny\"\ndest_files = [\"names.txt\"]\n\
          [[rules]]\nname = \"networks\"\naction = \"deny\"\ndest = [{}]\n",
         quoted.join(", ")
     );
-    let start = Instant::now();
-    let (file, errors) = proxy_server::config::parse_file(&policy, "bench.toml", &dir, &[]);
-    let parse_ms = start.elapsed().as_secs_f64() * 1e3;
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(errors.is_empty(), "{errors:?}");
-    let book = Arc::new(file.rules);
-    println!(
-        "policy: 4 rules, the same lists in `dest`/`dest_files`; parse+freeze {parse_ms:.0} ms"
+    let sample_shaped = format!(
+        "[[rules]]\nname = \"mail\"\naction = \"deny\"\nports = [\"25\", \"465\", \"587\"]\n\
+         [[rules]]\nname = \"staff\"\naction = \"allow\"\nusers = [\"alice\"]\ndest = [\"*.github.com\"]\n\
+         {lists}"
     );
-    // Per request, the same lists as the blacklist and as rules, in paired samples.
+    let shapes = [
+        ("2 rules: the names and the networks", lists),
+        ("4 rules: a ports and a users rule first", sample_shaped),
+    ];
+    for (shape, rules) in shapes {
+        let policy = format!("default = \"allow\"\n{rules}");
+        let start = Instant::now();
+        let (file, errors) = proxy_server::config::parse_file(&policy, "bench.toml", &dir, &[]);
+        let parse_ms = start.elapsed().as_secs_f64() * 1e3;
+        assert!(errors.is_empty(), "{errors:?}");
+        println!(
+            "policy of {shape}, the same lists in `dest`/`dest_files`; parse+freeze {parse_ms:.0} ms"
+        );
+        let book = Arc::new(file.rules);
+        compare(blacklist, &book, hits, wildcard_hits, misses, addr_misses);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Per request, the same lists as the blacklist and as the rules of `book`, in paired
+/// samples.
+fn compare(
+    blacklist: &Policy,
+    book: &Arc<RuleBook>,
+    hits: &[String],
+    wildcard_hits: &[String],
+    misses: &[String],
+    addr_misses: &[SocketAddr],
+) {
     let blacklist_hit = |host: &String| blacklist.check_host(host).is_err();
     let rules_hit = |host: &String| {
         let host = normalise(host);
@@ -283,8 +306,8 @@ fn policy_rules(
     let blacklist_miss = |(host, addr): &(&String, SocketAddr)| {
         blacklist.check_host(host).is_err() || blacklist.check_addrs(&[*addr]).is_err()
     };
-    let rules_miss = |(host, addr): &(&String, SocketAddr)| {
-        let host = normalise(host);
+    let rules_miss = |(name, addr): &(&String, SocketAddr)| {
+        let host = normalise(name);
         match book.evaluate(&anonymous_connect(&host)) {
             Evaluation::Decided(_) => panic!("a name miss waits for the networks rule"),
             Evaluation::Pending(check) => !matches!(

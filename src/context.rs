@@ -192,11 +192,10 @@ impl Context {
             // come from the dialer).
             Decision::Deny(refusal) => Err(ProxyError::Forbidden(refusal)),
             Decision::AuthRequired(failure, rule) => {
-                exchange.rule = rule;
                 if request.credentials != ClientCredentials::None {
                     self.limits.auth_failed(request.client, &access.limits);
                 }
-                Err(ProxyError::ProxyAuthRequired(failure))
+                Err(ProxyError::ProxyAuthRequired(failure, rule))
             }
         }
     }

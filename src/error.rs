@@ -62,8 +62,9 @@ pub enum ProxyError {
     NotImplemented(&'static str),
     /// Access denied by policy: 403 with a short reason.
     Forbidden(Refusal),
-    /// Credentials missing, malformed or wrong: 407.
-    ProxyAuthRequired(AuthFailure),
+    /// Credentials missing, malformed or wrong: 407; with the policy rule that asked for
+    /// them, when one did.
+    ProxyAuthRequired(AuthFailure, Option<Arc<str>>),
     /// The request would come back to this proxy: 508.
     Loop,
     /// Over the connection limit: 503.
@@ -112,7 +113,7 @@ impl ProxyError {
             VersionNotSupported => 505,
             NotImplemented(_) => 501,
             Forbidden(_) => 403,
-            ProxyAuthRequired(_) => 407,
+            ProxyAuthRequired(..) => 407,
             Loop => 508,
             Overloaded => 503,
             TooManyRequests(_) => 429,
@@ -130,7 +131,7 @@ impl ProxyError {
         match self {
             BadRequest(_) | NotAProxyRequest | UriTooLong | HeadTooLarge | VersionNotSupported
             | NotImplemented(_) | Loop | HeaderTimeout | TooManyRequests(_) => Side::Client,
-            Forbidden(_) | ProxyAuthRequired(_) | Overloaded => Side::Proxy,
+            Forbidden(_) | ProxyAuthRequired(..) | Overloaded => Side::Proxy,
             Resolve { .. }
             | Connect { .. }
             | ConnectTimeout
@@ -141,6 +142,15 @@ impl ProxyError {
             | ParentsDown(_) => Side::Upstream,
             NotCached => Side::Proxy,
             Io(side, _) => *side,
+        }
+    }
+
+    /// The policy rule behind a 403 or a 407, when a rule decided it.
+    pub fn rule(&self) -> Option<&Arc<str>> {
+        match self {
+            ProxyError::Forbidden(refusal) => refusal.rule.as_ref(),
+            ProxyError::ProxyAuthRequired(_, rule) => rule.as_ref(),
+            _ => None,
         }
     }
 
@@ -155,7 +165,7 @@ impl ProxyError {
             VersionNotSupported => "version_not_supported",
             NotImplemented(_) => "not_implemented",
             Forbidden(refusal) => refusal.brief,
-            ProxyAuthRequired(failure) => failure.brief,
+            ProxyAuthRequired(failure, _) => failure.brief,
             Loop => "loop",
             Overloaded => "overloaded",
             TooManyRequests(over) => over.brief,
@@ -191,7 +201,7 @@ impl ProxyError {
             Forbidden(refusal) => format!("Forbidden: {}.\n", refusal.reason),
             // The reason stays in the logs: it may name a user, and says nothing useful
             // to a client that has to send credentials anyway.
-            ProxyAuthRequired(_) => "Proxy authentication required.\n".to_string(),
+            ProxyAuthRequired(..) => "Proxy authentication required.\n".to_string(),
             Loop => "Forwarding loop detected.\n".to_string(),
             Overloaded => "Too many connections; try again later.\n".to_string(),
             TooManyRequests(over) => format!(
@@ -264,7 +274,10 @@ mod tests {
                 }),
                 Some(403),
             ),
-            (ProxyAuthRequired(AuthFailure { brief: "x" }), Some(407)),
+            (
+                ProxyAuthRequired(AuthFailure { brief: "x" }, None),
+                Some(407),
+            ),
             (Loop, Some(508)),
             (Overloaded, Some(503)),
             (

@@ -54,23 +54,25 @@ impl<V> NameTable<V> {
         self.map.shrink_to_fit();
     }
 
-    /// The values of the name's proper suffixes that are keys, longest first: for
-    /// `a.b.ads.com`, `b.ads.com`, `ads.com`, `com` — each tried only when some key has
-    /// that many labels.
+    /// The values of the name's proper suffixes that are keys, shortest first: for
+    /// `a.b.ads.com`, `com`, `ads.com`, `b.ads.com` — each tried only when some key has
+    /// that many labels, and none past the deepest key. The name is read from its end,
+    /// once.
     pub fn suffixes<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a V> + 'a {
-        let mut rest = name;
-        let mut depth = labels(name);
+        let mut end = name.len();
+        let mut depth = 0;
         std::iter::from_fn(move || {
-            loop {
-                let dot = rest.find('.')?;
-                rest = &rest[dot + 1..];
-                depth -= 1;
+            while self.depths & deeper_than(depth) != 0 {
+                let dot = name.as_bytes()[..end].iter().rposition(|&b| b == b'.')?;
+                end = dot;
+                depth += 1;
                 if self.depths & depth_bit(depth) != 0
-                    && let Some(value) = self.map.get(rest)
+                    && let Some(value) = self.map.get(&name[dot + 1..])
                 {
                     return Some(value);
                 }
             }
+            None
         })
     }
 }
@@ -81,6 +83,15 @@ fn labels(name: &str) -> usize {
 
 fn depth_bit(labels: usize) -> u64 {
     1 << labels.min(DEEPEST)
+}
+
+/// The depth bits of keys with more than `labels` labels.
+fn deeper_than(labels: usize) -> u64 {
+    if labels >= DEEPEST {
+        depth_bit(DEEPEST)
+    } else {
+        !0 << (labels + 1)
+    }
 }
 
 #[cfg(test)]
@@ -96,10 +107,10 @@ mod tests {
     }
 
     #[test]
-    fn suffixes_are_found_at_every_listed_depth_longest_first() {
+    fn suffixes_are_found_at_every_listed_depth_shortest_first() {
         let table = table(&["ads.com", "b.ads.com", "net", "x.y.z.w.v"]);
         let found: Vec<u32> = table.suffixes("a.b.ads.com").copied().collect();
-        assert_eq!(found, vec![1, 0]);
+        assert_eq!(found, vec![0, 1]);
         assert_eq!(
             table.suffixes("ads.com").count(),
             0,

@@ -22,15 +22,28 @@ pub enum Host<'a> {
 /// IPv6 brackets and trailing dots dropped, IPv4-mapped IPv6 turned into IPv4.
 /// Allocates only when the name has upper-case letters.
 pub fn normalise(host: &str) -> Host<'_> {
-    let host = host.trim();
-    let bare = strip_port(host);
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Host::Ip(canonical_ip(ip));
-    }
+    let bare = strip_port(host.trim());
     // A resolver treats `example.com.` and `example.com` alike (RFC 1034 §3.1), so the
     // rules must too; several dots are stripped so no spelling slips between the two.
-    let name = bare.trim_end_matches('.');
-    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+    let bytes = bare.as_bytes();
+    let mut end = bytes.len();
+    while end > 0 && bytes[end - 1] == b'.' {
+        end -= 1;
+    }
+    // One pass says whether it could be an address literal and whether it needs folding.
+    let (mut address_chars, mut upper) = (true, false);
+    for &b in &bytes[..end] {
+        address_chars &= b.is_ascii_hexdigit() || b == b'.' || b == b':';
+        upper |= b.is_ascii_uppercase();
+    }
+    if address_chars
+        && end == bytes.len()
+        && let Ok(ip) = bare.parse::<IpAddr>()
+    {
+        return Host::Ip(canonical_ip(ip));
+    }
+    let name = &bare[..end];
+    if upper {
         Host::Name(Cow::Owned(name.to_ascii_lowercase()))
     } else {
         Host::Name(Cow::Borrowed(name))

@@ -276,7 +276,7 @@ async fn admit(
 fn outcome_of(error: &ProxyError) -> Outcome {
     match error {
         ProxyError::Forbidden(_) | ProxyError::TooManyRequests(_) => Outcome::Blocked,
-        ProxyError::ProxyAuthRequired(_) => Outcome::AuthFailed,
+        ProxyError::ProxyAuthRequired(..) => Outcome::AuthFailed,
         // Allowed, but `only-if-cached` found nothing to serve.
         ProxyError::NotCached => Outcome::Allowed,
         other => match other.side() {
@@ -293,9 +293,9 @@ async fn answer_error(
     error: &ProxyError,
 ) {
     exchange.failure = Some(error.brief());
-    if let ProxyError::Forbidden(refusal) = error {
+    if let Some(rule) = error.rule() {
         // The rule that refused, wherever it was asked (admission or the dialer).
-        exchange.rule.clone_from(&refusal.rule);
+        exchange.rule = Some(rule.clone());
     }
     if exchange.response_started {
         // Whatever broke, the response was under way: the client saw it as forwarded.
@@ -318,7 +318,7 @@ async fn answer_error(
     };
     let limited = [("Retry-After", retry_after.as_str())];
     let extra: &[(&str, &str)] = match error {
-        ProxyError::ProxyAuthRequired(_) => {
+        ProxyError::ProxyAuthRequired(..) => {
             &[("Proxy-Authenticate", crate::auth::PROXY_AUTHENTICATE)]
         }
         // RFC 6585 §4: when to try again.

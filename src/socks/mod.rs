@@ -122,9 +122,10 @@ impl Session {
         let Some(method) = method else {
             self.write(&wire::method_choice(wire::METHOD_NONE_ACCEPTABLE))
                 .await?;
-            let error = ProxyError::ProxyAuthRequired(crate::error::AuthFailure {
+            let failure = crate::error::AuthFailure {
                 brief: "auth-method",
-            });
+            };
+            let error = ProxyError::ProxyAuthRequired(failure, None);
             return Err(Failure {
                 outcome: Outcome::AuthFailed,
                 ..Failure::quiet(error)
@@ -145,7 +146,7 @@ impl Session {
             if let Err(failure) = checked {
                 return Err(Failure {
                     outcome: Outcome::AuthFailed,
-                    ..Failure::quiet(ProxyError::ProxyAuthRequired(failure))
+                    ..Failure::quiet(ProxyError::ProxyAuthRequired(failure, None))
                 });
             }
             credentials = Some(given);
@@ -237,7 +238,7 @@ impl Session {
                 return self.fail(failure).await;
             }
         };
-        let addresses = self.exchange.addresses.clone();
+        let addresses = self.exchange.addresses.take();
         let dialed = ctx
             .dialer
             .dial(&target, &self.client, Reuse::Fresh, addresses.as_ref())
@@ -295,7 +296,7 @@ impl Session {
             .await
             .map_err(|error| {
                 let outcome = match error {
-                    ProxyError::ProxyAuthRequired(_) => Outcome::AuthFailed,
+                    ProxyError::ProxyAuthRequired(..) => Outcome::AuthFailed,
                     _ => Outcome::Blocked,
                 };
                 Failure::replying(error, Reply::NotAllowed, outcome)
@@ -307,9 +308,9 @@ impl Session {
         let exchange = &mut self.exchange;
         exchange.bytes_from_client = self.read;
         exchange.failure = Some(failure.error.brief());
-        if let ProxyError::Forbidden(refusal) = &failure.error {
+        if let Some(rule) = failure.error.rule() {
             // The rule that refused, wherever it was asked (admission or the dialer).
-            exchange.rule.clone_from(&refusal.rule);
+            exchange.rule = Some(rule.clone());
         }
         exchange.outcome = failure.outcome;
         // The log's status column reads as it would for the same CONNECT over HTTP.

@@ -269,6 +269,6 @@ fn settle(
     match check.settle(addrs) {
         Verdict::Allow { rule, limits } => Ok(Some(Settled { rule, limits })),
         Verdict::Deny { rule } => Err(ProxyError::Forbidden(refusal(rule))),
-        Verdict::AuthRequired { .. } => Err(ProxyError::ProxyAuthRequired(AUTH_MISSING)),
+        Verdict::AuthRequired { rule } => Err(ProxyError::ProxyAuthRequired(AUTH_MISSING, rule)),
     }
 }

@@ -79,7 +79,8 @@ impl Snapshot {
             Ok(user) => user,
             Err(failure) => return Decision::AuthRequired(failure, None),
         };
-        if let Err(denial) = policy.check_host(request.target.host) {
+        let host = normalise(request.target.host);
+        if let Err(denial) = policy.check_normalised(&host) {
             return Decision::Deny(denial.into());
         }
         if request.target.is_tunnel()
@@ -87,7 +88,6 @@ impl Snapshot {
         {
             return Decision::Deny(denial.into());
         }
-        let host = normalise(request.target.host);
         let facts = Facts {
             user: user.as_deref(),
             client: crate::acl::canonical_ip(request.client),

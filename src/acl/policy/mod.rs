@@ -123,9 +123,14 @@ impl Policy {
     /// address checks right away. Names that resolve to blocked addresses are caught
     /// later by [`Policy::check_addrs`].
     pub fn check_host(&self, host: &str) -> Result<(), Denial> {
-        match normalise(host) {
-            Host::Ip(ip) => self.check_addr(ip),
-            Host::Name(name) if self.rules.blocks_name(&name) => Err(Denial::BlockedHost),
+        self.check_normalised(&normalise(host))
+    }
+
+    /// [`Policy::check_host`] for a host already through [`normalise`].
+    pub fn check_normalised(&self, host: &Host<'_>) -> Result<(), Denial> {
+        match host {
+            Host::Ip(ip) => self.check_addr(*ip),
+            Host::Name(name) if self.rules.blocks_name(name) => Err(Denial::BlockedHost),
             Host::Name(_) => Ok(()),
         }
     }

@@ -16,12 +16,14 @@
 
 mod hours;
 mod names;
+mod pending;
 mod rule;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 pub use hours::{Clock, FixedClock, SystemClock, WeekTime, Window};
+pub use pending::AddressCheck;
 pub use rule::{Action, Condition, Rule};
 
 use super::host::{Host, canonical_ip};
@@ -82,27 +84,26 @@ pub enum Evaluation {
     Pending(AddressCheck),
 }
 
-/// The rest of an evaluation that stopped at a rule whose destination networks a name
-/// can meet only through its addresses. Owns what it needs: the rule book version the
-/// request started with and the request's facts.
-#[derive(Debug, Clone)]
-pub struct AddressCheck {
-    book: Arc<RuleBook>,
-    from: usize,
-    could_authenticate: bool,
-    user: Option<Box<str>>,
+/// What the conditions before `dest` and `users` look at: [`Facts`] without the host,
+/// which only the name lookups need (and a settling [`AddressCheck`] no longer does).
+#[derive(Debug, Clone, Copy)]
+struct Asked<'a> {
+    user: Option<&'a str>,
     client: IpAddr,
-    name: Box<str>,
     port: u16,
-    method: Box<str>,
+    method: &'a str,
     now: Option<WeekTime>,
 }
 
-impl PartialEq for AddressCheck {
-    fn eq(&self, other: &AddressCheck) -> bool {
-        Arc::ptr_eq(&self.book, &other.book)
-            && self.from == other.from
-            && (&self.name, self.port, &self.user) == (&other.name, other.port, &other.user)
+impl<'a> Facts<'a> {
+    fn asked(&self) -> Asked<'a> {
+        Asked {
+            user: self.user,
+            client: self.client,
+            port: self.port,
+            method: self.method,
+            now: self.now,
+        }
     }
 }
 
@@ -141,55 +142,49 @@ impl RuleBook {
 
     /// Decides on `facts` with everything that needs no DNS.
     pub fn evaluate(self: &Arc<Self>, facts: &Facts<'_>) -> Evaluation {
-        match self.walk(0, facts, None, false) {
-            Ok(verdict) => Evaluation::Decided(verdict),
-            Err((from, could_authenticate)) => {
-                let Host::Name(name) = facts.host else {
-                    // Address literals never wait: `walk` passes them as their own address.
-                    return Evaluation::Decided(self.default_verdict(could_authenticate));
-                };
-                Evaluation::Pending(AddressCheck {
-                    book: Arc::clone(self),
-                    from,
-                    could_authenticate,
-                    user: facts.user.map(Box::from),
-                    client: facts.client,
-                    name: Box::from(name.as_ref()),
-                    port: facts.port,
-                    method: Box::from(facts.method),
-                    now: facts.now,
-                })
-            }
-        }
-    }
-
-    /// Rules from `from` on, first match wins. `Err((index, could_authenticate))` when
-    /// rule `index` needs the destination's addresses and `addrs` is `None`.
-    fn walk(
-        &self,
-        from: usize,
-        facts: &Facts<'_>,
-        addrs: Option<&[IpAddr]>,
-        mut could_authenticate: bool,
-    ) -> Result<Verdict, (usize, bool)> {
+        // An address literal is its own address: it never waits.
         let literal = match facts.host {
             Host::Ip(ip) => Some([canonical_ip(*ip)]),
             Host::Name(_) => None,
         };
-        let addrs = addrs.or(literal.as_ref().map(|a| &a[..]));
         let listed = self.listed(facts.host);
+        let asked = facts.asked();
+        match self.walk(0, &asked, literal.as_ref().map(|a| &a[..]), &listed, false) {
+            Ok(verdict) => Evaluation::Decided(verdict),
+            Err((from, could_authenticate)) => Evaluation::Pending(AddressCheck::new(
+                Arc::clone(self),
+                from,
+                could_authenticate,
+                &asked,
+                |index, rule| listed(index, rule),
+            )),
+        }
+    }
+
+    /// Rules from `from` on, first match wins; `listed` says whether a rule lists the
+    /// destination by name. `Err((index, could_authenticate))` when rule `index` needs
+    /// the destination's addresses and `addrs` is `None`.
+    fn walk(
+        &self,
+        from: usize,
+        asked: &Asked<'_>,
+        addrs: Option<&[IpAddr]>,
+        listed: &impl Fn(usize, &Rule) -> bool,
+        mut could_authenticate: bool,
+    ) -> Result<Verdict, (usize, bool)> {
+        let anonymous = asked.user.is_none();
         for (index, rule) in self.rules.iter().enumerate().skip(from) {
-            match rule.check(facts, addrs, || listed(index, rule)) {
-                Match::Yes => return Ok(rule.verdict(facts.user.is_none() && could_authenticate)),
-                Match::No(Condition::Users) if facts.user.is_none() && !could_authenticate => {
+            match rule.check(asked, addrs, || listed(index, rule)) {
+                Match::Yes => return Ok(rule.verdict(anonymous && could_authenticate)),
+                Match::No(Condition::Users) if anonymous && !could_authenticate => {
                     could_authenticate = rule.action == Action::Allow
-                        && rule.could_match(facts, || listed(index, rule));
+                        && rule.dest_could_match(|| listed(index, rule));
                 }
                 Match::No(_) => {}
                 Match::NeedsAddresses => return Err((index, could_authenticate)),
             }
         }
-        Ok(self.default_verdict(facts.user.is_none() && could_authenticate))
+        Ok(self.default_verdict(anonymous && could_authenticate))
     }
 
     /// Whether rule `index` lists `host` by name: the index is asked at most once per
@@ -222,13 +217,14 @@ impl RuleBook {
     pub fn trace(&self, facts: &Facts<'_>, addrs: &[IpAddr]) -> (Verdict, Vec<Step<'_>>) {
         let mut steps = Vec::new();
         let listed = self.listed(facts.host);
+        let asked = facts.asked();
         for (index, rule) in self.rules.iter().enumerate() {
-            match rule.check(facts, Some(addrs), || listed(index, rule)) {
+            match rule.check(&asked, Some(addrs), || listed(index, rule)) {
                 Match::No(condition) => steps.push(Step { rule, condition }),
                 Match::Yes | Match::NeedsAddresses => break,
             }
         }
-        let verdict = match self.walk(0, facts, Some(addrs), false) {
+        let verdict = match self.walk(0, &asked, Some(addrs), &listed, false) {
             Ok(verdict) => verdict,
             Err(_) => self.default_verdict(false),
         };
@@ -241,30 +237,6 @@ impl RuleBook {
 pub struct Step<'a> {
     pub rule: &'a Rule,
     pub condition: Condition,
-}
-
-impl AddressCheck {
-    /// Finishes the evaluation with the addresses the destination resolved to (or the
-    /// one address a pooled connection is bound to).
-    pub fn settle(&self, addrs: &[SocketAddr]) -> Verdict {
-        let ips: Vec<IpAddr> = addrs.iter().map(|a| canonical_ip(a.ip())).collect();
-        let host = Host::Name(std::borrow::Cow::Borrowed(&self.name));
-        let facts = Facts {
-            user: self.user.as_deref(),
-            client: self.client,
-            host: &host,
-            port: self.port,
-            method: &self.method,
-            now: self.now,
-        };
-        match self
-            .book
-            .walk(self.from, &facts, Some(&ips), self.could_authenticate)
-        {
-            Ok(verdict) => verdict,
-            Err(_) => self.book.default_verdict(self.could_authenticate),
-        }
-    }
 }
 
 /// The 403 reason for a rule's denial (the rule named, so "why is this blocked" has its

@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::Facts;
+use super::Asked;
 use super::Verdict;
 use super::hours::Window;
 use crate::acl::host::{Host, canonical_ip};
@@ -120,26 +120,26 @@ impl Rule {
     /// condition holds.
     pub(super) fn check(
         &self,
-        facts: &Facts<'_>,
+        asked: &Asked<'_>,
         addrs: Option<&[IpAddr]>,
         listed: impl Fn() -> bool,
     ) -> Match {
-        if let Some(condition) = self.first_miss_before_dest(facts) {
+        if let Some(condition) = self.first_miss_before_dest(asked) {
             return Match::No(condition);
         }
         if let Some(users) = &self.users
-            && !facts.user.is_some_and(|user| users.contains(user))
+            && !asked.user.is_some_and(|user| users.contains(user))
         {
             return Match::No(Condition::Users);
         }
         self.check_dest(addrs, listed)
     }
 
-    /// Whether the rule could match `facts` with the right user: everything but
-    /// `users` holds (or waits for addresses).
-    pub(super) fn could_match(&self, facts: &Facts<'_>, listed: impl Fn() -> bool) -> bool {
-        self.first_miss_before_dest(facts).is_none()
-            && self.check_dest(None, listed) != Match::No(Condition::Dest)
+    /// For a rule that [`check`](Self::check) found short of only its `users`: whether
+    /// its destination could still match (or waits for addresses), so that the right
+    /// user would meet it.
+    pub(super) fn dest_could_match(&self, listed: impl Fn() -> bool) -> bool {
+        self.check_dest(None, listed) != Match::No(Condition::Dest)
     }
 
     /// Whether this rule's `dest` lists `host` by name (its own lookup, for rule books
@@ -151,7 +151,7 @@ impl Rule {
         }
     }
 
-    fn first_miss_before_dest(&self, facts: &Facts<'_>) -> Option<Condition> {
+    fn first_miss_before_dest(&self, facts: &Asked<'_>) -> Option<Condition> {
         if let Some(clients) = &self.clients
             && !clients.contains(facts.client)
         {

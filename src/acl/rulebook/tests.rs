@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::net::SocketAddr;
 
 use super::*;
 use crate::acl::{NetSet, Rules, RulesBuilder, parse_client_net};
@@ -284,6 +285,53 @@ fn networks_wait_for_the_addresses_and_settle_rebinding_safely() {
         "deny 1",
         "mapped addresses count as IPv4"
     );
+}
+
+/// The names a settling walk needs are looked up before DNS, for rules past the 64th
+/// too, in rule books short enough for the shared name index and in longer ones.
+#[test]
+fn a_settled_check_still_meets_the_names_of_later_rules() {
+    for (fillers, long_list) in [(3, true), (70, false), (70, true)] {
+        let mut rules = Vec::new();
+        let mut internal = rule(1, Action::Deny);
+        internal.dest = Some(dest(&["10.0.0.0/8"]));
+        rules.push(internal);
+        for _ in 0..fillers {
+            let mut mail = rule(rules.len() + 1, Action::Deny);
+            mail.ports = Some("25".parse().unwrap());
+            rules.push(mail);
+        }
+        let mut names: Vec<String> = vec!["lab.example".into()];
+        if long_list {
+            names.extend((0..100).map(|i| format!("host{i}.example")));
+        }
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut lab = rule(rules.len() + 1, Action::Allow);
+        lab.dest = Some(dest(&names));
+        let lab_number = lab.number;
+        rules.push(lab);
+        let b = book(rules, Action::Deny);
+        let host = Host::Name(Cow::Borrowed("lab.example"));
+        let facts = Facts {
+            user: None,
+            client: "10.0.0.1".parse().unwrap(),
+            host: &host,
+            port: 443,
+            method: "GET",
+            now: None,
+        };
+        let Evaluation::Pending(check) = b.evaluate(&facts) else {
+            panic!("the first rule lists networks");
+        };
+        let settle =
+            |addr: &str| show(&check.settle(&[SocketAddr::new(addr.parse().unwrap(), 443)]));
+        assert_eq!(
+            settle("192.0.2.1"),
+            format!("allow {lab_number}"),
+            "{fillers} fillers"
+        );
+        assert_eq!(settle("10.1.1.1"), "deny 1", "{fillers} fillers");
+    }
 }
 
 #[test]

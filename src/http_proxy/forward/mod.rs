@@ -123,7 +123,8 @@ async fn fetch(
     if !matches!(head.target, RequestTarget::Absolute { .. }) {
         return Err(ProxyError::BadRequest("not an absolute-form request"));
     }
-    let addresses = exchange.addresses.clone();
+    // Only the dialer needs it from here on.
+    let addresses = exchange.addresses.take();
     let check = addresses.as_ref();
     let mut origin = acquire(ctx, target, client.get_ref(), Reuse::Pooled, check, pacer).await?;
     exchange.connected(&origin.link);

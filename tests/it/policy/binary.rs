@@ -196,3 +196,47 @@ async fn flags_override_the_file_and_the_rule_reaches_logs_and_metrics() {
         "{log}"
     );
 }
+
+/// A 407 decided after DNS (the rules left the request to the destination's addresses,
+/// and those leave only a rule naming users) names its rule in the log and in
+/// `/metrics`, as one decided at admission does.
+#[tokio::test]
+async fn a_login_asked_for_after_dns_names_its_rule() {
+    let origin = Origin::fixed("never reached").await;
+    let policy = "auth_file = \"users.txt\"\nlog_format = \"json\"\ndefault = \"deny\"\n\
+         [[rules]]\nname = \"staff\"\naction = \"allow\"\nusers = [\"alice\"]\n\
+         [[rules]]\nname = \"lab\"\naction = \"allow\"\ndest = [\"192.0.2.0/24\"]\n";
+    let (_files, path) = policy_files("late-407", policy);
+    let mut running =
+        Running::start(&["--config", text(&path), "--metrics-addr", "127.0.0.1:0"]).await;
+    let get = format!(
+        "GET http://localhost:{}/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        origin.addr.port()
+    );
+    let answer = exchange(running.addr(), get.as_bytes()).await;
+    assert_eq!(status(&answer), 407, "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(origin.request_count(), 0);
+    let metrics = running.metrics.expect("metrics address");
+    let wanted = format!(
+        "proxy_rule_decisions_total{{rule=\"default deny ({}:5)\",action=\"auth_required\"}} 1",
+        text(&path)
+    );
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = String::from_utf8_lossy(&get_metrics(metrics, "/metrics").await.1).into_owned();
+        if body.contains(&wanted) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(body.contains(&wanted), "{wanted}\n{body}");
+    running.stop().await;
+    let log = std::fs::read_to_string(running.log_file("access.log")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(line["status"], 407, "{log}");
+    assert_eq!(
+        line["rule"],
+        format!("default deny ({}:5)", text(&path)),
+        "{log}"
+    );
+}
