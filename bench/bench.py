@@ -105,8 +105,11 @@ def run_scenarios(args, env):
     # proxy work) in front of the same origins, reported under the table.
     floors = ([env.start_relay("relay", [env.origin_port, env.tls_port])]
               if args.only & {1, 7} else [])
-    # S1 and S7 also run through the sample policy plus a 100,000-entry list.
-    policies = [start_policy(env)] if args.only & {1, 7} else []
+    # S1 and S7 also run through the sample policy plus a 100,000-entry list, and
+    # through the same list as a --blacklist.
+    policies = ([start_policy(env, policy.COLUMN, policy.start),
+                 start_policy(env, policy.BLACKLIST_COLUMN, policy.start_blacklist)]
+                if args.only & {1, 7} else [])
     wrk_scenarios = [(1, scenarios.s1_keepalive), (2, scenarios.s2_new_connection),
                      (3, scenarios.s3_large)]
     for number, func in wrk_scenarios:
@@ -153,11 +156,11 @@ def run_scenarios(args, env):
     return results
 
 
-def start_policy(env):
+def start_policy(env, column, start):
     try:
-        return setup.Target(policy.COLUMN, policy.start(env))
+        return setup.Target(column, start(env))
     except RuntimeError as error:
-        return setup.Target(policy.COLUMN, note=str(error)[:200])
+        return setup.Target(column, note=str(error)[:200])
 
 
 def merge_variant(result, variant, suffix):

@@ -4,9 +4,12 @@ default deny, a ports rule, the staff rule with users and a per-rule limit, the
 sample blacklist and users file) plus a deny rule over a generated list of
 100,000 entries, and one rule that lets the benchmark's anonymous clients in.
 
-Owns the generated files; the scenarios run unchanged against the column
-"proxy-server policy", and report.py shows its figures beside plain
-proxy-server's.
+Also the yardstick the issue names, "today's blacklist": proxy-server with the
+same 100,000 entries as `--blacklist` and no policy file (column
+"proxy-server blacklist").
+
+Owns the generated files; the scenarios run unchanged against both columns,
+and report.py shows their figures beside plain proxy-server's.
 """
 
 import os
@@ -14,6 +17,7 @@ import os
 import servers
 
 COLUMN = "proxy-server policy"
+BLACKLIST_COLUMN = "proxy-server blacklist"
 EXACT = 90_000
 WILDCARD = 9_000
 NETWORKS = 1_000
@@ -79,3 +83,10 @@ def start(env):
     """The policy column: a fresh proxy-server with the generated file."""
     config = write_config(env)
     return env.start_proxy_server("proxy-server-policy", extra=["--config", config])
+
+
+def start_blacklist(env):
+    """The blacklist column: a fresh proxy-server with the same list as --blacklist."""
+    list_path = os.path.join(env.dir, "blacklist-list.txt")
+    write_list(list_path)
+    return env.start_proxy_server("proxy-server-blacklist", extra=["--blacklist", list_path])

@@ -37,6 +37,8 @@ ROWS = [
     (1, "cpu_us_per_req", "S1 server CPU", "µs/req", False, ("max", 10.0)),
     (1, "rps policy", "S1 with the sample policy + 100,000-entry list", "req/s", True, None),
     (1, "cpu_us_per_req policy", "S1 with policy, server CPU", "µs/req", False, None),
+    (1, "rps blacklist", "S1 with the same list as --blacklist", "req/s", True, None),
+    (1, "cpu_us_per_req blacklist", "S1 with --blacklist, server CPU", "µs/req", False, None),
     (2, "rps", "S2 new connection per request", "req/s", True, ("ratio", 0.60)),
     (2, "cpu_us_per_req", "S2 server CPU", "µs/req", False, None),
     (3, "mbps", "S3 1 MiB GET ×8", "MB/s", True, ("ratio", 0.80)),
@@ -53,6 +55,8 @@ ROWS = [
     (7, "cpu_us_per_req", "S7 server CPU", "µs/req", False, None),
     (7, "rps policy", "S7 with the sample policy + 100,000-entry list", "req/s", True, None),
     (7, "cpu_us_per_req policy", "S7 with policy, server CPU", "µs/req", False, None),
+    (7, "rps blacklist", "S7 with the same list as --blacklist", "req/s", True, None),
+    (7, "cpu_us_per_req blacklist", "S7 with --blacklist, server CPU", "µs/req", False, None),
     (8, "idle_mb", "S8 resident, idle", "MB", False, None),
     (8, "peak_mb", "S8 resident, 500 stalled downloads", "MB", False, ("max", 64.0)),
     (8, "after_mb", "S8 resident after they left", "MB", False, None),
@@ -190,28 +194,30 @@ def floor_note(results):
 
 
 def policy_note(results):
-    """proxy-server with the sample policy and a 100,000-entry list against itself
-    without them, in the same rounds (bench/policy.py)."""
+    """proxy-server with the sample policy and a 100,000-entry list, and with the same
+    list as --blacklist, against itself without either, in the same rounds
+    (bench/policy.py)."""
     parts = []
     for number in (1, 7):
         if number not in results:
             continue
         plain_rps, _ = cell(results[number], "proxy-server", "rps")
-        policy_rps, note = cell(results[number], "proxy-server", "rps policy")
-        if note:
-            parts.append("S%d %s" % (number, note))
-            continue
         plain_cpu, _ = cell(results[number], "proxy-server", "cpu_us_per_req")
-        policy_cpu, _ = cell(results[number], "proxy-server", "cpu_us_per_req policy")
-        if policy_rps is None:
-            continue
-        parts.append("S%d %s req/s (%s of plain) at %s µs/req (plain %s)" % (
-            number, fmt(policy_rps), ratio(policy_rps, plain_rps), fmt(policy_cpu),
-            fmt(plain_cpu)))
+        for variant in ("policy", "blacklist"):
+            rps, note = cell(results[number], "proxy-server", "rps " + variant)
+            if note:
+                parts.append("S%d %s: %s" % (number, variant, note))
+                continue
+            cpu, _ = cell(results[number], "proxy-server", "cpu_us_per_req " + variant)
+            if rps is None:
+                continue
+            parts.append("S%d %s %s req/s (%s of plain) at %s µs/req (plain %s)" % (
+                number, variant, fmt(rps), ratio(rps, plain_rps), fmt(cpu), fmt(plain_cpu)))
     if not parts:
         return None
-    return ("With the sample policy plus a 100,000-entry list (bench/policy.py), against "
-            "proxy-server without them: " + "; ".join(parts))
+    return ("With the sample policy plus a 100,000-entry list, and with the same list as "
+            "--blacklist (bench/policy.py), against proxy-server without either: "
+            + "; ".join(parts))
 
 
 def target_text(target, unit):

@@ -241,15 +241,8 @@ fn anonymous_requests_a_user_rule_could_allow_get_407() {
     );
 }
 
-#[test]
-fn networks_wait_for_the_addresses_and_settle_rebinding_safely() {
-    let mut internal = rule(1, Action::Deny);
-    internal.dest = Some(dest(&["10.0.0.0/8"]));
-    let mut lab = rule(2, Action::Allow);
-    lab.dest = Some(dest(&["192.0.2.0/24"]));
-    let b = book(vec![internal, lab], Action::Deny);
-    assert_eq!(decide(&b, to("10.1.2.3")), "deny 1");
-    assert_eq!(decide(&b, to("192.0.2.9")), "allow 2");
+/// The check an anonymous GET to `lab.example` leaves for the dialer.
+fn pending_for_lab(b: &Arc<RuleBook>) -> AddressCheck {
     let host = Host::Name(Cow::Borrowed("lab.example"));
     let facts = Facts {
         user: None,
@@ -259,9 +252,22 @@ fn networks_wait_for_the_addresses_and_settle_rebinding_safely() {
         method: "GET",
         now: None,
     };
-    let Evaluation::Pending(check) = b.evaluate(&facts) else {
-        panic!("a network rule must wait for DNS");
-    };
+    match b.evaluate(&facts) {
+        Evaluation::Pending(check) => check,
+        Evaluation::Decided(verdict) => panic!("a network rule must wait for DNS: {verdict:?}"),
+    }
+}
+
+#[test]
+fn networks_wait_for_the_addresses_and_settle_rebinding_safely() {
+    let mut internal = rule(1, Action::Deny);
+    internal.dest = Some(dest(&["10.0.0.0/8"]));
+    let mut lab = rule(2, Action::Allow);
+    lab.dest = Some(dest(&["192.0.2.0/24"]));
+    let b = book(vec![internal, lab], Action::Deny);
+    assert_eq!(decide(&b, to("10.1.2.3")), "deny 1");
+    assert_eq!(decide(&b, to("192.0.2.9")), "allow 2");
+    let check = pending_for_lab(&b);
     let settle = |addrs: &[&str]| {
         let addrs: Vec<SocketAddr> = addrs
             .iter()
@@ -311,18 +317,7 @@ fn a_settled_check_still_meets_the_names_of_later_rules() {
         let lab_number = lab.number;
         rules.push(lab);
         let b = book(rules, Action::Deny);
-        let host = Host::Name(Cow::Borrowed("lab.example"));
-        let facts = Facts {
-            user: None,
-            client: "10.0.0.1".parse().unwrap(),
-            host: &host,
-            port: 443,
-            method: "GET",
-            now: None,
-        };
-        let Evaluation::Pending(check) = b.evaluate(&facts) else {
-            panic!("the first rule lists networks");
-        };
+        let check = pending_for_lab(&b);
         let settle =
             |addr: &str| show(&check.settle(&[SocketAddr::new(addr.parse().unwrap(), 443)]));
         assert_eq!(
