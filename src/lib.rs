@@ -39,6 +39,7 @@
 // internals are private to the crate.
 pub mod access;
 pub mod acl;
+pub mod allocator;
 pub mod auth;
 pub mod budget;
 pub mod cache;

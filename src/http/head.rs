@@ -106,9 +106,7 @@ impl RequestTarget {
             80 if matches!(self, RequestTarget::Absolute { .. }) => {}
             port => {
                 out.push(':');
-                let mut buf = [0; 20];
-                // ASCII digits are always UTF-8.
-                out.push_str(std::str::from_utf8(decimal(port.into(), &mut buf)).unwrap_or(""));
+                out.push_str(itoa::Buffer::new().format(port));
             }
         }
     }
@@ -126,22 +124,6 @@ impl RequestTarget {
             RequestTarget::Authority { host, port } => format!("{}:{port}", bracketed(host)),
         }
     }
-}
-
-/// `n` in decimal, written into `buf` without the formatting machinery or an allocation
-/// (a status, a port, a length on every request).
-pub fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    let mut n = n;
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[at..]
 }
 
 fn bracketed(host: &str) -> String {
@@ -182,7 +164,7 @@ impl ResponseHead {
     /// `HTTP/1.1 <status> <reason>\r\n` + fields + `\r\n`. We always speak HTTP/1.1.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(decimal(self.status.into(), &mut [0; 20]));
+        out.extend_from_slice(itoa::Buffer::new().format(self.status).as_bytes());
         out.push(b' ');
         out.extend_from_slice(&self.reason);
         out.extend_from_slice(b"\r\n");

@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::edits::HeaderEdits;
 use super::framing::BodyLength;
-use super::head::{RequestHead, ResponseHead, Version, decimal};
+use super::head::{RequestHead, ResponseHead, Version};
 use super::headers::{HOP_BY_HOP, Header, Headers};
 
 /// Whether the request asks to switch protocols (WebSocket and friends, RFC 9110 §7.8).
@@ -189,7 +189,7 @@ fn write_framing(out: &mut Vec<u8>, length: BodyLength, codings: &[&[u8]]) {
     match length {
         BodyLength::Fixed(n) => {
             out.extend_from_slice(b"Content-Length: ");
-            out.extend_from_slice(decimal(n, &mut [0; 20]));
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
         BodyLength::Chunked => write_codings(out, codings.iter().copied().chain([&b"chunked"[..]])),

@@ -150,20 +150,10 @@ pub fn write_squid_line(record: &AccessRecord, out: &mut Vec<u8>) {
 /// `n` in decimal, padded on the left with `pad` to at least `width` digits (what
 /// `{n:0width$}` and `{n:>width$}` write).
 fn push_number(out: &mut Vec<u8>, n: u64, width: usize, pad: u8) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let len = digits.len() - at;
-    out.extend(std::iter::repeat_n(pad, width.saturating_sub(len)));
-    out.extend_from_slice(&digits[at..]);
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n).as_bytes();
+    out.extend(std::iter::repeat_n(pad, width.saturating_sub(digits.len())));
+    out.extend_from_slice(digits);
 }
 
 /// An address as `Display` writes it; IPv4 by hand, IPv6 (rare here) through `Display`.
