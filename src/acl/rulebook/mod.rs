@@ -7,10 +7,10 @@
 //! it resolves to. Those are known only to the dialer, after DNS, so evaluation runs in
 //! two steps: [`RuleBook::evaluate`] decides everything that needs no DNS and, when it
 //! reaches a rule whose match depends on the addresses, stops there with an
-//! [`AddressCheck`] — the same rule book, the request's facts and where to resume —
-//! that the dialer settles with the addresses it resolved, before it connects. The
-//! check holds its own `Arc` of the rule book, so a request sees one policy version even
-//! if a reload swaps in another meanwhile, and no second lookup is ever made.
+//! [`AddressCheck`] (`pending.rs`) that the dialer settles with the addresses it
+//! resolved, before it connects. The check holds its own `Arc` of the rule book, so a
+//! request sees one policy version even if a reload swaps in another meanwhile, and no
+//! second DNS or name lookup is ever made.
 //!
 //! Pure: no I/O, no clock reads (the caller passes the time), no DNS.
 
@@ -156,7 +156,7 @@ impl RuleBook {
                 from,
                 could_authenticate,
                 &asked,
-                |index, rule| listed(index, rule),
+                &listed,
             )),
         }
     }

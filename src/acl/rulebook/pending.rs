@@ -95,9 +95,14 @@ impl AddressCheck {
         asked: &Asked<'_>,
         listed: impl Fn(usize, &Rule) -> bool,
     ) -> AddressCheck {
+        // Only rules that the addresses could still let match need the answer: the
+        // other conditions do not change between now and settling.
         let mut names = RuleSet::default();
         for (index, rule) in book.rules.iter().enumerate().skip(from) {
-            if rule.dest.is_some() && listed(index, rule) {
+            if rule.dest.is_some()
+                && rule.first_miss_before_dest(asked).is_none()
+                && listed(index, rule)
+            {
                 names.insert(index);
             }
         }

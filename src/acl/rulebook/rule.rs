@@ -151,7 +151,7 @@ impl Rule {
         }
     }
 
-    fn first_miss_before_dest(&self, facts: &Asked<'_>) -> Option<Condition> {
+    pub(super) fn first_miss_before_dest(&self, facts: &Asked<'_>) -> Option<Condition> {
         if let Some(clients) = &self.clients
             && !clients.contains(facts.client)
         {
