@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::sync::futures::Notified;
@@ -46,13 +46,18 @@ pub fn serve(stream: ClientStream, ctx: Arc<Context>) -> impl Future<Output = ()
             let consumed = client.consumed();
             if client.buffered().is_empty() {
                 client.release_idle_buffer();
-                // A drain closes kept-alive connections between requests, but a new one
-                // was accepted to be served: its first request may already be on the
-                // way, and closing it unread would reset it. It gets the header timeout.
-                let fresh = consumed == 0;
-                let until = head_deadline.min(Instant::now() + ctx.config.timeouts.idle);
+                let mut until = head_deadline.min(Instant::now() + ctx.config.timeouts.idle);
+                let draining = ctx.shutting_down();
+                if draining {
+                    if consumed > 0 {
+                        return;
+                    }
+                    until = drain_deadline(until.into()).map_or(until, |soon| soon.into_std());
+                }
                 let first = FirstBytes::new(&ctx, &mut client, until);
-                if !fresh && ctx.shutting_down() {
+                // A drain that began between the check and the waker's making (the waker
+                // sees only later ones).
+                if !draining && consumed > 0 && ctx.shutting_down() {
                     return;
                 }
                 match first.await {
@@ -83,8 +88,10 @@ pub fn serve(stream: ClientStream, ctx: Arc<Context>) -> impl Future<Output = ()
 
 pin_project_lite::pin_project! {
     /// Waits until a deadline for a client's next bytes and reads them (`Ok(0)`: closed);
-    /// `None` when the wait ends first or the server starts shutting down (only between
-    /// requests: a new connection waits for its first one). This is where
+    /// `None` when the wait ends first or the server starts shutting down. A drain ends
+    /// the wait of a kept-alive connection between requests at once; a new connection was
+    /// accepted to be served, and its first request may already be on the way (closing it
+    /// unread would reset it), so it gets [`FIRST_REQUEST_IN_DRAIN`]. This is where
     /// an idle connection spends its time, so it is kept small: a timer, a shutdown
     /// waiter and the reader, whose socket holds the waker in its own readiness slot.
     struct FirstBytes<'a> {
@@ -94,6 +101,17 @@ pin_project_lite::pin_project! {
         #[pin]
         idle: Sleep,
     }
+}
+
+/// How long a connection accepted before a drain, still silent, may take to send its
+/// first request once the drain begins: time for one already sent to arrive, not for a
+/// browser's idle preconnection to hold the drain for the whole header timeout.
+const FIRST_REQUEST_IN_DRAIN: Duration = Duration::from_secs(1);
+
+/// [`FIRST_REQUEST_IN_DRAIN`] from now, when that is sooner than `deadline`.
+fn drain_deadline(deadline: tokio::time::Instant) -> Option<tokio::time::Instant> {
+    let soon = tokio::time::Instant::now() + FIRST_REQUEST_IN_DRAIN;
+    (deadline > soon).then_some(soon)
 }
 
 impl<'a> FirstBytes<'a> {
@@ -110,13 +128,19 @@ impl Future for FirstBytes<'_> {
     type Output = Option<std::io::Result<usize>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         if let Poll::Ready(read) = this.client.poll_read_some(cx) {
             return Poll::Ready(Some(read));
         }
-        let between_requests = this.client.consumed() > 0;
-        if (between_requests && this.shutdown.poll(cx).is_ready()) || this.idle.poll(cx).is_ready()
-        {
+        if this.shutdown.as_mut().poll(cx).is_ready() {
+            if this.client.consumed() > 0 {
+                return Poll::Ready(None);
+            }
+            if let Some(soon) = drain_deadline(this.idle.deadline()) {
+                this.idle.as_mut().reset(soon);
+            }
+        }
+        if this.idle.poll(cx).is_ready() {
             return Poll::Ready(None);
         }
         Poll::Pending

@@ -138,3 +138,30 @@ async fn a_drain_closes_idle_connections_and_answers_new_ones() {
     let code = within(running.proxy.child.wait()).await.unwrap();
     assert_eq!(code.code(), Some(0));
 }
+
+/// A new connection that stays silent (a browser's preconnection) holds a drain for a
+/// moment, not for the header timeout: with a minute of header timeout and of grace,
+/// the process still exits within the test's step.
+#[tokio::test]
+async fn a_silent_new_connection_does_not_hold_the_drain() {
+    let mut running = Running::start(&[
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--header-timeout",
+        "60",
+        "--shutdown-grace",
+        "60",
+    ])
+    .await;
+    let metrics = running.metrics.expect("metrics address");
+    let mut silent = within(TcpStream::connect(running.addr())).await.unwrap();
+    wait_until("the proxy holds the connection", STEP, || async {
+        get_json(metrics, "/stats").await["connections_active"].as_u64() == Some(1)
+    })
+    .await;
+    running.proxy.signal("TERM").await;
+    let code = within(running.proxy.child.wait()).await.unwrap();
+    assert_eq!(code.code(), Some(0));
+    let (rest, _) = read_until_end(&mut silent).await;
+    assert!(rest.is_empty());
+}
