@@ -12,11 +12,21 @@
 //! keeps both properties; shards and time slices combine that way. Why not a count-min
 //! sketch: it answers "how much for this key" but cannot list the top keys by itself, and a
 //! dashboard asks for the list.
+//!
+//! The index hashes with foldhash, seeded at random per sketch, not SipHash: the record of
+//! every exchange looks keys up here (a fifth of S1's hashing cost went to SipHash; see
+//! docs/performance.md, "S1 overhead"). The keys are client-chosen (destinations, user
+//! names), but a sketch never holds more than its capacity (tens to hundreds of keys), so
+//! even keys that all collide cost a lookup at most a scan of that many; and without the
+//! seed, which nothing outside the process sees (lists are served sorted by count and
+//! key, never in table order), collisions cannot be crafted in the first place.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
+
+use foldhash::fast::RandomState;
 
 /// What else a counter says about its key, beyond the count: the last one seen wins.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -57,7 +67,7 @@ pub struct Counted<K> {
 pub struct SpaceSaving<K> {
     capacity: usize,
     /// Key to its place in `counters`.
-    index: HashMap<K, usize>,
+    index: HashMap<K, usize, RandomState>,
     counters: Vec<Counted<K>>,
 }
 
@@ -67,7 +77,7 @@ impl<K: Hash + Eq + Clone> SpaceSaving<K> {
     pub fn new(capacity: usize) -> SpaceSaving<K> {
         SpaceSaving {
             capacity: capacity.max(1),
-            index: HashMap::new(),
+            index: HashMap::default(),
             counters: Vec::new(),
         }
     }

@@ -2,11 +2,21 @@
 //! keyed by route: a connection made directly to an origin and one made through a parent
 //! proxy are never mixed up, even for the same host and port. Only keeps and hands out
 //! sockets; whether one may be used again is the dialer's to check.
+//!
+//! The map hashes with foldhash, seeded at random per pool, not SipHash: every request
+//! looks its origin up here and every reusable response puts it back (SipHash was a third
+//! of S1's hashing cost; see docs/performance.md, "S1 overhead"). Host names are the
+//! client's choice, so the map is bounded instead: at most [`POOL_MAX_TOTAL`] connections,
+//! and origins left with none are dropped once they reach twice that, so a lookup that
+//! met only colliding keys would scan at most that many; and without the seed, which
+//! nothing outside the process sees, collisions cannot be crafted in the first place.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use foldhash::fast::RandomState;
 
 use super::Route;
 use super::stream::UpstreamStream;
@@ -46,7 +56,9 @@ pub struct Pool {
 
 #[derive(Default)]
 struct Lists {
-    by_origin: HashMap<PoolKey, Vec<Idle>>,
+    /// Lists may be left empty by takes; they are dropped with the expired connections
+    /// once the connections or the lists reach their caps.
+    by_origin: HashMap<PoolKey, Vec<Idle>, RandomState>,
     /// Connections in all the lists.
     total: usize,
 }
@@ -96,7 +108,7 @@ impl Pool {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.expire(&origin, now);
-        if idle.total >= POOL_MAX_TOTAL {
+        if idle.total >= POOL_MAX_TOTAL || idle.by_origin.len() >= 2 * POOL_MAX_TOTAL {
             idle.expire_all(now);
             if idle.total >= POOL_MAX_TOTAL {
                 return;
@@ -162,6 +174,23 @@ mod tests {
             pool.take(&key("o", addr.port())).is_none(),
             "closed connection reused"
         );
+    }
+
+    /// Origins whose connections were all taken do not pile up: the map stays bounded
+    /// whatever names clients use.
+    #[tokio::test]
+    async fn origins_left_empty_are_dropped() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool = Pool::default();
+        let (mut client, _server) = pair(&listener).await;
+        for n in 0..2 * POOL_MAX_TOTAL + 10 {
+            let origin = format!("o{n}");
+            pool.put(key(&origin, 80), client, addr);
+            client = pool.take(&key(&origin, 80)).unwrap().0;
+        }
+        let origins = pool.idle.lock().unwrap().by_origin.len();
+        assert!(origins <= 2 * POOL_MAX_TOTAL, "{origins} origins kept");
     }
 
     /// The running total follows puts, takes and the per-origin cap.
