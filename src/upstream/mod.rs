@@ -34,8 +34,7 @@ use crate::limits::LimitSettings;
 use crate::target::Target;
 pub use connect::Connector;
 pub use parent::{Parent, parse_url as parse_parent_url};
-use pool::Pool;
-use pool::PoolKey;
+use pool::{OriginRef, Pool, PoolKey};
 pub use resolve::{DEFAULT_DNS_TIMEOUT_SECS, Resolver, ResolverSettings};
 pub use route::{DEFAULT_PARENT_BACKOFF_SECS, EgressSettings, Hop, RouteRule, Routes};
 pub use stream::UpstreamStream;
@@ -157,18 +156,19 @@ impl Dialer {
             return Ok(upstream);
         }
         let route = Route::Direct;
-        let key = (!target.is_tunnel()).then(|| PoolKey {
-            route: route.clone(),
-            host: target.host.to_string(),
+        let origin = (!target.is_tunnel()).then_some(OriginRef {
+            route: &route,
+            host: target.host,
             port: target.port,
         });
-        if let (Some(key), Reuse::Pooled) = (&key, reuse)
-            && let Some(pooled) = self.take_checked(key, client)
+        if let (Some(origin), Reuse::Pooled) = (&origin, reuse)
+            && let Some(pooled) = self.take_checked(origin, client)
         {
             let mut pooled = pooled;
             pooled.link.settled = settle(addresses, &[pooled.link.peer])?;
             return Ok(pooled);
         }
+        let key = origin.map(OriginRef::to_key);
         let addrs = self.resolve_checked(target, client).await?;
         let settled = settle(addresses, &addrs)?;
         let (stream, peer) = self.connector.connect(&addrs).await?;
@@ -207,10 +207,10 @@ impl Dialer {
         Ok(addrs)
     }
 
-    /// A pooled connection for `key` whose address the current rules still allow: it was
-    /// checked when it was opened, but the rules may have changed since (SIGHUP).
-    fn take_checked(&self, key: &PoolKey, client: &ClientStream) -> Option<Upstream> {
-        let (stream, peer) = self.pool.take(key)?;
+    /// A pooled connection for `origin` whose address the current rules still allow: it
+    /// was checked when it was opened, but the rules may have changed since (SIGHUP).
+    fn take_checked(&self, origin: &OriginRef<'_>, client: &ClientStream) -> Option<Upstream> {
+        let (stream, peer, key) = self.pool.take(origin)?;
         self.check(&[peer], client).ok()?;
         Some(Upstream {
             stream,
@@ -219,7 +219,7 @@ impl Dialer {
                 route: key.route.clone(),
                 reused: true,
                 settled: None,
-                key: Some(key.clone()),
+                key: Some(key),
                 form: RequestForm::Origin,
             },
         })

@@ -10,13 +10,17 @@
 //! and origins left with none are dropped once they reach twice that, so a lookup that
 //! met only colliding keys would scan at most that many; and without the seed, which
 //! nothing outside the process sees, collisions cannot be crafted in the first place.
+//!
+//! A request looks its origin up by borrowed parts ([`OriginRef`]) and gets back the
+//! pool's own key, whose host is shared (`Arc<str>`): a reused connection costs no
+//! allocation for its key, going out or coming back.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use foldhash::fast::RandomState;
+use hashbrown::{Equivalent, HashMap};
 
 use super::Route;
 use super::stream::UpstreamStream;
@@ -40,8 +44,34 @@ struct Idle {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolKey {
     pub route: Route,
-    pub host: String,
+    pub host: Arc<str>,
     pub port: u16,
+}
+
+/// A [`PoolKey`] by borrowed parts, to look one up without building it. Its fields are
+/// hashed in the same order and as the same types (`&T` hashes as `T`, `Arc<str>` as
+/// `str`), so both hash alike.
+#[derive(Debug, Clone, Copy, Hash)]
+pub struct OriginRef<'a> {
+    pub route: &'a Route,
+    pub host: &'a str,
+    pub port: u16,
+}
+
+impl OriginRef<'_> {
+    pub fn to_key(self) -> PoolKey {
+        PoolKey {
+            route: self.route.clone(),
+            host: Arc::from(self.host),
+            port: self.port,
+        }
+    }
+}
+
+impl Equivalent<PoolKey> for OriginRef<'_> {
+    fn equivalent(&self, key: &PoolKey) -> bool {
+        *self.route == key.route && self.host == &*key.host && self.port == key.port
+    }
 }
 
 /// Idle keep-alive connections by [`PoolKey`]. The lock guards only map updates,
@@ -64,19 +94,6 @@ struct Lists {
 }
 
 impl Lists {
-    /// Drops from `origin`'s list the connections idle too long at `now` (oldest first,
-    /// as they were put).
-    fn expire(&mut self, origin: &PoolKey, now: Instant) {
-        if let Some(list) = self.by_origin.get_mut(origin) {
-            let stale = list
-                .iter()
-                .take_while(|c| now.duration_since(c.since) >= POOL_IDLE_TIMEOUT)
-                .count();
-            list.drain(..stale);
-            self.total -= stale;
-        }
-    }
-
     /// Drops every connection idle too long at `now`, and the lists left empty.
     fn expire_all(&mut self, now: Instant) {
         self.by_origin.retain(|_, list| {
@@ -88,16 +105,17 @@ impl Lists {
 }
 
 impl Pool {
-    /// An idle connection for `key` that still looks alive, most recent first.
-    pub fn take(&self, key: &PoolKey) -> Option<(UpstreamStream, SocketAddr)> {
+    /// An idle connection for `origin` that still looks alive, most recent first, with
+    /// the pool's key for it (to put it back under).
+    pub fn take(&self, origin: &OriginRef<'_>) -> Option<(UpstreamStream, SocketAddr, PoolKey)> {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let idle = &mut *idle;
-        let list = idle.by_origin.get_mut(key)?;
+        let (key, list) = idle.by_origin.get_key_value_mut(origin)?;
         while let Some(conn) = list.pop() {
             idle.total -= 1;
             if now.duration_since(conn.since) < POOL_IDLE_TIMEOUT && conn.stream.looks_alive() {
-                return Some((conn.stream, conn.peer));
+                return Some((conn.stream, conn.peer, key.clone()));
             }
         }
         None
@@ -107,14 +125,21 @@ impl Pool {
     pub fn put(&self, origin: PoolKey, stream: UpstreamStream, peer: SocketAddr) {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.expire(&origin, now);
         if idle.total >= POOL_MAX_TOTAL || idle.by_origin.len() >= 2 * POOL_MAX_TOTAL {
             idle.expire_all(now);
             if idle.total >= POOL_MAX_TOTAL {
                 return;
             }
         }
+        let idle = &mut *idle;
         let list = idle.by_origin.entry(origin).or_default();
+        // The oldest first, as they were put.
+        let stale = list
+            .iter()
+            .take_while(|c| now.duration_since(c.since) >= POOL_IDLE_TIMEOUT)
+            .count();
+        list.drain(..stale);
+        idle.total -= stale;
         if list.len() < POOL_MAX_PER_ORIGIN {
             list.push(Idle {
                 stream,
@@ -138,11 +163,42 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     fn key(host: &str, port: u16) -> PoolKey {
-        PoolKey {
-            route: Route::Direct,
-            host: host.to_string(),
+        OriginRef {
+            route: &Route::Direct,
+            host,
             port,
         }
+        .to_key()
+    }
+
+    fn origin(key: &PoolKey) -> OriginRef<'_> {
+        OriginRef {
+            route: &key.route,
+            host: &key.host,
+            port: key.port,
+        }
+    }
+
+    /// A borrowed key finds what its owned form was put under: both hash alike.
+    #[test]
+    fn borrowed_and_owned_keys_hash_alike() {
+        use std::hash::BuildHasher;
+        let state = RandomState::default();
+        let parent = Route::Parent(Arc::from("up"));
+        for route in [&Route::Direct, &parent] {
+            let borrowed = OriginRef {
+                route,
+                host: "example.org",
+                port: 8080,
+            };
+            let owned = borrowed.to_key();
+            assert_eq!(state.hash_one(borrowed), state.hash_one(&owned));
+            assert!(borrowed.equivalent(&owned));
+        }
+    }
+
+    fn take(pool: &Pool, key: &PoolKey) -> Option<(UpstreamStream, SocketAddr, PoolKey)> {
+        pool.take(&origin(key))
     }
 
     async fn pair(listener: &TcpListener) -> (UpstreamStream, TcpStream) {
@@ -162,8 +218,8 @@ mod tests {
         let pool = Pool::default();
         let (client, server) = pair(&listener).await;
         pool.put(key("o", addr.port()), client, addr);
-        assert!(pool.take(&key("o", addr.port())).is_some());
-        assert!(pool.take(&key("o", addr.port())).is_none());
+        assert!(take(&pool, &key("o", addr.port())).is_some());
+        assert!(take(&pool, &key("o", addr.port())).is_none());
 
         let (client, server2) = pair(&listener).await;
         pool.put(key("o", addr.port()), client, addr);
@@ -171,7 +227,7 @@ mod tests {
         drop(server);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(
-            pool.take(&key("o", addr.port())).is_none(),
+            take(&pool, &key("o", addr.port())).is_none(),
             "closed connection reused"
         );
     }
@@ -187,7 +243,7 @@ mod tests {
         for n in 0..2 * POOL_MAX_TOTAL + 10 {
             let origin = format!("o{n}");
             pool.put(key(&origin, 80), client, addr);
-            client = pool.take(&key(&origin, 80)).unwrap().0;
+            client = take(&pool, &key(&origin, 80)).unwrap().0;
         }
         let origins = pool.idle.lock().unwrap().by_origin.len();
         assert!(origins <= 2 * POOL_MAX_TOTAL, "{origins} origins kept");
@@ -206,9 +262,9 @@ mod tests {
             pool.put(key(origin, 80), client, addr);
         }
         assert_eq!(pool.len(), 5);
-        assert!(pool.take(&key("a", 80)).is_some());
+        assert!(take(&pool, &key("a", 80)).is_some());
         assert!(
-            pool.take(&key("b", 81)).is_none(),
+            take(&pool, &key("b", 81)).is_none(),
             "ports are part of the origin"
         );
         assert_eq!(pool.len(), 4);

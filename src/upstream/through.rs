@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use super::parent::Failure;
-use super::pool::PoolKey;
+use super::pool::OriginRef;
 use super::route::Hop;
 use super::{Dialer, Link, Reuse, Route, Upstream, settle};
 use crate::acl::AddressCheck;
@@ -103,13 +103,9 @@ impl Dialer {
             },
             false => RequestForm::Origin,
         };
-        let key = (!target.is_tunnel()).then(|| PoolKey {
-            route: route.clone(),
-            host: if absolute {
-                String::new()
-            } else {
-                target.host.to_string()
-            },
+        let origin = (!target.is_tunnel()).then_some(OriginRef {
+            route: &route,
+            host: if absolute { "" } else { target.host },
             port: if absolute { 0 } else { target.port },
         });
         let link = |peer, reused, key| Link {
@@ -120,12 +116,13 @@ impl Dialer {
             key,
             form: form.clone(),
         };
-        if let (Some(key), Reuse::Pooled) = (&key, reuse)
-            && let Some((stream, peer)) = self.pool.take(key)
+        if let (Some(origin), Reuse::Pooled) = (&origin, reuse)
+            && let Some((stream, peer, key)) = self.pool.take(origin)
         {
-            let link = link(peer, true, Some(key.clone()));
+            let link = link(peer, true, Some(key));
             return Ok(Upstream { stream, link });
         }
+        let key = origin.map(OriginRef::to_key);
         let tunnel_to = (!absolute).then_some(target);
         let address = parent
             .resolves_locally()
