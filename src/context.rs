@@ -379,9 +379,9 @@ impl Exchange {
         url: Option<String>,
         started: Instant,
     ) -> Exchange {
-        let target_text = url.unwrap_or_else(|| target.to_string());
+        let target_text = url.unwrap_or_else(|| target.authority());
         let mut exchange = Exchange::named(client, started, method.to_string(), target_text);
-        exchange.destination = Some(target.to_string());
+        exchange.destination = Some(target.authority());
         exchange
     }
 

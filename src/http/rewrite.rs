@@ -13,7 +13,7 @@ use bytes::Bytes;
 use super::edits::HeaderEdits;
 use super::framing::BodyLength;
 use super::head::{RequestHead, ResponseHead, Version};
-use super::headers::{HOP_BY_HOP, Header, Headers};
+use super::headers::{HOP_BY_HOP, Headers};
 
 /// Whether the request asks to switch protocols (WebSocket and friends, RFC 9110 §7.8).
 pub fn wants_upgrade(head: &RequestHead) -> bool {
@@ -68,21 +68,32 @@ fn strip_hop_by_hop(headers: &Headers, keep_upgrade: bool) -> Headers {
     out
 }
 
-/// Adds this hop (`1.1 name`, the version the message came in) to the last `Via` field,
-/// or a new one (RFC 9110 §7.6.3).
-fn add_via(headers: &mut Headers, version: Version, name: &str) {
-    let hop = [via_version(version).as_bytes(), b" ", name.as_bytes()];
-    let hop_len: usize = hop.iter().map(|part| part.len()).sum();
-    match headers.last_mut("via") {
-        Some(last) => {
-            let mut value = Vec::with_capacity(last.value.len() + 2 + hop_len);
-            value.extend_from_slice(&last.value);
-            value.extend_from_slice(b", ");
-            hop.iter().for_each(|part| value.extend_from_slice(part));
-            last.value = Bytes::from(value);
-        }
-        None => headers.push(Header::new("Via", Bytes::from(hop.concat()))),
-    }
+/// Adds this hop (`1.1 name`, the version the message came in) to the last `Via` field
+/// (RFC 9110 §7.6.3). `false` when there is none: the caller then writes a new one with
+/// [`write_via`] right after the other fields, where it would have gone, without building
+/// a field for it.
+fn append_via(headers: &mut Headers, version: Version, name: &str) -> bool {
+    let Some(last) = headers.last_mut("via") else {
+        return false;
+    };
+    let version = via_version(version).as_bytes();
+    let mut value = Vec::with_capacity(last.value.len() + 3 + version.len() + name.len());
+    value.extend_from_slice(&last.value);
+    value.extend_from_slice(b", ");
+    value.extend_from_slice(version);
+    value.push(b' ');
+    value.extend_from_slice(name.as_bytes());
+    last.value = Bytes::from(value);
+    true
+}
+
+/// Writes a new `Via` field naming this hop (see [`append_via`]).
+fn write_via(out: &mut Vec<u8>, version: Version, name: &str) {
+    out.extend_from_slice(b"Via: ");
+    out.extend_from_slice(via_version(version).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Whether our own name already appears in the request's Via: a forwarding loop.
@@ -163,10 +174,11 @@ pub fn origin_request(head: &RequestHead, length: BodyLength, outgoing: Outgoing
         out.extend_from_slice(authorization.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if outgoing.edits.via {
-        add_via(&mut headers, head.version, outgoing.via_name);
-    }
+    let new_via = outgoing.edits.via && !append_via(&mut headers, head.version, outgoing.via_name);
     headers.write_to(&mut out);
+    if new_via {
+        write_via(&mut out, head.version, outgoing.via_name);
+    }
     write_framing(&mut out, length, &[]);
     if upgrade {
         out.extend_from_slice(b"Connection: Upgrade\r\n");
@@ -250,9 +262,7 @@ pub fn client_response(
         headers.append("Content-Length", length.clone());
     }
     edits.edit_response(&mut headers);
-    if edits.via {
-        add_via(&mut headers, head.version, via_name);
-    }
+    let new_via = edits.via && !append_via(&mut headers, head.version, via_name);
     let mut out = Vec::with_capacity(512);
     let line = ResponseHead {
         version: Version::Http11,
@@ -262,6 +272,9 @@ pub fn client_response(
     };
     line.write_to(&mut out);
     out.truncate(out.len() - 2);
+    if new_via {
+        write_via(&mut out, head.version, via_name);
+    }
     write_framing(&mut out, framing.length, &other_codings(&head.headers));
     if switching {
         out.extend_from_slice(b"Connection: Upgrade\r\n");
@@ -323,6 +336,7 @@ pub fn canned(status: u16, body: &str, extra: &[(&str, &str)], keep_alive: bool)
 mod tests {
     use super::*;
     use crate::http::head::parse_request;
+    use crate::http::headers::Header;
     use bytes::BytesMut;
 
     fn outgoing<'a>(via_name: &'a str, form: &'a RequestForm) -> Outgoing<'a> {
