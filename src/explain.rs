@@ -37,7 +37,7 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
 
 /// The report and whether the request is allowed; `Err` for bad input.
 pub fn explain(args: &ExplainArgs) -> Result<(String, bool), String> {
-    let target = parse_target(&args.method, &args.url)
+    let target = parse_target(&args.method, &bytes::Bytes::from(args.url.clone()))
         .map_err(|error| format!("{} {}: {}", args.method, args.url, error.body().trim_end()))?;
     let (access, resolver) = load(args)?;
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -196,6 +196,15 @@ fn spans_to_headers(head: &Bytes, spans: &Spans, count: usize) -> Headers {
         .collect()
 }
 
+/// Where `part`, a slice of `base`, lies in it (empty when it is not in `base`).
+fn span_of(base: &[u8], part: &str) -> std::ops::Range<usize> {
+    let start = (part.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
+    match start.checked_add(part.len()) {
+        Some(end) if end <= base.len() => start..end,
+        _ => 0..0,
+    }
+}
+
 fn record_spans(base: &[u8], parsed: &[httparse::Header<'_>], spans: &mut Spans) -> usize {
     let start = base.as_ptr() as usize;
     let offset = |p: *const u8| (p as usize - start) as u32;
@@ -264,8 +273,8 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, ProxyErr
         return Ok(None);
     };
     Ok(Some(RequestHead {
-        target: parse_target(&parts.method, &parts.target)?,
-        method: Bytes::from(parts.method),
+        target: parse_target(text(&parts.method), &parts.target)?,
+        method: parts.method,
         version: parts.version,
         headers: parts.headers,
     }))
@@ -287,8 +296,9 @@ fn is_origin_form(buf: &[u8]) -> bool {
 
 /// A complete request head before its target is read in one form or another.
 pub(super) struct RequestParts {
-    pub(super) method: String,
-    pub(super) target: String,
+    /// Slices of the head's bytes (valid UTF-8: httparse read them as text).
+    pub(super) method: Bytes,
+    pub(super) target: Bytes,
     pub(super) version: Version,
     pub(super) headers: Headers,
 }
@@ -313,8 +323,8 @@ pub(super) fn parse_request_parts(
         }
         Ok(httparse::Status::Complete(len)) => {
             let count = record_spans(buf, request.headers, &mut spans);
-            let method = request.method.unwrap_or("").to_string();
-            let target = request.path.unwrap_or("").to_string();
+            let method = span_of(buf, request.method.unwrap_or(""));
+            let target = span_of(buf, request.path.unwrap_or(""));
             (len, method, target, request.version.unwrap_or(1), count)
         }
         Ok(httparse::Status::Partial) => return over_limit(buf, limits.max_bytes).map(|()| None),
@@ -324,8 +334,8 @@ pub(super) fn parse_request_parts(
     };
     let head = buf.split_to(len).freeze();
     Ok(Some(RequestParts {
-        method,
-        target,
+        method: head.slice(method),
+        target: head.slice(target),
         version: Version::from_minor(minor),
         headers: spans_to_headers(&head, &spans, count),
     }))
@@ -359,7 +369,7 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, ProxyE
         }
         Ok(httparse::Status::Complete(len)) => {
             let count = record_spans(buf, response.headers, &mut spans);
-            let reason = Bytes::copy_from_slice(response.reason.unwrap_or("").as_bytes());
+            let reason = span_of(buf, response.reason.unwrap_or(""));
             (
                 len,
                 response.code.unwrap_or(0),
@@ -381,13 +391,20 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, ProxyE
     Ok(Some(ResponseHead {
         version: Version::from_minor(minor),
         status,
-        reason,
+        reason: head.slice(reason),
         headers: spans_to_headers(&head, &spans, count),
     }))
 }
 
-/// Reads the request target in the form its method calls for.
-pub fn parse_target(method: &str, target: &str) -> Result<RequestTarget, ProxyError> {
+/// Bytes httparse read as text, as text.
+pub(super) fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or("")
+}
+
+/// Reads the request target in the form its method calls for. `received` is the target as
+/// it came, in the head's own bytes: an ASCII path is kept as a slice of them, not copied.
+pub fn parse_target(method: &str, received: &Bytes) -> Result<RequestTarget, ProxyError> {
+    let target = text(received);
     if method == "CONNECT" {
         let (host, port) = split_host_port(target)?;
         let port = port.ok_or(ProxyError::BadRequest("CONNECT target needs a port"))?;
@@ -416,8 +433,8 @@ pub fn parse_target(method: &str, target: &str) -> Result<RequestTarget, ProxyEr
     let (host, port) = split_host_port(authority)?;
     let path = match path.as_bytes().first() {
         None => Bytes::from_static(b"/"),
-        Some(b'?') => ascii_path(&format!("/{path}")),
-        Some(_) => ascii_path(path),
+        Some(b'?') => Bytes::from(percent_encode_non_ascii(&format!("/{path}"))),
+        Some(_) => ascii_path(received, path),
     };
     Ok(RequestTarget::Absolute {
         host,
@@ -430,10 +447,16 @@ pub fn parse_target(method: &str, target: &str) -> Result<RequestTarget, ProxyEr
 /// lets through) percent-encoded, as RFC 3987 §3.1 maps an IRI to a URI. A request line
 /// must be ASCII (RFC 9112 §3.2, RFC 3986 §2), and origins that decode it as Latin-1
 /// and split on Unicode whitespace would read bytes such as 0x85 or 0xA0 as separators.
-pub(super) fn ascii_path(path: &str) -> Bytes {
+/// `path` is a slice of `received`, which an ASCII path is returned as a slice of.
+pub(super) fn ascii_path(received: &Bytes, path: &str) -> Bytes {
     if path.is_ascii() {
-        return Bytes::copy_from_slice(path.as_bytes());
+        return received.slice_ref(path.as_bytes());
     }
+    Bytes::from(percent_encode_non_ascii(path))
+}
+
+/// `path` with its non-ASCII bytes percent-encoded (see [`ascii_path`]).
+fn percent_encode_non_ascii(path: &str) -> String {
     let mut out = String::with_capacity(path.len() * 3);
     for &byte in path.as_bytes() {
         if byte.is_ascii() {
@@ -442,7 +465,7 @@ pub(super) fn ascii_path(path: &str) -> Bytes {
             out.push_str(&format!("%{byte:02X}"));
         }
     }
-    Bytes::from(out)
+    out
 }
 
 /// Splits `host[:port]` or `[v6][:port]`; the host is lower-cased and checked.
@@ -533,15 +556,19 @@ mod tests {
 
     #[test]
     fn empty_path_and_query_only() {
-        let t = parse_target("GET", "http://a").unwrap();
+        let t = parse_target("GET", &Bytes::from_static("http://a".as_bytes())).unwrap();
         assert_eq!(t.display(), "http://a/");
-        let t = parse_target("GET", "http://a?x").unwrap();
+        let t = parse_target("GET", &Bytes::from_static("http://a?x".as_bytes())).unwrap();
         assert_eq!(t.display(), "http://a/?x");
     }
 
     #[test]
     fn non_ascii_paths_are_percent_encoded() {
-        let t = parse_target("GET", "http://a/caf\u{e9}?q=\u{a0}&r=%41").unwrap();
+        let t = parse_target(
+            "GET",
+            &Bytes::from_static("http://a/caf\u{e9}?q=\u{a0}&r=%41".as_bytes()),
+        )
+        .unwrap();
         assert_eq!(t.display(), "http://a/caf%C3%A9?q=%C2%A0&r=%41");
         let head = parse_all("GET http://a/\u{85} HTTP/1.1\r\n\r\n".as_bytes())
             .unwrap()
@@ -555,10 +582,10 @@ mod tests {
 
     #[test]
     fn ipv6_targets() {
-        let t = parse_target("GET", "http://[::1]:9000/x").unwrap();
+        let t = parse_target("GET", &Bytes::from_static("http://[::1]:9000/x".as_bytes())).unwrap();
         assert_eq!((t.host(), t.port()), ("::1", 9000));
         assert_eq!(t.host_header(), "[::1]:9000");
-        let t = parse_target("CONNECT", "[::1]:443").unwrap();
+        let t = parse_target("CONNECT", &Bytes::from_static("[::1]:443".as_bytes())).unwrap();
         assert_eq!(t.display(), "[::1]:443");
     }
 
@@ -577,7 +604,10 @@ mod tests {
             ("CONNECT", "host:0"),
             ("CONNECT", "[::1"),
         ] {
-            assert!(parse_target(method, target).is_err(), "{method} {target}");
+            assert!(
+                parse_target(method, &Bytes::from_static(target.as_bytes())).is_err(),
+                "{method} {target}"
+            );
         }
     }
 

@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::framing::{self, BodyLength};
 use super::head::{
-    HeadLimits, RequestTarget, Version, ascii_path, parse_request_parts, parse_target,
+    HeadLimits, RequestTarget, Version, ascii_path, parse_request_parts, parse_target, text,
 };
 use super::headers::Headers;
 use super::rewrite;
@@ -64,8 +64,8 @@ pub fn parse_origin_request(
         return Ok(None);
     };
     Ok(Some(OriginRequestHead {
-        target: origin_target(&parts.method, &parts.target)?,
-        method: Bytes::from(parts.method),
+        target: origin_target(text(&parts.method), &parts.target)?,
+        method: parts.method,
         version: parts.version,
         headers: parts.headers,
     }))
@@ -73,9 +73,10 @@ pub fn parse_origin_request(
 
 /// Reads the request target as an origin server routes on it (see
 /// [`OriginRequestHead::target`]).
-fn origin_target(method: &str, target: &str) -> Result<Bytes, ProxyError> {
+fn origin_target(method: &str, received: &Bytes) -> Result<Bytes, ProxyError> {
+    let target = text(received);
     if target.starts_with('/') {
-        return Ok(ascii_path(target));
+        return Ok(ascii_path(received, target));
     }
     if target == "*" {
         return match method {
@@ -83,9 +84,9 @@ fn origin_target(method: &str, target: &str) -> Result<Bytes, ProxyError> {
             _ => Err(ProxyError::BadRequest("asterisk-form is only for OPTIONS")),
         };
     }
-    match parse_target(method, target)? {
+    match parse_target(method, received)? {
         RequestTarget::Absolute { path, .. } => Ok(path),
-        RequestTarget::Authority { .. } => Ok(Bytes::copy_from_slice(target.as_bytes())),
+        RequestTarget::Authority { .. } => Ok(received.clone()),
     }
 }
 
