@@ -13,7 +13,7 @@ use bytes::Bytes;
 use super::edits::HeaderEdits;
 use super::framing::BodyLength;
 use super::head::{RequestHead, ResponseHead, Version};
-use super::headers::{HOP_BY_HOP, Headers};
+use super::headers::{HOP_BY_HOP, Header, Headers};
 
 /// Whether the request asks to switch protocols (WebSocket and friends, RFC 9110 §7.8).
 pub fn wants_upgrade(head: &RequestHead) -> bool {
@@ -45,9 +45,21 @@ pub fn origin_keep_alive(head: &ResponseHead) -> bool {
 /// Drops hop-by-hop fields and the fields the Connection header names, and the framing
 /// fields, which the caller re-adds to match the framing it writes.
 fn strip_hop_by_hop(headers: &Headers, keep_upgrade: bool) -> Headers {
-    // Tokens naming hop-by-hop fields (`keep-alive`, `upgrade`) add nothing to what goes
-    // anyway, and leaving them out leaves the list empty, unallocated, for most heads.
-    let named: Vec<&[u8]> = headers
+    let named = connection_named(headers, keep_upgrade);
+    let mut out = Headers::with_capacity(headers.len() + 2);
+    for h in headers {
+        if passes(h, keep_upgrade, &named) {
+            out.push(h.clone());
+        }
+    }
+    out
+}
+
+/// The fields the Connection header names besides the hop-by-hop ones: tokens naming
+/// hop-by-hop fields (`keep-alive`, `upgrade`) add nothing to what goes anyway, and
+/// leaving them out leaves the list empty, unallocated, for most heads.
+fn connection_named(headers: &Headers, keep_upgrade: bool) -> Vec<&[u8]> {
+    headers
         .tokens("connection")
         .filter(|t| !(keep_upgrade && t.eq_ignore_ascii_case(b"upgrade")))
         .filter(|t| {
@@ -55,17 +67,16 @@ fn strip_hop_by_hop(headers: &Headers, keep_upgrade: bool) -> Headers {
                 .iter()
                 .any(|n| t.eq_ignore_ascii_case(n.as_bytes()))
         })
-        .collect();
-    let mut out = Headers::with_capacity(headers.len() + 2);
-    for h in headers {
-        let hop = HOP_BY_HOP.iter().any(|n| h.is(n)) && !(keep_upgrade && h.is("upgrade"));
-        let framing = h.is("content-length") || h.is("transfer-encoding");
-        let listed = named.iter().any(|n| h.name.eq_ignore_ascii_case(n));
-        if !hop && !framing && !listed {
-            out.push(h.clone());
-        }
-    }
-    out
+        .collect()
+}
+
+/// Whether a received field goes on to the next hop: not hop-by-hop, not framing, not
+/// `named` by the Connection header (see [`strip_hop_by_hop`]).
+fn passes(h: &Header, keep_upgrade: bool, named: &[&[u8]]) -> bool {
+    let hop = HOP_BY_HOP.iter().any(|n| h.is(n)) && !(keep_upgrade && h.is("upgrade"));
+    let framing = h.is("content-length") || h.is("transfer-encoding");
+    let listed = named.iter().any(|n| h.name.eq_ignore_ascii_case(n));
+    !hop && !framing && !listed
 }
 
 /// Adds this hop (`1.1 name`, the version the message came in) to the last `Via` field
@@ -254,25 +265,59 @@ pub fn client_response(
     via_name: &str,
     edits: &HeaderEdits,
 ) -> Vec<u8> {
+    // The fields are written from where they are, never gathered into a list of their
+    // own (each field's copy cost S1 more than the writing; docs/performance.md, "S1
+    // overhead"): what passes the hop's rules, then a HEAD's or 304's Content-Length,
+    // less the operator's removals, then the operator's additions; this hop joins the
+    // last Via among them, or follows them in a Via of its own.
     let switching = head.status == 101;
-    let mut headers = strip_hop_by_hop(&head.headers, switching);
-    if framing.keep_content_length
-        && let Some(length) = head.headers.get("content-length")
-    {
-        headers.append("Content-Length", length.clone());
-    }
-    edits.edit_response(&mut headers);
-    let new_via = edits.via && !append_via(&mut headers, head.version, via_name);
-    let mut out = Vec::with_capacity(512);
-    let line = ResponseHead {
-        version: Version::Http11,
-        status: head.status,
-        reason: head.reason.clone(),
-        headers,
+    let named = connection_named(&head.headers, switching);
+    let length = framing
+        .keep_content_length
+        .then(|| head.headers.get("content-length"))
+        .flatten()
+        .map(|length| Header::new("Content-Length", length.clone()));
+    let removed = |h: &Header| edits.response_remove.iter().any(|name| h.is(name));
+    let fields = head
+        .headers
+        .iter()
+        .filter(|h| passes(h, switching, &named))
+        .chain(&length)
+        .filter(|h| !removed(h))
+        .chain(&edits.response_add);
+    // Found without walking the fields twice (Content-Length is never a Via).
+    let received_via = || {
+        let mut received = head.headers.iter().rev();
+        received.find(|h| h.is("via") && passes(h, switching, &named) && !removed(h))
     };
-    line.write_to(&mut out);
-    out.truncate(out.len() - 2);
-    if new_via {
+    let last_via = match edits.via {
+        true => edits
+            .response_add
+            .iter()
+            .rev()
+            .find(|h| h.is("via"))
+            .or_else(received_via),
+        false => None,
+    };
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa::Buffer::new().format(head.status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(&head.reason);
+    out.extend_from_slice(b"\r\n");
+    for h in fields {
+        out.extend_from_slice(&h.name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(&h.value);
+        if last_via.is_some_and(|via| std::ptr::eq(via, h)) {
+            out.extend_from_slice(b", ");
+            out.extend_from_slice(via_version(head.version).as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(via_name.as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    if edits.via && last_via.is_none() {
         write_via(&mut out, head.version, via_name);
     }
     write_framing(&mut out, framing.length, &other_codings(&head.headers));
@@ -336,7 +381,6 @@ pub fn canned(status: u16, body: &str, extra: &[(&str, &str)], keep_alive: bool)
 mod tests {
     use super::*;
     use crate::http::head::parse_request;
-    use crate::http::headers::Header;
     use bytes::BytesMut;
 
     fn outgoing<'a>(via_name: &'a str, form: &'a RequestForm) -> Outgoing<'a> {
