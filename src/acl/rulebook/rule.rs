@@ -190,15 +190,23 @@ impl Rule {
         let Some(addrs) = addrs else {
             return Match::NeedsAddresses;
         };
-        let inside = |ip: &IpAddr| dest.blocks_addr(canonical_ip(*ip));
-        let matched = match self.action {
-            Action::Deny => addrs.iter().any(inside),
-            Action::Allow => !addrs.is_empty() && addrs.iter().all(inside),
-        };
-        if matched {
+        if self.networks_match(addrs) {
             Match::Yes
         } else {
             Match::No(Condition::Dest)
+        }
+    }
+
+    /// Whether the destination's addresses meet this rule's networks: any one of them
+    /// for a `deny` rule, every one for an `allow` rule.
+    pub(super) fn networks_match(&self, addrs: &[IpAddr]) -> bool {
+        let Some(dest) = &self.dest else {
+            return false;
+        };
+        let inside = |ip: &IpAddr| dest.blocks_addr(canonical_ip(*ip));
+        match self.action {
+            Action::Deny => addrs.iter().any(inside),
+            Action::Allow => !addrs.is_empty() && addrs.iter().all(inside),
         }
     }
 }
