@@ -86,29 +86,6 @@ pub enum Evaluation {
     Pending(AddressCheck),
 }
 
-/// What the conditions before `dest` and `users` look at: [`Facts`] without the host,
-/// which only the name lookups need (and a settling [`AddressCheck`] no longer does).
-#[derive(Debug, Clone, Copy)]
-struct Asked<'a> {
-    user: Option<&'a str>,
-    client: IpAddr,
-    port: u16,
-    method: &'a str,
-    now: Option<WeekTime>,
-}
-
-impl<'a> Facts<'a> {
-    fn asked(&self) -> Asked<'a> {
-        Asked {
-            user: self.user,
-            client: self.client,
-            port: self.port,
-            method: self.method,
-            now: self.now,
-        }
-    }
-}
-
 impl RuleBook {
     /// `rules` in file order, `default` for requests no rule matches, and how logs name
     /// the default (`None`: the default is implicit, no policy file).
@@ -150,7 +127,7 @@ impl RuleBook {
             Host::Name(_) => None,
         };
         let listed = self.listed(facts.host);
-        let walk = self.walk(&facts.asked(), literal.as_ref().map(|a| &a[..]), &listed);
+        let walk = self.walk(facts, literal.as_ref().map(|a| &a[..]), &listed);
         if walk.waiting.is_empty() {
             Evaluation::Decided(self.conclude(&walk))
         } else {
@@ -164,18 +141,18 @@ impl RuleBook {
     /// known too; settling then needs nothing but the addresses.
     fn walk(
         &self,
-        asked: &Asked<'_>,
+        facts: &Facts<'_>,
         addrs: Option<&[IpAddr]>,
         listed: &impl Fn(usize, &Rule) -> bool,
     ) -> Walk {
-        let anonymous = asked.user.is_none();
+        let anonymous = facts.user.is_none();
         let mut walk = Walk {
             waiting: RuleSet::default(),
             decided: None,
             authenticates_from: usize::MAX,
         };
         for (index, rule) in self.rules.iter().enumerate() {
-            match rule.check(asked, addrs, || listed(index, rule)) {
+            match rule.check(facts, addrs, || listed(index, rule)) {
                 Match::Yes => {
                     walk.decided = Some(index);
                     break;
@@ -239,14 +216,13 @@ impl RuleBook {
     pub fn trace(&self, facts: &Facts<'_>, addrs: &[IpAddr]) -> (Verdict, Vec<Step<'_>>) {
         let mut steps = Vec::new();
         let listed = self.listed(facts.host);
-        let asked = facts.asked();
         for (index, rule) in self.rules.iter().enumerate() {
-            match rule.check(&asked, Some(addrs), || listed(index, rule)) {
+            match rule.check(facts, Some(addrs), || listed(index, rule)) {
                 Match::No(condition) => steps.push(Step { rule, condition }),
                 Match::Yes | Match::NeedsAddresses => break,
             }
         }
-        let verdict = self.conclude(&self.walk(&asked, Some(addrs), &listed));
+        let verdict = self.conclude(&self.walk(facts, Some(addrs), &listed));
         (verdict, steps)
     }
 }

@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::Asked;
+use super::Facts;
 use super::Verdict;
 use super::hours::Window;
 use crate::acl::host::{Host, canonical_ip};
@@ -120,15 +120,15 @@ impl Rule {
     /// condition holds.
     pub(super) fn check(
         &self,
-        asked: &Asked<'_>,
+        facts: &Facts<'_>,
         addrs: Option<&[IpAddr]>,
         listed: impl Fn() -> bool,
     ) -> Match {
-        if let Some(condition) = self.first_miss_before_dest(asked) {
+        if let Some(condition) = self.first_miss_before_dest(facts) {
             return Match::No(condition);
         }
         if let Some(users) = &self.users
-            && !asked.user.is_some_and(|user| users.contains(user))
+            && !facts.user.is_some_and(|user| users.contains(user))
         {
             return Match::No(Condition::Users);
         }
@@ -151,7 +151,7 @@ impl Rule {
         }
     }
 
-    pub(super) fn first_miss_before_dest(&self, facts: &Asked<'_>) -> Option<Condition> {
+    pub(super) fn first_miss_before_dest(&self, facts: &Facts<'_>) -> Option<Condition> {
         if let Some(clients) = &self.clients
             && !clients.contains(facts.client)
         {
