@@ -6,7 +6,10 @@
 //! `--config` file behind the sample policy's shape), measured per request against the
 //! blacklist in paired samples: a name hit decided at admission, and a miss that waits
 //! for the destination's address (admission's evaluation plus the dialer's settling,
-//! against the blacklist's name check plus its address check).
+//! against the blacklist's name check plus its address check). The pairs are measured
+//! again with lists a hundred times shorter: what the rules add to the blacklist's time
+//! is then seen not to grow with the lists (the entries cost what the blacklist's do),
+//! and is what the rule walk itself costs.
 //! Run: `cargo bench --bench acl`.
 
 use std::hint::black_box;
@@ -44,21 +47,52 @@ impl Rng {
     }
 }
 
-fn build_rules(rng: &mut Rng) -> (String, Vec<IpNet>) {
+/// One generated list, as blacklist text and its networks, and the queries asked of it.
+struct Lists {
+    text: String,
+    nets: Vec<IpNet>,
+    exact_hits: Vec<String>,
+    wildcard_hits: Vec<String>,
+    name_misses: Vec<String>,
+}
+
+/// The list with every count divided by `shrink`, and its queries.
+fn lists(rng: &mut Rng, shrink: usize) -> Lists {
+    let (exact, wildcard) = (EXACT_RULES / shrink, WILDCARD_RULES / shrink);
+    let (text, nets) = build_rules(rng, shrink);
+    Lists {
+        exact_hits: (0..QUERIES)
+            .map(|_| {
+                let i = rng.below(exact);
+                format!("host{i}.site{}.com", i % 997)
+            })
+            .collect(),
+        wildcard_hits: (0..QUERIES)
+            .map(|_| format!("a.b.c{}.ads{}.net", rng.below(100), rng.below(wildcard)))
+            .collect(),
+        name_misses: (0..QUERIES)
+            .map(|_| format!("www.cdn{}.example{}.org", rng.below(1000), rng.below(1000)))
+            .collect(),
+        text,
+        nets,
+    }
+}
+
+fn build_rules(rng: &mut Rng, shrink: usize) -> (String, Vec<IpNet>) {
     let mut text = String::with_capacity(4 << 20);
-    for i in 0..EXACT_RULES {
+    for i in 0..EXACT_RULES / shrink {
         text.push_str(&format!("host{i}.site{}.com\n", i % 997));
     }
-    for i in 0..WILDCARD_RULES {
+    for i in 0..WILDCARD_RULES / shrink {
         text.push_str(&format!("*.ads{i}.net\n"));
     }
     let mut nets = Vec::with_capacity(V4_RULES + V6_RULES);
-    for _ in 0..V4_RULES {
+    for _ in 0..V4_RULES / shrink {
         let len = 20 + rng.below(13) as u8; // /20../32: the list leaves most of the space free
         let addr = Ipv4Addr::from(rng.next() as u32);
         nets.push(IpNet::new(IpAddr::V4(addr), len).unwrap().trunc());
     }
-    for _ in 0..V6_RULES {
+    for _ in 0..V6_RULES / shrink {
         let len = 32 + rng.below(97) as u8;
         let addr = Ipv6Addr::from(u128::from(rng.next()) << 64 | u128::from(rng.next()));
         nets.push(IpNet::new(IpAddr::V6(addr), len).unwrap().trunc());
@@ -118,34 +152,22 @@ fn addresses(rng: &mut Rng, nets: &[IpNet], want_hit: bool, v6: bool) -> Vec<Soc
 
 fn main() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let (text, nets) = build_rules(&mut rng);
     let start = Instant::now();
-    let rules = parse(&text, "generated").expect("generated rules parse");
+    let full = lists(&mut rng, 1);
+    let rules = parse(&full.text, "generated").expect("generated rules parse");
     let parse_ms = start.elapsed().as_secs_f64() * 1e3;
     let policy = Policy::with_rules(rules);
     println!(
         "rules: {EXACT_RULES} exact + {WILDCARD_RULES} wildcard names, {V4_RULES} IPv4 + {V6_RULES} IPv6 networks; \
-         parse+freeze {parse_ms:.0} ms"
+         generate+parse+freeze {parse_ms:.0} ms"
     );
-
-    let exact_hits: Vec<String> = (0..QUERIES)
-        .map(|_| {
-            let i = rng.below(EXACT_RULES);
-            format!("host{i}.site{}.com", i % 997)
-        })
-        .collect();
-    let wildcard_hits: Vec<String> = (0..QUERIES)
-        .map(|_| {
-            format!(
-                "a.b.c{}.ads{}.net",
-                rng.below(100),
-                rng.below(WILDCARD_RULES)
-            )
-        })
-        .collect();
-    let name_misses: Vec<String> = (0..QUERIES)
-        .map(|_| format!("www.cdn{}.example{}.org", rng.below(1000), rng.below(1000)))
-        .collect();
+    let Lists {
+        nets,
+        exact_hits,
+        wildcard_hits,
+        name_misses,
+        ..
+    } = &full;
     let spelled_hits: Vec<String> = (0..QUERIES)
         .map(|_| {
             let i = rng.below(EXACT_RULES);
@@ -157,13 +179,13 @@ fn main() {
     let cases = [
         (
             "name hit, exact",
-            median_ns(&exact_hits, blocked),
-            &exact_hits,
+            median_ns(exact_hits, blocked),
+            exact_hits,
         ),
         (
             "name hit, wildcard 3 labels deep",
-            median_ns(&wildcard_hits, blocked),
-            &wildcard_hits,
+            median_ns(wildcard_hits, blocked),
+            wildcard_hits,
         ),
         (
             "name hit, upper case + dot + port",
@@ -172,8 +194,8 @@ fn main() {
         ),
         (
             "name miss, 4 labels",
-            median_ns(&name_misses, blocked),
-            &name_misses,
+            median_ns(name_misses, blocked),
+            name_misses,
         ),
     ];
     for (label, ns, inputs) in cases {
@@ -188,7 +210,7 @@ fn main() {
         ("IPv6 address hit", true, true),
         ("IPv6 address miss", false, true),
     ] {
-        let queries = addresses(&mut rng, &nets, hit, v6);
+        let queries = addresses(&mut rng, nets, hit, v6);
         let ns = median_ns(&queries, |a| {
             policy.check_addrs(std::slice::from_ref(a)).is_err()
         });
@@ -201,14 +223,23 @@ fn main() {
         addr_cases.push(queries);
     }
 
-    policy_rules(
-        &policy,
-        &text,
-        &exact_hits,
-        &wildcard_hits,
-        &name_misses,
-        &addr_cases[1],
+    // The same comparison with lists a hundred times shorter: what stays is the walk.
+    let short = lists(&mut rng, 100);
+    let short_blacklist = Policy::with_rules(parse(&short.text, "short").expect("short parses"));
+    let short_misses = addresses(&mut rng, &short.nets, false, false);
+    let small = policy_rules(&short_blacklist, &short, &short_misses);
+    let large = policy_rules(&policy, &full, &addr_cases[1]);
+    println!(
+        "what the rules add to the blacklist's time per request (paired), with the short lists and the full ones:"
     );
+    for ((shape, small), (_, large)) in small.iter().zip(&large) {
+        for ((case, small), (_, large)) in small.iter().zip(large) {
+            println!(
+                "{shape:<8} {case:<32} {:>+7.1} ns with 1,100 entries, {:>+7.1} ns with 110,000",
+                small.extra, large.extra
+            );
+        }
+    }
 
     // For scale only: the same IPv4 misses checked by scanning every network.
     let misses = &addr_cases[1][..64];
@@ -223,27 +254,28 @@ fn main() {
     );
 }
 
+/// Each case's medians, labelled.
+type Pairs = Vec<(&'static str, Pair)>;
+
 /// The same lists as policy rules: names in one rule's `dest_files`, networks in
 /// another's `dest`; first as a policy of just those two rules (what the lists cost),
 /// then behind a ports rule and a users rule, as the sample policy has them (what a
-/// real rule walk adds).
+/// real rule walk adds). Prints and returns each shape's pairs.
 fn policy_rules(
     blacklist: &Policy,
-    list: &str,
-    hits: &[String],
-    wildcard_hits: &[String],
-    misses: &[String],
+    lists: &Lists,
     addr_misses: &[SocketAddr],
-) {
+) -> Vec<(&'static str, Pairs)> {
     let dir = std::env::temp_dir().join(format!("acl-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let (names, networks): (Vec<&str>, Vec<&str>) = list.lines().partition(|l| !l.contains('/'));
+    let (names, networks): (Vec<&str>, Vec<&str>) =
+        lists.text.lines().partition(|l| !l.contains('/'));
     std::fs::write(dir.join("names.txt"), names.join("\n")).expect("write list");
     let quoted: Vec<String> = networks
         .iter()
         .map(|n| format!("\"{}\"", n.split('#').next().unwrap_or("").trim()))
         .collect();
-    let lists = format!(
+    let list_rules = format!(
         "[[rules]]\nname = \"names\"\naction = \"deny\"\ndest_files = [\"names.txt\"]\n\
          [[rules]]\nname = \"networks\"\naction = \"deny\"\ndest = [{}]\n",
         quoted.join(", ")
@@ -251,25 +283,30 @@ fn policy_rules(
     let sample_shaped = format!(
         "[[rules]]\nname = \"mail\"\naction = \"deny\"\nports = [\"25\", \"465\", \"587\"]\n\
          [[rules]]\nname = \"staff\"\naction = \"allow\"\nusers = [\"alice\"]\ndest = [\"*.github.com\"]\n\
-         {lists}"
+         {list_rules}"
     );
-    let shapes = [
-        ("2 rules: the names and the networks", lists),
-        ("4 rules: a ports and a users rule first", sample_shaped),
-    ];
-    for (shape, rules) in shapes {
+    let mut measured = Vec::new();
+    for (shape, rules) in [("2 rules", list_rules), ("4 rules", sample_shaped)] {
         let policy = format!("default = \"allow\"\n{rules}");
         let start = Instant::now();
         let (file, errors) = proxy_server::config::parse_file(&policy, "bench.toml", &dir, &[]);
         let parse_ms = start.elapsed().as_secs_f64() * 1e3;
         assert!(errors.is_empty(), "{errors:?}");
         println!(
-            "policy of {shape}, the same lists in `dest`/`dest_files`; parse+freeze {parse_ms:.0} ms"
+            "policy of {shape} ({}), {} names and {} networks in `dest`/`dest_files`; parse+freeze {parse_ms:.0} ms",
+            if shape == "2 rules" {
+                "the names and the networks"
+            } else {
+                "a ports and a users rule first"
+            },
+            names.len(),
+            networks.len()
         );
         let book = Arc::new(file.rules);
-        compare(blacklist, &book, hits, wildcard_hits, misses, addr_misses);
+        measured.push((shape, compare(blacklist, &book, lists, addr_misses)));
     }
     let _ = std::fs::remove_dir_all(&dir);
+    measured
 }
 
 /// Per request, the same lists as the blacklist and as the rules of `book`, in paired
@@ -277,11 +314,9 @@ fn policy_rules(
 fn compare(
     blacklist: &Policy,
     book: &Arc<RuleBook>,
-    hits: &[String],
-    wildcard_hits: &[String],
-    misses: &[String],
+    lists: &Lists,
     addr_misses: &[SocketAddr],
-) {
+) -> Pairs {
     let blacklist_hit = |host: &String| blacklist.check_host(host).is_err();
     let rules_hit = |host: &String| {
         let host = normalise(host);
@@ -290,19 +325,22 @@ fn compare(
             Evaluation::Decided(Verdict::Deny { .. })
         )
     };
-    let denied = hits.iter().filter(|h| rules_hit(h)).count();
-    assert_eq!(denied, hits.len(), "every hit is denied by the names rule");
-    report_pair("name hit, exact", paired(hits, blacklist_hit, rules_hit));
-    let denied = wildcard_hits.iter().filter(|h| rules_hit(h)).count();
-    assert_eq!(denied, wildcard_hits.len(), "every wildcard hit is denied");
-    report_pair(
-        "name hit, wildcard 3 labels deep",
-        paired(wildcard_hits, blacklist_hit, rules_hit),
-    );
+    let mut pairs = Vec::new();
+    for (label, hits) in [
+        ("name hit, exact", &lists.exact_hits),
+        ("name hit, wildcard 3 labels deep", &lists.wildcard_hits),
+    ] {
+        let denied = hits.iter().filter(|h| rules_hit(h)).count();
+        assert_eq!(denied, hits.len(), "every hit is denied by the names rule");
+        pairs.push((label, paired(hits, blacklist_hit, rules_hit)));
+    }
 
     // A miss: the name is not listed, so both wait for the addresses (the networks).
-    let requests: Vec<(&String, SocketAddr)> =
-        misses.iter().zip(addr_misses.iter().copied()).collect();
+    let requests: Vec<(&String, SocketAddr)> = lists
+        .name_misses
+        .iter()
+        .zip(addr_misses.iter().copied())
+        .collect();
     let blacklist_miss = |(host, addr): &(&String, SocketAddr)| {
         blacklist.check_host(host).is_err() || blacklist.check_addrs(&[*addr]).is_err()
     };
@@ -318,26 +356,27 @@ fn compare(
     };
     let refused = requests.iter().filter(|r| rules_miss(r)).count();
     assert_eq!(refused, 0, "no miss is refused");
-    report_pair(
+    pairs.push((
         "name miss, then one address",
         paired(&requests, blacklist_miss, rules_miss),
-    );
+    ));
+    for (label, pair) in &pairs {
+        report_pair(label, *pair);
+    }
+    pairs
 }
 
-fn report_pair(label: &str, (blacklist, rules, ratio): (f64, f64, f64)) {
+fn report_pair(label: &str, pair: Pair) {
     println!(
-        "{label:<40} blacklist {blacklist:>7.1} ns, rules {rules:>7.1} ns: rules/blacklist {ratio:.2}"
+        "{label:<40} blacklist {:>7.1} ns, rules {:>7.1} ns: rules/blacklist {:.2}, {:+.1} ns",
+        pair.a, pair.b, pair.ratio, pair.extra
     );
 }
 
 /// Median ns per call of `a` and of `b` over `inputs`, and the median of their ratio
 /// `b / a` per sample. The two are timed back to back in each sample, in alternating
 /// order, so other work on a shared machine weighs on both alike.
-fn paired<T>(
-    inputs: &[T],
-    mut a: impl FnMut(&T) -> bool,
-    mut b: impl FnMut(&T) -> bool,
-) -> (f64, f64, f64) {
+fn paired<T>(inputs: &[T], mut a: impl FnMut(&T) -> bool, mut b: impl FnMut(&T) -> bool) -> Pair {
     let time = |f: &mut dyn FnMut(&T) -> bool| {
         let start = Instant::now();
         for _ in 0..ROUNDS_PER_SAMPLE {
@@ -363,7 +402,22 @@ fn paired<T>(
         values.sort_by(f64::total_cmp);
         values[values.len() / 2]
     };
-    (median(&|s| s.0), median(&|s| s.1), median(&|s| s.1 / s.0))
+    Pair {
+        a: median(&|s| s.0),
+        b: median(&|s| s.1),
+        ratio: median(&|s| s.1 / s.0),
+        extra: median(&|s| s.1 - s.0),
+    }
+}
+
+/// Medians of paired samples, in ns per call: of `a`, of `b`, and of each sample's
+/// `b / a` and `b - a`.
+#[derive(Clone, Copy)]
+struct Pair {
+    a: f64,
+    b: f64,
+    ratio: f64,
+    extra: f64,
 }
 
 /// A CONNECT to `host:443` from 10.0.0.1 without credentials.

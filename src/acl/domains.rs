@@ -50,6 +50,13 @@ impl<V> NameTable<V> {
         self.map.keys().map(AsRef::as_ref)
     }
 
+    /// Every key with its value, to change the values in place.
+    pub fn for_each_mut(&mut self, mut change: impl FnMut(&str, &mut V)) {
+        for (key, value) in &mut self.map {
+            change(key, value);
+        }
+    }
+
     pub fn shrink_to_fit(&mut self) {
         self.map.shrink_to_fit();
     }

@@ -5,8 +5,9 @@
 //!
 //! A destination condition may list networks, which a name meets through the addresses
 //! it resolves to. Those are known only to the dialer, after DNS, so evaluation runs in
-//! two steps: [`RuleBook::evaluate`] decides everything that needs no DNS and, when it
-//! reaches a rule whose match depends on the addresses, stops there with an
+//! two steps: [`RuleBook::evaluate`] walks the rules with everything that needs no DNS,
+//! noting the rules whose match depends on the addresses and going on to the rule (or
+//! default) that decides without them. If it noted any, the result is an
 //! [`AddressCheck`] (`pending.rs`) that the dialer settles with the addresses it
 //! resolved, before it connects. The check holds its own `Arc` of the rule book, so a
 //! request sees one policy version even if a reload swaps in another meanwhile, and no
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 pub use hours::{Clock, FixedClock, SystemClock, WeekTime, Window};
 pub use pending::AddressCheck;
+use pending::{RuleSet, Walk};
 pub use rule::{Action, Condition, Rule};
 
 use super::host::{Host, canonical_ip};
@@ -84,29 +86,6 @@ pub enum Evaluation {
     Pending(AddressCheck),
 }
 
-/// What the conditions before `dest` and `users` look at: [`Facts`] without the host,
-/// which only the name lookups need (and a settling [`AddressCheck`] no longer does).
-#[derive(Debug, Clone, Copy)]
-struct Asked<'a> {
-    user: Option<&'a str>,
-    client: IpAddr,
-    port: u16,
-    method: &'a str,
-    now: Option<WeekTime>,
-}
-
-impl<'a> Facts<'a> {
-    fn asked(&self) -> Asked<'a> {
-        Asked {
-            user: self.user,
-            client: self.client,
-            port: self.port,
-            method: self.method,
-            now: self.now,
-        }
-    }
-}
-
 impl RuleBook {
     /// `rules` in file order, `default` for requests no rule matches, and how logs name
     /// the default (`None`: the default is implicit, no policy file).
@@ -148,57 +127,77 @@ impl RuleBook {
             Host::Name(_) => None,
         };
         let listed = self.listed(facts.host);
-        let asked = facts.asked();
-        match self.walk(0, &asked, literal.as_ref().map(|a| &a[..]), &listed, false) {
-            Ok(verdict) => Evaluation::Decided(verdict),
-            Err((from, could_authenticate)) => Evaluation::Pending(AddressCheck::new(
-                Arc::clone(self),
-                from,
-                could_authenticate,
-                &asked,
-                &listed,
-            )),
+        let walk = self.walk(facts, literal.as_ref().map(|a| &a[..]), &listed);
+        if walk.waiting.is_empty() {
+            Evaluation::Decided(self.conclude(&walk))
+        } else {
+            Evaluation::Pending(AddressCheck::new(Arc::clone(self), walk))
         }
     }
 
-    /// Rules from `from` on, first match wins; `listed` says whether a rule lists the
-    /// destination by name. `Err((index, could_authenticate))` when rule `index` needs
-    /// the destination's addresses and `addrs` is `None`.
+    /// Every rule in order until one matches. A rule whose match waits for the
+    /// destination's addresses (`addrs` is `None`) is noted in [`Walk::waiting`] and
+    /// the walk goes on, so that what decides if none of the waiting rules match is
+    /// known too; settling then needs nothing but the addresses.
     fn walk(
         &self,
-        from: usize,
-        asked: &Asked<'_>,
+        facts: &Facts<'_>,
         addrs: Option<&[IpAddr]>,
         listed: &impl Fn(usize, &Rule) -> bool,
-        mut could_authenticate: bool,
-    ) -> Result<Verdict, (usize, bool)> {
-        let anonymous = asked.user.is_none();
-        for (index, rule) in self.rules.iter().enumerate().skip(from) {
-            match rule.check(asked, addrs, || listed(index, rule)) {
-                Match::Yes => return Ok(rule.verdict(anonymous && could_authenticate)),
-                Match::No(Condition::Users) if anonymous && !could_authenticate => {
-                    could_authenticate = rule.action == Action::Allow
-                        && rule.dest_could_match(|| listed(index, rule));
+    ) -> Walk {
+        let anonymous = facts.user.is_none();
+        let mut walk = Walk {
+            waiting: RuleSet::default(),
+            decided: None,
+            authenticates_from: usize::MAX,
+        };
+        for (index, rule) in self.rules.iter().enumerate() {
+            match rule.check(facts, addrs, || listed(index, rule)) {
+                Match::Yes => {
+                    walk.decided = Some(index);
+                    break;
+                }
+                // The first allow rule an anonymous request misses only by its
+                // `users`: every later decision asks for a login rather than refuse.
+                Match::No(Condition::Users)
+                    if anonymous
+                        && walk.authenticates_from == usize::MAX
+                        && rule.action == Action::Allow
+                        && rule.dest_could_match(|| listed(index, rule)) =>
+                {
+                    walk.authenticates_from = index + 1;
                 }
                 Match::No(_) => {}
-                Match::NeedsAddresses => return Err((index, could_authenticate)),
+                Match::NeedsAddresses => walk.waiting.insert(index),
             }
         }
-        Ok(self.default_verdict(anonymous && could_authenticate))
+        walk
     }
 
-    /// Whether rule `index` lists `host` by name: the index is asked at most once per
-    /// map for the request (and only if a rule gets as far as its destination),
-    /// then a bit per rule.
+    /// The verdict of rule `index`, as a walk that reached it found it.
+    fn verdict_of(&self, index: usize, walk: &Walk) -> Verdict {
+        self.rules[index].verdict(index >= walk.authenticates_from)
+    }
+
+    /// The verdict when none of the walk's waiting rules matches.
+    fn conclude(&self, walk: &Walk) -> Verdict {
+        match walk.decided {
+            Some(index) => self.verdict_of(index, walk),
+            None => self.default_verdict(walk.authenticates_from != usize::MAX),
+        }
+    }
+
+    /// Whether rule `index` lists `host` by name: the index is asked at most once for
+    /// the request (and only if a rule gets as far as its destination), then a bit per
+    /// rule.
     fn listed<'h>(&'h self, host: &'h Host<'h>) -> impl Fn(usize, &Rule) -> bool + 'h {
         let lookup = match host {
             Host::Name(name) => self.names.lookup(name),
             Host::Ip(_) => None,
         };
-        move |index, rule| match (&lookup, host) {
-            (Some(lookup), _) => lookup.lists(index, rule),
-            (None, Host::Name(_)) => rule.lists_name(host),
-            (None, Host::Ip(_)) => false,
+        move |index, rule| match &lookup {
+            Some(lookup) => lookup.lists(index),
+            None => rule.lists_name(host),
         }
     }
 
@@ -217,17 +216,13 @@ impl RuleBook {
     pub fn trace(&self, facts: &Facts<'_>, addrs: &[IpAddr]) -> (Verdict, Vec<Step<'_>>) {
         let mut steps = Vec::new();
         let listed = self.listed(facts.host);
-        let asked = facts.asked();
         for (index, rule) in self.rules.iter().enumerate() {
-            match rule.check(&asked, Some(addrs), || listed(index, rule)) {
+            match rule.check(facts, Some(addrs), || listed(index, rule)) {
                 Match::No(condition) => steps.push(Step { rule, condition }),
                 Match::Yes | Match::NeedsAddresses => break,
             }
         }
-        let verdict = match self.walk(0, &asked, Some(addrs), &listed, false) {
-            Ok(verdict) => verdict,
-            Err(_) => self.default_verdict(false),
-        };
+        let verdict = self.conclude(&self.walk(facts, Some(addrs), &listed));
         (verdict, steps)
     }
 }

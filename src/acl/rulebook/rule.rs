@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::Asked;
+use super::Facts;
 use super::Verdict;
 use super::hours::Window;
 use crate::acl::host::{Host, canonical_ip};
@@ -120,15 +120,15 @@ impl Rule {
     /// condition holds.
     pub(super) fn check(
         &self,
-        asked: &Asked<'_>,
+        facts: &Facts<'_>,
         addrs: Option<&[IpAddr]>,
         listed: impl Fn() -> bool,
     ) -> Match {
-        if let Some(condition) = self.first_miss_before_dest(asked) {
+        if let Some(condition) = self.first_miss_before_dest(facts) {
             return Match::No(condition);
         }
         if let Some(users) = &self.users
-            && !asked.user.is_some_and(|user| users.contains(user))
+            && !facts.user.is_some_and(|user| users.contains(user))
         {
             return Match::No(Condition::Users);
         }
@@ -151,7 +151,7 @@ impl Rule {
         }
     }
 
-    pub(super) fn first_miss_before_dest(&self, facts: &Asked<'_>) -> Option<Condition> {
+    pub(super) fn first_miss_before_dest(&self, facts: &Facts<'_>) -> Option<Condition> {
         if let Some(clients) = &self.clients
             && !clients.contains(facts.client)
         {
@@ -190,15 +190,23 @@ impl Rule {
         let Some(addrs) = addrs else {
             return Match::NeedsAddresses;
         };
-        let inside = |ip: &IpAddr| dest.blocks_addr(canonical_ip(*ip));
-        let matched = match self.action {
-            Action::Deny => addrs.iter().any(inside),
-            Action::Allow => !addrs.is_empty() && addrs.iter().all(inside),
-        };
-        if matched {
+        if self.networks_match(addrs) {
             Match::Yes
         } else {
             Match::No(Condition::Dest)
+        }
+    }
+
+    /// Whether the destination's addresses meet this rule's networks: any one of them
+    /// for a `deny` rule, every one for an `allow` rule.
+    pub(super) fn networks_match(&self, addrs: &[IpAddr]) -> bool {
+        let Some(dest) = &self.dest else {
+            return false;
+        };
+        let inside = |ip: &IpAddr| dest.blocks_addr(canonical_ip(*ip));
+        match self.action {
+            Action::Deny => addrs.iter().any(inside),
+            Action::Allow => !addrs.is_empty() && addrs.iter().all(inside),
         }
     }
 }

@@ -16,13 +16,16 @@ fn dest(entries: &[&str]) -> Rules {
     builder.build()
 }
 
-/// `entries` plus enough other names that the rule book indexes the rule's names
-/// instead of leaving them to the rule (see `names.rs`).
-fn long_dest(entries: &[&str]) -> Rules {
-    let filler: Vec<String> = (0..100).map(|i| format!("filler{i}.test")).collect();
-    let mut all: Vec<&str> = filler.iter().map(String::as_str).collect();
-    all.extend_from_slice(entries);
-    dest(&all)
+/// `rules` followed by rules that never match these tests' requests (port 25), enough
+/// of them that the rule book is too long for the shared name index (see `names.rs`)
+/// and each rule is asked itself.
+fn past_the_index(mut rules: Vec<Rule>) -> Vec<Rule> {
+    while rules.len() <= 64 {
+        let mut mail = rule(rules.len() + 1, Action::Deny);
+        mail.ports = Some("25".parse().unwrap());
+        rules.push(mail);
+    }
+    rules
 }
 
 fn rule(number: usize, action: Action) -> Rule {
@@ -297,7 +300,7 @@ fn networks_wait_for_the_addresses_and_settle_rebinding_safely() {
 /// too, in rule books short enough for the shared name index and in longer ones.
 #[test]
 fn a_settled_check_still_meets_the_names_of_later_rules() {
-    for (fillers, long_list) in [(3, true), (70, false), (70, true)] {
+    for fillers in [3, 70] {
         let mut rules = Vec::new();
         let mut internal = rule(1, Action::Deny);
         internal.dest = Some(dest(&["10.0.0.0/8"]));
@@ -307,13 +310,8 @@ fn a_settled_check_still_meets_the_names_of_later_rules() {
             mail.ports = Some("25".parse().unwrap());
             rules.push(mail);
         }
-        let mut names: Vec<String> = vec!["lab.example".into()];
-        if long_list {
-            names.extend((0..100).map(|i| format!("host{i}.example")));
-        }
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let mut lab = rule(rules.len() + 1, Action::Allow);
-        lab.dest = Some(dest(&names));
+        lab.dest = Some(dest(&["lab.example", "host1.example"]));
         let lab_number = lab.number;
         rules.push(lab);
         let b = book(rules, Action::Deny);
@@ -327,6 +325,28 @@ fn a_settled_check_still_meets_the_names_of_later_rules() {
         );
         assert_eq!(settle("10.1.1.1"), "deny 1", "{fillers} fillers");
     }
+}
+
+/// Settling tests the waiting rules in order, and a login is still asked for by the
+/// rules after an allow rule that names users.
+#[test]
+fn settling_keeps_the_order_and_the_login_question() {
+    let mut internal = rule(1, Action::Deny);
+    internal.dest = Some(dest(&["10.0.0.0/8"]));
+    let mut staff = rule(2, Action::Allow);
+    staff.users = users(&["alice"]);
+    let mut lab = rule(3, Action::Deny);
+    lab.dest = Some(dest(&["10.1.0.0/16", "192.0.2.0/24"]));
+    let b = book(vec![internal, staff, lab], Action::Deny);
+    let check = pending_for_lab(&b);
+    let settle = |addr: &str| show(&check.settle(&[SocketAddr::new(addr.parse().unwrap(), 443)]));
+    assert_eq!(
+        settle("10.1.1.1"),
+        "deny 1",
+        "the first waiting rule that matches"
+    );
+    assert_eq!(settle("192.0.2.1"), "auth 3", "past the users rule: log in");
+    assert_eq!(settle("198.51.100.1"), "auth default");
 }
 
 #[test]
@@ -361,17 +381,16 @@ fn denials_name_the_rule_in_the_body() {
 
 #[test]
 fn names_are_found_with_the_shared_index_and_without_it() {
-    let short: fn(&[&str]) -> Rules = dest;
-    for (count, make) in [(3, short), (3, long_dest), (64, long_dest), (70, long_dest)] {
+    for count in [3, 64, 70] {
         let mut rules: Vec<Rule> = (1..=count)
             .map(|number| {
                 let mut r = rule(number, Action::Deny);
-                r.dest = Some(make(&[&format!("only{number}.example")]));
+                r.dest = Some(dest(&[&format!("only{number}.example")]));
                 r
             })
             .collect();
         let last = rules.last_mut().unwrap();
-        last.dest = Some(make(&["*.wild.example", "exact.example"]));
+        last.dest = Some(dest(&["*.wild.example", "exact.example"]));
         let b = book(rules, Action::Allow);
         let last = format!("deny {count}");
         assert_eq!(decide(&b, to("exact.example")), last, "{count} rules");
@@ -386,34 +405,37 @@ fn names_are_found_with_the_shared_index_and_without_it() {
 }
 
 #[test]
-fn a_name_listed_exactly_by_one_rule_still_meets_later_wildcards() {
-    // The index stops at the exact name when the rule that lists it decides; when that
-    // rule does not match, a later rule's wildcard must still be found. Long lists are
-    // indexed, short ones asked of the rule: the answers are the same.
-    let short: fn(&[&str]) -> Rules = dest;
-    for make in [short, long_dest] {
-        let mut only_alice = rule(1, Action::Allow);
+fn a_name_listed_exactly_still_meets_other_rules_wildcards() {
+    // The index answers a name listed exactly from that entry alone, so the entry must
+    // hold the rules whose wildcards cover it too, before and after the exact one.
+    // Without the index (a long rule book) each rule is asked: the answers are the same.
+    for indexed in [true, false] {
+        let mut wildcard_first = rule(1, Action::Deny);
+        wildcard_first.users = users(&["carol"]);
+        wildcard_first.dest = Some(dest(&["*.example.com"]));
+        let mut only_alice = rule(2, Action::Allow);
         only_alice.users = users(&["alice"]);
-        only_alice.dest = Some(make(&["a.example.com"]));
-        let mut wildcard = rule(2, Action::Deny);
-        wildcard.dest = Some(make(&["*.example.com", "other.test"]));
-        let mut exact_later = rule(3, Action::Deny);
-        exact_later.dest = Some(make(&["b.example.com"]));
-        let book = book(vec![only_alice, wildcard, exact_later], Action::Allow);
-        let alice = Ask {
-            user: Some("alice"),
-            host: "a.example.com",
-            ..ASK
+        only_alice.dest = Some(dest(&["a.example.com"]));
+        let mut wildcard = rule(3, Action::Deny);
+        wildcard.dest = Some(dest(&["*.example.com", "other.test"]));
+        let mut exact_later = rule(4, Action::Deny);
+        exact_later.dest = Some(dest(&["b.example.com"]));
+        let rules = vec![wildcard_first, only_alice, wildcard, exact_later];
+        let rules = if indexed {
+            rules
+        } else {
+            past_the_index(rules)
         };
-        assert_eq!(decide(&book, alice), "allow 1");
-        let bob = Ask {
-            user: Some("bob"),
-            host: "A.Example.com.",
-            ..ASK
-        };
-        assert_eq!(decide(&book, bob), "deny 2");
-        assert_eq!(decide(&book, to("b.example.com")), "deny 2");
+        let book = book(rules, Action::Allow);
+        let ask = |user, host| Ask { user, host, ..ASK };
+        assert_eq!(
+            decide(&book, ask(Some("alice"), "a.example.com")),
+            "allow 2"
+        );
+        assert_eq!(decide(&book, ask(Some("carol"), "a.example.com")), "deny 1");
+        assert_eq!(decide(&book, ask(Some("bob"), "A.Example.com.")), "deny 3");
+        assert_eq!(decide(&book, to("b.example.com")), "deny 3");
         assert_eq!(decide(&book, to("example.com")), "allow default");
-        assert_eq!(decide(&book, to("other.test")), "deny 2");
+        assert_eq!(decide(&book, to("other.test")), "deny 3");
     }
 }
