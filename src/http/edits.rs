@@ -90,16 +90,6 @@ impl HeaderEdits {
             headers.push(field.clone());
         }
     }
-
-    /// The response's fields after the operator's lists.
-    pub fn edit_response(&self, headers: &mut Headers) {
-        for name in &self.response_remove {
-            headers.remove(name);
-        }
-        for field in &self.response_add {
-            headers.push(field.clone());
-        }
-    }
 }
 
 impl HeaderEdits {
@@ -209,20 +199,6 @@ mod tests {
         assert!(xff(&with(ForwardedFor::Delete), &sent).is_empty());
         assert_eq!(xff(&with(ForwardedFor::Transparent), &sent), ["10.0.0.1"]);
         assert!(xff(&HeaderEdits::default(), &[]).is_empty());
-    }
-
-    #[test]
-    fn lists_remove_then_add() {
-        let edits = HeaderEdits {
-            response_remove: vec!["server".into()],
-            response_add: vec![field("X-Team:  a ").unwrap()],
-            ..HeaderEdits::default()
-        };
-        let mut h = headers(&[("Server", "x"), ("Date", "d")]);
-        edits.edit_response(&mut h);
-        let mut out = Vec::new();
-        h.write_to(&mut out);
-        assert_eq!(out, b"Date: d\r\nX-Team: a\r\n");
     }
 
     #[test]

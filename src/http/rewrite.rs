@@ -513,6 +513,51 @@ mod tests {
         assert!(out.contains("Transfer-Encoding: chunked\r\n") && !out.contains("gzip"));
     }
 
+    /// The operator's removals, then additions, and this hop's Via joined to the last
+    /// Via among them, or written after them when there is none.
+    #[test]
+    fn client_heads_carry_the_operators_lists_and_our_via() {
+        let response = |fields: &[(&'static str, &'static str)]| ResponseHead {
+            version: Version::Http11,
+            status: 200,
+            reason: Bytes::from_static(b"OK"),
+            headers: fields.iter().map(|&(n, v)| Header::new(n, v)).collect(),
+        };
+        let framing = ClientFraming {
+            length: BodyLength::Fixed(0),
+            keep_alive: true,
+            client_version: Version::Http11,
+            keep_content_length: false,
+        };
+        let edits = |add: &[&str]| HeaderEdits {
+            response_remove: vec!["server".into()],
+            response_add: add
+                .iter()
+                .map(|f| crate::http::edits::field(f).unwrap())
+                .collect(),
+            ..HeaderEdits::default()
+        };
+        let head = |fields, add: &[&str]| {
+            let out = client_response(&response(fields), framing, "p", &edits(add));
+            String::from_utf8(out).unwrap()
+        };
+        let fields = [("Server", "x"), ("Via", "1.0 a"), ("Date", "d")];
+        assert_eq!(
+            head(&fields, &["X-Team: t"]),
+            "HTTP/1.1 200 OK\r\nVia: 1.0 a, 1.1 p\r\nDate: d\r\nX-Team: t\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        assert_eq!(
+            head(&fields, &["Via: 1.0 edge"]),
+            "HTTP/1.1 200 OK\r\nVia: 1.0 a\r\nDate: d\r\nVia: 1.0 edge, 1.1 p\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        assert_eq!(
+            head(&[("Server", "x")], &[]),
+            "HTTP/1.1 200 OK\r\nVia: 1.1 p\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+
     #[test]
     fn loops_are_seen_in_via() {
         let head = request("GET http://o/ HTTP/1.1\r\nVia: 1.1 a, 1.1 Proxy-Server (x)\r\n\r\n");

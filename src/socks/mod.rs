@@ -208,7 +208,7 @@ impl Session {
         let request = &negotiated.request;
         let host = request.host();
         let target = Target::new(&host, request.port, Kind::Connect);
-        self.exchange.target = target.to_string();
+        self.exchange.target = target.authority();
         if request.command != wire::COMMAND_CONNECT {
             let error = ProxyError::NotImplemented("only the SOCKS5 CONNECT command is served");
             let failure = Failure::replying(error, Reply::CommandNotSupported, Outcome::Malformed);
