@@ -21,11 +21,16 @@ fn dest(entries: &[&str]) -> Rules {
 /// and each rule is asked itself.
 fn past_the_index(mut rules: Vec<Rule>) -> Vec<Rule> {
     while rules.len() <= 64 {
-        let mut mail = rule(rules.len() + 1, Action::Deny);
-        mail.ports = Some("25".parse().unwrap());
-        rules.push(mail);
+        rules.push(mail(rules.len() + 1));
     }
     rules
+}
+
+/// A rule these tests' requests (port 443) never meet: deny port 25.
+fn mail(number: usize) -> Rule {
+    let mut mail = rule(number, Action::Deny);
+    mail.ports = Some("25".parse().unwrap());
+    mail
 }
 
 fn rule(number: usize, action: Action) -> Rule {
@@ -261,6 +266,15 @@ fn pending_for_lab(b: &Arc<RuleBook>) -> AddressCheck {
     }
 }
 
+/// `check` settled with `addrs` (port 443), shown as [`show`] does.
+fn settle(check: &AddressCheck, addrs: &[&str]) -> String {
+    let addrs: Vec<SocketAddr> = addrs
+        .iter()
+        .map(|a| SocketAddr::new(a.parse().unwrap(), 443))
+        .collect();
+    show(&check.settle(&addrs))
+}
+
 #[test]
 fn networks_wait_for_the_addresses_and_settle_rebinding_safely() {
     let mut internal = rule(1, Action::Deny);
@@ -271,13 +285,7 @@ fn networks_wait_for_the_addresses_and_settle_rebinding_safely() {
     assert_eq!(decide(&b, to("10.1.2.3")), "deny 1");
     assert_eq!(decide(&b, to("192.0.2.9")), "allow 2");
     let check = pending_for_lab(&b);
-    let settle = |addrs: &[&str]| {
-        let addrs: Vec<SocketAddr> = addrs
-            .iter()
-            .map(|a| SocketAddr::new(a.parse().unwrap(), 443))
-            .collect();
-        show(&check.settle(&addrs))
-    };
+    let settle = |addrs: &[&str]| settle(&check, addrs);
     assert_eq!(settle(&["192.0.2.1"]), "allow 2");
     assert_eq!(
         settle(&["192.0.2.1", "10.9.9.9"]),
@@ -306,9 +314,7 @@ fn a_settled_check_still_meets_the_names_of_later_rules() {
         internal.dest = Some(dest(&["10.0.0.0/8"]));
         rules.push(internal);
         for _ in 0..fillers {
-            let mut mail = rule(rules.len() + 1, Action::Deny);
-            mail.ports = Some("25".parse().unwrap());
-            rules.push(mail);
+            rules.push(mail(rules.len() + 1));
         }
         let mut lab = rule(rules.len() + 1, Action::Allow);
         lab.dest = Some(dest(&["lab.example", "host1.example"]));
@@ -316,8 +322,7 @@ fn a_settled_check_still_meets_the_names_of_later_rules() {
         rules.push(lab);
         let b = book(rules, Action::Deny);
         let check = pending_for_lab(&b);
-        let settle =
-            |addr: &str| show(&check.settle(&[SocketAddr::new(addr.parse().unwrap(), 443)]));
+        let settle = |addr| settle(&check, &[addr]);
         assert_eq!(
             settle("192.0.2.1"),
             format!("allow {lab_number}"),
@@ -339,7 +344,7 @@ fn settling_keeps_the_order_and_the_login_question() {
     lab.dest = Some(dest(&["10.1.0.0/16", "192.0.2.0/24"]));
     let b = book(vec![internal, staff, lab], Action::Deny);
     let check = pending_for_lab(&b);
-    let settle = |addr: &str| show(&check.settle(&[SocketAddr::new(addr.parse().unwrap(), 443)]));
+    let settle = |addr| settle(&check, &[addr]);
     assert_eq!(
         settle("10.1.1.1"),
         "deny 1",
