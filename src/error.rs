@@ -325,7 +325,7 @@ mod tests {
             assert_eq!(error.status(), status, "{error:?}");
             assert!(error.body().len() < 200);
             if let Some(status) = status {
-                let phrase = crate::http::rewrite::reason(status);
+                let phrase = crate::http::answer::reason(status);
                 assert_ne!(phrase, "Error", "no reason phrase for {status}");
             }
         }

@@ -45,7 +45,7 @@ pub mod budget;
 pub mod cache;
 mod client;
 pub mod config;
-mod context;
+mod conn;
 pub mod error;
 pub mod explain;
 pub mod files;
@@ -65,4 +65,4 @@ mod tls;
 mod tunnel;
 mod upstream;
 
-pub use context::Services;
+pub use conn::Services;

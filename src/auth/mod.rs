@@ -1,6 +1,6 @@
 //! Proxy authentication with the Basic scheme (RFC 7617) against the `--auth-file`
 //! users. Decides only whether a `Proxy-Authorization` value names a known user with
-//! the right password; the caller answers `407` with [`PROXY_AUTHENTICATE`], strips
+//! the right password; the caller answers `407` with the challenge in `http::answer`, strips
 //! the header before forwarding, and logs the user name. Passwords never leave this
 //! module: no `Debug`, `Display` or error here contains one.
 
@@ -25,8 +25,6 @@ pub use users::{Secret, Users, load_users, parse_users, sha256};
 
 /// The realm named in the challenge.
 pub const REALM: &str = "proxy-server";
-/// The `Proxy-Authenticate` value sent with every `407` (RFC 9110 §11.7.1, RFC 7617 §2).
-pub const PROXY_AUTHENTICATE: &str = "Basic realm=\"proxy-server\"";
 /// bcrypt verifications allowed to run at once. Each holds a blocking thread for tens
 /// of milliseconds; a flood of wrong passwords must queue here rather than fill
 /// tokio's blocking pool and starve file and DNS work.

@@ -167,7 +167,10 @@ async fn no_password_in_any_output() {
 
 #[test]
 fn challenge_names_the_realm() {
-    assert_eq!(PROXY_AUTHENTICATE, format!("Basic realm=\"{REALM}\""));
+    assert_eq!(
+        crate::http::answer::PROXY_AUTHENTICATE,
+        format!("Basic realm=\"{REALM}\"")
+    );
 }
 
 /// A line written by Apache's `htpasswd -nbB alice 'correct horse'` (the `$2y$`

@@ -2,6 +2,7 @@
 //! canned responses. Knows nothing of auth, ACL, cache or sockets beyond generic async
 //! readers and writers.
 
+pub mod answer;
 pub mod body;
 pub mod edits;
 pub mod framing;

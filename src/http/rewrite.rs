@@ -332,51 +332,6 @@ pub fn client_response(
     out
 }
 
-/// Standard reason phrases for the statuses the proxy itself sends.
-pub fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        407 => "Proxy Authentication Required",
-        408 => "Request Timeout",
-        414 => "URI Too Long",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        505 => "HTTP Version Not Supported",
-        508 => "Loop Detected",
-        _ => "Error",
-    }
-}
-
-/// A complete answer from the proxy itself: a short text body, and the connection closed
-/// unless `keep_alive`.
-pub fn canned(status: u16, body: &str, extra: &[(&str, &str)], keep_alive: bool) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n",
-        reason(status),
-        body.len()
-    );
-    for (name, value) in extra {
-        out.push_str(&format!("{name}: {value}\r\n"));
-    }
-    out.push_str(if keep_alive {
-        "\r\n"
-    } else {
-        "Connection: close\r\n\r\n"
-    });
-    out.push_str(body);
-    out.into_bytes()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -579,18 +534,5 @@ mod tests {
         assert!(client_keep_alive(&request(
             "GET http://o/ HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"
         )));
-    }
-
-    #[test]
-    fn canned_answers_close() {
-        let out = String::from_utf8(canned(
-            407,
-            "no\n",
-            &[("Proxy-Authenticate", "Basic realm=\"x\"")],
-            false,
-        ))
-        .unwrap();
-        assert!(out.starts_with("HTTP/1.1 407 Proxy Authentication Required\r\n"));
-        assert!(out.contains("Content-Length: 3\r\nProxy-Authenticate: Basic realm=\"x\"\r\nConnection: close\r\n\r\nno\n"));
     }
 }

@@ -5,30 +5,28 @@
 //! one place where errors become HTTP answers on the wire. Other front ends (SOCKS5, …)
 //! sit beside this folder and share admission, the dialer, the relay and the record.
 
-mod connect;
 mod forward;
+mod front;
 mod pac;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
 use tokio::sync::futures::Notified;
 use tokio::time::{Sleep, timeout_at};
 
 use crate::access::{Admission, ClientCredentials};
 use crate::client::ClientStream;
-use crate::context::{Context, Exchange, Next};
+use crate::conn::{Context, Exchange, Next};
 use crate::error::{ProxyError, Side};
 use crate::http::rewrite;
 use crate::http::{self, Reader, RequestHead};
-use crate::limits::{LimitSettings, Seat};
-use crate::stats::Outcome;
+use crate::limits::Seat;
 use crate::target::{Kind, Target};
+use front::Http1;
 
 /// Serves requests on one client connection until either side closes it.
 ///
@@ -187,7 +185,7 @@ async fn exchange(
     let next = match handle(ctx, client, seat, &head, &target, &mut exchange).await {
         Ok(next) => next,
         Err(error) => {
-            answer_error(client, &mut exchange, &error).await;
+            ctx.fail(&mut Http1(client), &mut exchange, &error).await;
             Next::Close
         }
     };
@@ -218,7 +216,7 @@ async fn refuse_head(
     // The rejected bytes are still buffered (never consumed), but they were read from
     // the client and the connection ends here: count them all.
     exchange.bytes_from_client = client.bytes_read() - consumed;
-    answer_error(client, &mut exchange, &error).await;
+    ctx.fail(&mut Http1(client), &mut exchange, &error).await;
     ctx.record(exchange);
     Next::Close
 }
@@ -235,8 +233,8 @@ fn target_of(head: &RequestHead) -> Target<'_> {
     Target::new(head.target.host(), head.target.port(), kind)
 }
 
-/// Checks a request (admission, then the user's limits) and hands it to the handler for
-/// its kind.
+/// Admits a request (with the credentials it carries) and hands it to the pipeline's
+/// tunnel or to forwarding.
 async fn handle(
     ctx: &Context,
     client: &mut Reader<ClientStream>,
@@ -248,120 +246,46 @@ async fn handle(
     if rewrite::via_has(&head.headers, &ctx.config.via_name) {
         return Err(ProxyError::Loop);
     }
-    let listener = ctx.listener_addr(client.get_ref().listener());
-    let limits = admit(ctx, listener, head, target, exchange).await?;
-    let grant = ctx
-        .limits
-        .admit(
-            seat,
-            exchange.user.as_deref(),
-            exchange.client.ip(),
-            &limits,
-        )
-        .map_err(ProxyError::TooManyRequests)?;
-    let pacer = grant.pacer.as_ref();
-    if target.is_tunnel() {
-        connect::connect(ctx, client, head, target, exchange, pacer).await
-    } else {
-        forward::forward(ctx, client, head, target, exchange, pacer).await
-    }
-}
-
-/// Asks admission about the request, with the credentials it carries, and returns the
-/// limits that apply to it (see [`Context::admit`]).
-async fn admit(
-    ctx: &Context,
-    listener: SocketAddr,
-    head: &RequestHead,
-    target: &Target<'_>,
-    exchange: &mut Exchange,
-) -> Result<Arc<LimitSettings>, ProxyError> {
-    let access = ctx.access.snapshot();
-    let mut fields = head.headers.get_all("proxy-authorization");
-    let credentials = match fields.next() {
-        Some(field) => ClientCredentials::ProxyAuthorization(field),
-        None => ClientCredentials::None,
-    };
-    if access.authenticator.is_some() && fields.next().is_some() {
-        // Which one counts would be a guess, and another hop may guess otherwise.
-        return Err(ProxyError::BadRequest("repeated Proxy-Authorization field"));
-    }
     let request = Admission {
-        listener,
+        listener: ctx.listener_addr(client.get_ref().listener()),
         client: exchange.client.ip(),
-        credentials,
+        credentials: credentials(ctx, head)?,
         target: *target,
         method: head.method_str(),
     };
-    ctx.admit(&access, &request, exchange).await
+    let admitted = ctx.admit(&request, seat, exchange).await?;
+    if !target.is_tunnel() {
+        return forward::forward(ctx, client, head, target, exchange, admitted).await;
+    }
+    if !matches!(head.target, http::RequestTarget::Authority { .. }) {
+        return Err(ProxyError::BadRequest("CONNECT needs a host:port target"));
+    }
+    ctx.tunnel(&mut Http1(client), target, admitted, exchange)
+        .await?;
+    Ok(Next::Close)
 }
 
-/// The statistics bucket an error falls in.
-fn outcome_of(error: &ProxyError) -> Outcome {
-    match error {
-        ProxyError::Forbidden(_) | ProxyError::TooManyRequests(_) => Outcome::Blocked,
-        ProxyError::ProxyAuthRequired(..) => Outcome::AuthFailed,
-        // Allowed, but `only-if-cached` found nothing to serve.
-        ProxyError::NotCached => Outcome::Allowed,
-        other => match other.side() {
-            Side::Upstream => Outcome::UpstreamError,
-            _ => Outcome::Malformed,
-        },
-    }
-}
-
-/// Sends the error's answer unless a response has already begun; the connection closes.
-async fn answer_error(
-    client: &mut Reader<ClientStream>,
-    exchange: &mut Exchange,
-    error: &ProxyError,
-) {
-    exchange.failure = Some(error.brief());
-    if let Some(rule) = error.rule() {
-        // The rule that refused, wherever it was asked (admission or the dialer).
-        exchange.rule = Some(rule.clone());
-    }
-    if exchange.response_started {
-        // Whatever broke, the response was under way: the client saw it as forwarded.
-        if matches!(
-            error,
-            ProxyError::Io(Side::Upstream, _) | ProxyError::BadResponse(_)
-        ) {
-            exchange.outcome = Outcome::UpstreamError;
-        }
-        return;
-    }
-    exchange.outcome = outcome_of(error);
-    let Some(status) = error.status() else {
-        return;
+/// The credentials a request carries: its one `Proxy-Authorization` field, if any.
+fn credentials<'a>(
+    ctx: &Context,
+    head: &'a RequestHead,
+) -> Result<ClientCredentials<'a>, ProxyError> {
+    let mut fields = head.headers.get_all("proxy-authorization");
+    let Some(field) = fields.next() else {
+        return Ok(ClientCredentials::None);
     };
-    exchange.status = status;
-    let retry_after = match error {
-        ProxyError::TooManyRequests(over) => over.retry_after.to_string(),
-        _ => String::new(),
-    };
-    let limited = [("Retry-After", retry_after.as_str())];
-    let extra: &[(&str, &str)] = match error {
-        ProxyError::ProxyAuthRequired(..) => {
-            &[("Proxy-Authenticate", crate::auth::PROXY_AUTHENTICATE)]
-        }
-        // RFC 6585 §4: when to try again.
-        ProxyError::TooManyRequests(_) => &limited,
-        _ => &[],
-    };
-    let answer = rewrite::canned(status, &error.body(), extra, false);
-    let stream = client.get_mut();
-    if stream.write_all(&answer).await.is_ok() {
-        let _ = stream.shutdown().await;
-        exchange.bytes_to_client += answer.len() as u64;
+    if fields.next().is_some() && ctx.access.auth_required() {
+        // Which one counts would be a guess, and another hop may guess otherwise.
+        return Err(ProxyError::BadRequest("repeated Proxy-Authorization field"));
     }
+    Ok(ClientCredentials::ProxyAuthorization(field))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::context::Services;
+    use crate::conn::Services;
     use tokio::net::{TcpListener, TcpStream};
 
     /// What an idle connection costs is mostly this future: tokio adds 120 bytes of task

@@ -11,13 +11,12 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::client::ClientStream;
-use crate::context::{Context, Exchange, Next};
+use crate::conn::{Context, Exchange, Next};
 use crate::error::ProxyError;
 use crate::http::Reader;
+use crate::http::answer;
 use crate::http::head::HeadLimits;
 use crate::http::origin::{OriginRequestHead, parse_origin_request};
-use crate::http::rewrite;
-use crate::stats::Outcome;
 
 /// The paths a PAC file is served at: the usual name, and the one WPAD discovery asks
 /// for (a browser set to "auto-detect" fetches `http://wpad/wpad.dat`).
@@ -64,10 +63,8 @@ pub async fn answer(
         }
         Err(denial) => {
             let error = ProxyError::Forbidden(denial.into());
-            exchange.status = 403;
-            exchange.outcome = Outcome::Blocked;
-            exchange.failure = Some(error.brief());
-            rewrite::canned(403, &error.body(), &[], false)
+            exchange.failed(&error);
+            answer::for_error(&error).unwrap_or_default()
         }
     };
     exchange.bytes_from_client = client.bytes_read() - consumed;

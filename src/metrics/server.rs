@@ -22,7 +22,7 @@ use crate::error::{ProxyError, Side};
 use crate::health::{Health, Readiness};
 use crate::http::head::HeadLimits;
 use crate::http::origin::OriginRequestHead;
-use crate::http::{BodyLength, Reader, rewrite};
+use crate::http::{BodyLength, Reader};
 use crate::stats::Stats;
 use crate::stats::series::SAMPLE_INTERVAL;
 
@@ -181,7 +181,7 @@ impl Response {
 
     /// A plain-text error whose body repeats the reason phrase.
     fn error(status: u16) -> Self {
-        let reason = rewrite::reason(status);
+        let reason = crate::http::answer::reason(status);
         let body = format!("{}\n", reason.to_ascii_lowercase()).into_bytes();
         Self {
             status,

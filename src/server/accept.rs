@@ -17,9 +17,9 @@ use tokio_rustls::TlsAcceptor;
 use super::isolate;
 use crate::client::{ClientStream, ListenerId};
 use crate::config::Protocol;
-use crate::context::Context;
+use crate::conn::Context;
 use crate::error::ProxyError;
-use crate::http::rewrite;
+use crate::http::answer;
 use crate::logging::{Throttle, WARNING_INTERVAL};
 use crate::proxy_protocol::{self, HeaderError};
 use crate::tls::{self, Certificates};
@@ -149,8 +149,9 @@ async fn start_tls(
     match stream.peek(&mut first).await {
         Ok(1) if !tls::looks_like_tls(first[0]) => {
             let error = ProxyError::BadRequest("this port speaks TLS: use an https:// proxy URL");
-            let answer = rewrite::canned(400, &error.body(), &[], false);
-            let _ = stream.write_all(&answer).await;
+            if let Some(answer) = answer::for_error(&error) {
+                let _ = stream.write_all(&answer).await;
+            }
             let _ = stream.shutdown().await;
             return Err("plain HTTP on a TLS port".into());
         }
@@ -192,8 +193,9 @@ fn proxy_header_failed(
 /// socket writable), and the socket closes when dropped.
 fn refuse_overloaded(stream: TcpStream) {
     use std::io::Write;
-    let error = ProxyError::Overloaded;
-    let answer = rewrite::canned(503, &error.body(), &[("Retry-After", "1")], false);
+    let Some(answer) = answer::for_error(&ProxyError::Overloaded) else {
+        return;
+    };
     if let Ok(mut socket) = stream.into_std() {
         let _ = socket.write_all(&answer);
         let _ = socket.shutdown(std::net::Shutdown::Write);

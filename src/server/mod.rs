@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 
 use crate::client::ListenerId;
 use crate::config::Config;
-use crate::context::{Context, Services};
+use crate::conn::{Context, Services};
 use crate::stats::ConnectionSlot;
 
 /// Pending connections the kernel queues before `accept`. The default of 128 drops

@@ -14,18 +14,16 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Buf as _, BytesMut};
+use bytes::{Buf as _, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::timeout_at;
 
 use crate::access::{Admission, ClientCredentials};
 use crate::client::ClientStream;
-use crate::context::{Context, Exchange};
+use crate::conn::{Context, Exchange, FrontEnd};
 use crate::error::{ProxyError, Side};
-use crate::limits::{LimitSettings, Seat};
-use crate::stats::Outcome;
+use crate::limits::Seat;
 use crate::target::{Kind, Target};
-use crate::upstream::Reuse;
 use wire::{Reply, WireError};
 
 /// How the access log names a SOCKS5 session's method.
@@ -41,36 +39,39 @@ const ADMISSION_METHOD: &str = "CONNECT";
 /// Serves one SOCKS5 connection.
 pub(crate) async fn serve(client: ClientStream, ctx: Arc<Context>) {
     let started = Instant::now();
-    let mut session = Session {
-        exchange: Exchange::unparsed(client.peer(), started),
+    let mut exchange = Exchange::unparsed(client.peer(), started);
+    exchange.method = LOG_METHOD.to_string();
+    let mut socks = Socks {
         client,
         buf: BytesMut::with_capacity(512),
         read: 0,
+        written: 0,
     };
-    session.exchange.method = LOG_METHOD.to_string();
     let deadline = (started + ctx.config.timeouts.header).into();
-    let negotiated = match timeout_at(deadline, session.negotiate(&ctx)).await {
+    let negotiated = match timeout_at(deadline, socks.negotiate(&ctx)).await {
         Ok(negotiated) => negotiated,
         Err(_) => Err(Failure::quiet(ProxyError::HeaderTimeout)),
     };
     match negotiated {
-        Ok(request) => session.connect(&ctx, request).await,
-        Err(failure) => session.fail(failure).await,
+        Ok(request) => socks.connect(&ctx, request, &mut exchange).await,
+        Err(failure) => socks.fail(failure, &mut exchange).await,
     }
+    exchange.bytes_to_client += socks.written;
     // A connection that said nothing is not a session, as over HTTP.
-    if session.read > 0 {
-        ctx.record(session.exchange);
+    if socks.read > 0 {
+        ctx.record(exchange);
     }
 }
 
-/// One connection's state while it negotiates.
-struct Session {
+/// One SOCKS5 client connection: the front end's side of the pipeline.
+struct Socks {
     client: ClientStream,
     /// Bytes read and not yet parsed.
     buf: BytesMut,
     /// Bytes read from the client during the negotiation.
     read: u64,
-    exchange: Exchange,
+    /// Negotiation bytes written to the client.
+    written: u64,
 }
 
 /// A request that passed negotiation, with the credentials it came with.
@@ -79,34 +80,20 @@ struct Negotiated {
     credentials: Option<wire::UserPassword>,
 }
 
-/// Why a session ends before its tunnel: the error for the log and statistics, and the
-/// reply owed to the client, if any.
+/// Why a negotiation ends early: the error for the log and statistics, and the reply
+/// owed to the client, if any.
 struct Failure {
     error: ProxyError,
-    reply: Option<Vec<u8>>,
-    outcome: Outcome,
+    reply: Option<Reply>,
 }
 
 impl Failure {
     fn quiet(error: ProxyError) -> Failure {
-        Failure {
-            error,
-            reply: None,
-            outcome: Outcome::Malformed,
-        }
-    }
-
-    fn replying(error: ProxyError, code: Reply, outcome: Outcome) -> Failure {
-        let unspecified = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
-        Failure {
-            error,
-            reply: Some(wire::reply(code, unspecified)),
-            outcome,
-        }
+        Failure { error, reply: None }
     }
 }
 
-impl Session {
+impl Socks {
     /// Greeting, method, credentials and request, in that order.
     async fn negotiate(&mut self, ctx: &Context) -> Result<Negotiated, Failure> {
         let greeting = self.next(wire::parse_greeting).await?;
@@ -126,10 +113,7 @@ impl Session {
                 brief: "auth-method",
             };
             let error = ProxyError::ProxyAuthRequired(failure, None);
-            return Err(Failure {
-                outcome: Outcome::AuthFailed,
-                ..Failure::quiet(error)
-            });
+            return Err(Failure::quiet(error));
         };
         self.write(&wire::method_choice(method)).await?;
         let mut credentials = None;
@@ -144,10 +128,7 @@ impl Session {
             self.write(&wire::user_password_status(checked.is_ok()))
                 .await?;
             if let Err(failure) = checked {
-                return Err(Failure {
-                    outcome: Outcome::AuthFailed,
-                    ..Failure::quiet(ProxyError::ProxyAuthRequired(failure, None))
-                });
+                return Err(Failure::quiet(ProxyError::ProxyAuthRequired(failure, None)));
             }
             credentials = Some(given);
         }
@@ -174,11 +155,10 @@ impl Session {
                 }
                 Err(WireError::AddressType(_)) => {
                     let error = ProxyError::BadRequest("unknown SOCKS address type");
-                    return Err(Failure::replying(
+                    return Err(Failure {
                         error,
-                        Reply::AddressTypeNotSupported,
-                        Outcome::Malformed,
-                    ));
+                        reply: Some(Reply::AddressTypeNotSupported),
+                    });
                 }
             }
             match self.client.read_buf(&mut self.buf).await {
@@ -196,94 +176,50 @@ impl Session {
     async fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {
         match self.client.write_all(bytes).await {
             Ok(()) => {
-                self.exchange.bytes_to_client += bytes.len() as u64;
+                self.written += bytes.len() as u64;
                 Ok(())
             }
             Err(e) => Err(Failure::quiet(ProxyError::Io(Side::Client, e))),
         }
     }
 
-    /// Admission, the connection upstream, the reply, the relay.
-    async fn connect(&mut self, ctx: &Context, negotiated: Negotiated) {
+    /// Admission and the tunnel, through the pipeline every front end shares; a
+    /// refusal is answered with a SOCKS reply ([`FrontEnd::refuse`]).
+    async fn connect(&mut self, ctx: &Context, negotiated: Negotiated, exchange: &mut Exchange) {
         let request = &negotiated.request;
         let host = request.host();
         let target = Target::new(&host, request.port, Kind::Connect);
-        self.exchange.target = target.authority();
-        if request.command != wire::COMMAND_CONNECT {
-            let error = ProxyError::NotImplemented("only the SOCKS5 CONNECT command is served");
-            let failure = Failure::replying(error, Reply::CommandNotSupported, Outcome::Malformed);
-            return self.fail(failure).await;
+        exchange.target = target.authority();
+        // What the client sent before its tunnel opened; the relay counts the rest.
+        exchange.bytes_from_client = self.read - self.buf.len() as u64;
+        let tunneled = if request.command == wire::COMMAND_CONNECT {
+            let credentials = match &negotiated.credentials {
+                Some(given) => ClientCredentials::UserPassword {
+                    user: &given.user,
+                    password: &given.password,
+                },
+                None => ClientCredentials::None,
+            };
+            self.tunnel(ctx, credentials, &target, exchange).await
+        } else {
+            Err(ProxyError::NotImplemented(
+                "only the SOCKS5 CONNECT command is served",
+            ))
+        };
+        if let Err(error) = tunneled {
+            exchange.bytes_from_client = self.read;
+            ctx.fail(self, exchange, &error).await;
+            let _ = self.client.shutdown().await;
         }
-        let credentials = match &negotiated.credentials {
-            Some(given) => ClientCredentials::UserPassword {
-                user: &given.user,
-                password: &given.password,
-            },
-            None => ClientCredentials::None,
-        };
-        let limits = match self.admit(ctx, credentials, &target).await {
-            Ok(limits) => limits,
-            Err(failure) => return self.fail(failure).await,
-        };
-        let mut seat = Seat::default();
-        let user = self.exchange.user.as_deref();
-        let grant = match ctx
-            .limits
-            .admit(&mut seat, user, self.client.peer().ip(), &limits)
-        {
-            Ok(grant) => grant,
-            Err(over) => {
-                let error = ProxyError::TooManyRequests(over);
-                let failure = Failure::replying(error, Reply::NotAllowed, Outcome::Blocked);
-                return self.fail(failure).await;
-            }
-        };
-        let addresses = self.exchange.addresses.take();
-        let dialed = ctx
-            .dialer
-            .dial(&target, &self.client, Reuse::Fresh, addresses.as_ref())
-            .await;
-        let mut upstream = match dialed {
-            Ok(upstream) => upstream,
-            Err(error) => return self.fail(dial_failure(error)).await,
-        };
-        self.exchange.connected(&upstream.link);
-        let bound = upstream
-            .stream
-            .local_addr()
-            .unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
-        self.exchange.status = 200;
-        self.exchange.outcome = Outcome::Tunnel;
-        if let Err(failure) = self.write(&wire::reply(Reply::Succeeded, bound)).await {
-            self.exchange.failure = Some(failure.error.brief());
-            return;
-        }
-        self.exchange.bytes_from_client = self.read - self.buf.len() as u64;
-        ctx.begin_relay(&mut self.exchange);
-        let _open = ctx.stats.tunnel_opened();
-        let early = self.buf.split().freeze();
-        let end = ctx
-            .relay(
-                &mut self.client,
-                early,
-                &mut upstream.stream,
-                bytes::Bytes::new(),
-                grant.pacer.as_ref(),
-                &mut self.exchange,
-            )
-            .await;
-        tracing::debug!(?end, "SOCKS5 tunnel to {} ended", self.exchange.target);
     }
 
-    /// The same admission as HTTP ([`Context::admit`]), with the credentials the client
-    /// authenticated with; the limits that apply come back. A refusal is answered with
-    /// the SOCKS reply "not allowed by ruleset".
-    async fn admit(
+    async fn tunnel(
         &mut self,
         ctx: &Context,
         credentials: ClientCredentials<'_>,
         target: &Target<'_>,
-    ) -> Result<Arc<LimitSettings>, Failure> {
+        exchange: &mut Exchange,
+    ) -> Result<(), ProxyError> {
         let admission = Admission {
             listener: ctx.listener_addr(self.client.listener()),
             client: self.client.peer().ip(),
@@ -291,54 +227,71 @@ impl Session {
             target: *target,
             method: ADMISSION_METHOD,
         };
-        let access = ctx.access.snapshot();
-        ctx.admit(&access, &admission, &mut self.exchange)
-            .await
-            .map_err(|error| {
-                let outcome = match error {
-                    ProxyError::ProxyAuthRequired(..) => Outcome::AuthFailed,
-                    _ => Outcome::Blocked,
-                };
-                Failure::replying(error, Reply::NotAllowed, outcome)
-            })
+        // One session, one connection: its seat is its own.
+        let admitted = ctx
+            .admit(&admission, &mut Seat::default(), exchange)
+            .await?;
+        ctx.tunnel(self, target, admitted, exchange).await
     }
 
-    /// Sends the reply a failure owes, if any, notes it in the record, and closes.
-    async fn fail(&mut self, failure: Failure) {
-        let exchange = &mut self.exchange;
+    /// Notes a failed negotiation, sends the reply it owes (if any), and closes.
+    async fn fail(&mut self, failure: Failure, exchange: &mut Exchange) {
         exchange.bytes_from_client = self.read;
-        exchange.failure = Some(failure.error.brief());
-        if let Some(rule) = failure.error.rule() {
-            // The rule that refused, wherever it was asked (admission or the dialer).
-            exchange.rule = Some(rule.clone());
-        }
-        exchange.outcome = failure.outcome;
-        // The log's status column reads as it would for the same CONNECT over HTTP.
-        exchange.status = failure.error.status().unwrap_or(0);
-        if let Some(reply) = failure.reply
-            && self.client.write_all(&reply).await.is_ok()
+        exchange.failed(&failure.error);
+        if let Some(code) = failure.reply
+            && let Ok(written) = self.reply(code, unspecified()).await
         {
-            self.exchange.bytes_to_client += reply.len() as u64;
+            self.written += written;
         }
         let _ = self.client.shutdown().await;
     }
+
+    async fn reply(&mut self, code: Reply, bound: SocketAddr) -> std::io::Result<u64> {
+        let reply = wire::reply(code, bound);
+        self.client.write_all(&reply).await?;
+        Ok(reply.len() as u64)
+    }
 }
 
-/// The reply for a connection the dialer could not make (RFC 1928 §6).
-fn dial_failure(error: ProxyError) -> Failure {
-    let (code, outcome) = match &error {
-        ProxyError::Forbidden(_) | ProxyError::Loop => (Reply::NotAllowed, Outcome::Blocked),
-        ProxyError::Resolve { .. } => (Reply::HostUnreachable, Outcome::UpstreamError),
-        ProxyError::Connect { source, .. } => (
-            match source.kind() {
-                std::io::ErrorKind::ConnectionRefused => Reply::ConnectionRefused,
-                std::io::ErrorKind::NetworkUnreachable => Reply::NetworkUnreachable,
-                _ => Reply::HostUnreachable,
-            },
-            Outcome::UpstreamError,
-        ),
-        ProxyError::ConnectTimeout => (Reply::HostUnreachable, Outcome::UpstreamError),
-        _ => (Reply::GeneralFailure, Outcome::UpstreamError),
-    };
-    Failure::replying(error, code, outcome)
+impl FrontEnd for Socks {
+    fn client(&mut self) -> &mut ClientStream {
+        &mut self.client
+    }
+
+    async fn open(&mut self, bound: SocketAddr) -> std::io::Result<u64> {
+        self.reply(Reply::Succeeded, bound).await
+    }
+
+    async fn refuse(&mut self, error: &ProxyError) -> u64 {
+        self.reply(reply_for(error), unspecified())
+            .await
+            .unwrap_or(0)
+    }
+
+    fn early(&mut self) -> Bytes {
+        self.buf.split().freeze()
+    }
+}
+
+/// The address a reply names when there is none to give.
+fn unspecified() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+}
+
+/// The reply code for a refused or failed request (RFC 1928 §6).
+fn reply_for(error: &ProxyError) -> Reply {
+    match error {
+        ProxyError::NotImplemented(_) => Reply::CommandNotSupported,
+        ProxyError::Resolve { .. } | ProxyError::ConnectTimeout => Reply::HostUnreachable,
+        ProxyError::Connect { source, .. } => match source.kind() {
+            std::io::ErrorKind::ConnectionRefused => Reply::ConnectionRefused,
+            std::io::ErrorKind::NetworkUnreachable => Reply::NetworkUnreachable,
+            _ => Reply::HostUnreachable,
+        },
+        ProxyError::Forbidden(_)
+        | ProxyError::Loop
+        | ProxyError::ProxyAuthRequired(..)
+        | ProxyError::TooManyRequests(_) => Reply::NotAllowed,
+        _ => Reply::GeneralFailure,
+    }
 }

@@ -30,7 +30,6 @@ use crate::acl::{AddressCheck, Verdict, refusal};
 use crate::client::ClientStream;
 use crate::error::ProxyError;
 use crate::http::rewrite::RequestForm;
-use crate::limits::LimitSettings;
 use crate::target::Target;
 pub use connect::Connector;
 pub use parent::{Parent, parse_url as parse_parent_url};
@@ -90,7 +89,7 @@ pub struct Link {
     pub route: Route,
     pub reused: bool,
     /// The policy rule that allowed the connection, when the dialer settled an
-    /// [`AddressCheck`], and that rule's own limits.
+    /// [`AddressCheck`].
     pub settled: Option<Settled>,
     key: Option<PoolKey>,
     /// How a forwarded request's head is written on this connection: in origin form,
@@ -102,7 +101,6 @@ pub struct Link {
 #[derive(Debug, Clone)]
 pub struct Settled {
     pub rule: Option<Arc<str>>,
-    pub limits: Option<Arc<LimitSettings>>,
 }
 
 /// Opens connections to targets. One per server, shared by every connection task.
@@ -267,7 +265,7 @@ fn settle(
         return Ok(None);
     };
     match check.settle(addrs) {
-        Verdict::Allow { rule, limits } => Ok(Some(Settled { rule, limits })),
+        Verdict::Allow { rule, .. } => Ok(Some(Settled { rule })),
         Verdict::Deny { rule } => Err(ProxyError::Forbidden(refusal(rule))),
         Verdict::AuthRequired { rule } => Err(ProxyError::ProxyAuthRequired(AUTH_MISSING, rule)),
     }

@@ -12,10 +12,9 @@ use std::time::SystemTime;
 
 use tokio::io::AsyncWriteExt;
 
-use crate::acl::AddressCheck;
 use crate::cache::{self, Filler, Hit, Timing};
 use crate::client::ClientStream;
-use crate::context::{Context, Exchange, Next};
+use crate::conn::{Admitted, Context, Exchange, Next};
 use crate::error::{ProxyError, Side};
 use crate::http::body::{self, Relay};
 use crate::http::rewrite::{self, ClientFraming, RequestForm};
@@ -42,7 +41,7 @@ pub async fn forward(
     head: &RequestHead,
     target: &Target<'_>,
     exchange: &mut Exchange,
-    pacer: Option<&Pacer>,
+    admitted: Admitted,
 ) -> Result<Next, ProxyError> {
     let length = framing::request_body(head.version, &head.headers)?;
     let plan = match cached::decide(ctx.cache.as_ref(), head, length, &ctx.stats).await {
@@ -50,14 +49,13 @@ pub async fn forward(
         Decision::Hit(hit) => {
             // A stored answer is served only if the rules would let this request reach
             // the origin now: settle what they left to the destination's addresses.
-            if let Some(check) = &exchange.addresses
+            if let Some(check) = &admitted.pending
                 && let Some(settled) = ctx
                     .dialer
                     .settle_only(target, client.get_ref(), check)
                     .await?
             {
                 exchange.rule = settled.rule;
-                exchange.limits = settled.limits;
             }
             return serve_hit(ctx, client, head, &hit, exchange).await;
         }
@@ -72,7 +70,7 @@ pub async fn forward(
         None => Cow::Borrowed(head),
     };
     let request_time = SystemTime::now();
-    let (response, origin) = fetch(ctx, client, &sent, target, length, exchange, pacer).await?;
+    let (response, origin) = fetch(ctx, client, &sent, target, length, exchange, &admitted).await?;
     let timing = Timing {
         request_time,
         response_time: SystemTime::now(),
@@ -101,7 +99,7 @@ pub async fn forward(
                 target,
                 BodyLength::Empty,
                 exchange,
-                pacer,
+                &admitted,
             )
             .await?;
             return respond(ctx, client, head, &response, origin, exchange, None).await;
@@ -118,15 +116,12 @@ async fn fetch(
     target: &Target<'_>,
     length: BodyLength,
     exchange: &mut Exchange,
-    pacer: Option<&Pacer>,
+    admitted: &Admitted,
 ) -> Result<(ResponseHead, Origin), ProxyError> {
     if !matches!(head.target, RequestTarget::Absolute { .. }) {
         return Err(ProxyError::BadRequest("not an absolute-form request"));
     }
-    // Only the dialer needs it from here on.
-    let addresses = exchange.addresses.take();
-    let check = addresses.as_ref();
-    let mut origin = acquire(ctx, target, client.get_ref(), Reuse::Pooled, check, pacer).await?;
+    let mut origin = acquire(ctx, target, client.get_ref(), Reuse::Pooled, admitted).await?;
     exchange.connected(&origin.link);
     let response = match exchange_head(ctx, client, head, length, &mut origin, exchange).await {
         // A pooled connection the origin closed just before we used it: RFC 9112 §9.3.1
@@ -136,7 +131,7 @@ async fn fetch(
                 && origin.reader.buffered().is_empty()
                 && retryable(head, length) =>
         {
-            origin = acquire(ctx, target, client.get_ref(), Reuse::Fresh, check, pacer).await?;
+            origin = acquire(ctx, target, client.get_ref(), Reuse::Fresh, admitted).await?;
             exchange.connected(&origin.link);
             exchange_head(ctx, client, head, length, &mut origin, exchange).await?
         }
@@ -172,14 +167,14 @@ async fn acquire(
     target: &Target<'_>,
     client: &ClientStream,
     reuse: Reuse,
-    addresses: Option<&AddressCheck>,
-    pacer: Option<&Pacer>,
+    admitted: &Admitted,
 ) -> Result<Origin, ProxyError> {
-    let upstream = ctx.dialer.dial(target, client, reuse, addresses).await?;
+    let pending = admitted.pending.as_ref();
+    let upstream = ctx.dialer.dial(target, client, reuse, pending).await?;
     Ok(Origin {
         reader: Reader::new(upstream.stream, Side::Upstream),
         link: upstream.link,
-        pacer: pacer.cloned(),
+        pacer: admitted.pacer.clone(),
     })
 }
 

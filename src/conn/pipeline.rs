@@ -1,0 +1,231 @@
+//! The steps every front end's exchanges share, in order: [`Context::admit`] (blocked
+//! address, access decision, the user's limits), then for a tunnel [`Context::tunnel`]
+//! (dial, the front end's yes, the relay), and [`Context::fail`] when anything refuses or
+//! breaks. A front end plugs in through [`FrontEnd`]: it parses its protocol and writes
+//! its protocol's answers; it decides nothing.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use bytes::Bytes;
+
+use super::{Context, Exchange};
+use crate::access::{Admission, ClientCredentials, Decision};
+use crate::acl::AddressCheck;
+use crate::client::ClientStream;
+use crate::error::{ProxyError, Side};
+use crate::limits::{Pacer, Seat};
+use crate::stats::Outcome;
+use crate::target::Target;
+use crate::tunnel::{self, Direction};
+use crate::upstream::{Reuse, UpstreamStream};
+
+/// A front end's side of the pipeline: what only its protocol knows. HTTP/1.1 says yes
+/// to a tunnel with `200 Connection Established` and refuses with a status line; SOCKS5
+/// with a reply code. (Not a public trait: its futures' `Send` is seen through the
+/// concrete front ends.)
+#[allow(async_fn_in_trait)]
+pub trait FrontEnd {
+    /// The client connection: its address and listener, and the relay's client side.
+    fn client(&mut self) -> &mut ClientStream;
+
+    /// Tells the client its tunnel is open, `bound` being the proxy's end toward the
+    /// target; returns the bytes written.
+    async fn open(&mut self, bound: SocketAddr) -> io::Result<u64>;
+
+    /// Answers a refusal or failure that owes the client an answer (see
+    /// [`Exchange::failed`]) in the protocol's terms; returns the bytes written.
+    async fn refuse(&mut self, error: &ProxyError) -> u64;
+
+    /// Bytes the client sent behind its request, to be relayed first.
+    fn early(&mut self) -> Bytes;
+}
+
+/// What admission let through: the user's bandwidth (when limited), and what the rules
+/// left to the destination's addresses, which only the dialer can settle.
+#[derive(Default)]
+pub struct Admitted {
+    pub pacer: Option<Pacer>,
+    pub pending: Option<AddressCheck>,
+}
+
+impl Context {
+    /// The one admission on the request path, for every front end: an address blocked
+    /// for failing authentication is refused first (429); then the access decision (the
+    /// user and the deciding rule go into the exchange's notes); a failure with
+    /// credentials counts towards such a block (one without is how every client learns
+    /// to log in); then the user's limits — the allowing rule's own, else everyone's —
+    /// with `seat` the connection's place in its user's connection count.
+    pub async fn admit(
+        &self,
+        request: &Admission<'_>,
+        seat: &mut Seat,
+        exchange: &mut Exchange,
+    ) -> Result<Admitted, ProxyError> {
+        let access = self.access.snapshot();
+        self.limits
+            .auth_check(request.client, &access.limits)
+            .map_err(ProxyError::TooManyRequests)?;
+        let (limits, pending) = match access.admit(request).await {
+            Decision::Allow {
+                user,
+                rule,
+                limits,
+                addresses,
+            } => {
+                exchange.user = user;
+                exchange.rule = rule;
+                (limits, addresses)
+            }
+            // The refusing rule is noted when the failure is (a refusal may also come
+            // from the dialer).
+            Decision::Deny(refusal) => return Err(ProxyError::Forbidden(refusal)),
+            Decision::AuthRequired(failure, rule) => {
+                if request.credentials != ClientCredentials::None {
+                    self.limits.auth_failed(request.client, &access.limits);
+                }
+                return Err(ProxyError::ProxyAuthRequired(failure, rule));
+            }
+        };
+        let limits = limits.as_ref().unwrap_or(&access.limits);
+        let grant = self
+            .limits
+            .admit(seat, exchange.user.as_deref(), request.client, limits)
+            .map_err(ProxyError::TooManyRequests)?;
+        Ok(Admitted {
+            pacer: grant.pacer,
+            pending,
+        })
+    }
+
+    /// An admitted tunnel: a fresh connection from the dialer (which settles what the
+    /// rules left to the addresses), the front end's yes, then the relay until either
+    /// side is done. An error before the yes is the caller's to [`fail`](Self::fail).
+    pub async fn tunnel(
+        &self,
+        front: &mut impl FrontEnd,
+        target: &Target<'_>,
+        admitted: Admitted,
+        exchange: &mut Exchange,
+    ) -> Result<(), ProxyError> {
+        let mut upstream = self
+            .dialer
+            .dial(
+                target,
+                front.client(),
+                Reuse::Fresh,
+                admitted.pending.as_ref(),
+            )
+            .await?;
+        exchange.connected(&upstream.link);
+        let bound = upstream
+            .stream
+            .local_addr()
+            .unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
+        exchange.status = 200;
+        exchange.response_started = true;
+        exchange.outcome = Outcome::Tunnel;
+        let written = front
+            .open(bound)
+            .await
+            .map_err(|e| ProxyError::Io(Side::Client, e))?;
+        exchange.bytes_to_client += written;
+        self.begin_relay(exchange);
+        let _open = self.stats.tunnel_opened();
+        let early = front.early();
+        let end = self
+            .relay(
+                front.client(),
+                early,
+                &mut upstream.stream,
+                Bytes::new(),
+                admitted.pacer.as_ref(),
+                exchange,
+            )
+            .await;
+        tracing::debug!(?end, "tunnel to {target} ended");
+        Ok(())
+    }
+
+    /// Notes a failure in the exchange and has the front end answer it, when an answer
+    /// is still owed.
+    pub async fn fail(
+        &self,
+        front: &mut impl FrontEnd,
+        exchange: &mut Exchange,
+        error: &ProxyError,
+    ) {
+        if exchange.failed(error) {
+            exchange.bytes_to_client += front.refuse(error).await;
+        }
+    }
+
+    /// Marks the exchange as relayed from here on (a tunnel or an upgrade): the bytes so
+    /// far are counted now, [`Context::relay`] counts the rest as they move.
+    pub fn begin_relay(&self, exchange: &mut Exchange) {
+        self.stats.add_bytes_from_client(exchange.bytes_from_client);
+        self.stats.add_bytes_to_client(exchange.bytes_to_client);
+        self.stats.add_bytes_from_origin(exchange.bytes_from_origin);
+        self.stats.add_bytes_to_origin(exchange.bytes_to_origin);
+        exchange.relayed = true;
+    }
+
+    /// Relays a tunnel or an upgraded connection with live statistics, paced by the
+    /// user's bandwidth when `pacer` is given, and adds the bytes each way to the
+    /// exchange's record.
+    pub async fn relay(
+        &self,
+        client: &mut ClientStream,
+        client_early: Bytes,
+        upstream: &mut UpstreamStream,
+        upstream_early: Bytes,
+        pacer: Option<&Pacer>,
+        exchange: &mut Exchange,
+    ) -> tunnel::End {
+        let count = |direction, bytes| self.count_relayed(direction, bytes);
+        let idle = self.config.timeouts.idle;
+        let (totals, end) = tunnel::relay(
+            client,
+            client_early,
+            upstream,
+            upstream_early,
+            idle,
+            &count,
+            pacer,
+        )
+        .await;
+        exchange.bytes_from_client += totals.client_to_upstream;
+        exchange.bytes_to_origin += totals.client_to_upstream;
+        exchange.bytes_from_origin += totals.upstream_to_client;
+        exchange.bytes_to_client += totals.upstream_to_client;
+        end
+    }
+
+    /// Live statistics for a relay: bytes each way, as they move.
+    fn count_relayed(&self, direction: Direction, bytes: u64) {
+        match direction {
+            Direction::ToUpstream => {
+                self.stats.add_bytes_from_client(bytes);
+                self.stats.add_bytes_to_origin(bytes);
+            }
+            Direction::ToClient => {
+                self.stats.add_bytes_from_origin(bytes);
+                self.stats.add_bytes_to_client(bytes);
+            }
+        }
+    }
+}
+
+/// The statistics bucket an error falls in, for every front end.
+pub fn outcome_of(error: &ProxyError) -> Outcome {
+    match error {
+        ProxyError::Forbidden(_) | ProxyError::TooManyRequests(_) => Outcome::Blocked,
+        ProxyError::ProxyAuthRequired(..) => Outcome::AuthFailed,
+        // Allowed, but `only-if-cached` found nothing to serve.
+        ProxyError::NotCached => Outcome::Allowed,
+        other => match other.side() {
+            Side::Upstream => Outcome::UpstreamError,
+            _ => Outcome::Malformed,
+        },
+    }
+}
