@@ -6,10 +6,8 @@
 //! over copying (a TLS session must be copied: the bytes are decrypted here). Every front
 //! end reads and writes through it.
 //!
-//! An enum rather than `Box<dyn AsyncRead + AsyncWrite>`: every idle connection holds one,
-//! and the plain-TCP case stays as small and as direct as the socket itself. The TLS
-//! session (over a kilobyte of rustls state) is boxed so that it does not make every
-//! plain connection's future as large as itself.
+//! The bytes themselves go through the crate's one stream type ([`TcpOrTls`]), which
+//! this type derefs to.
 
 use std::io;
 use std::net::SocketAddr;
@@ -20,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
+use crate::stream::TcpOrTls;
 use crate::tunnel::Splice;
 
 /// Which of the server's listeners a connection arrived on: its index in the list of
@@ -35,18 +34,14 @@ pub struct ClientStream {
     listener: ListenerId,
 }
 
-#[derive(Debug)]
-enum Io {
-    Tcp(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
+type Io = TcpOrTls<TlsStream<TcpStream>>;
 
 impl ClientStream {
     /// A plain TCP connection from `peer`.
     pub fn tcp(stream: TcpStream, peer: SocketAddr) -> ClientStream {
         let _ = stream.set_nodelay(true);
         ClientStream {
-            io: Io::Tcp(stream),
+            io: TcpOrTls::Tcp(stream),
             peer,
             listener: ListenerId::default(),
         }
@@ -56,7 +51,7 @@ impl ClientStream {
     pub fn tls(stream: TlsStream<TcpStream>, peer: SocketAddr) -> ClientStream {
         let _ = stream.get_ref().0.set_nodelay(true);
         ClientStream {
-            io: Io::Tls(Box::new(stream)),
+            io: TcpOrTls::Tls(Box::new(stream)),
             peer,
             listener: ListenerId::default(),
         }
@@ -78,35 +73,25 @@ impl ClientStream {
         self.listener
     }
 
-    /// The address the client reached us on (a system call: ask only when needed).
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.socket().local_addr()
-    }
-
-    /// The TCP socket underneath, for socket options.
-    fn socket(&self) -> &TcpStream {
-        match &self.io {
-            Io::Tcp(stream) => stream,
-            Io::Tls(stream) => stream.get_ref().0,
-        }
-    }
-
     /// Makes the coming close a reset (RST) instead of a FIN, so a client that reads a
     /// body up to the close cannot take a cut-off body for a whole one (RFC 9112 §8).
     pub fn abort_on_close(&self) {
         // Tokio deprecates SO_LINGER because a non-zero linger blocks the thread on
         // close; a zero linger never blocks, it only turns the close into a reset.
         #[allow(deprecated)]
-        let _ = self.socket().set_linger(Some(std::time::Duration::ZERO));
+        let _ = self.io.socket().set_linger(Some(std::time::Duration::ZERO));
+    }
+
+    /// The address the client reached us on (a system call: ask only when needed).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.local_addr()
     }
 }
 
+// Reads, writes and splicing are the stream's.
 impl Splice for ClientStream {
     fn tcp(&mut self) -> Option<&mut TcpStream> {
-        match &mut self.io {
-            Io::Tcp(stream) => Some(stream),
-            Io::Tls(_) => None,
-        }
+        self.io.tcp()
     }
 }
 
@@ -116,10 +101,7 @@ impl AsyncRead for ClientStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
-            Io::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
-            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
-        }
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
     }
 }
 
@@ -129,10 +111,7 @@ impl AsyncWrite for ClientStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().io {
-            Io::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),
-            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
-        }
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -140,30 +119,18 @@ impl AsyncWrite for ClientStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().io {
-            Io::Tcp(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
-            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
-        }
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        match &self.io {
-            Io::Tcp(stream) => stream.is_write_vectored(),
-            Io::Tls(stream) => stream.is_write_vectored(),
-        }
+        self.io.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
-            Io::Tcp(stream) => Pin::new(stream).poll_flush(cx),
-            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
-        }
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
-            Io::Tcp(stream) => Pin::new(stream).poll_shutdown(cx),
-            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
-        }
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }

@@ -60,6 +60,7 @@ mod proxy_protocol;
 pub mod server;
 pub mod socks;
 pub mod stats;
+mod stream;
 mod target;
 mod tls;
 mod tunnel;

@@ -7,7 +7,7 @@
 //! `ClientStream`.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -18,8 +18,14 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
 
-use crate::config::TlsFiles;
 use crate::files::{FileErrors, LineError, on_sighup};
+
+/// The certificate chain and key a TLS listener presents (PEM files, re-read on SIGHUP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
 
 /// The ALPN protocol offered (RFC 7301): HTTP/1.1 is all this proxy speaks.
 const ALPN_HTTP_1_1: &[u8] = b"http/1.1";

@@ -6,9 +6,10 @@
 //! [`Listener::check`] states the rules both sources share.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 
 use ipnet::IpNet;
+
+use crate::tls::TlsFiles;
 
 /// The protocol a listener speaks to its clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,13 +28,6 @@ impl Protocol {
             Protocol::Socks5 => "socks5",
         }
     }
-}
-
-/// The certificate chain and key a TLS listener presents (PEM files, re-read on SIGHUP).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
 }
 
 /// One listening socket and how to serve what arrives on it.

@@ -20,6 +20,7 @@ use crate::cache::CacheSettings;
 use crate::http::edits::HeaderEdits;
 use crate::logging::LogSettings;
 use crate::metrics::MetricsSettings;
+pub use crate::tls::TlsFiles;
 use crate::upstream::EgressSettings;
 use crate::upstream::ResolverSettings;
 pub use cli::{
@@ -27,7 +28,7 @@ pub use cli::{
     LoadError, LogFlags, LogFormatFlag, MetricsFlags, Source, invocation,
 };
 pub use file::{FlagKey, parse as parse_file};
-pub use listen::{Listener, Protocol, TlsFiles, check_listeners};
+pub use listen::{Listener, Protocol, check_listeners};
 
 pub const DEFAULT_HOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 pub const DEFAULT_PORT: u16 = 8888;
