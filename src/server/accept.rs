@@ -5,14 +5,17 @@
 //! skips all of that and costs what it did with one listener: its task is the front end
 //! itself.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsAcceptor;
+use tracing::Instrument as _;
 
 use super::isolate;
 use crate::client::{ClientStream, ListenerId};
@@ -22,6 +25,7 @@ use crate::error::ProxyError;
 use crate::http::answer;
 use crate::logging::{Throttle, WARNING_INTERVAL};
 use crate::proxy_protocol::{self, HeaderError};
+use crate::stats::ConnectionSlot;
 use crate::tls::{self, Certificates};
 use crate::{http_proxy, socks};
 
@@ -69,7 +73,7 @@ pub(super) async fn accept_loop(
         let expects_header = listener.expects_proxy_header(peer.ip());
         if listener.protocol == Protocol::Http && tls.is_none() && !expects_header {
             let client = ClientStream::tcp(stream, peer).on(id);
-            tokio::spawn(isolate(http_proxy::serve(client, ctx.clone()), peer, slot));
+            spawn_connection(http_proxy::serve(client, ctx.clone()), peer, id, slot);
             continue;
         }
         let opening = Opening {
@@ -79,8 +83,25 @@ pub(super) async fn accept_loop(
             expects_header,
             acceptor: tls.as_ref().map(Certificates::acceptor),
         };
-        tokio::spawn(isolate(serve_opened(opening, ctx.clone()), peer, slot));
+        spawn_connection(serve_opened(opening, ctx.clone()), peer, id, slot);
     }
+}
+
+/// Numbers connections in the order they were accepted, across listeners.
+static CONNECTIONS: AtomicU64 = AtomicU64::new(1);
+
+/// Runs a connection's task on its own ([`isolate`]d: a panic stops there) inside a span
+/// naming the connection, its client address (as accepted; a PROXY header's address is
+/// in the access log) and its listener, so every line it logs can be found together.
+fn spawn_connection(
+    task: impl Future<Output = ()> + Send + 'static,
+    peer: SocketAddr,
+    listener: ListenerId,
+    slot: ConnectionSlot,
+) {
+    let id = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!("conn", id, client = %peer, listener = listener.0);
+    tokio::spawn(isolate(task, peer, slot).instrument(span));
 }
 
 /// A connection whose PROXY header or TLS handshake is still to come.

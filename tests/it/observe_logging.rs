@@ -179,3 +179,45 @@ fn json_access_log_lines_parse_and_every_request_is_kept() {
     }
     assert_eq!(seen.len() as u64 + access.dropped(), total);
 }
+
+/// Every diagnostic line a connection writes carries the connection's span — its number,
+/// its client address and its listener — so one connection's lines can be found
+/// together, and two connections' lines told apart.
+#[tokio::test]
+async fn each_connection_s_lines_carry_its_span() {
+    use crate::common::{LOCAL, Origin, ProxyProcess, read_to_close};
+    use tokio::io::AsyncWriteExt as _;
+
+    let origin = Origin::fixed("spanned").await;
+    let mut args = LOCAL.to_vec();
+    args.extend(["--log-level", "debug"]);
+    let proxy = ProxyProcess::start(&args).await;
+    let mut ports = Vec::new();
+    for _ in 0..2 {
+        let mut client = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        ports.push(client.local_addr().unwrap().port());
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: o\r\nConnection: close\r\n\r\n",
+            origin.url("/")
+        );
+        client.write_all(request.as_bytes()).await.unwrap();
+        assert!(read_to_close(&mut client).await.ends_with(b"spanned"));
+    }
+    proxy.stderr.wait_for("exchange done", 2).await;
+    let text = proxy.stderr.text();
+    let mut ids = BTreeSet::new();
+    for port in ports {
+        let tag = format!(" client=127.0.0.1:{port} listener=0}}");
+        let line = text
+            .lines()
+            .find(|line| line.contains("exchange done") && line.contains(&tag))
+            .unwrap_or_else(|| panic!("no span {tag:?} on the exchange line:\n{text}"));
+        let id = line
+            .split("conn{id=")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap_or_else(|| panic!("no connection number in {line:?}"));
+        ids.insert(id.to_string());
+    }
+    assert_eq!(ids.len(), 2, "two connections, two numbers:\n{text}");
+}
