@@ -141,7 +141,9 @@ async fn network_rules_v4_and_v6() {
         started.elapsed() < Duration::from_secs(2),
         "refusals waited on a connection"
     );
-    if let Some(v6) = Origin::start_on("[::1]:0", |_| ok("reached")).await {
+    if let Some(v6) =
+        Origin::start_on_v6("IPv6 loopback refused by the rules", |_| ok("reached")).await
+    {
         let host = v6.addr.to_string();
         assert_blocked_both_ways(proxy.addr, &host).await;
         assert_eq!(v6.connection_count(), 0);

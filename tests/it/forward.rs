@@ -411,8 +411,8 @@ async fn interim_responses_are_passed_on() {
 
 #[tokio::test]
 async fn ipv6_listener_and_origin() {
-    let Some(origin) = Origin::start_on("[::1]:0", |_| ok("v6")).await else {
-        eprintln!("no IPv6 loopback here; skipping");
+    let Some(origin) = Origin::start_on_v6("an IPv6 listener and origin", |_| ok("v6")).await
+    else {
         return;
     };
     let proxy = Proxy::start_on("[::1]:0", |_| {})

@@ -97,6 +97,20 @@ impl Origin {
         Some(origin)
     }
 
+    /// As [`Origin::start_on`] on `[::1]:0`; where this machine has no IPv6 loopback it
+    /// says so on stderr, naming the check that `what` is, and the caller skips that
+    /// part (never silently).
+    pub async fn start_on_v6(
+        what: &str,
+        handler: impl Fn(&Seen) -> Vec<u8> + Send + Sync + 'static,
+    ) -> Option<Origin> {
+        let origin = Origin::start_on("[::1]:0", handler).await;
+        if origin.is_none() {
+            eprintln!("SKIPPED: {what}: this machine cannot listen on ::1 (no IPv6 loopback)");
+        }
+        origin
+    }
+
     async fn serve(self, stream: TcpStream, handler: Handler) {
         let mut reader = BufReader::new(stream);
         while let Some(seen) = read_request(&mut reader).await {
