@@ -209,7 +209,7 @@ impl Writer {
     /// (they are then reported with the next).
     fn report(&mut self, reason: &str) {
         let dropped = self.shared.dropped.load(Ordering::Relaxed);
-        if dropped > self.reported && self.reports.admit().is_some() {
+        if dropped > self.reported && self.reports.due().is_some() {
             self.report_now(reason);
         }
     }

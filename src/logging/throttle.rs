@@ -39,12 +39,12 @@ impl Throttle {
 
     /// Whether a warning may be written now: `Some(held)` with the number held back since
     /// the last one written, or `None` when this one is held back (and counted).
-    pub fn admit(&self) -> Option<u64> {
-        self.admit_at(Instant::now())
+    pub fn due(&self) -> Option<u64> {
+        self.due_at(Instant::now())
     }
 
-    /// [`Throttle::admit`] at a given time.
-    pub fn admit_at(&self, now: Instant) -> Option<u64> {
+    /// [`Throttle::due`] at a given time.
+    pub fn due_at(&self, now: Instant) -> Option<u64> {
         // A poisoned lock only means another thread panicked while counting; the count is
         // still a count.
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -67,25 +67,25 @@ mod tests {
         let start = Instant::now();
         let at = |ms: u64| start + Duration::from_millis(ms);
         assert_eq!(
-            throttle.admit_at(at(0)),
+            throttle.due_at(at(0)),
             Some(0),
             "the first one is written"
         );
         for ms in [1, 100, 4_999] {
-            assert_eq!(throttle.admit_at(at(ms)), None, "{ms} ms");
+            assert_eq!(throttle.due_at(at(ms)), None, "{ms} ms");
         }
         assert_eq!(
-            throttle.admit_at(at(5_000)),
+            throttle.due_at(at(5_000)),
             Some(3),
             "then one with the count"
         );
-        assert_eq!(throttle.admit_at(at(5_001)), None);
+        assert_eq!(throttle.due_at(at(5_001)), None);
         assert_eq!(
-            throttle.admit_at(at(60_000)),
+            throttle.due_at(at(60_000)),
             Some(1),
             "a quiet stretch writes at once"
         );
-        assert_eq!(throttle.admit_at(at(60_001)), None);
+        assert_eq!(throttle.due_at(at(60_001)), None);
     }
 
     #[test]
@@ -93,7 +93,7 @@ mod tests {
         let throttle = Throttle::new(WARNING_INTERVAL);
         let start = Instant::now();
         let written: Vec<u64> = (0..30_000u64)
-            .filter_map(|ms| throttle.admit_at(start + Duration::from_millis(ms)))
+            .filter_map(|ms| throttle.due_at(start + Duration::from_millis(ms)))
             .collect();
         // 30 s of failures every millisecond: a line at 0, 5, 10, 15, 20 and 25 s.
         assert_eq!(written.len(), 6);

@@ -56,7 +56,7 @@ pub(super) async fn accept_loop(
         let (stream, peer) = match socket.accept().await {
             Ok(pair) => pair,
             Err(error) => {
-                if let Some(suppressed) = ACCEPT_FAILURES.admit() {
+                if let Some(suppressed) = ACCEPT_FAILURES.due() {
                     tracing::warn!(%error, suppressed, "accept failed");
                 }
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -187,7 +187,7 @@ async fn start_tls(
 
 fn handshake_failed(ctx: &Context, client: SocketAddr, reason: &str) -> Option<ClientStream> {
     ctx.stats.tls_handshake_failed();
-    if let Some(suppressed) = HANDSHAKE_FAILURES.admit() {
+    if let Some(suppressed) = HANDSHAKE_FAILURES.due() {
         tracing::warn!(%client, reason, suppressed, "TLS handshake failed");
     }
     None
@@ -199,7 +199,7 @@ fn proxy_header_failed(
     error: &HeaderError,
 ) -> Option<ClientStream> {
     ctx.stats.proxy_header_rejected();
-    if let Some(suppressed) = PROXY_HEADER_FAILURES.admit() {
+    if let Some(suppressed) = PROXY_HEADER_FAILURES.due() {
         let reason = match error {
             HeaderError::Closed => "closed or timed out before a complete header",
             HeaderError::Malformed(why) => why,
