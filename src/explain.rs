@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use crate::access::{AccessControl, Snapshot};
 use crate::acl::{Facts, Verdict, canonical_ip, normalise};
 use crate::config::{ExplainArgs, Invocation, LoadError, invocation};
-use crate::http::head::parse_target;
+use crate::http::target::parse_target;
 use crate::upstream::{Resolver, ResolverSettings};
 
 const EXIT_ALLOW: u8 = 0;

@@ -11,8 +11,10 @@ pub mod headers;
 pub mod io;
 pub mod origin;
 pub mod rewrite;
+pub mod target;
 
 pub use framing::BodyLength;
-pub use head::{RequestHead, RequestTarget, ResponseHead, Version};
+pub use head::{RequestHead, ResponseHead, Version};
 pub use headers::{Header, Headers};
 pub use io::Reader;
+pub use target::RequestTarget;

@@ -7,11 +7,10 @@
 use bytes::{Bytes, BytesMut};
 
 use super::framing::{self, BodyLength};
-use super::head::{
-    HeadLimits, RequestTarget, Version, ascii_path, parse_request_parts, parse_target, text,
-};
+use super::head::{HeadLimits, Version, parse_request_parts, text};
 use super::headers::Headers;
 use super::rewrite;
+use super::target::{RequestTarget, ascii_path, parse_target};
 use crate::error::ProxyError;
 
 /// A request head as an origin server sees it (from [`parse_origin_request`]).

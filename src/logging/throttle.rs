@@ -66,11 +66,7 @@ mod tests {
         let throttle = Throttle::new(Duration::from_secs(5));
         let start = Instant::now();
         let at = |ms: u64| start + Duration::from_millis(ms);
-        assert_eq!(
-            throttle.due_at(at(0)),
-            Some(0),
-            "the first one is written"
-        );
+        assert_eq!(throttle.due_at(at(0)), Some(0), "the first one is written");
         for ms in [1, 100, 4_999] {
             assert_eq!(throttle.due_at(at(ms)), None, "{ms} ms");
         }
