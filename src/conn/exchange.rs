@@ -42,6 +42,7 @@ impl Context {
             status = exchange.status,
             outcome = exchange.outcome.label(),
             failure = exchange.failure.unwrap_or("-"),
+            stage = exchange.stage.label(),
             "exchange done"
         );
         if let Some(log) = &self.access_log {
@@ -107,6 +108,32 @@ pub struct Exchange {
     /// Whether a relay (tunnel or upgrade) carried it; the relay counts its bytes into
     /// the statistics as they move, so they are not added again at the end.
     pub relayed: bool,
+    /// How far it got: where a failure happened, for diagnostics.
+    pub stage: Stage,
+}
+
+/// The steps of an exchange, in order; the last one reached is where it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Reading the request (the head, or a SOCKS5 negotiation).
+    Request,
+    /// Admission: the access decision and the user's limits.
+    Admission,
+    /// Resolving, checking and connecting toward the target.
+    Dial,
+    /// Bytes moving: the relay of a tunnel, or a forwarded request and its response.
+    Transfer,
+}
+
+impl Stage {
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Request => "request",
+            Stage::Admission => "admission",
+            Stage::Dial => "dial",
+            Stage::Transfer => "transfer",
+        }
+    }
 }
 
 impl Exchange {
@@ -173,6 +200,7 @@ impl Exchange {
 
     /// Notes the upstream connection the exchange goes over.
     pub fn connected(&mut self, link: &Link) {
+        self.stage = Stage::Transfer;
         self.upstream = Some(link.peer);
         self.hierarchy = link.route.squid_code();
         self.parent = link.route.parent().cloned();
@@ -209,6 +237,7 @@ impl Exchange {
             failure: None,
             rule: None,
             relayed: false,
+            stage: Stage::Request,
         }
     }
 }

@@ -35,7 +35,7 @@ use crate::logging::AccessLog;
 use crate::pac_file::PacFile;
 use crate::stats::Stats;
 use crate::upstream::{Connector, Dialer, Routes};
-pub use exchange::{Exchange, Next};
+pub use exchange::{Exchange, Next, Stage};
 pub use pipeline::{Admitted, FrontEnd};
 pub use services::Services;
 

@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
 
-use super::{Context, Exchange};
+use super::{Context, Exchange, Stage};
 use crate::access::{Admission, ClientCredentials, Decision};
 use crate::acl::AddressCheck;
 use crate::client::ClientStream;
@@ -62,6 +62,7 @@ impl Context {
         seat: &mut Seat,
         exchange: &mut Exchange,
     ) -> Result<Admitted, ProxyError> {
+        exchange.stage = Stage::Admission;
         let access = self.access.snapshot();
         self.limits
             .auth_check(request.client, &access.limits)
@@ -108,6 +109,7 @@ impl Context {
         admitted: Admitted,
         exchange: &mut Exchange,
     ) -> Result<(), ProxyError> {
+        exchange.stage = Stage::Dial;
         let mut upstream = self
             .dialer
             .dial(

@@ -218,6 +218,22 @@ async fn each_connection_s_lines_carry_its_span() {
             .and_then(|rest| rest.split(' ').next())
             .unwrap_or_else(|| panic!("no connection number in {line:?}"));
         ids.insert(id.to_string());
+        assert!(line.contains("stage=\"transfer\""), "{line}");
     }
     assert_eq!(ids.len(), 2, "two connections, two numbers:\n{text}");
+    // A failure says how far the exchange got: here, the connection toward the target.
+    let closed = crate::common::closed_port().await;
+    let refused = crate::common::exchange(
+        proxy.addr,
+        format!("CONNECT {closed} HTTP/1.1\r\nHost: {closed}\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(refused.starts_with(b"HTTP/1.1 502 "));
+    proxy.stderr.wait_for("failure=\"upstream_connect\"", 1).await;
+    let text = proxy.stderr.text();
+    let line = text
+        .lines()
+        .find(|line| line.contains("failure=\"upstream_connect\""))
+        .unwrap_or_default();
+    assert!(line.contains("stage=\"dial\""), "{line}");
 }

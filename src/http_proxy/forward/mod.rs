@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::cache::{self, Filler, Hit, Timing};
 use crate::client::ClientStream;
-use crate::conn::{Admitted, Context, Exchange, Next};
+use crate::conn::{Admitted, Context, Exchange, Next, Stage};
 use crate::error::{ProxyError, Side};
 use crate::http::body::{self, Relay};
 use crate::http::rewrite::{self, ClientFraming, RequestForm};
@@ -121,6 +121,7 @@ async fn fetch(
     if !matches!(head.target, RequestTarget::Absolute { .. }) {
         return Err(ProxyError::BadRequest("not an absolute-form request"));
     }
+    exchange.stage = Stage::Dial;
     let mut origin = acquire(ctx, target, client.get_ref(), Reuse::Pooled, admitted).await?;
     exchange.connected(&origin.link);
     let response = match exchange_head(ctx, client, head, length, &mut origin, exchange).await {
