@@ -47,6 +47,9 @@ pub struct Services {
     /// The resolver and its cache (with `/etc/resolv.conf` or `--dns-server`, and the
     /// hosts file read).
     pub resolver: Resolver,
+    /// The metrics listener's bound address, when there is one: the dialer refuses it
+    /// as a destination like the proxy's own listeners (a loop).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Services {
@@ -86,6 +89,7 @@ impl Services {
                 tls,
                 pac,
                 resolver,
+                metrics_addr: None,
             }),
             _ => Err(FileErrors(errors)),
         }
@@ -126,7 +130,8 @@ struct Shutdown {
 
 impl Context {
     pub fn new(config: Config, services: Services) -> Context {
-        let listening = config.listeners.iter().map(|l| l.addr).collect();
+        let listening = config.listeners.iter().map(|l| l.addr);
+        let listening = listening.chain(services.metrics_addr).collect();
         let connector = Connector::new(config.timeouts.connect, config.outgoing_address);
         let routes = Routes::new(config.egress.clone(), &services.stats);
         let dialer = Dialer::new(
