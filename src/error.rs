@@ -208,7 +208,14 @@ impl ProxyError {
                 "Too many requests: {}; retry after {} s.\n",
                 over.reason, over.retry_after
             ),
-            Resolve { host, source } if source.kind() == io::ErrorKind::TimedOut => {
+            // A timeout and a resolver too busy to ask say so; the servers' own failures
+            // stay in the logs.
+            Resolve { host, source }
+                if matches!(
+                    source.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::ResourceBusy
+                ) =>
+            {
                 format!("Bad gateway: cannot resolve {host}: {source}.\n")
             }
             Resolve { host, .. } => format!("Bad gateway: cannot resolve {host}.\n"),

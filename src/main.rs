@@ -102,7 +102,7 @@ fn main() -> ExitCode {
 async fn serve(
     settings: Settings,
     source: Source,
-    services: Services,
+    mut services: Services,
     stats: Arc<Stats>,
     inherited: Option<Inherited>,
 ) -> ExitCode {
@@ -117,6 +117,7 @@ async fn serve(
         }
     };
     let handover = HandoverSockets::of(&sockets, metrics_socket.as_ref());
+    services.metrics_addr = metrics_socket.as_ref().and_then(|s| s.local_addr().ok());
     let health = Health::default();
     let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
     if let Some(listener) = metrics_socket {

@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 
 use ppp::v1::Addresses as V1Addresses;
-use ppp::v2::{Addresses as V2Addresses, Command};
+use ppp::v2::{Addresses as V2Addresses, Command, Protocol};
 use ppp::{HeaderResult, PartialResult as _};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -79,11 +79,26 @@ pub fn parse(header: &[u8], peer: SocketAddr) -> Result<SocketAddr, HeaderError>
             if v2.command == Command::Local {
                 return Ok(peer);
             }
-            Ok(match v2.addresses {
-                V2Addresses::IPv4(a) => SocketAddr::from((a.source_address, a.source_port)),
-                V2Addresses::IPv6(a) => SocketAddr::from((a.source_address, a.source_port)),
-                V2Addresses::Unspecified | V2Addresses::Unix(_) => peer,
-            })
+            // The connection is a TCP stream: a header for a datagram (UDP) describes
+            // another connection, and an address family without a transport is a
+            // combination receivers must reject (the specification, §2.2).
+            match (v2.protocol, v2.addresses) {
+                (Protocol::Stream, V2Addresses::IPv4(a)) => {
+                    Ok(SocketAddr::from((a.source_address, a.source_port)))
+                }
+                (Protocol::Stream, V2Addresses::IPv6(a)) => {
+                    Ok(SocketAddr::from((a.source_address, a.source_port)))
+                }
+                (Protocol::Stream, V2Addresses::Unix(_)) | (_, V2Addresses::Unspecified) => {
+                    Ok(peer)
+                }
+                (Protocol::Datagram, _) => Err(HeaderError::Malformed(
+                    "PROXY v2 header for a datagram (UDP) connection",
+                )),
+                (Protocol::Unspecified, _) => Err(HeaderError::Malformed(
+                    "PROXY v2 header with an address family but no transport",
+                )),
+            }
         }
         HeaderResult::V1(_) => Err(HeaderError::Malformed("bad PROXY v1 header")),
         HeaderResult::V2(_) => Err(HeaderError::Malformed("bad PROXY v2 header")),
@@ -177,6 +192,19 @@ mod tests {
             parse(&v2(source, 0), peer()),
             Ok(peer()),
             "LOCAL: the balancer itself"
+        );
+        let mut datagram = v2(source, 1);
+        datagram[13] = 0x12;
+        assert_eq!(
+            parse(&datagram, peer()),
+            Err(HeaderError::Malformed(
+                "PROXY v2 header for a datagram (UDP) connection"
+            ))
+        );
+        datagram[13] = 0x10;
+        assert!(
+            parse(&datagram, peer()).is_err(),
+            "a family without a transport"
         );
         assert!(parse(b"PROXY TCP4 nonsense\r\n", peer()).is_err());
         assert!(parse(b"GET / HTTP/1.1\r\n\r\n", peer()).is_err());

@@ -105,9 +105,18 @@ impl AccessControl {
     }
 
     /// Swaps in state built from new settings (a re-read policy file) and the files they
-    /// name, all together; if anything fails, nothing changes.
+    /// name, all together; if anything fails, nothing changes. A list that had entries
+    /// and now has none is logged at `warn` (see [`emptied_lists`]).
     pub fn replace(&self, settings: &AccessSettings) -> Result<(), FileErrors> {
         let snapshot = read_files(settings)?;
+        let previous = self.inner.current.load_full();
+        for list in emptied_lists(&previous, &snapshot, settings) {
+            tracing::warn!(
+                "this reload emptied {list}, which had entries: if the file was rewritten \
+                 in place (`>`), the reload may have read it half-written; write the new \
+                 file beside it and `mv` it over the old one, then reload again"
+            );
+        }
         self.inner.settings.store(Arc::new(settings.clone()));
         self.inner.current.store(Arc::new(snapshot));
         Ok(())
@@ -183,6 +192,44 @@ fn read_files(args: &AccessSettings) -> Result<Snapshot, FileErrors> {
             Err(FileErrors(errors))
         }
     }
+}
+
+/// The lists that had entries in `old` and have none in `new`, each named for the log:
+/// the blacklist (an empty one refuses nothing: the list fails open), the users file
+/// (everyone is refused), and a policy rule's destinations (`dest` and `dest_files`; the
+/// rule then matches nothing), matched by the rule's label. A file rewritten in place
+/// (`> file`) is empty between its truncation and the new text, and a `SIGHUP` in that
+/// moment reads it so: nothing else tells that apart from a list emptied on purpose.
+fn emptied_lists(old: &Snapshot, new: &Snapshot, settings: &AccessSettings) -> Vec<String> {
+    let entries = |rules: &Rules| {
+        let (names, wildcards, networks) = rules.counts();
+        names + wildcards + networks
+    };
+    let path = |file: &Option<PathBuf>| {
+        file.as_ref()
+            .map_or(String::new(), |f| format!(" ({})", f.display()))
+    };
+    let mut emptied = Vec::new();
+    if entries(&old.policy.rules) > 0 && entries(&new.policy.rules) == 0 {
+        emptied.push(format!("the blacklist{}", path(&settings.blacklist)));
+    }
+    let users = |snapshot: &Snapshot| snapshot.authenticator.as_ref().map(|a| a.user_count());
+    if users(old).is_some_and(|n| n > 0) && users(new) == Some(0) {
+        emptied.push(format!("the users file{}", path(&settings.auth_file)));
+    }
+    for rule in new.rules.rules() {
+        let now_empty = rule.dest.as_ref().is_some_and(|dest| entries(dest) == 0);
+        let had_entries = || {
+            let before = old.rules.rules().iter().find(|r| r.label == rule.label);
+            before
+                .and_then(|r| r.dest.as_ref())
+                .is_some_and(|dest| entries(dest) > 0)
+        };
+        if now_empty && had_entries() {
+            emptied.push(format!("the destinations of {}", rule.label));
+        }
+    }
+    emptied
 }
 
 /// Warns loudly when the proxy listens beyond loopback with neither authentication

@@ -240,3 +240,41 @@ async fn shipped_sample_files_load() {
             .is_ok()
     );
 }
+
+#[test]
+fn lists_a_reload_empties_are_named() {
+    let dir = Scratch::new();
+    let rules = dir.write("rules.txt", "example.com\n");
+    let users = dir.write("users.txt", "alice:secret\n");
+    let book = |dest: &str| {
+        let rule = crate::acl::Rule {
+            label: "\"mail\" (rule 1, policy.toml:3)".into(),
+            dest: Some(crate::acl::parse(dest, "mail.txt").unwrap()),
+            ..crate::acl::Rule::default()
+        };
+        Arc::new(RuleBook::new(vec![rule], crate::acl::Action::Allow, None))
+    };
+    let mut args = AccessSettings {
+        blacklist: Some(rules.clone()),
+        auth_file: Some(users.clone()),
+        rules: Some(book("mail.example\n")),
+        ..AccessSettings::default()
+    };
+    let full = read_files(&args).unwrap();
+    assert!(emptied_lists(&full, &full, &args).is_empty());
+
+    dir.write("rules.txt", "");
+    dir.write("users.txt", "# nobody\n");
+    args.rules = Some(book("# none\n"));
+    let empty = read_files(&args).unwrap();
+    assert_eq!(
+        emptied_lists(&full, &empty, &args),
+        [
+            format!("the blacklist ({})", rules.display()),
+            format!("the users file ({})", users.display()),
+            "the destinations of \"mail\" (rule 1, policy.toml:3)".to_string(),
+        ]
+    );
+    // Emptied once is said once: empty to empty is quiet.
+    assert!(emptied_lists(&empty, &empty, &args).is_empty());
+}

@@ -3,7 +3,7 @@
 //! names a valid host. Everything here is pure string and address work.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// Longest host name DNS can carry (RFC 1035 §2.3.4: 255 octets on the wire, 253 as text).
 pub const MAX_HOST_NAME_LEN: usize = 253;
@@ -78,6 +78,22 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The IPv4 address a NAT64 address of the well-known prefix `64:ff9b::/96` embeds
+/// (RFC 6052 §2.1, §2.2 for a /96 prefix: the last 32 bits). A connection to it reaches
+/// that IPv4 address through the translator, so it must meet the rules for that address
+/// too. The local-use prefix `64:ff9b:1::/48` (RFC 8215) is left out: where it embeds
+/// the address depends on each network's prefix length.
+pub fn nat64_embedded(ip: IpAddr) -> Option<Ipv4Addr> {
+    let IpAddr::V6(v6) = ip else {
+        return None;
+    };
+    let [a, b, rest @ ..] = v6.segments();
+    let [0, 0, 0, 0, high, low] = rest else {
+        return None;
+    };
+    ((a, b) == (0x64, 0xff9b)).then(|| Ipv4Addr::from(u32::from(high) << 16 | u32::from(low)))
+}
+
 /// Why `name` cannot be a host name in a rule, or `None` if it can. `name` is
 /// already lower-case without trailing dot. Labels are letters, digits, `-` and `_`
 /// (underscores occur in real blocklists, e.g. `_dmarc`-style and CDN names).
@@ -150,6 +166,25 @@ mod tests {
         let v6: IpAddr = "fd00::1".parse().unwrap();
         assert_eq!(normalise("fd00::1"), Host::Ip(v6));
         assert_eq!(normalise("[FD00::1]:8443"), Host::Ip(v6));
+    }
+
+    #[test]
+    fn nat64_addresses_embed_their_ipv4_address() {
+        let embedded = |s: &str| nat64_embedded(s.parse().unwrap());
+        assert_eq!(embedded("64:ff9b::7f00:1"), Some([127, 0, 0, 1].into()));
+        assert_eq!(
+            embedded("64:ff9b::169.254.169.254"),
+            Some([169, 254, 169, 254].into())
+        );
+        assert_eq!(embedded("64:ff9b::"), Some([0, 0, 0, 0].into()));
+        for other in [
+            "64:ff9b:1::7f00:1",
+            "64:ff9b::1:0:7f00:1",
+            "::1",
+            "127.0.0.1",
+        ] {
+            assert_eq!(embedded(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod ports;
 mod rulebook;
 mod rules;
 
-pub use host::{Host, canonical_ip, normalise};
+pub use host::{Host, canonical_ip, nat64_embedded, normalise};
 pub use netset::NetSet;
 pub use policy::{Denial, Policy, is_local, parse_client_net};
 pub use ports::{DEFAULT_CONNECT_PORTS, PortSet};

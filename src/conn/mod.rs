@@ -65,7 +65,8 @@ struct Shutdown {
 
 impl Context {
     pub fn new(config: Config, services: Services) -> Context {
-        let listening = config.listeners.iter().map(|l| l.addr).collect();
+        let listening = config.listeners.iter().map(|l| l.addr);
+        let listening = listening.chain(services.metrics_addr).collect();
         let connector = Connector::new(config.timeouts.connect, config.outgoing_address);
         let routes = Routes::new(config.egress.clone(), &services.stats);
         let dialer = Dialer::new(

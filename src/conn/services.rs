@@ -2,6 +2,7 @@
 //! listeners' certificates, the PAC file, the resolver, the cache, statistics and the
 //! access log, loaded at start with every file error reported together.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::access::AccessControl;
@@ -31,6 +32,9 @@ pub struct Services {
     /// The resolver and its cache (with `/etc/resolv.conf` or `--dns-server`, and the
     /// hosts file read).
     pub resolver: Resolver,
+    /// The metrics listener's bound address, when there is one: the dialer refuses it
+    /// as a destination like the proxy's own listeners (a loop).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Services {
@@ -70,6 +74,7 @@ impl Services {
                 tls,
                 pac,
                 resolver,
+                metrics_addr: None,
             }),
             _ => Err(FileErrors(errors)),
         }

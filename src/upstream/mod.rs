@@ -2,8 +2,9 @@
 //! for forwarded requests alike. It picks the route, takes a pooled connection when the
 //! caller may reuse one, or resolves the target, checks every address (the access
 //! policy's address rules, the rest of a rule evaluation that admission left to the
-//! addresses — an [`AddressCheck`] —, and this proxy's own listening addresses: a
-//! forwarding loop),
+//! addresses — an [`AddressCheck`] —, and this proxy's own listening sockets, the
+//! metrics listener's included, however the address is spelled: a forwarding loop,
+//! `loops`),
 //! connects with a deadline to the checked addresses only (Happy Eyeballs across them,
 //! from the outgoing address: `connect`) — no second lookup can swap
 //! them (RFC 9110 §17.1 aside) — and returns the stream with the [`Link`] it took. A
@@ -15,6 +16,7 @@
 
 mod connect;
 mod literal;
+mod loops;
 mod parent;
 mod pool;
 mod resolve;
@@ -32,6 +34,7 @@ use crate::error::ProxyError;
 use crate::http::rewrite::RequestForm;
 use crate::target::Target;
 pub use connect::Connector;
+use loops::OwnSockets;
 pub use parent::{Parent, parse_url as parse_parent_url};
 use pool::{OriginRef, Pool, PoolKey};
 pub use resolve::{DEFAULT_DNS_TIMEOUT_SECS, Resolver, ResolverSettings};
@@ -107,14 +110,16 @@ pub struct Settled {
 pub struct Dialer {
     pool: Pool,
     access: AccessControl,
-    /// This proxy's listening addresses: a destination that is one of them is a loop.
-    listening: Vec<SocketAddr>,
+    /// This proxy's listening sockets: a destination that is one of them is a loop.
+    listening: OwnSockets,
     resolver: Resolver,
     connector: Connector,
     routes: Routes,
 }
 
 impl Dialer {
+    /// `listening`: every socket this process listens on, as bound (the proxy's
+    /// listeners and the metrics listener).
     pub fn new(
         access: AccessControl,
         listening: Vec<SocketAddr>,
@@ -124,7 +129,7 @@ impl Dialer {
         Dialer {
             pool: Pool::default(),
             access,
-            listening,
+            listening: OwnSockets::new(listening),
             resolver,
             connector,
             routes: Routes::new(EgressSettings::default(), &crate::stats::Stats::default()),
@@ -231,22 +236,14 @@ impl Dialer {
         }
     }
 
-    /// Refuses destinations that are this proxy itself (a forwarding loop, 508): any of
-    /// its listening addresses, or, for one listening on a wildcard, loopback or the
-    /// address `client` reached us on with that port; then the policy's address rules
-    /// (403). The socket is asked for its local address only when a destination has one
-    /// of our ports, so the common request costs no system call.
+    /// Refuses destinations that are this proxy itself (a forwarding loop, 508: see
+    /// `loops`), then those the policy's address rules refuse (403).
     fn check(&self, addrs: &[SocketAddr], client: &ClientStream) -> Result<(), ProxyError> {
-        let is_self = |a: &SocketAddr| {
-            self.listening.iter().any(|listen| {
-                a.port() == listen.port()
-                    && (a.ip() == listen.ip()
-                        || (listen.ip().is_unspecified()
-                            && (a.ip().is_loopback()
-                                || client.local_addr().ok().map(|l| l.ip()) == Some(a.ip()))))
-            })
-        };
-        if addrs.iter().any(is_self) {
+        let arrived_on = || client.local_addr().ok().map(|local| local.ip());
+        if addrs
+            .iter()
+            .any(|&addr| self.listening.contains(addr, arrived_on))
+        {
             return Err(ProxyError::Loop);
         }
         self.access

@@ -11,6 +11,16 @@
 //! timeouts and server failures are not cached (the next request asks again). The cache
 //! holds at most [`CACHE_NAMES`] names, least recently used out first.
 //!
+//! At most [`MAX_LOOKUPS_IN_FLIGHT`] queries wait on the DNS servers at once (after the
+//! cache and the collapsing: distinct names). hickory's stub resolver cannot share UDP
+//! sockets between queries: each query, and each retransmission of it, opens a socket of
+//! its own on a random port (RFC 5452 §9.2, against forged answers) with a 4 KiB receive
+//! buffer, so a server that never answers leaves every pending lookup holding up to six
+//! sockets (A and AAAA, three sends each) and about 60 KiB until the lookup times out.
+//! The bound caps that at a few hundred descriptors and a few MiB whatever the clients
+//! send. A lookup that finds no slot within [`LOOKUP_SLOT_WAIT`] fails at once with a
+//! 502 saying the resolver is busy; it is not cached.
+//!
 //! Settings: `/etc/resolv.conf` (servers, search list, options) and `/etc/hosts` by
 //! default; `--dns-server` replaces the former as a whole (those servers, no search
 //! list), `--hosts-file` the latter. `--dns-timeout` bounds a whole lookup.
@@ -29,7 +39,7 @@ use hickory_resolver::proto::op::Query;
 use hickory_resolver::proto::rr::{Name, RecordType};
 use hickory_resolver::{Hosts, ResolverBuilder, TokioResolver};
 use lru::LruCache;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 
 use super::literal::literal;
 use crate::error::ProxyError;
@@ -50,6 +60,15 @@ pub const NEGATIVE_TTL_DEFAULT: Duration = Duration::from_secs(5);
 pub const CACHE_NAMES: usize = 10_000;
 /// How long one lookup may take, across servers and retries, unless `--dns-timeout` says.
 pub const DEFAULT_DNS_TIMEOUT_SECS: u64 = 5;
+/// Queries that may wait on the DNS servers at once. Each holds up to six UDP sockets
+/// while its server is silent (see the module's text), so at most 384 descriptors; a
+/// server answering in 50 ms still gets 1,280 lookups a second through.
+pub const MAX_LOOKUPS_IN_FLIGHT: usize = 64;
+/// How long a lookup waits for one of the [`MAX_LOOKUPS_IN_FLIGHT`] slots (at most the
+/// lookup timeout) before it fails as busy. Slots free in milliseconds while the servers
+/// answer; when they all wait on a silent server, a client learns it at once instead of
+/// queueing behind lookups that will time out.
+pub const LOOKUP_SLOT_WAIT: Duration = Duration::from_secs(1);
 
 /// Where names are resolved (`--dns-server`, `--hosts-file`, `--dns-timeout`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +100,8 @@ pub struct Resolver {
     /// Name (lower case, no trailing dot) to its answer, or to the query in flight that
     /// will fill it: every caller in the meantime waits on the same cell.
     cache: Mutex<LruCache<Box<str>, Arc<OnceCell<Answer>>>>,
+    /// The [`MAX_LOOKUPS_IN_FLIGHT`] slots for queries to the DNS servers.
+    slots: Semaphore,
     timeout: Duration,
     stats: Arc<Stats>,
 }
@@ -100,6 +121,8 @@ enum Failure {
     TimedOut,
     /// The servers failed or could not be reached.
     Failed(Arc<str>),
+    /// Every slot for a query was taken for [`LOOKUP_SLOT_WAIT`]: nothing was asked.
+    Busy,
 }
 
 impl Resolver {
@@ -144,6 +167,7 @@ impl Resolver {
             dns,
             hosts,
             cache: Mutex::new(LruCache::new(names)),
+            slots: Semaphore::new(MAX_LOOKUPS_IN_FLIGHT),
             timeout: settings.timeout,
             stats,
         })
@@ -235,6 +259,14 @@ impl Resolver {
                 expires: Instant::now() + POSITIVE_TTL_CAP,
             };
         }
+        let wait = LOOKUP_SLOT_WAIT.min(self.timeout);
+        let Ok(Ok(_slot)) = tokio::time::timeout(wait, self.slots.acquire()).await else {
+            self.stats.dns().failed();
+            return Answer {
+                found: Err(Failure::Busy),
+                expires: Instant::now(),
+            };
+        };
         let started = Instant::now();
         let result = tokio::time::timeout(self.timeout, self.dns.lookup_ip(name)).await;
         let now = Instant::now();
@@ -310,6 +342,10 @@ impl From<Failure> for io::Error {
                 "no answer from the DNS server in time",
             ),
             Failure::Failed(reason) => io::Error::other(reason.to_string()),
+            Failure::Busy => io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                "too many lookups waiting for the DNS server",
+            ),
         }
     }
 }
@@ -342,6 +378,46 @@ mod tests {
             "Bad gateway: cannot resolve no-such-host.invalid.\n"
         );
         assert!(error.source().is_some(), "the resolver's error is kept");
+    }
+
+    /// With every slot held by a lookup a silent server never answers, the next lookup
+    /// fails as busy after [`LOOKUP_SLOT_WAIT`], with a body that says so.
+    #[tokio::test]
+    async fn a_lookup_without_a_slot_fails_as_busy() {
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let settings = ResolverSettings {
+            servers: vec![silent.local_addr().unwrap()],
+            hosts_file: None,
+            timeout: Duration::from_secs(5),
+        };
+        let resolver = Arc::new(Resolver::new(&settings, Arc::default()).unwrap());
+        let pending: Vec<_> = (0..MAX_LOOKUPS_IN_FLIGHT)
+            .map(|i| {
+                let resolver = Arc::clone(&resolver);
+                tokio::spawn(async move { resolver.resolve(&format!("n{i}.test"), 80).await })
+            })
+            .collect();
+        let taken = async {
+            while resolver.slots.available_permits() > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), taken)
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let error = resolver.resolve("one-more.test", 80).await.unwrap_err();
+        let waited = started.elapsed();
+        assert!(
+            waited >= LOOKUP_SLOT_WAIT && waited < LOOKUP_SLOT_WAIT * 2,
+            "{waited:?}"
+        );
+        assert_eq!(error.status(), Some(502));
+        assert_eq!(
+            error.body(),
+            "Bad gateway: cannot resolve one-more.test: too many lookups waiting for the DNS server.\n"
+        );
+        pending.iter().for_each(|task| task.abort());
     }
 
     #[tokio::test]

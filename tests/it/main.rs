@@ -15,6 +15,7 @@ mod common;
 mod abuse;
 mod access_log;
 mod acl;
+mod addr_hardening;
 mod auth;
 mod buffer_budget;
 mod cache_limits;

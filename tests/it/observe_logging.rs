@@ -229,7 +229,10 @@ async fn each_connection_s_lines_carry_its_span() {
     )
     .await;
     assert!(refused.starts_with(b"HTTP/1.1 502 "));
-    proxy.stderr.wait_for("failure=\"upstream_connect\"", 1).await;
+    proxy
+        .stderr
+        .wait_for("failure=\"upstream_connect\"", 1)
+        .await;
     let text = proxy.stderr.text();
     let line = text
         .lines()

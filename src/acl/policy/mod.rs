@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use super::host::{Host, canonical_ip, normalise};
+use super::host::{Host, canonical_ip, nat64_embedded, normalise};
 use super::ports::PortSet;
 use super::rules::Rules;
 use crate::error::Refusal;
@@ -150,10 +150,12 @@ impl Policy {
         addrs.iter().try_for_each(|a| self.check_addr(a.ip()))
     }
 
-    /// One destination address against the CIDR rules and the local-target rule.
+    /// One destination address against the CIDR rules and the local-target rule. A
+    /// NAT64 address meets the rules for the IPv4 address it embeds as well.
     pub fn check_addr(&self, ip: IpAddr) -> Result<(), Denial> {
         let ip = canonical_ip(ip);
-        if self.rules.blocks_addr(ip) {
+        let embedded = nat64_embedded(ip).map(IpAddr::V4);
+        if self.rules.blocks_addr(ip) || embedded.is_some_and(|v4| self.rules.blocks_addr(v4)) {
             return Err(Denial::BlockedAddress(ip));
         }
         if !self.allow_local_targets && is_local(ip) {
@@ -166,8 +168,12 @@ impl Policy {
 /// Loopback (`127.0.0.0/8`, `::1`), link-local (`169.254.0.0/16`, `fe80::/10`) and
 /// unspecified addresses. All of `0.0.0.0/8` counts: RFC 1122 §3.2.1.3 reserves it
 /// for "this host on this network", and Linux connects `0.0.0.0` to the local host.
+/// IPv4-mapped addresses and NAT64 ones (`64:ff9b::/96`) count as the IPv4 address
+/// they carry: `64:ff9b::7f00:1` is 127.0.0.1 on the other side of the translator.
 pub fn is_local(ip: IpAddr) -> bool {
-    match canonical_ip(ip) {
+    let ip = canonical_ip(ip);
+    let ip = nat64_embedded(ip).map_or(ip, IpAddr::V4);
+    match ip {
         IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local() || v4.octets()[0] == 0,
         IpAddr::V6(v6) => {
             v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80

@@ -66,16 +66,36 @@ fn local_targets_are_refused_by_default() {
         "::",
         "::ffff:127.0.0.1",
         "::ffff:169.254.169.254",
+        "64:ff9b::7f00:1",
+        "64:ff9b::169.254.169.254",
+        "64:ff9b::",
     ] {
         assert!(
             matches!(p.check_addrs(&[sock(ip)]), Err(Denial::LocalTarget(_))),
             "{ip}"
         );
     }
-    for ip in ["192.0.2.1", "10.0.0.1", "2001:db8::1", "fec0::1"] {
+    for ip in [
+        "192.0.2.1",
+        "10.0.0.1",
+        "2001:db8::1",
+        "fec0::1",
+        "64:ff9b::192.0.2.1",
+    ] {
         assert_eq!(p.check_addrs(&[sock(ip)]), Ok(()), "{ip}");
     }
     assert!(p.check_host("[::1]:443").is_err());
+    assert!(p.check_host("[64:ff9b::7f00:1]:443").is_err());
+}
+
+#[test]
+fn nat64_addresses_meet_the_rules_of_the_address_they_embed() {
+    let p = policy("10.0.0.0/8\n");
+    assert!(matches!(
+        p.check_addrs(&[sock("64:ff9b::10.1.2.3")]),
+        Err(Denial::BlockedAddress(_))
+    ));
+    assert_eq!(p.check_addrs(&[sock("64:ff9b::11.1.2.3")]), Ok(()));
 }
 
 #[test]
