@@ -1,6 +1,7 @@
 //! Reading config files (rules, users): the lines that carry content, the
 //! `file:line: reason` errors a bad file is reported with (all of them, together), and
-//! the one way files are re-read while the proxy runs (`SIGHUP`).
+//! the one way files are re-read while the proxy runs (`SIGHUP`, over the list of
+//! everything that [`Reload`]s).
 
 use std::fmt;
 use std::future::Future;
@@ -70,4 +71,23 @@ pub fn on_sighup(
             reload();
         }
     }
+}
+
+/// Something the proxy re-reads on `SIGHUP` (the access files, a TLS listener's
+/// certificate, the PAC file, …): it reads its files again and swaps them in, or — on
+/// any error — keeps what is in force; it logs the outcome either way.
+pub trait Reload: Send + Sync {
+    fn reload(&self);
+}
+
+/// Re-reads every one of `reloadables`, in order, on each `SIGHUP` ([`on_sighup`]: the
+/// handler is in place once this returns).
+pub fn reload_on_sighup(
+    reloadables: Vec<Box<dyn Reload>>,
+) -> impl Future<Output = ()> + Send + 'static {
+    on_sighup("files", move || {
+        for reloadable in &reloadables {
+            reloadable.reload();
+        }
+    })
 }

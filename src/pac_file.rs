@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 
-use crate::files::{LineError, on_sighup};
+use crate::files::{LineError, Reload};
 
 /// The PAC file's path and its contents now; a cheap handle shared by the context and
 /// the SIGHUP task.
@@ -73,17 +73,9 @@ fn read(path: &Path) -> Result<Bytes, LineError> {
     })
 }
 
-/// Re-reads the PAC file on each `SIGHUP` ([`on_sighup`]); nothing to do without a file.
-pub fn reload_on_sighup(pac: Option<PacFile>) -> impl Future<Output = ()> + Send + 'static {
-    let watch = pac.map(|pac| {
-        on_sighup("the PAC file", move || {
-            pac.reload_and_log();
-        })
-    });
-    async move {
-        if let Some(watch) = watch {
-            watch.await;
-        }
+impl Reload for PacFile {
+    fn reload(&self) {
+        self.reload_and_log();
     }
 }
 

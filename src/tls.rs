@@ -18,7 +18,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
 
-use crate::files::{FileErrors, LineError, on_sighup};
+use crate::files::{FileErrors, LineError, Reload};
 
 /// The certificate chain and key a TLS listener presents (PEM files, re-read on SIGHUP).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,22 +106,9 @@ pub fn looks_like_tls(first: u8) -> bool {
     first == 0x16
 }
 
-/// Re-reads every TLS listener's files on each `SIGHUP` ([`on_sighup`]); nothing to
-/// do without TLS listeners.
-pub fn reload_on_sighup(
-    certificates: Vec<Certificates>,
-) -> impl Future<Output = ()> + Send + 'static {
-    let watch = (!certificates.is_empty()).then(|| {
-        on_sighup("TLS certificates", move || {
-            for certificate in &certificates {
-                certificate.reload_and_log();
-            }
-        })
-    });
-    async move {
-        if let Some(watch) = watch {
-            watch.await;
-        }
+impl Reload for Certificates {
+    fn reload(&self) {
+        self.reload_and_log();
     }
 }
 

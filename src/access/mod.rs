@@ -17,7 +17,7 @@ use ipnet::IpNet;
 
 use crate::acl::{self, Clock, Policy, PortSet, RuleBook, Rules, SystemClock};
 use crate::auth::{Authenticator, load_users};
-use crate::files::{FileErrors, LineError, on_sighup};
+use crate::files::{FileErrors, LineError, Reload};
 use crate::limits::LimitSettings;
 pub use admission::{AUTH_MISSING, Admission, ClientCredentials, Decision, decision};
 
@@ -248,18 +248,32 @@ pub fn warn_if_open_proxy(bind: IpAddr, args: &AccessSettings) -> bool {
     open
 }
 
-/// Re-reads the access state on every `SIGHUP` ([`on_sighup`]): `reread` returns the
-/// settings as they now stand (the policy file read again, or the same flags), and the
-/// files they name are read and swapped in together — or, on any error, nothing changes
-/// and every `file:line` is logged. Spawn the result once at startup.
-pub fn reload_on_sighup(
+/// The access state as `SIGHUP` re-reads it: `reread` returns the settings as they now
+/// stand (the policy file read again, or the same flags), and the files they name are
+/// read and swapped in together — or, on any error, nothing changes and every
+/// `file:line` is logged.
+pub struct AccessReload<F> {
     access: AccessControl,
-    mut reread: impl FnMut() -> Result<AccessSettings, FileErrors> + Send + 'static,
-) -> impl Future<Output = ()> + Send + 'static {
-    on_sighup("access files", move || {
+    reread: F,
+}
+
+impl<F> AccessReload<F>
+where
+    F: Fn() -> Result<AccessSettings, FileErrors> + Send + Sync,
+{
+    pub fn new(access: AccessControl, reread: F) -> AccessReload<F> {
+        AccessReload { access, reread }
+    }
+}
+
+impl<F> Reload for AccessReload<F>
+where
+    F: Fn() -> Result<AccessSettings, FileErrors> + Send + Sync,
+{
+    fn reload(&self) {
         tracing::info!("SIGHUP: reloading the access policy");
-        access.replace_and_log(reread());
-    })
+        self.access.replace_and_log((self.reread)());
+    }
 }
 
 #[cfg(test)]

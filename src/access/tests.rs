@@ -166,7 +166,8 @@ async fn sighup_reloads_the_files() {
     };
     let access = AccessControl::load(&args).unwrap();
     let reread = args.clone();
-    let reloader = tokio::spawn(reload_on_sighup(access.clone(), move || Ok(reread.clone())));
+    let reload = AccessReload::new(access.clone(), move || Ok(reread.clone()));
+    let reloader = tokio::spawn(crate::files::reload_on_sighup(vec![Box::new(reload)]));
     std::fs::write(&rules, "b.com\n").unwrap();
     let pid = std::process::id().to_string();
     let mut reloaded = false;

@@ -11,12 +11,14 @@ mod accept;
 mod handover;
 mod lifecycle;
 mod notify;
+mod process;
 
 pub use handover::{
     HANDOVER_NOTIFY_ENV, Inherited, ListenEnv, Sockets as HandoverSockets, Successor, inherit,
 };
 pub use lifecycle::{Lifecycle, Stop};
 pub use notify::Notifier;
+pub use process::{EXIT_CONFIG, Environment, launch};
 
 use std::any::Any;
 use std::future::Future;
@@ -193,22 +195,6 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
     } else {
         "non-string panic payload"
     }
-}
-
-/// Re-reads the TLS listeners' certificates on each SIGHUP (see `tls::reload_on_sighup`);
-/// call inside the runtime, before announcing the listeners, and spawn the result.
-pub fn reload_tls_on_sighup(
-    certificates: Vec<crate::tls::Certificates>,
-) -> impl Future<Output = ()> + Send + 'static {
-    crate::tls::reload_on_sighup(certificates)
-}
-
-/// Re-reads the `--pac-file` on each SIGHUP (see `pac_file::reload_on_sighup`); call
-/// and spawn as [`reload_tls_on_sighup`].
-pub fn reload_pac_on_sighup(
-    pac: Option<crate::pac_file::PacFile>,
-) -> impl Future<Output = ()> + Send + 'static {
-    crate::pac_file::reload_on_sighup(pac)
 }
 
 #[cfg(test)]
