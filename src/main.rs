@@ -34,6 +34,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
+    // Before any thread or file: a SIGHUP or SIGUSR2 while starting waits for its handler.
+    server::hold_startup_signals();
     allocator::set_purge_delay();
     let (settings, check_config, source) = match config::invocation(std::env::args_os().collect()) {
         Ok(Invocation::Serve {
@@ -144,6 +146,8 @@ async fn serve(
         config.timeouts.drain_delay,
         successor().map(|successor| (successor, handover)),
     );
+    // Every handler is installed (the reloads above, the lifecycle's): deliver what waited.
+    server::release_startup_signals();
     announce(&config, &sockets);
     lifecycle.ready(std::env::var_os(HANDOVER_NOTIFY_ENV).as_deref());
     let until_stop = async {

@@ -5,18 +5,21 @@
 //! and closes idle keep-alive connections. Each connection task is isolated: a panic in one
 //! is caught, logged and counted, and touches no other connection. When accepting stops
 //! (`lifecycle`: SIGTERM after the drain delay, or a handover on SIGUSR2), how sockets
-//! pass between processes (`handover`) and what systemd is told (`notify`) live beside.
+//! pass between processes (`handover`), what systemd is told (`notify`) and the signals
+//! held while the process starts (`signals`) live beside.
 
 mod accept;
 mod handover;
 mod lifecycle;
 mod notify;
+mod signals;
 
 pub use handover::{
     HANDOVER_NOTIFY_ENV, Inherited, ListenEnv, Sockets as HandoverSockets, Successor, inherit,
 };
 pub use lifecycle::{Lifecycle, Stop};
 pub use notify::Notifier;
+pub use signals::{hold_startup_signals, release_startup_signals};
 
 use std::any::Any;
 use std::future::Future;
