@@ -18,6 +18,7 @@ use crate::acl::AddressCheck;
 use crate::cache::Cache;
 use crate::client::{ClientStream, ListenerId};
 use crate::config::{Config, Listener};
+use crate::cut::{self, Cut};
 use crate::error::ProxyError;
 use crate::files::{FileErrors, LineError};
 use crate::limits::{LimitSettings, Limiter, Pacer};
@@ -122,6 +123,8 @@ pub struct Context {
 struct Shutdown {
     started: AtomicBool,
     wake: Notify,
+    /// The end of the grace: relays still running stop and are recorded.
+    cut: Cut,
 }
 
 impl Context {
@@ -244,6 +247,7 @@ impl Context {
                 upstream: exchange.upstream,
                 hierarchy: exchange.hierarchy,
                 parent: exchange.parent,
+                cut: exchange.failure == Some(cut::LABEL),
                 outcome: exchange.outcome,
                 rule: exchange.rule,
             });
@@ -273,17 +277,23 @@ impl Context {
         exchange: &mut Exchange,
     ) -> tunnel::End {
         let count = |direction, bytes| self.count_relayed(direction, bytes);
-        let idle = self.config.timeouts.idle;
+        let stops = tunnel::Stops {
+            idle: self.config.timeouts.idle,
+            cut: self.shutdown.cut.wait(),
+        };
         let (totals, end) = tunnel::relay(
             client,
             client_early,
             upstream,
             upstream_early,
-            idle,
+            stops,
             &count,
             pacer,
         )
         .await;
+        if end == tunnel::End::Shutdown {
+            exchange.failure = Some(cut::LABEL);
+        }
         exchange.bytes_from_client += totals.client_to_upstream;
         exchange.bytes_to_origin += totals.client_to_upstream;
         exchange.bytes_from_origin += totals.upstream_to_client;
@@ -314,6 +324,12 @@ impl Context {
     pub fn begin_shutdown(&self) {
         self.shutdown.started.store(true, Ordering::Release);
         self.shutdown.wake.notify_waiters();
+    }
+
+    /// The grace is over: relays still running end (`tunnel::End::Shutdown`), and their
+    /// exchanges are recorded as cut ([`cut::LABEL`]) with the bytes they carried.
+    pub fn cut_relays(&self) {
+        self.shutdown.cut.start();
     }
 
     /// Completes at [`begin_shutdown`](Self::begin_shutdown), if that comes after this

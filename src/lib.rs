@@ -24,8 +24,8 @@
 //! access-log record (`logging`) and counts in `stats` (read by `metrics`); then the
 //! connection waits for the next request or closes.
 //!
-//! Dependencies point one way, from the leaves up: `budget`, `error`, `files`, `stats`,
-//! `target`;
+//! Dependencies point one way, from the leaves up: `budget`, `cut`, `error`, `files`,
+//! `stats`, `target`;
 //! `limits`, `tunnel`; `http`, `acl`, `auth`, `logging`, `client`, `proxy_protocol`;
 //! `access`, `cache`, `metrics`; `upstream`, `config` (the only module that knows the
 //! command line, and reads the configuration file), `tls`; `context`; the front ends
@@ -46,6 +46,7 @@ pub mod cache;
 mod client;
 pub mod config;
 mod context;
+mod cut;
 pub mod error;
 pub mod explain;
 pub mod files;

@@ -3,12 +3,18 @@
 //! and tunnels cut at the end of the shutdown grace leaving no access-log line. Each test
 //! runs the real binary with real signals and ends with a request on a fresh connection.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::common::fleet::{is_running, request, signal};
-use crate::common::{LOCAL, Log, Origin, ProxyProcess, STEP, temp_dir, within};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::fleet::{is_running, request, signal, wait_exit};
+use crate::common::{
+    ESTABLISHED, LOCAL, Log, Origin, ProxyProcess, STEP, echo_origin, temp_dir, wait_until, within,
+};
 
 /// Stops a successor when the test ends, however it ends.
 struct Successor(u32);
@@ -173,4 +179,111 @@ async fn a_sighup_while_the_successor_starts_does_not_kill_it() {
         old.stderr.text()
     );
     assert_eq!(request(old.addr, origin.addr, "/after").await, Ok(()));
+}
+
+/// How much a busy tunnel sends at a time, and the pause between two sends.
+const CHUNK: usize = 4096;
+const PAUSE: Duration = Duration::from_millis(5);
+
+/// A CONNECT tunnel to `echo` through `proxy` that keeps sending a chunk and reading it
+/// back until the proxy closes it (or 2,000 rounds); `echoed` counts the bytes that came
+/// back.
+async fn busy_tunnel(proxy: SocketAddr, echo: SocketAddr, echoed: Arc<AtomicU64>) {
+    let mut stream = within(TcpStream::connect(proxy)).await.expect("connect");
+    let head = format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.expect("CONNECT");
+    let mut answer = vec![0u8; ESTABLISHED.len()];
+    within(stream.read_exact(&mut answer)).await.expect("200");
+    assert_eq!(answer, ESTABLISHED);
+    let chunk = vec![b'x'; CHUNK];
+    let mut back = vec![0u8; CHUNK];
+    for _ in 0..2_000 {
+        if stream.write_all(&chunk).await.is_err() {
+            return;
+        }
+        match tokio::time::timeout(STEP, stream.read_exact(&mut back)).await {
+            Ok(Ok(_)) => echoed.fetch_add(CHUNK as u64, Ordering::Relaxed),
+            Ok(Err(_)) => return,
+            Err(_) => panic!("a tunnel stalled"),
+        };
+        tokio::time::sleep(PAUSE).await;
+    }
+}
+
+/// `count` busy tunnels to `echo` through `proxy`, once each has echoed at least
+/// `least` bytes; their tasks and counters.
+async fn busy_tunnels(
+    proxy: SocketAddr,
+    echo: SocketAddr,
+    count: usize,
+    least: u64,
+) -> (Vec<tokio::task::JoinHandle<()>>, Vec<Arc<AtomicU64>>) {
+    let counters: Vec<Arc<AtomicU64>> = (0..count).map(|_| Arc::default()).collect();
+    let tasks = counters
+        .iter()
+        .map(|echoed| tokio::spawn(busy_tunnel(proxy, echo, Arc::clone(echoed))))
+        .collect();
+    wait_until("every tunnel carries data", STEP, || {
+        let done = counters.iter().all(|c| c.load(Ordering::Relaxed) >= least);
+        async move { done }
+    })
+    .await;
+    (tasks, counters)
+}
+
+/// The access-log lines of the tunnels to `echo`, checked: one per tunnel, each marked
+/// as cut, each with at least `least` bytes relayed each way.
+fn assert_cut_tunnels_logged(lines: &[String], echo: SocketAddr, count: usize, least: u64) {
+    let target = format!(" CONNECT {echo} ");
+    let logged: Vec<&String> = lines.iter().filter(|l| l.contains(&target)).collect();
+    assert_eq!(
+        logged.len(),
+        count,
+        "one line per tunnel to {echo}:\n{}",
+        lines.join("\n")
+    );
+    for line in logged {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields[3], "TCP_TUNNEL_ABORTED/200", "{line}");
+        let to_client: u64 = fields[4].parse().expect("bytes to the client");
+        let from_client: u64 = fields[10].parse().expect("bytes from the client");
+        assert!(
+            to_client >= ESTABLISHED.len() as u64 + least && from_client >= least,
+            "{line}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_cut_at_the_end_of_the_grace_are_logged_after_sigusr2_and_sigterm() {
+    const TUNNELS: usize = 20;
+    const LEAST: u64 = 4 * CHUNK as u64;
+    let origin = Origin::fixed("after the cut").await;
+    let mut args = LOCAL.to_vec();
+    args.extend(["--shutdown-grace", "1"]);
+    let mut old = ProxyProcess::start(&args).await;
+
+    // A handover: the old process drains, its tunnels outlast the grace and are cut.
+    let echo = echo_origin().await;
+    let (tasks, _) = busy_tunnels(old.addr, echo, TUNNELS, LEAST).await;
+    old.signal("USR2").await;
+    old.stderr.wait_for("handed the listeners over", 1).await;
+    let successor = Successor(successor_pid(&old.stderr));
+    let code = within(old.child.wait()).await.expect("old process exits");
+    assert_eq!(code.code(), Some(0), "{}", old.stderr.text());
+    for task in tasks {
+        within(task).await.expect("tunnel task");
+    }
+    assert_cut_tunnels_logged(&old.access_log(), echo, TUNNELS, LEAST);
+    assert_eq!(request(old.addr, origin.addr, "/after-usr2").await, Ok(()));
+
+    // SIGTERM to the successor: the same after its drain.
+    let echo = echo_origin().await;
+    let (tasks, _) = busy_tunnels(old.addr, echo, TUNNELS, LEAST).await;
+    assert!(signal(successor.0, "TERM"));
+    wait_exit(successor.0, STEP).await;
+    for task in tasks {
+        within(task).await.expect("tunnel task");
+    }
+    assert_cut_tunnels_logged(&old.access_log(), echo, TUNNELS, LEAST);
 }
