@@ -38,22 +38,26 @@ fn successor_pid(log: &Log) -> u32 {
         .expect("successor pid in the log")
 }
 
-/// The abstract unix sockets whose names mention proxy-server, as any local user reads
-/// them in /proc/net/unix (the last column, `@` for the abstract namespace).
-fn visible_handover_sockets() -> Vec<String> {
+/// The abstract unix sockets whose names mention proxy-server and `pid`, as any local
+/// user reads them in /proc/net/unix (the last column, `@` for the abstract namespace).
+/// An attacker would take any; the test keeps to its own proxy's, so as not to disturb
+/// proxies that other tests on this machine run.
+fn visible_handover_sockets(pid: u32) -> Vec<String> {
     let table = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    let pid = format!("-{pid}-");
     table
         .lines()
         .filter_map(|line| line.split_whitespace().nth(7))
         .filter(|path| path.starts_with('@') && path.contains("proxy-server"))
+        .filter(|path| path.contains(&pid))
         .map(str::to_string)
         .collect()
 }
 
 /// What a local attacker can do: watch /proc/net/unix and send `READY=1` to every
-/// proxy-server socket it finds, every half millisecond until `stop` (at most 20 s).
-/// Returns how many sends reached a socket.
-fn forge_ready(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
+/// proxy-server socket it finds for `pid`, every half millisecond until `stop` (at most
+/// 20 s). Returns how many sends reached a socket.
+fn forge_ready(pid: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
     use std::os::linux::net::SocketAddrExt as _;
     std::thread::spawn(move || {
         let sender = std::os::unix::net::UnixDatagram::unbound().expect("a datagram socket");
@@ -62,7 +66,7 @@ fn forge_ready(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            for name in visible_handover_sockets() {
+            for name in visible_handover_sockets(pid) {
                 let name = name.trim_start_matches('@');
                 let Ok(address) =
                     std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
@@ -93,7 +97,7 @@ async fn a_forged_ready_during_a_failing_handover_is_ignored() {
     std::fs::write(&logs, "not a folder").expect("a file in its place");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let attacker = forge_ready(Arc::clone(&stop));
+    let attacker = forge_ready(proxy.pid(), Arc::clone(&stop));
     proxy.signal("USR2").await;
     let settled = within(async {
         loop {
