@@ -24,8 +24,8 @@
 //! `http::answer`); each exchange becomes one access-log record (`logging`) and counts in
 //! `stats` (read by `metrics`); then the connection waits for the next request or closes.
 //!
-//! Dependencies point one way, from the leaves up: `budget`, `error`, `files`, `stats`,
-//! `target`; `limits`, `tunnel`; `http`, `acl`, `auth`, `logging`, `stream`, `client`,
+//! Dependencies point one way, from the leaves up: `budget`, `cut`, `error`, `files`,
+//! `stats`, `target`; `limits`, `tunnel`; `http`, `acl`, `auth`, `logging`, `stream`, `client`,
 //! `proxy_protocol`; `access`, `cache`, `metrics`; `tls`, `pac_file`, `upstream`,
 //! `config` (the only module that knows the command line, and reads the configuration
 //! file); `conn` (the exchange pipeline and the front-end contract); the front ends
@@ -46,6 +46,7 @@ pub mod cache;
 mod client;
 pub mod config;
 mod conn;
+mod cut;
 pub mod error;
 pub mod explain;
 pub mod files;

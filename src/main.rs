@@ -25,6 +25,8 @@ use proxy_server::{allocator, explain};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Before any thread or file: a SIGHUP or SIGUSR2 while starting waits for its handler.
+    server::hold_startup_signals();
     allocator::set_purge_delay();
     match config::invocation(std::env::args_os().collect()) {
         Ok(Invocation::Serve {

@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime};
 
 use super::Context;
 use super::pipeline::outcome_of;
+use crate::cut;
 use crate::error::{ProxyError, Side};
 use crate::logging::{AccessRecord, CacheResult};
 use crate::stats::top::Detail;
@@ -61,6 +62,7 @@ impl Context {
                 upstream: exchange.upstream,
                 hierarchy: exchange.hierarchy,
                 parent: exchange.parent,
+                cut: exchange.failure == Some(cut::LABEL),
                 outcome: exchange.outcome,
                 rule: exchange.rule,
             });

@@ -30,6 +30,7 @@ use crate::access::AccessControl;
 use crate::cache::Cache;
 use crate::client::ListenerId;
 use crate::config::{Config, Listener};
+use crate::cut::Cut;
 use crate::limits::Limiter;
 use crate::logging::AccessLog;
 use crate::pac_file::PacFile;
@@ -61,6 +62,8 @@ pub struct Context {
 struct Shutdown {
     started: AtomicBool,
     wake: Notify,
+    /// The end of the grace: relays still running stop and are recorded.
+    cut: Cut,
 }
 
 impl Context {
@@ -109,6 +112,12 @@ impl Context {
     pub fn begin_shutdown(&self) {
         self.shutdown.started.store(true, Ordering::Release);
         self.shutdown.wake.notify_waiters();
+    }
+
+    /// The grace is over: relays still running end (`tunnel::End::Shutdown`), and their
+    /// exchanges are recorded as cut ([`crate::cut::LABEL`]) with the bytes they carried.
+    pub fn cut_relays(&self) {
+        self.shutdown.cut.start();
     }
 
     /// Completes at [`begin_shutdown`](Self::begin_shutdown), if that comes after this

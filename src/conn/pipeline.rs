@@ -13,6 +13,7 @@ use super::{Context, Exchange, Stage};
 use crate::access::{Admission, ClientCredentials, Decision};
 use crate::acl::AddressCheck;
 use crate::client::ClientStream;
+use crate::cut;
 use crate::error::{ProxyError, Side};
 use crate::limits::{Pacer, Seat};
 use crate::stats::Outcome;
@@ -185,17 +186,23 @@ impl Context {
         exchange: &mut Exchange,
     ) -> tunnel::End {
         let count = |direction, bytes| self.count_relayed(direction, bytes);
-        let idle = self.config.timeouts.idle;
+        let stops = tunnel::Stops {
+            idle: self.config.timeouts.idle,
+            cut: self.shutdown.cut.wait(),
+        };
         let (totals, end) = tunnel::relay(
             client,
             client_early,
             upstream,
             upstream_early,
-            idle,
+            stops,
             &count,
             pacer,
         )
         .await;
+        if end == tunnel::End::Shutdown {
+            exchange.failure = Some(cut::LABEL);
+        }
         exchange.bytes_from_client += totals.client_to_upstream;
         exchange.bytes_to_origin += totals.client_to_upstream;
         exchange.bytes_from_origin += totals.upstream_to_client;

@@ -10,17 +10,25 @@
 //! (`metrics` is the metrics listener, any other name a proxy listener, in order), for
 //! this process when `LISTEN_PID` is unset or names it. Handing over (SIGUSR2) starts
 //! the same program with the same arguments and the sockets set up that way, and waits
-//! for its `READY=1` on a private abstract socket named by [`HANDOVER_NOTIFY_ENV`].
-//! `main` reads the environment; this module takes the values.
+//! for its `READY=1` on one end of a socket pair whose other end the successor inherits,
+//! as the descriptor after the listeners ([`HANDOVER_NOTIFY_ENV`] names its number).
+//! Nothing else can write to an unnamed pair: an abstract socket, as used before, is
+//! listed in /proc/net/unix for every local user to find and send a forged `READY=1`
+//! to, which made the old process drain while the real successor failed (issue #29).
+//! The successor also starts with SIGHUP and SIGUSR2 held (blocked), so that one
+//! arriving while it loads its files waits for its handlers instead of ending it
+//! (`signals`). `main` reads the environment; this module takes the values.
 
 use std::ffi::OsString;
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, FromRawFd as _, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd as _, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Where a successor sends its `READY=1` (besides `$NOTIFY_SOCKET`).
+/// Where a successor sends its `READY=1` (besides `$NOTIFY_SOCKET`): the number of the
+/// inherited descriptor, or (from a predecessor older than the socket pair) `@name`, an
+/// abstract socket.
 pub const HANDOVER_NOTIFY_ENV: &str = "PROXY_SERVER_HANDOVER_NOTIFY";
 /// The name of the metrics listener's descriptor in `LISTEN_FDNAMES`.
 pub const METRICS_NAME: &str = "metrics";
@@ -97,21 +105,7 @@ pub fn inherit(env: &ListenEnv, wanted: usize) -> Result<Option<Inherited>, Stri
 /// Descriptor `fd` as a listener, once checked to be a listening TCP socket; marked
 /// close-on-exec so it reaches no other program unless handed over again.
 fn take_listener(fd: RawFd) -> Result<TcpListener, String> {
-    let option = |name| {
-        let mut value: libc::c_int = 0;
-        let mut len = libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(4);
-        // SAFETY: getsockopt writes at most `len` bytes into `value`; a bad fd is an error.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                name,
-                (&raw mut value).cast(),
-                &raw mut len,
-            )
-        };
-        (rc == 0).then_some(value)
-    };
+    let option = |name| socket_option(fd, name);
     let tcp = matches!(
         option(libc::SO_DOMAIN),
         Some(libc::AF_INET | libc::AF_INET6)
@@ -169,17 +163,26 @@ fn duplicate(socket: &tokio::net::TcpListener) -> Option<std::os::fd::OwnedFd> {
 impl Successor {
     /// Starts the successor with `sockets` as descriptors 3, 4, … (`LISTEN_FDS`,
     /// `LISTEN_FDNAMES`; `LISTEN_PID` removed, as the child's pid is not known before it
-    /// starts), told to report `READY=1` to the abstract socket `notify`.
-    pub fn spawn(&self, sockets: &Sockets, notify: &str) -> std::io::Result<std::process::Child> {
+    /// starts) and `notify`, its end of the readiness pair, as the descriptor after them
+    /// ([`HANDOVER_NOTIFY_ENV`]); SIGHUP and SIGUSR2 are held until it has handlers.
+    pub fn spawn(
+        &self,
+        sockets: &Sockets,
+        notify: BorrowedFd<'_>,
+    ) -> std::io::Result<std::process::Child> {
         let all: Vec<&OwnedFd> = sockets.listeners.iter().chain(&sockets.metrics).collect();
         let count = RawFd::try_from(all.len()).unwrap_or(RawFd::MAX);
+        let notify_target = FIRST_FD + count;
         // Copies above every target number, so setting up 3.. in the child never
         // overwrites a source; close-on-exec, so only the targets survive the exec.
         let high = all
             .iter()
-            .map(|fd| duplicate_above(fd.as_raw_fd(), FIRST_FD + count))
+            .map(|fd| fd.as_raw_fd())
+            .chain([notify.as_raw_fd()])
+            .map(|fd| duplicate_above(fd, notify_target + 1))
             .collect::<std::io::Result<Vec<OwnedFd>>>()?;
         let raw: Vec<RawFd> = high.iter().map(AsRawFd::as_raw_fd).collect();
+        let held = super::signals::startup_set();
         let mut names = vec![LISTENER_NAME; sockets.listeners.len()];
         names.extend(sockets.metrics.as_ref().map(|_| METRICS_NAME));
         let mut command = std::process::Command::new(&self.program);
@@ -188,14 +191,18 @@ impl Successor {
             .env("LISTEN_FDS", count.to_string())
             .env("LISTEN_FDNAMES", names.join(":"))
             .env_remove("LISTEN_PID")
-            .env(HANDOVER_NOTIFY_ENV, notify);
-        // SAFETY: only dup2, which is async-signal-safe, runs between fork and exec.
+            .env(HANDOVER_NOTIFY_ENV, notify_target.to_string());
+        // SAFETY: only dup2 and sigprocmask, both async-signal-safe, run between fork and
+        // exec.
         unsafe {
             command.pre_exec(move || {
                 for (target, source) in (FIRST_FD..).zip(&raw) {
                     if libc::dup2(*source, target) < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
+                }
+                if libc::sigprocmask(libc::SIG_BLOCK, &raw const held, std::ptr::null_mut()) < 0 {
+                    return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
             });
@@ -204,6 +211,52 @@ impl Successor {
         drop(high);
         child
     }
+}
+
+/// Tells the process that started this one that it is ready: `READY=1` on the inherited
+/// descriptor `notify` names (which is then closed), or to the abstract socket of a
+/// predecessor from before the socket pair (`@name`). A number that is not an inherited
+/// unix datagram socket is refused, not written to.
+pub fn tell_predecessor(notify: &std::ffi::OsStr) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind};
+    let text = notify.to_str().unwrap_or_default();
+    if text.starts_with('@') {
+        return super::notify::send_to(notify, "READY=1");
+    }
+    let fd: RawFd = text
+        .parse()
+        .ok()
+        .filter(|fd| *fd >= FIRST_FD)
+        .ok_or_else(|| Error::new(ErrorKind::InvalidInput, format!("{notify:?}")))?;
+    if socket_option(fd, libc::SO_DOMAIN) != Some(libc::AF_UNIX)
+        || socket_option(fd, libc::SO_TYPE) != Some(libc::SOCK_DGRAM)
+    {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("descriptor {fd} is not the handover's socket"),
+        ));
+    }
+    // SAFETY: fd is an open unix datagram socket (checked above) that the predecessor
+    // passed to this process and nothing else here owns; it is closed once used.
+    let socket = unsafe { std::os::unix::net::UnixDatagram::from_raw_fd(fd) };
+    socket.send(b"READY=1").map(drop)
+}
+
+/// The integer socket option `name` of descriptor `fd`; `None` when it is no socket.
+fn socket_option(fd: RawFd, name: libc::c_int) -> Option<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(4);
+    // SAFETY: getsockopt writes at most `len` bytes into `value`; a bad fd is an error.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            name,
+            (&raw mut value).cast(),
+            &raw mut len,
+        )
+    };
+    (rc == 0).then_some(value)
 }
 
 /// A close-on-exec duplicate of `fd` numbered `min` or higher.

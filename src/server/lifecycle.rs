@@ -3,9 +3,9 @@
 //! `SIGTERM`/`SIGINT`: turn not-ready (`/readyz` 503, `STOPPING=1` to systemd), keep
 //! accepting for the drain delay so a load balancer's health check takes the instance
 //! out, then stop; the server drains. `SIGUSR2`: start a successor on the same listening
-//! sockets (`handover`), wait for its `READY=1`, tell systemd it is the main process
-//! now, and stop accepting; a successor that fails or is too slow is stopped and
-//! this process carries on serving.
+//! sockets (`handover`), wait for its `READY=1` on a socket pair only it holds the other
+//! end of, tell systemd it is the main process now, and stop accepting; a successor
+//! that fails or is too slow is stopped and this process carries on serving.
 
 use std::time::Duration;
 
@@ -73,7 +73,7 @@ impl Lifecycle {
         self.health.set_ready();
         self.notifier.send("READY=1");
         if let Some(address) = handover_notify
-            && let Err(error) = super::notify::send_to(address, "READY=1")
+            && let Err(error) = super::handover::tell_predecessor(address)
         {
             tracing::warn!(%error, "cannot tell the previous process we are ready");
         }
@@ -134,18 +134,19 @@ impl Lifecycle {
     }
 }
 
-/// Spawns the successor and waits for its `READY=1`; its pid when it came.
+/// Spawns the successor and waits for its `READY=1` on the socket pair it inherits the
+/// other end of (no other process can write to it); its pid when it came.
 async fn start_successor(successor: &Successor, sockets: &Sockets) -> Result<u32, String> {
-    let name = format!(
-        "proxy-server-handover-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    );
-    let ready = bind_abstract(&name).map_err(|error| format!("notify socket: {error}"))?;
-    let mut child = successor
-        .spawn(sockets, &format!("@{name}"))
+    let (ours, theirs) =
+        std::os::unix::net::UnixDatagram::pair().map_err(|e| format!("notify socket: {e}"))?;
+    let ready = ours
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixDatagram::from_std(ours))
+        .map_err(|error| format!("notify socket: {error}"))?;
+    let spawned = successor.spawn(sockets, std::os::fd::AsFd::as_fd(&theirs));
+    // The successor holds its end now; ours would only keep the pair alive.
+    drop(theirs);
+    let mut child = spawned
         .map_err(|error| format!("cannot start {}: {error}", successor.program.display()))?;
     let pid = child.id();
     tracing::info!(
@@ -186,11 +187,3 @@ async fn start_successor(successor: &Successor, sockets: &Sockets) -> Result<u32
 
 /// How often to look whether the successor died while waiting for it.
 const EXIT_POLL: Duration = Duration::from_millis(100);
-
-fn bind_abstract(name: &str) -> std::io::Result<tokio::net::UnixDatagram> {
-    use std::os::linux::net::SocketAddrExt as _;
-    let address = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-    let socket = std::os::unix::net::UnixDatagram::bind_addr(&address)?;
-    socket.set_nonblocking(true)?;
-    tokio::net::UnixDatagram::from_std(socket)
-}

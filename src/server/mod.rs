@@ -2,16 +2,20 @@
 //! connections served at once across all listeners (a connection over the cap gets a
 //! canned 503, on a plain HTTP listener, and is closed at once), and a graceful
 //! shutdown that stops accepting, lets requests in flight finish within a grace period,
-//! and closes idle keep-alive connections. Each connection task is isolated: a panic in one
-//! is caught, logged and counted, and touches no other connection. When accepting stops
-//! (`lifecycle`: SIGTERM after the drain delay, or a handover on SIGUSR2), how sockets
-//! pass between processes (`handover`) and what systemd is told (`notify`) live beside.
+//! and closes idle keep-alive connections; tunnels still open when the grace ends are
+//! cut (`cut`) and recorded before the process exits. Each connection task is isolated:
+//! a panic in one is caught, logged and counted, and touches no other connection. A
+//! process's life around the server (`process`), when accepting stops (`lifecycle`:
+//! SIGTERM after the drain delay, or a handover on SIGUSR2), how sockets pass between
+//! processes (`handover`), what systemd is told (`notify`) and the signals held while the
+//! process starts (`signals`) live beside.
 
 mod accept;
 mod handover;
 mod lifecycle;
 mod notify;
 mod process;
+mod signals;
 
 pub use handover::{
     HANDOVER_NOTIFY_ENV, Inherited, ListenEnv, Sockets as HandoverSockets, Successor, inherit,
@@ -19,6 +23,7 @@ pub use handover::{
 pub use lifecycle::{Lifecycle, Stop};
 pub use notify::Notifier;
 pub use process::{EXIT_CONFIG, Environment, launch};
+pub use signals::hold_startup_signals;
 
 use std::any::Any;
 use std::future::Future;
@@ -143,18 +148,39 @@ pub async fn run(
     }
     ctx.begin_shutdown();
     tracing::info!("shutting down: waiting up to {grace:?} for requests in flight");
-    let drained = tokio::time::timeout(grace, async {
-        while ctx.stats.connections_active() > 0 {
-            tokio::time::sleep(DRAIN_POLL).await;
-        }
-    });
-    if drained.await.is_err() {
-        tracing::warn!("grace period over with connections still open");
+    if tokio::time::timeout(grace, all_closed(&ctx)).await.is_ok() {
+        return;
+    }
+    // Cut what still relays, and let those tasks end through their usual path, so each
+    // exchange is recorded (as cut, with its bytes) rather than dropped with the runtime.
+    let open = ctx.stats.connections_active();
+    tracing::warn!(
+        open,
+        "grace period over with connections still open; cutting them"
+    );
+    ctx.cut_relays();
+    if tokio::time::timeout(CUT_WAIT, all_closed(&ctx))
+        .await
+        .is_err()
+    {
+        let open = ctx.stats.connections_active();
+        tracing::warn!(open, "connections still open after the cut; closing them");
+    }
+}
+
+/// Completes once no connection is open.
+async fn all_closed(ctx: &Context) {
+    while ctx.stats.connections_active() > 0 {
+        tokio::time::sleep(DRAIN_POLL).await;
     }
 }
 
 /// How often the drain looks whether the last connection has closed.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
+
+/// How long relays cut at the end of the grace get to end and write their records; a
+/// cut relay returns at its next poll, so this is ample and bounds the exit.
+const CUT_WAIT: Duration = Duration::from_secs(1);
 
 /// Runs one connection's task so that a panic in it stops there: it is caught, logged
 /// with the client's address and counted in the statistics (`panics_caught`). The task's

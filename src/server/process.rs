@@ -143,6 +143,8 @@ async fn serve(
         config.timeouts.drain_delay,
         env.successor.map(|successor| (successor, handover)),
     );
+    // Every handler is installed (the reloads above, the lifecycle's): deliver what waited.
+    super::signals::release_startup_signals();
     announce(&config, &sockets);
     lifecycle.ready(env.handover_notify.as_deref());
     let until_stop = async {

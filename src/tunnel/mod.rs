@@ -21,6 +21,7 @@ mod splice;
 mod zero_copy;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,8 @@ pub enum End {
     Error,
     /// Nothing moved for the idle timeout.
     Idle,
+    /// Cut by the caller's `cut` future (the end of the shutdown grace).
+    Shutdown,
 }
 
 /// What the relay asks of each side: whether it is a bare TCP socket. Both bare: each
@@ -122,7 +125,17 @@ where
     Ok(None)
 }
 
-/// Relays until both directions are done, one fails, or the relay idles out.
+/// What ends a relay besides its two sides.
+pub struct Stops<F> {
+    /// Nothing moved for this long: [`End::Idle`].
+    pub idle: Duration,
+    /// Completes when the relay is to stop at once ([`End::Shutdown`]). It is polled
+    /// beside the two directions on every wake-up, so it must be cheap to poll
+    /// (`cut::Waiting`).
+    pub cut: F,
+}
+
+/// Relays until both directions are done, one fails, or one of `stops` ends it.
 /// `client_early` / `upstream_early` are bytes already read from each side; `on_bytes`
 /// hears of every write as it happens, for live statistics; `pacer`, when the user's
 /// bandwidth is limited, paces both directions from one budget.
@@ -131,7 +144,7 @@ pub async fn relay<C, U>(
     client_early: Bytes,
     upstream: &mut U,
     upstream_early: Bytes,
-    idle: Duration,
+    stops: Stops<impl Future<Output = ()>>,
     on_bytes: &(dyn Fn(Direction, u64) + Sync),
     pacer: Option<&Pacer>,
 ) -> (Totals, End)
@@ -147,7 +160,9 @@ where
         Meter::new(Direction::ToUpstream, &up, &last_activity, start, on_bytes).paced(pacer);
     let meter_down =
         Meter::new(Direction::ToClient, &down, &last_activity, start, on_bytes).paced(pacer);
+    let Stops { idle, cut } = stops;
     let watch = (&last_activity, start, idle);
+    tokio::pin!(cut);
     let end = if let (Some(client), Some(upstream)) = (client.tcp(), upstream.tcp()) {
         let (mut client_read, mut client_write) = client.split();
         let (mut upstream_read, mut upstream_write) = upstream.split();
@@ -165,6 +180,7 @@ where
                 meter_down,
             ),
             watch,
+            cut,
         )
         .await
     } else {
@@ -184,6 +200,7 @@ where
                 meter_down,
             ),
             watch,
+            cut,
         )
         .await
     };
@@ -194,12 +211,14 @@ where
     (totals, end)
 }
 
-/// Runs both directions until both are done, one fails, or nothing moved for the idle
-/// timeout (`watch`: the last-activity clock, its start and the timeout).
+/// Runs both directions until both are done, one fails, nothing moved for the idle
+/// timeout (`watch`: the last-activity clock, its start and the timeout), or `cut`
+/// completes.
 async fn both_ways(
     to_upstream: impl Future<Output = std::io::Result<()>>,
     to_client: impl Future<Output = std::io::Result<()>>,
     (last_activity, start, idle): (&AtomicU64, Instant, Duration),
+    mut cut: Pin<&mut impl Future<Output = ()>>,
 ) -> End {
     tokio::pin!(to_upstream, to_client);
     let (mut up_done, mut down_done) = (false, false);
@@ -214,6 +233,7 @@ async fn both_ways(
                 Err(_) => return End::Error,
             },
             () = idle_expired(last_activity, start, idle) => return End::Idle,
+            () = cut.as_mut() => return End::Shutdown,
         }
         if up_done && down_done {
             return End::Closed;

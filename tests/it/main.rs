@@ -34,6 +34,7 @@ mod fleet;
 mod fleet_restart;
 mod fleet_service;
 mod forward;
+mod handover_hardening;
 mod limits;
 mod listen_all;
 mod listen_file;

@@ -38,6 +38,7 @@ fn record(n: u64, outcome: Outcome, status: u16) -> AccessRecord {
         upstream: (n % 2 == 1).then(|| "127.0.0.1:8080".parse().expect("addr")),
         hierarchy: "HIER_DIRECT",
         parent: None,
+        cut: false,
         outcome,
         rule: None,
     }

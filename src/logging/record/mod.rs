@@ -66,6 +66,9 @@ pub struct AccessRecord {
     /// The parent proxy the request went through (`FIRSTUP_PARENT/name` in the Squid
     /// line, `parent` in JSON); `None` for a direct route.
     pub parent: Option<Arc<str>>,
+    /// Cut short by the proxy at the end of the shutdown grace: Squid's `_ABORTED`
+    /// suffix on the result code (`TCP_TUNNEL_ABORTED`).
+    pub cut: bool,
     pub outcome: Outcome,
     /// The access-policy rule that allowed or refused the request, as the policy names
     /// it (`"staff" (rule 2, proxy-server.toml:31)`); `None` when no rule decided.
@@ -76,14 +79,18 @@ pub struct AccessRecord {
 /// `TCP_HIT`, any fetch from the origin `TCP_MISS`, an ACL or auth refusal `TCP_DENIED`, an
 /// established CONNECT `TCP_TUNNEL`, and a request refused before it was understood
 /// `NONE_NONE` (Squid 5 and later; older releases wrote `NONE`).
+/// A transaction the proxy cut short (`cut`) gets Squid's `_ABORTED` suffix.
 pub fn squid_result_code(record: &AccessRecord) -> &'static str {
-    match record.outcome {
-        Outcome::Tunnel => "TCP_TUNNEL",
-        Outcome::Blocked | Outcome::AuthFailed => "TCP_DENIED",
-        Outcome::Malformed => "NONE_NONE",
-        Outcome::Allowed | Outcome::UpstreamError => match record.cache {
-            CacheResult::Hit => "TCP_HIT",
-            CacheResult::Miss | CacheResult::None => "TCP_MISS",
+    match (record.outcome, record.cut) {
+        (Outcome::Tunnel, false) => "TCP_TUNNEL",
+        (Outcome::Tunnel, true) => "TCP_TUNNEL_ABORTED",
+        (Outcome::Blocked | Outcome::AuthFailed, _) => "TCP_DENIED",
+        (Outcome::Malformed, _) => "NONE_NONE",
+        (Outcome::Allowed | Outcome::UpstreamError, cut) => match (record.cache, cut) {
+            (CacheResult::Hit, false) => "TCP_HIT",
+            (CacheResult::Hit, true) => "TCP_HIT_ABORTED",
+            (CacheResult::Miss | CacheResult::None, false) => "TCP_MISS",
+            (CacheResult::Miss | CacheResult::None, true) => "TCP_MISS_ABORTED",
         },
     }
 }

@@ -20,6 +20,7 @@ fn forwarded() -> AccessRecord {
         upstream: Some("198.51.100.3:80".parse().expect("addr")),
         hierarchy: "HIER_DIRECT",
         parent: None,
+        cut: false,
         outcome: Outcome::Allowed,
         rule: None,
     }
@@ -150,6 +151,46 @@ fn refusals_and_failures_map_to_squid_codes() {
         assert_eq!(value["outcome"], label);
         assert!(value["user"].is_null());
         assert!(value["upstream"].is_null());
+    }
+}
+
+/// A tunnel or request cut at the end of the shutdown grace says so with Squid's
+/// `_ABORTED` suffix, in both formats; nothing else changes.
+#[test]
+fn a_cut_exchange_is_aborted_in_the_result_code() {
+    let cases = [
+        (
+            Outcome::Tunnel,
+            CacheResult::None,
+            "TCP_TUNNEL_ABORTED/200",
+            "tunnel",
+        ),
+        (
+            Outcome::Allowed,
+            CacheResult::Miss,
+            "TCP_MISS_ABORTED/200",
+            "allowed",
+        ),
+        (
+            Outcome::Allowed,
+            CacheResult::Hit,
+            "TCP_HIT_ABORTED/200",
+            "allowed",
+        ),
+    ];
+    for (outcome, cache, code, label) in cases {
+        let record = AccessRecord {
+            outcome,
+            cache,
+            cut: true,
+            ..forwarded()
+        };
+        let line = squid(&record);
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields.len(), 13, "{line}");
+        assert_eq!(fields[3], code);
+        assert_eq!(fields[11], label);
+        assert_eq!(json(&record)["squid_code"], code.split('/').next().unwrap());
     }
 }
 
