@@ -13,14 +13,14 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
-use crate::access::{AccessControl, Admission, ClientCredentials, Decision, Snapshot};
+use crate::access::{AccessControl, Admission, Decision, Snapshot};
 use crate::acl::AddressCheck;
 use crate::cache::Cache;
 use crate::client::{ClientStream, ListenerId};
 use crate::config::{Config, Listener};
 use crate::error::ProxyError;
 use crate::files::{FileErrors, LineError};
-use crate::limits::{LimitSettings, Limiter, Pacer};
+use crate::limits::{LimitSettings, Limiter, MAX_KEYS, Pacer};
 use crate::logging::{AccessLog, AccessRecord, CacheResult};
 use crate::pac_file::PacFile;
 use crate::stats::top::Detail;
@@ -47,6 +47,9 @@ pub struct Services {
     /// The resolver and its cache (with `/etc/resolv.conf` or `--dns-server`, and the
     /// hosts file read).
     pub resolver: Resolver,
+    /// Keys of each kind the limiter holds ([`MAX_KEYS`]; blocked addresses in
+    /// proportion). Only tests set it lower, to reach the bound with few clients.
+    pub limiter_keys: usize,
 }
 
 impl Services {
@@ -86,6 +89,7 @@ impl Services {
                 tls,
                 pac,
                 resolver,
+                limiter_keys: MAX_KEYS,
             }),
             _ => Err(FileErrors(errors)),
         }
@@ -141,7 +145,7 @@ impl Context {
             dialer,
             access: services.access,
             cache: services.cache,
-            limits: Limiter::new(Arc::clone(&services.stats)),
+            limits: Limiter::with_capacity(services.limiter_keys, Arc::clone(&services.stats)),
             stats: services.stats,
             pac: services.pac,
             access_log: services.access_log,
@@ -160,22 +164,19 @@ impl Context {
             .map_or_else(|| self.config.main_addr(), |l| l.addr)
     }
 
-    /// The one admission every front end asks for, with what follows from it: a client
-    /// address blocked for failing authentication is refused first (429); the decision is
-    /// noted in the exchange (user, deciding rule, the rule's limits, what is left to the
-    /// addresses); a failure with credentials counts towards such a block (one without is
-    /// how every client learns to log in). Returns the limits that apply: the allowing
-    /// rule's own, else everyone's. Front ends turn the error into their own answer.
+    /// The one admission every front end asks for, with what follows from it: the
+    /// decision (credentials by the one authentication path, which refuses a client
+    /// address blocked for failing authentication with 429 before reading them) is noted
+    /// in the exchange (user, deciding rule, the rule's limits, what is left to the
+    /// addresses). Returns the limits that apply: the allowing rule's own, else
+    /// everyone's. Front ends turn the error into their own answer.
     pub async fn admit(
         &self,
         access: &Snapshot,
         request: &Admission<'_>,
         exchange: &mut Exchange,
     ) -> Result<Arc<LimitSettings>, ProxyError> {
-        self.limits
-            .auth_check(request.client, &access.limits)
-            .map_err(ProxyError::TooManyRequests)?;
-        match access.admit(request).await {
+        match access.admit(request, &self.limits).await {
             Decision::Allow {
                 user,
                 rule,
@@ -192,11 +193,9 @@ impl Context {
             // come from the dialer).
             Decision::Deny(refusal) => Err(ProxyError::Forbidden(refusal)),
             Decision::AuthRequired(failure, rule) => {
-                if request.credentials != ClientCredentials::None {
-                    self.limits.auth_failed(request.client, &access.limits);
-                }
                 Err(ProxyError::ProxyAuthRequired(failure, rule))
             }
+            Decision::Limited(over) => Err(ProxyError::TooManyRequests(over)),
         }
     }
 
