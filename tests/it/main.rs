@@ -16,6 +16,7 @@ mod abuse;
 mod access_log;
 mod acl;
 mod auth;
+mod auth_hardening;
 mod buffer_budget;
 mod cache_limits;
 mod cache_store;
