@@ -6,9 +6,9 @@
 //! slots back; one that fails (or never finishes: the client went away) keeps them.
 //!
 //! An address whose window is spent, with no check of its own still running, is blocked
-//! for `auth_block` (`blocks`); one whose slots are all held by checks in flight is only
-//! refused for now (a browser opening several connections with a cold cache must not
-//! block itself). Everyone's window spent throttles checks from every address, blocking
+//! for `auth_block` (`blocks`), and has one check again when the block ends, however
+//! short; one whose slots are all held by checks in flight is only refused for now (a
+//! browser opening several connections with a cold cache must not block itself). Everyone's window spent throttles checks from every address, blocking
 //! none: logins the cache knows still get in, new ones wait for a slot.
 //!
 //! A window is GCRA kept as one instant (when it is full again), so a slot can be given
@@ -46,7 +46,7 @@ struct State {
 
 /// Why a window gave no slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Spent {
+enum Spent {
     /// Every slot is taken by failures: the next one frees at this moment.
     Failures(Instant),
     /// Some slots are held by checks still running, which may give them back.
@@ -66,7 +66,7 @@ impl Failures {
     }
 
     /// Reserves one slot for a check about to run.
-    pub(super) fn reserve(&self, now: Instant) -> Result<(), Spent> {
+    fn reserve(&self, now: Instant) -> Result<(), Spent> {
         let mut state = self.lock();
         let taken = state.full_at.max(now) + self.interval;
         if taken <= now + WINDOW {
@@ -238,8 +238,8 @@ const AUTH_THROTTLED: (&str, &str) = (
 #[must_use = "an attempt is settled by `succeeded` or `failed`"]
 #[derive(Default)]
 pub struct Attempt {
-    pub(super) address: Option<Arc<Failures>>,
-    pub(super) everyone: Option<Arc<Failures>>,
+    address: Option<Arc<Failures>>,
+    everyone: Option<Arc<Failures>>,
 }
 
 impl Attempt {
@@ -251,7 +251,7 @@ impl Attempt {
     /// The credentials were wrong: the slots stay taken until the windows move on.
     pub fn failed(self) {}
 
-    pub(super) fn give_back(&mut self) {
+    fn give_back(&mut self) {
         for failures in [self.address.take(), self.everyone.take()]
             .into_iter()
             .flatten()
