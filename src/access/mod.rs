@@ -19,7 +19,9 @@ use crate::acl::{self, Clock, Policy, PortSet, RuleBook, Rules, SystemClock};
 use crate::auth::{Authenticator, load_users};
 use crate::files::{FileErrors, LineError, Reload};
 use crate::limits::LimitSettings;
-pub use admission::{AUTH_MISSING, Admission, ClientCredentials, Decision, decision};
+pub use admission::{
+    AUTH_MISSING, Admission, ClientCredentials, Decision, NotAuthenticated, decision,
+};
 
 /// What access control runs with: the files it reads and the settings beside them. The
 /// default is the safe one: no files, local targets refused, CONNECT to 443 only.

@@ -1,5 +1,6 @@
-//! Remembers recent successful bcrypt verifications so a busy client does not pay
-//! tens of milliseconds of CPU per request. Keys are SHA-256 digests of the raw
+//! Remembers recent successful verifications so a busy client does not pay tens of
+//! milliseconds of bcrypt per request, and so that credentials known good need no check
+//! at all (they are let in while everyone's failure budget is spent). Keys are SHA-256 digests of the raw
 //! `user:password`, so the cache holds no password; entries expire after a time
 //! limit and the least recently used fall out when it is full. A new cache is made
 //! with every users-file load, so a changed or removed user is never served from it.

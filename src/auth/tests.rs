@@ -139,7 +139,7 @@ async fn expired_verifications_run_bcrypt_again() {
 #[tokio::test]
 async fn concurrent_bcrypt_checks_all_complete() {
     let a = Arc::new(authenticator(Duration::ZERO));
-    let tasks: Vec<_> = (0..MAX_CONCURRENT_BCRYPT * 3)
+    let tasks: Vec<_> = (0..concurrent_bcrypt_checks() * 3)
         .map(|i| {
             let a = Arc::clone(&a);
             let creds = if i % 2 == 0 { "bob:b-pass" } else { "bob:nope" };

@@ -84,7 +84,7 @@ impl Context {
             dialer,
             access: services.access,
             cache: services.cache,
-            limits: Limiter::new(Arc::clone(&services.stats)),
+            limits: Limiter::with_capacity(services.limiter_keys, Arc::clone(&services.stats)),
             stats: services.stats,
             pac: services.pac,
             access_log: services.access_log,

@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use bytes::Bytes;
 
 use super::{Context, Exchange, Stage};
-use crate::access::{Admission, ClientCredentials, Decision};
+use crate::access::{Admission, Decision};
 use crate::acl::AddressCheck;
 use crate::client::ClientStream;
 use crate::cut;
@@ -51,11 +51,11 @@ pub struct Admitted {
 }
 
 impl Context {
-    /// The one admission on the request path, for every front end: an address blocked
-    /// for failing authentication is refused first (429); then the access decision (the
-    /// user and the deciding rule go into the exchange's notes); a failure with
-    /// credentials counts towards such a block (one without is how every client learns
-    /// to log in); then the user's limits — the allowing rule's own, else everyone's —
+    /// The one admission on the request path, for every front end: the access decision,
+    /// whose credentials go through the one authentication path (an address blocked for
+    /// failing authentication is refused with 429 before they are read; a wrong one
+    /// counts towards its block), with the user and the deciding rule noted in the
+    /// exchange; then the user's limits — the allowing rule's own, else everyone's —
     /// with `seat` the connection's place in its user's connection count.
     pub async fn admit(
         &self,
@@ -65,10 +65,7 @@ impl Context {
     ) -> Result<Admitted, ProxyError> {
         exchange.stage = Stage::Admission;
         let access = self.access.snapshot();
-        self.limits
-            .auth_check(request.client, &access.limits)
-            .map_err(ProxyError::TooManyRequests)?;
-        let (limits, pending) = match access.admit(request).await {
+        let (limits, pending) = match access.admit(request, &self.limits).await {
             Decision::Allow {
                 user,
                 rule,
@@ -83,11 +80,9 @@ impl Context {
             // from the dialer).
             Decision::Deny(refusal) => return Err(ProxyError::Forbidden(refusal)),
             Decision::AuthRequired(failure, rule) => {
-                if request.credentials != ClientCredentials::None {
-                    self.limits.auth_failed(request.client, &access.limits);
-                }
                 return Err(ProxyError::ProxyAuthRequired(failure, rule));
             }
+            Decision::Limited(over) => return Err(ProxyError::TooManyRequests(over)),
         };
         let limits = limits.as_ref().unwrap_or(&access.limits);
         let grant = self

@@ -9,6 +9,7 @@ use crate::access::AccessControl;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::files::{FileErrors, LineError};
+use crate::limits::MAX_KEYS;
 use crate::logging::AccessLog;
 use crate::pac_file::PacFile;
 use crate::stats::Stats;
@@ -35,6 +36,9 @@ pub struct Services {
     /// The metrics listener's bound address, when there is one: the dialer refuses it
     /// as a destination like the proxy's own listeners (a loop).
     pub metrics_addr: Option<SocketAddr>,
+    /// Keys of each kind the limiter holds ([`MAX_KEYS`]; blocked addresses in
+    /// proportion). Only tests set it lower, to reach the bound with few clients.
+    pub limiter_keys: usize,
 }
 
 impl Services {
@@ -75,6 +79,7 @@ impl Services {
                 pac,
                 resolver,
                 metrics_addr: None,
+                limiter_keys: MAX_KEYS,
             }),
             _ => Err(FileErrors(errors)),
         }

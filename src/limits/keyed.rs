@@ -1,6 +1,6 @@
 //! Per-key limiter state that stays bounded whatever clients do: at most a fixed number
 //! of keys, least recently used first out, and keys whose state has settled (a bucket full
-//! again, no connection open, no block in force) dropped as new keys arrive. Dropping a
+//! again, no connection open, no failure slot taken) dropped as new keys arrive. Dropping a
 //! settled key changes no decision: its state would be rebuilt exactly as it was.
 //!
 //! The map sits behind a `std::sync::Mutex` held only for a lookup or an insertion, never
@@ -68,11 +68,6 @@ impl<K: Hash + Eq, V: Settle> Keyed<K, V> {
         // At the cap this pushes the least recently used key out.
         entries.push(key, entry);
         value
-    }
-
-    /// The state of `key` if it has any, without making it or marking it used.
-    pub(super) fn peek(&self, key: &K) -> Option<Arc<V>> {
-        self.lock().peek(key).map(|entry| Arc::clone(&entry.value))
     }
 
     /// Keys held now.

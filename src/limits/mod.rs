@@ -7,8 +7,10 @@
 //! into its protocol's answer (HTTP: 429 with `Retry-After`).
 //!
 //! Buckets are GCRA (`governor`, on tokio's clock: `bucket`); keyed state is bounded
-//! (`keyed`); bandwidth is paced per chunk (`pacer`); authentication failures block an
-//! address (`auth`). State is per process: limits are not shared across a fleet. When a
+//! (`keyed`); bandwidth is paced per chunk (`pacer`); a check of credentials reserves a
+//! slot in its address's and everyone's failure windows before it runs (`auth`), and an
+//! address that spends its window is blocked in a table of its own that eviction cannot
+//! empty (`blocks`). State is per process: limits are not shared across a fleet. When a
 //! setting is off, its check returns before touching any state.
 //!
 //! Why `governor` and not buckets of our own: GCRA keeps one atomic word per bucket and
@@ -17,6 +19,7 @@
 //! because eviction here must also respect open connections and blocks (`keyed`).
 
 mod auth;
+mod blocks;
 mod bucket;
 mod keyed;
 mod pacer;
@@ -32,7 +35,10 @@ use tokio::time::Instant;
 
 use crate::error::OverLimit;
 use crate::stats::{Limit, Stats};
+pub use auth::Attempt;
 use auth::Failures;
+use blocks::Blocks;
+pub use blocks::MAX_BLOCKS;
 use bucket::Bucket;
 pub use keyed::MAX_KEYS;
 use keyed::{Keyed, Settle};
@@ -42,6 +48,16 @@ pub use pacer::{Paced, Pacer};
 /// How long a client address is refused after too many authentication failures, unless
 /// the policy says otherwise (`auth_block_seconds`).
 pub const DEFAULT_AUTH_BLOCK: Duration = Duration::from_secs(300);
+
+/// Everyone's authentication failures a minute, unless `auth_failures_per_minute_total`
+/// says otherwise: this many addresses' worth of `auth_failures_per_minute`. Enough for
+/// the typing mistakes of a whole office, and it caps what guessing spread over many
+/// addresses costs (each failure may be a bcrypt check).
+pub const DEFAULT_AUTH_FAILURES_TOTAL_ADDRESSES: u32 = 10;
+
+/// Windows of everyone's failures held at once: one per rate in use (a reload may
+/// change it).
+const EVERYONE_KEYS: usize = 4;
 
 /// One set of limits; each is off (`None`) unless given.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +74,11 @@ pub struct LimitSettings {
     /// attempts from that address get `429` for `auth_block`.
     pub auth_failures_per_minute: Option<u32>,
     pub auth_block: Duration,
+    /// Authentication failures per minute from all addresses together; past it, checks
+    /// of credentials the verification cache does not know get `429` until the window
+    /// moves on. `None`: [`DEFAULT_AUTH_FAILURES_TOTAL_ADDRESSES`] times
+    /// `auth_failures_per_minute`, when that is set.
+    pub auth_failures_per_minute_total: Option<u32>,
 }
 
 impl Default for LimitSettings {
@@ -69,6 +90,7 @@ impl Default for LimitSettings {
             bandwidth: None,
             auth_failures_per_minute: None,
             auth_block: DEFAULT_AUTH_BLOCK,
+            auth_failures_per_minute_total: None,
         }
     }
 }
@@ -78,6 +100,14 @@ impl LimitSettings {
     /// address and checked apart).
     fn any_per_user(&self) -> bool {
         self.requests_per_second.is_some() || self.connections.is_some() || self.bandwidth.is_some()
+    }
+
+    /// Everyone's authentication failures a minute, given or by default.
+    pub fn auth_failures_total(&self) -> Option<u32> {
+        self.auth_failures_per_minute_total.or_else(|| {
+            self.auth_failures_per_minute
+                .map(|n| n.saturating_mul(DEFAULT_AUTH_FAILURES_TOTAL_ADDRESSES))
+        })
     }
 }
 
@@ -148,7 +178,11 @@ pub struct Limiter {
     requests: Keyed<(UserKey, u32), Requests>,
     connections: Keyed<UserKey, Connections>,
     bandwidth: Keyed<(UserKey, u64), Throttle>,
+    /// Each client address's failure window.
     auth: Keyed<IpAddr, Failures>,
+    /// Everyone's failure window, by its rate.
+    everyone: Keyed<u32, Failures>,
+    blocks: Blocks,
     stats: Arc<Stats>,
 }
 
@@ -157,13 +191,16 @@ impl Limiter {
         Limiter::with_capacity(MAX_KEYS, stats)
     }
 
-    /// A limiter holding at most `keys` keys of each kind.
+    /// A limiter holding at most `keys` keys of each kind, and blocks in proportion
+    /// ([`MAX_BLOCKS`] to [`MAX_KEYS`]).
     pub fn with_capacity(keys: usize, stats: Arc<Stats>) -> Limiter {
         Limiter {
             requests: Keyed::new(keys),
             connections: Keyed::new(keys),
             bandwidth: Keyed::new(keys),
             auth: Keyed::new(keys),
+            everyone: Keyed::new(EVERYONE_KEYS),
+            blocks: Blocks::new(keys.saturating_mul(MAX_BLOCKS / MAX_KEYS)),
             stats,
         }
     }
@@ -240,46 +277,14 @@ impl Limiter {
         })
     }
 
-    /// Refuses an attempt from `client` while it is blocked for failing authentication.
-    pub fn auth_check(&self, client: IpAddr, settings: &LimitSettings) -> Result<(), OverLimit> {
-        if settings.auth_failures_per_minute.is_none() {
-            return Ok(());
-        }
-        let Some(failures) = self.auth.peek(&client) else {
-            return Ok(());
-        };
-        let Some(left) = failures.blocked_for(Instant::now()) else {
-            return Ok(());
-        };
-        self.stats.limited(Limit::AuthFailures);
-        Err(OverLimit {
-            brief: "auth_blocked",
-            reason: "too many authentication failures from this address",
-            retry_after: whole_seconds(left),
-        })
-    }
-
-    /// Counts an authentication failure (credentials sent and not accepted) from
-    /// `client`; past the limit the address is blocked for `auth_block`.
-    pub fn auth_failed(&self, client: IpAddr, settings: &LimitSettings) {
-        let Some(per_minute) = settings.auth_failures_per_minute else {
-            return;
-        };
-        let failures = self
-            .auth
-            .get_or_insert(client, || Failures::new(per_minute));
-        if failures.failed(Instant::now(), settings.auth_block) {
-            tracing::warn!(
-                client = %client,
-                seconds = settings.auth_block.as_secs(),
-                "client blocked after more than {per_minute} authentication failures a minute"
-            );
-        }
-    }
-
     /// Keys held, of every kind (for tests of the bound).
     pub fn keys(&self) -> usize {
-        self.requests.len() + self.connections.len() + self.bandwidth.len() + self.auth.len()
+        self.requests.len()
+            + self.connections.len()
+            + self.bandwidth.len()
+            + self.auth.len()
+            + self.everyone.len()
+            + self.blocks.len()
     }
 }
 

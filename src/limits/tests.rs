@@ -160,7 +160,7 @@ async fn no_limits_keep_no_state() {
     for last in 0..50 {
         let grant = limiter.admit(&mut Seat::default(), None, client(last), &none);
         assert!(grant.is_ok_and(|grant| grant.pacer.is_none()));
-        limiter.auth_failed(client(last), &none);
+        limiter.auth_attempt(client(last), &none).unwrap().failed();
         assert!(limiter.auth_check(client(last), &none).is_ok());
     }
     assert_eq!(limiter.keys(), 0);
@@ -283,75 +283,21 @@ async fn a_paced_writer_passes_everything_at_the_rate() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn auth_failures_block_the_address_until_the_block_expires() {
-    let (limiter, stats) = limiter();
-    let three = settings(|s| {
-        s.auth_failures_per_minute = Some(3);
-        s.auth_block = Duration::from_secs(300);
-    });
-    for _ in 0..3 {
-        limiter.auth_failed(client(1), &three);
-        assert!(limiter.auth_check(client(1), &three).is_ok());
-    }
-    limiter.auth_failed(client(1), &three);
-    let refused = limiter.auth_check(client(1), &three).expect_err("blocked");
-    assert_eq!((refused.brief, refused.retry_after), ("auth_blocked", 300));
-    assert!(
-        limiter.auth_check(client(2), &three).is_ok(),
-        "only that address"
-    );
-    advance(Duration::from_secs(299)).await;
-    assert_eq!(
-        limiter
-            .auth_check(client(1), &three)
-            .map_err(|o| o.retry_after),
-        Err(1)
-    );
-    advance(Duration::from_secs(1)).await;
-    assert!(limiter.auth_check(client(1), &three).is_ok());
-    assert_eq!(stats.snapshot().limited.auth_failures, 2);
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_block_starts_once_and_failures_spread_over_time_never_block() {
-    let (limiter, _) = limiter();
-    let two = settings(|s| {
-        s.auth_failures_per_minute = Some(2);
-        s.auth_block = Duration::from_secs(60);
-    });
-    let failures = Failures::new(2);
-    let now = Instant::now();
-    assert!(!failures.failed(now, two.auth_block));
-    assert!(!failures.failed(now, two.auth_block));
-    assert!(
-        failures.failed(now, two.auth_block),
-        "the third starts a block"
-    );
-    assert!(
-        !failures.failed(now, two.auth_block),
-        "logged once per block"
-    );
-    // Two a minute, spread out, stay under the limit.
-    for _ in 0..20 {
-        limiter.auth_failed(client(9), &two);
-        assert!(limiter.auth_check(client(9), &two).is_ok());
-        advance(Duration::from_secs(30)).await;
-    }
-}
-
-#[tokio::test(start_paused = true)]
 async fn key_state_stays_bounded() {
     let stats = Arc::new(Stats::default());
     let limiter = Limiter::with_capacity(100, stats);
     let limited = settings(|s| {
         s.requests_per_second = Some(10);
         s.auth_failures_per_minute = Some(1);
+        s.auth_failures_per_minute_total = Some(u32::MAX);
     });
     let address = |n: u32| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n));
     // Many more keys than the cap: the oldest go, in use or not.
     for n in 0..10_000 {
         let _ = limiter.admit(&mut Seat::default(), None, address(n), &limited);
-        limiter.auth_failed(address(n), &limited);
+        if let Ok(attempt) = limiter.auth_attempt(address(n), &limited) {
+            attempt.failed();
+        }
     }
     assert_eq!(limiter.requests.len(), 100);
     assert_eq!(limiter.auth.len(), 100);

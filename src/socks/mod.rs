@@ -18,7 +18,7 @@ use bytes::{Buf as _, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::timeout_at;
 
-use crate::access::{Admission, ClientCredentials};
+use crate::access::{Admission, ClientCredentials, NotAuthenticated};
 use crate::client::ClientStream;
 use crate::conn::{Context, Exchange, FrontEnd};
 use crate::error::{ProxyError, Side};
@@ -119,16 +119,24 @@ impl Socks {
         let mut credentials = None;
         if method == wire::METHOD_USER_PASSWORD {
             let given = self.next(wire::parse_user_password).await?;
-            let checked = access
-                .authenticate(ClientCredentials::UserPassword {
-                    user: &given.user,
-                    password: &given.password,
-                })
-                .await;
+            // HTTP's path: a blocked address gets a failure status with its password
+            // unchecked, and a wrong one counts towards its block.
+            let offered = ClientCredentials::UserPassword {
+                user: &given.user,
+                password: &given.password,
+            };
+            let client = self.client.peer().ip();
+            let checked = access.authenticate(offered, client, &ctx.limits).await;
             self.write(&wire::user_password_status(checked.is_ok()))
                 .await?;
-            if let Err(failure) = checked {
-                return Err(Failure::quiet(ProxyError::ProxyAuthRequired(failure, None)));
+            if let Err(refused) = checked {
+                let error = match refused {
+                    NotAuthenticated::Failed(failure) => {
+                        ProxyError::ProxyAuthRequired(failure, None)
+                    }
+                    NotAuthenticated::Limited(over) => ProxyError::TooManyRequests(over),
+                };
+                return Err(Failure::quiet(error));
             }
             credentials = Some(given);
         }

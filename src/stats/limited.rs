@@ -13,7 +13,9 @@ pub enum Limit {
     Connections,
     /// A transfer that waited for `bandwidth` (slowed, not failed).
     Bandwidth,
-    /// An attempt from a client address blocked after too many authentication failures.
+    /// An authentication attempt refused unchecked: its client address is blocked after
+    /// too many failures, its checks in flight hold the address's failure budget, or
+    /// everyone's failure budget is spent.
     AuthFailures,
 }
 

@@ -17,6 +17,7 @@ mod access_log;
 mod acl;
 mod addr_hardening;
 mod auth;
+mod auth_hardening;
 mod buffer_budget;
 mod cache_limits;
 mod cache_store;

@@ -5,16 +5,25 @@
 //! safe defaults and the blacklist), then the policy's ordered rules. The addresses a
 //! name resolves to are checked by the dialer right before it connects, and so is the
 //! rest of a rule evaluation that needs them (the decision's [`AddressCheck`]).
-//! Pure apart from password verification (bcrypt runs on the blocking pool): no sockets,
-//! no protocol.
+//!
+//! Credentials from every front end take one path, [`Snapshot::authenticate`]: a client
+//! address blocked for failing is refused before its credentials are read (no verdict on
+//! its guess); credentials the verification cache knows are let in without a check; any
+//! other check first reserves a failure slot, for the address and for everyone
+//! (`limits`), runs, and gives the slot back on success or keeps it as a failure. So a
+//! failure counts wherever it happened, concurrent guesses cannot outrun the limit, and a
+//! flood from many addresses is throttled while known users still get in.
+//! Pure apart from password verification (bcrypt runs on the blocking pool) and the
+//! limiter's failure counts: no sockets, no protocol.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use super::Snapshot;
 use crate::acl::{AddressCheck, Evaluation, Facts, Verdict, normalise, refusal};
-use crate::error::{AuthFailure, Refusal};
-use crate::limits::LimitSettings;
+use crate::auth::Credentials;
+use crate::error::{AuthFailure, OverLimit, Refusal};
+use crate::limits::{LimitSettings, Limiter};
 use crate::target::Target;
 
 /// What a client presented to prove who it is.
@@ -61,6 +70,18 @@ pub enum Decision {
     /// Credentials are missing, malformed or wrong; with the policy rule that would
     /// need them (the one that decided without them), when a rule did.
     AuthRequired(AuthFailure, Option<Arc<str>>),
+    /// Credentials were not checked: the client address is blocked, or a failure
+    /// budget is spent.
+    Limited(OverLimit),
+}
+
+/// Why a client is not logged in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAuthenticated {
+    /// Missing, malformed or wrong credentials.
+    Failed(AuthFailure),
+    /// Not checked, and no verdict given: see [`Decision::Limited`].
+    Limited(OverLimit),
 }
 
 /// The label for a request without credentials that a rule naming users could allow.
@@ -69,15 +90,21 @@ pub const AUTH_MISSING: AuthFailure = AuthFailure {
 };
 
 impl Snapshot {
-    /// Decides on one request with this version of the rules.
-    pub async fn admit(&self, request: &Admission<'_>) -> Decision {
+    /// Decides on one request with this version of the rules; `limiter` holds the
+    /// authentication failures counted so far.
+    pub async fn admit(&self, request: &Admission<'_>, limiter: &Limiter) -> Decision {
         let policy = &self.policy;
         if let Err(denial) = policy.check_client(request.client) {
             return Decision::Deny(denial.into());
         }
-        let user = match self.authenticate(request.credentials).await {
+        let credentials = request.credentials;
+        let user = match self
+            .authenticate(credentials, request.client, limiter)
+            .await
+        {
             Ok(user) => user,
-            Err(failure) => return Decision::AuthRequired(failure, None),
+            Err(NotAuthenticated::Failed(failure)) => return Decision::AuthRequired(failure, None),
+            Err(NotAuthenticated::Limited(over)) => return Decision::Limited(over),
         };
         let host = normalise(request.target.host);
         if let Err(denial) = policy.check_normalised(&host) {
@@ -107,32 +134,59 @@ impl Snapshot {
         }
     }
 
-    /// The user the credentials prove. Without a users file nobody is asked. With one,
-    /// every request must log in — unless some rule names `users`: then a request
-    /// without credentials meets the rules anonymously, and is asked to log in only when
-    /// no rule allows it but one naming users could. Wrong credentials are refused either way.
-    /// A front end that authenticates before it knows the target (SOCKS5) asks this first;
-    /// [`Snapshot::admit`] asks it again, which costs a digest or a cache lookup.
+    /// The user the credentials prove, by the one path every front end takes (see the
+    /// module's introduction). Without a users file nobody is asked. With one, every
+    /// request must log in — unless some rule names `users`: then a request without
+    /// credentials meets the rules anonymously, and is asked to log in only when no rule
+    /// allows it but one naming users could. Wrong credentials are refused either way,
+    /// and count as a failure of `client`; asking without any is how clients learn to
+    /// log in, and is not one. A front end that authenticates before it knows the target
+    /// (SOCKS5) asks this first; [`Snapshot::admit`] asks it again, which costs a cache
+    /// lookup.
     pub async fn authenticate(
         &self,
         credentials: ClientCredentials<'_>,
-    ) -> Result<Option<String>, AuthFailure> {
+        client: IpAddr,
+        limiter: &Limiter,
+    ) -> Result<Option<String>, NotAuthenticated> {
+        limiter
+            .auth_check(client, &self.limits)
+            .map_err(NotAuthenticated::Limited)?;
         let Some(authenticator) = &self.authenticator else {
             return Ok(None);
         };
-        let verified = match credentials {
+        let parsed = match credentials {
             ClientCredentials::None if self.rules.names_users() => return Ok(None),
-            ClientCredentials::None => authenticator.authenticate(None).await,
-            ClientCredentials::ProxyAuthorization(field) => {
-                authenticator.authenticate(Some(field)).await
-            }
+            ClientCredentials::None => return Err(NotAuthenticated::Failed(AUTH_MISSING)),
+            ClientCredentials::ProxyAuthorization(field) => Credentials::parse(field),
             ClientCredentials::UserPassword { user, password } => {
-                authenticator
-                    .authenticate_user_password(user, password)
-                    .await
+                Credentials::from_parts(user, password)
             }
         };
-        verified.map(Some).map_err(AuthFailure::from)
+        if let Some(user) = parsed
+            .as_ref()
+            .ok()
+            .and_then(|c| authenticator.remembered(c))
+        {
+            return Ok(Some(user));
+        }
+        let attempt = limiter
+            .auth_attempt(client, &self.limits)
+            .map_err(NotAuthenticated::Limited)?;
+        let verified = match parsed {
+            Ok(credentials) => authenticator.verify(&credentials).await,
+            Err(malformed) => Err(malformed),
+        };
+        match verified {
+            Ok(user) => {
+                attempt.succeeded();
+                Ok(Some(user))
+            }
+            Err(error) => {
+                attempt.failed();
+                Err(NotAuthenticated::Failed(error.into()))
+            }
+        }
     }
 }
 

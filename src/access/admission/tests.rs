@@ -44,6 +44,14 @@ fn request<'a>(
     }
 }
 
+impl Snapshot {
+    /// [`Snapshot::admit`] with no authentication failures counted before.
+    async fn admit_fresh(&self, request: &Admission<'_>) -> Decision {
+        let limiter = Limiter::with_capacity(16, Arc::default());
+        self.admit(request, &limiter).await
+    }
+}
+
 fn basic(user_password: &str) -> Vec<u8> {
     let token = base64::engine::general_purpose::STANDARD.encode(user_password);
     format!("Basic {token}").into_bytes()
@@ -54,6 +62,7 @@ fn brief(decision: &Decision) -> &'static str {
         Decision::Allow { .. } => "allow",
         Decision::Deny(refusal) => refusal.brief,
         Decision::AuthRequired(failure, _) => failure.brief,
+        Decision::Limited(over) => over.brief,
     }
 }
 
@@ -99,7 +108,7 @@ async fn checks_run_in_order_and_the_first_failure_answers() {
     ];
     for ((client, credentials, host, port, kind), expected) in cases {
         let decision = access
-            .admit(&request(client, credentials, host, port, kind))
+            .admit_fresh(&request(client, credentials, host, port, kind))
             .await;
         assert_eq!(
             brief(&decision),
@@ -114,7 +123,7 @@ async fn the_user_is_named_and_wrong_credentials_are_refused() {
     let access = snapshot("", Some("alice:secret\n"));
     let good = basic("alice:secret");
     let allowed = access
-        .admit(&request(
+        .admit_fresh(&request(
             "10.0.0.1",
             ClientCredentials::ProxyAuthorization(&good),
             "ok.example",
@@ -128,7 +137,7 @@ async fn the_user_is_named_and_wrong_credentials_are_refused() {
     );
     let wrong = basic("alice:guess");
     let refused = access
-        .admit(&request(
+        .admit_fresh(&request(
             "10.0.0.1",
             ClientCredentials::ProxyAuthorization(&wrong),
             "ok.example",
@@ -143,7 +152,7 @@ async fn the_user_is_named_and_wrong_credentials_are_refused() {
 async fn without_a_users_file_nobody_is_asked() {
     let access = snapshot("", None);
     let decision = access
-        .admit(&request(
+        .admit_fresh(&request(
             "10.0.0.1",
             ClientCredentials::None,
             "ok.example",
@@ -158,7 +167,7 @@ async fn without_a_users_file_nobody_is_asked() {
 async fn address_literals_meet_the_address_rules_at_once() {
     let access = snapshot("198.51.100.0/24\n", None);
     let decision = access
-        .admit(&request(
+        .admit_fresh(&request(
             "10.0.0.1",
             ClientCredentials::None,
             "198.51.100.7",
@@ -168,7 +177,7 @@ async fn address_literals_meet_the_address_rules_at_once() {
         .await;
     assert_eq!(brief(&decision), "blocked-address");
     let local = access
-        .admit(&request(
+        .admit_fresh(&request(
             "10.0.0.1",
             ClientCredentials::None,
             "127.0.0.1",
@@ -233,21 +242,21 @@ async fn anonymous_requests_a_user_rule_could_allow_are_asked_to_log_in() {
     let access = with_policy(STAFF_POLICY, "Tue 10:00");
     let none = ClientCredentials::None;
     assert_eq!(
-        brief(&access.admit(&ask(none, "github.com")).await),
+        brief(&access.admit_fresh(&ask(none, "github.com")).await),
         "auth-missing"
     );
-    let public = access.admit(&ask(none, "public.example")).await;
+    let public = access.admit_fresh(&ask(none, "public.example")).await;
     assert!(
         matches!(&public, Decision::Allow { user: None, rule: Some(r), .. } if r.contains("public")),
         "{public:?}"
     );
     assert_eq!(
-        brief(&access.admit(&ask(none, "other.example")).await),
+        brief(&access.admit_fresh(&ask(none, "other.example")).await),
         "policy-deny"
     );
     let alice = basic("alice:secret");
     let allowed = access
-        .admit(&ask(
+        .admit_fresh(&ask(
             ClientCredentials::ProxyAuthorization(&alice),
             "github.com",
         ))
@@ -267,7 +276,7 @@ async fn anonymous_requests_a_user_rule_could_allow_are_asked_to_log_in() {
     assert!(addresses.is_none());
     let bob = basic("bob:secret");
     let refused = access
-        .admit(&ask(
+        .admit_fresh(&ask(
             ClientCredentials::ProxyAuthorization(&bob),
             "github.com",
         ))
@@ -287,7 +296,7 @@ async fn anonymous_requests_a_user_rule_could_allow_are_asked_to_log_in() {
     );
     let wrong = basic("alice:guess");
     let rejected = access
-        .admit(&ask(
+        .admit_fresh(&ask(
             ClientCredentials::ProxyAuthorization(&wrong),
             "public.example",
         ))
@@ -310,7 +319,7 @@ async fn time_windows_read_the_snapshot_clock() {
         ("Mon 08:00", "allow"),
     ] {
         let access = with_policy(STAFF_POLICY, now);
-        let decision = access.admit(&ask(credentials, "github.com")).await;
+        let decision = access.admit_fresh(&ask(credentials, "github.com")).await;
         assert_eq!(brief(&decision), expected, "{now}");
     }
 }
@@ -320,7 +329,7 @@ async fn network_rules_leave_a_check_for_the_dialer_and_literals_settle_at_once(
     let mut access = with_policy(NETWORK_POLICY, "Tue 10:00");
     access.authenticator = None;
     let none = ClientCredentials::None;
-    let pending = access.admit(&ask(none, "lab.example")).await;
+    let pending = access.admit_fresh(&ask(none, "lab.example")).await;
     let Decision::Allow {
         rule: None,
         addresses: Some(check),
@@ -339,7 +348,7 @@ async fn network_rules_leave_a_check_for_the_dialer_and_literals_settle_at_once(
         check.settle(&[inside, outside]),
         crate::acl::Verdict::Deny { .. }
     ));
-    let literal = access.admit(&ask(none, "192.0.2.9")).await;
+    let literal = access.admit_fresh(&ask(none, "192.0.2.9")).await;
     assert!(matches!(
         literal,
         Decision::Allow {
@@ -361,13 +370,13 @@ async fn safe_defaults_apply_before_the_rules() {
     });
     let none = ClientCredentials::None;
     assert_eq!(
-        brief(&access.admit(&ask(none, "127.0.0.1")).await),
+        brief(&access.admit_fresh(&ask(none, "127.0.0.1")).await),
         "local-target"
     );
     let smtp = request("10.0.0.1", none, "mail.example", 25, Kind::Connect);
-    assert_eq!(brief(&access.admit(&smtp).await), "connect-port");
+    assert_eq!(brief(&access.admit_fresh(&smtp).await), "connect-port");
     assert_eq!(
-        brief(&access.admit(&ask(none, "mail.example")).await),
+        brief(&access.admit_fresh(&ask(none, "mail.example")).await),
         "allow"
     );
 }
@@ -376,7 +385,7 @@ async fn safe_defaults_apply_before_the_rules() {
 async fn without_rules_naming_users_every_request_logs_in_as_before() {
     let access = with_policy("[[rules]]\naction = \"allow\"\n", "Tue 10:00");
     let decision = access
-        .admit(&ask(ClientCredentials::None, "example.com"))
+        .admit_fresh(&ask(ClientCredentials::None, "example.com"))
         .await;
     assert_eq!(brief(&decision), "auth-missing");
 }
@@ -393,7 +402,7 @@ async fn a_user_and_password_given_apart_are_checked_alike() {
             Kind::Connect,
         )
     };
-    let allowed = access.admit(&apart(b"alice", b"secret")).await;
+    let allowed = access.admit_fresh(&apart(b"alice", b"secret")).await;
     assert!(
         matches!(&allowed, Decision::Allow { user: Some(u), .. } if u == "alice"),
         "{allowed:?}"
@@ -404,7 +413,97 @@ async fn a_user_and_password_given_apart_are_checked_alike() {
         (b"alice:x", b"secret", "auth-rejected"),
         (b"\xff", b"secret", "auth-malformed"),
     ] {
-        let refused = access.admit(&apart(user, password)).await;
+        let refused = access.admit_fresh(&apart(user, password)).await;
         assert_eq!(brief(&refused), expected, "{user:?}");
     }
+}
+
+/// A snapshot with one bcrypt user (the lowest cost) and authentication limits, and a
+/// limiter to count into.
+fn limited(per_minute: u32, total: Option<u32>) -> (Snapshot, Limiter) {
+    let hash = bcrypt::hash("secret", 4).unwrap();
+    let mut access = snapshot("", Some(&format!("alice:{hash}\n")));
+    access.limits = Arc::new(LimitSettings {
+        auth_failures_per_minute: Some(per_minute),
+        auth_failures_per_minute_total: total,
+        ..LimitSettings::default()
+    });
+    (access, Limiter::with_capacity(64, Arc::default()))
+}
+
+fn bcrypt_runs(access: &Snapshot) -> u64 {
+    access
+        .authenticator
+        .as_ref()
+        .unwrap()
+        .bcrypt_verifications()
+}
+
+async fn login(
+    access: &Snapshot,
+    limiter: &Limiter,
+    client: &str,
+    password: &[u8],
+) -> &'static str {
+    let credentials = ClientCredentials::UserPassword {
+        user: b"alice",
+        password,
+    };
+    let client = client.parse().unwrap();
+    match access.authenticate(credentials, client, limiter).await {
+        Ok(_) => "ok",
+        Err(NotAuthenticated::Failed(failure)) => failure.brief,
+        Err(NotAuthenticated::Limited(over)) => over.brief,
+    }
+}
+
+/// Issue 29, degrade: sixty wrong passwords at once from one address against a limit
+/// of ten run ten bcrypt checks (sixty before the slot was reserved ahead of the check);
+/// then the address is blocked, and its right password gets no check and no verdict.
+#[tokio::test]
+async fn sixty_guesses_at_once_run_ten_checks_then_none() {
+    let (access, limiter) = limited(10, None);
+    let guesses = (0..60).map(|_| login(&access, &limiter, "10.0.0.1", b"guess"));
+    let answers = futures_util::future::join_all(guesses).await;
+    let checked = answers.iter().filter(|a| **a == "auth-rejected").count();
+    assert_eq!((checked, bcrypt_runs(&access)), (10, 10), "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|a| ["auth-rejected", "auth_busy"].contains(a))
+    );
+    assert_eq!(
+        login(&access, &limiter, "10.0.0.1", b"secret").await,
+        "auth_blocked"
+    );
+    assert_eq!(bcrypt_runs(&access), 10, "no check for a blocked address");
+    assert_eq!(login(&access, &limiter, "10.0.0.2", b"secret").await, "ok");
+}
+
+/// With everyone's budget spent, new checks wait for it, but a login the cache knows
+/// still gets in without one; the first request with no credentials is not a failure.
+#[tokio::test]
+async fn known_logins_get_in_while_everyone_budget_is_spent() {
+    let (access, limiter) = limited(5, Some(3));
+    assert_eq!(login(&access, &limiter, "10.0.0.9", b"secret").await, "ok");
+    for n in 1..=3 {
+        let client = format!("10.0.1.{n}");
+        assert_eq!(
+            login(&access, &limiter, &client, b"guess").await,
+            "auth-rejected"
+        );
+    }
+    let runs = bcrypt_runs(&access);
+    assert_eq!(
+        login(&access, &limiter, "10.0.1.4", b"guess").await,
+        "auth_throttled"
+    );
+    assert_eq!(login(&access, &limiter, "10.0.1.5", b"secret").await, "ok");
+    assert_eq!(bcrypt_runs(&access), runs, "no check ran for either");
+    let anonymous = access.authenticate(
+        ClientCredentials::None,
+        "10.0.1.6".parse().unwrap(),
+        &limiter,
+    );
+    assert_eq!(anonymous.await, Err(NotAuthenticated::Failed(AUTH_MISSING)));
 }

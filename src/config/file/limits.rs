@@ -11,12 +11,13 @@ use super::values::Problems;
 use crate::limits::LimitSettings;
 
 const RULE_KEYS: [&str; 3] = ["requests_per_second", "connections", "bandwidth"];
-const ALL_KEYS: [&str; 5] = [
+const ALL_KEYS: [&str; 6] = [
     "requests_per_second",
     "connections",
     "bandwidth",
     "auth_failures_per_minute",
     "auth_block_seconds",
+    "auth_failures_per_minute_total",
 ];
 
 /// Which table is being read: everyone's, or one rule's.
@@ -50,6 +51,9 @@ pub fn read(table: &DeTable<'_>, scope: Scope, problems: &mut Problems<'_>) -> L
             "connections" => limits.connections = whole(problems),
             "auth_failures_per_minute" if scope == Scope::Everyone => {
                 limits.auth_failures_per_minute = whole(problems);
+            }
+            "auth_failures_per_minute_total" if scope == Scope::Everyone => {
+                limits.auth_failures_per_minute_total = whole(problems);
             }
             "auth_block_seconds" if scope == Scope::Everyone => {
                 if let Some(secs) = problems.integer(key, value, 1) {

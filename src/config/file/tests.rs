@@ -106,7 +106,7 @@ fn a_missing_action_is_reported_at_the_rule() {
 fn rules_keep_their_order_names_places_groups_and_limits() {
     let settings = read_ok(
         "default = \"deny\"\n[groups]\nstaff = [\"alice\", \"bob\"]\n[limits]\nbandwidth = \"10MiB\"\n\
-         auth_failures_per_minute = 5\nauth_block_seconds = 60\n\
+         auth_failures_per_minute = 5\nauth_block_seconds = 60\nauth_failures_per_minute_total = 40\n\
          [[rules]]\nname = \"no ads\"\naction = \"deny\"\ndest = [\"*.ads.example\"]\n\
          [[rules]]\naction = \"allow\"\nusers = [\"@staff\", \"carol\"]\nhours = [\"Mon-Fri 08:00-18:00\"]\n\
          limits = { requests_per_second = 5, bandwidth = 1000 }\n",
@@ -114,10 +114,11 @@ fn rules_keep_their_order_names_places_groups_and_limits() {
     assert_eq!(settings.limits.bandwidth, Some(10 << 20));
     assert_eq!(settings.limits.auth_failures_per_minute, Some(5));
     assert_eq!(settings.limits.auth_block.as_secs(), 60);
+    assert_eq!(settings.limits.auth_failures_total(), Some(40));
     let rules = settings.rules.rules();
     assert_eq!(rules.len(), 2);
-    assert_eq!(&*rules[0].label, "\"no ads\" (rule 1, p.toml:8)");
-    assert_eq!(&*rules[1].label, "rule 2 (p.toml:12)");
+    assert_eq!(&*rules[0].label, "\"no ads\" (rule 1, p.toml:9)");
+    assert_eq!(&*rules[1].label, "rule 2 (p.toml:13)");
     let users = rules[1].users.as_ref().unwrap();
     assert!(["alice", "bob", "carol"].iter().all(|u| users.contains(*u)));
     let limits = rules[1].limits.as_ref().unwrap();

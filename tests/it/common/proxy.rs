@@ -42,6 +42,25 @@ impl Proxy {
     /// this machine cannot listen there. `adjust` may add listeners (on port 0); each is
     /// bound here and its address is in [`Proxy::addrs`].
     pub async fn start_on(bind: &str, adjust: impl FnOnce(&mut Config)) -> Option<Proxy> {
+        Proxy::start_serving(bind, adjust, |_| {}).await
+    }
+
+    /// As [`Proxy::start_with`], with the loaded services adjusted too (the limiter's
+    /// capacity, to reach its bounds with a few clients).
+    pub async fn start_with_services(
+        adjust: impl FnOnce(&mut Config),
+        services: impl FnOnce(&mut Services),
+    ) -> Proxy {
+        Proxy::start_serving("127.0.0.1:0", adjust, services)
+            .await
+            .expect("bind 127.0.0.1")
+    }
+
+    async fn start_serving(
+        bind: &str,
+        adjust: impl FnOnce(&mut Config),
+        adjust_services: impl FnOnce(&mut Services),
+    ) -> Option<Proxy> {
         let mut config = Config::with_listen(bind.parse().ok()?);
         config.access.allow_local_targets = true;
         config.access.connect_ports = "1-65535".parse().unwrap();
@@ -49,7 +68,8 @@ impl Proxy {
         let sockets = proxy_server::server::bind_all(&config).ok()?;
         let addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
         let addr = addrs[0];
-        let services = Services::load(&config).unwrap();
+        let mut services = Services::load(&config).unwrap();
+        adjust_services(&mut services);
         let stats = Arc::clone(&services.stats);
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = async {
