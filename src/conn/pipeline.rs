@@ -8,27 +8,34 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Context, Exchange, Stage};
 use crate::access::{Admission, Decision};
 use crate::acl::AddressCheck;
-use crate::client::ClientStream;
 use crate::cut;
 use crate::error::{ProxyError, Side};
 use crate::limits::{Pacer, Seat};
 use crate::stats::Outcome;
 use crate::target::Target;
-use crate::tunnel::{self, Direction};
-use crate::upstream::{Reuse, UpstreamStream};
+use crate::tunnel::{self, Direction, Splice};
+use crate::upstream::{Arrival, Reuse, UpstreamStream};
 
 /// A front end's side of the pipeline: what only its protocol knows. HTTP/1.1 says yes
 /// to a tunnel with `200 Connection Established` and refuses with a status line; SOCKS5
-/// with a reply code. (Not a public trait: its futures' `Send` is seen through the
-/// concrete front ends.)
+/// with a reply code; an HTTP/2 stream would answer with HEADERS frames and relay DATA.
+/// (Not a public trait: its futures' `Send` is seen through the concrete front ends.)
 #[allow(async_fn_in_trait)]
 pub trait FrontEnd {
-    /// The client connection: its address and listener, and the relay's client side.
-    fn client(&mut self) -> &mut ClientStream;
+    /// The client side of a relay: the connection itself (HTTP/1.1, SOCKS5), or one
+    /// stream of it.
+    type Io: AsyncRead + AsyncWrite + Splice + Unpin + Send;
+
+    /// Where the client's connection arrived, for the dialer's loop check.
+    fn arrival(&self) -> &dyn Arrival;
+
+    /// What a tunnel relays with the client.
+    fn io(&mut self) -> &mut Self::Io;
 
     /// Tells the client its tunnel is open, `bound` being the proxy's end toward the
     /// target; returns the bytes written.
@@ -110,7 +117,7 @@ impl Context {
             .dialer
             .dial(
                 target,
-                front.client(),
+                front.arrival(),
                 Reuse::Fresh,
                 admitted.pending.as_ref(),
             )
@@ -133,7 +140,7 @@ impl Context {
         let early = front.early();
         let end = self
             .relay(
-                front.client(),
+                front.io(),
                 early,
                 &mut upstream.stream,
                 Bytes::new(),
@@ -173,7 +180,7 @@ impl Context {
     /// exchange's record.
     pub async fn relay(
         &self,
-        client: &mut ClientStream,
+        client: &mut (impl AsyncRead + AsyncWrite + Splice + Unpin),
         client_early: Bytes,
         upstream: &mut UpstreamStream,
         upstream_early: Bytes,

@@ -13,6 +13,7 @@ use crate::client::ClientStream;
 use crate::conn::FrontEnd;
 use crate::error::ProxyError;
 use crate::http::{Reader, answer};
+use crate::upstream::Arrival;
 
 const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";
 
@@ -20,7 +21,13 @@ const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";
 pub(super) struct Http1<'a>(pub &'a mut Reader<ClientStream>);
 
 impl FrontEnd for Http1<'_> {
-    fn client(&mut self) -> &mut ClientStream {
+    type Io = ClientStream;
+
+    fn arrival(&self) -> &dyn Arrival {
+        self.0.get_ref()
+    }
+
+    fn io(&mut self) -> &mut ClientStream {
         self.0.get_mut()
     }
 

@@ -24,6 +24,7 @@ use crate::conn::{Context, Exchange, FrontEnd};
 use crate::error::{ProxyError, Side};
 use crate::limits::Seat;
 use crate::target::{Kind, Target};
+use crate::upstream::Arrival;
 use wire::{Reply, WireError};
 
 /// How the access log names a SOCKS5 session's method.
@@ -262,7 +263,13 @@ impl Socks {
 }
 
 impl FrontEnd for Socks {
-    fn client(&mut self) -> &mut ClientStream {
+    type Io = ClientStream;
+
+    fn arrival(&self) -> &dyn Arrival {
+        &self.client
+    }
+
+    fn io(&mut self) -> &mut ClientStream {
         &mut self.client
     }
 

@@ -24,7 +24,7 @@ mod route;
 mod stream;
 mod through;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::access::{AUTH_MISSING, AccessControl};
@@ -106,6 +106,20 @@ pub struct Settled {
     pub rule: Option<Arc<str>>,
 }
 
+/// What the dialer asks of the client's side: the local address its connection reached
+/// us on, for the loop check (a system call, so asked only when a listener on a wildcard
+/// address has the destination's port). A front end whose exchanges are streams of one
+/// connection answers for that connection.
+pub trait Arrival: Sync {
+    fn arrived_on(&self) -> Option<IpAddr>;
+}
+
+impl Arrival for ClientStream {
+    fn arrived_on(&self) -> Option<IpAddr> {
+        self.local_addr().ok().map(|local| local.ip())
+    }
+}
+
 /// Opens connections to targets. One per server, shared by every connection task.
 pub struct Dialer {
     pool: Pool,
@@ -148,7 +162,7 @@ impl Dialer {
     pub async fn dial(
         &self,
         target: &Target<'_>,
-        client: &ClientStream,
+        client: &dyn Arrival,
         reuse: Reuse,
         addresses: Option<&AddressCheck>,
     ) -> Result<Upstream, ProxyError> {
@@ -193,7 +207,7 @@ impl Dialer {
     pub async fn settle_only(
         &self,
         target: &Target<'_>,
-        client: &ClientStream,
+        client: &dyn Arrival,
         addresses: &AddressCheck,
     ) -> Result<Option<Settled>, ProxyError> {
         let addrs = self.resolve_checked(target, client).await?;
@@ -203,7 +217,7 @@ impl Dialer {
     async fn resolve_checked(
         &self,
         target: &Target<'_>,
-        client: &ClientStream,
+        client: &dyn Arrival,
     ) -> Result<Vec<SocketAddr>, ProxyError> {
         let addrs = self.resolver.resolve(target.host, target.port).await?;
         self.check(&addrs, client)?;
@@ -212,7 +226,7 @@ impl Dialer {
 
     /// A pooled connection for `origin` whose address the current rules still allow: it
     /// was checked when it was opened, but the rules may have changed since (SIGHUP).
-    fn take_checked(&self, origin: &OriginRef<'_>, client: &ClientStream) -> Option<Upstream> {
+    fn take_checked(&self, origin: &OriginRef<'_>, client: &dyn Arrival) -> Option<Upstream> {
         let (stream, peer, key) = self.pool.take(origin)?;
         self.check(&[peer], client).ok()?;
         Some(Upstream {
@@ -238,8 +252,8 @@ impl Dialer {
 
     /// Refuses destinations that are this proxy itself (a forwarding loop, 508: see
     /// `loops`), then those the policy's address rules refuse (403).
-    fn check(&self, addrs: &[SocketAddr], client: &ClientStream) -> Result<(), ProxyError> {
-        let arrived_on = || client.local_addr().ok().map(|local| local.ip());
+    fn check(&self, addrs: &[SocketAddr], client: &dyn Arrival) -> Result<(), ProxyError> {
+        let arrived_on = || client.arrived_on();
         if addrs
             .iter()
             .any(|&addr| self.listening.contains(addr, arrived_on))

@@ -11,9 +11,8 @@ use std::time::Instant;
 use super::parent::Failure;
 use super::pool::OriginRef;
 use super::route::Hop;
-use super::{Dialer, Link, Reuse, Route, Upstream, settle};
+use super::{Arrival, Dialer, Link, Reuse, Route, Upstream, settle};
 use crate::acl::AddressCheck;
-use crate::client::ClientStream;
 use crate::error::ProxyError;
 use crate::http::rewrite::RequestForm;
 use crate::target::Target;
@@ -38,7 +37,7 @@ impl Dialer {
     pub(super) async fn through_parents(
         &self,
         target: &Target<'_>,
-        client: &ClientStream,
+        client: &dyn Arrival,
         reuse: Reuse,
         addresses: Option<&AddressCheck>,
     ) -> Result<Option<Upstream>, ProxyError> {
@@ -83,7 +82,7 @@ impl Dialer {
         &self,
         index: usize,
         target: &Target<'_>,
-        client: &ClientStream,
+        client: &dyn Arrival,
         reuse: Reuse,
         addresses: Option<&AddressCheck>,
     ) -> Result<Upstream, HopError> {
