@@ -72,7 +72,7 @@ impl Context {
     ) -> Result<Admitted, ProxyError> {
         exchange.stage = Stage::Admission;
         let access = self.access.snapshot();
-        let (limits, pending) = match access.admit(request, &self.limits).await {
+        let (limits, pending) = match access.decide(request, &self.limits).await {
             Decision::Allow {
                 user,
                 rule,
@@ -94,7 +94,7 @@ impl Context {
         let limits = limits.as_ref().unwrap_or(&access.limits);
         let grant = self
             .limits
-            .admit(seat, exchange.user.as_deref(), request.client, limits)
+            .grant(seat, exchange.user.as_deref(), request.client, limits)
             .map_err(ProxyError::TooManyRequests)?;
         Ok(Admitted {
             pacer: grant.pacer,

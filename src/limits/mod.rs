@@ -209,7 +209,7 @@ impl Limiter {
     /// login): the connection count at the connection's first request, then the request
     /// rate; grants the user's bandwidth. Requests a bucket refuses are not counted
     /// against the connection cap, nor the other way round.
-    pub fn admit(
+    pub fn grant(
         &self,
         seat: &mut Seat,
         user: Option<&str>,

@@ -31,7 +31,7 @@ fn request(
     user: Option<&str>,
     settings: &LimitSettings,
 ) -> Result<Grant, OverLimit> {
-    limiter.admit(&mut Seat::default(), user, client(1), settings)
+    limiter.grant(&mut Seat::default(), user, client(1), settings)
 }
 
 #[tokio::test(start_paused = true)]
@@ -82,17 +82,17 @@ async fn users_and_addresses_have_separate_budgets() {
     // Without a login the client address is the key.
     assert!(
         limiter
-            .admit(&mut Seat::default(), None, client(7), &one)
+            .grant(&mut Seat::default(), None, client(7), &one)
             .is_ok()
     );
     assert!(
         limiter
-            .admit(&mut Seat::default(), None, client(8), &one)
+            .grant(&mut Seat::default(), None, client(8), &one)
             .is_ok()
     );
     assert!(
         limiter
-            .admit(&mut Seat::default(), None, client(7), &one)
+            .grant(&mut Seat::default(), None, client(7), &one)
             .is_err()
     );
 }
@@ -104,36 +104,36 @@ async fn connections_are_counted_once_each_until_their_seat_drops() {
     let (mut first, mut second, mut third) = (Seat::default(), Seat::default(), Seat::default());
     assert!(
         limiter
-            .admit(&mut first, Some("a"), client(1), &two)
+            .grant(&mut first, Some("a"), client(1), &two)
             .is_ok()
     );
     // Later requests on a counted connection do not count again.
     for _ in 0..5 {
         assert!(
             limiter
-                .admit(&mut first, Some("a"), client(1), &two)
+                .grant(&mut first, Some("a"), client(1), &two)
                 .is_ok()
         );
     }
     assert!(
         limiter
-            .admit(&mut second, Some("a"), client(1), &two)
+            .grant(&mut second, Some("a"), client(1), &two)
             .is_ok()
     );
     let refused = limiter
-        .admit(&mut third, Some("a"), client(1), &two)
+        .grant(&mut third, Some("a"), client(1), &two)
         .err()
         .expect("a third connection");
     assert_eq!(refused.brief, "connection_limit");
     assert!(
         limiter
-            .admit(&mut Seat::default(), Some("b"), client(1), &two)
+            .grant(&mut Seat::default(), Some("b"), client(1), &two)
             .is_ok()
     );
     drop(first);
     assert!(
         limiter
-            .admit(&mut third, Some("a"), client(1), &two)
+            .grant(&mut third, Some("a"), client(1), &two)
             .is_ok()
     );
     assert_eq!(stats.snapshot().limited.connections, 1);
@@ -144,7 +144,7 @@ async fn a_panicking_connection_gives_its_count_back() {
     let (limiter, _) = limiter();
     let one = settings(|s| s.connections = Some(1));
     let mut seat = Seat::default();
-    assert!(limiter.admit(&mut seat, None, client(1), &one).is_ok());
+    assert!(limiter.grant(&mut seat, None, client(1), &one).is_ok());
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         let _held = seat;
         panic!("connection task failed");
@@ -158,7 +158,7 @@ async fn no_limits_keep_no_state() {
     let (limiter, _) = limiter();
     let none = LimitSettings::default();
     for last in 0..50 {
-        let grant = limiter.admit(&mut Seat::default(), None, client(last), &none);
+        let grant = limiter.grant(&mut Seat::default(), None, client(last), &none);
         assert!(grant.is_ok_and(|grant| grant.pacer.is_none()));
         limiter.auth_attempt(client(last), &none).unwrap().failed();
         assert!(limiter.auth_check(client(last), &none).is_ok());
@@ -294,7 +294,7 @@ async fn key_state_stays_bounded() {
     let address = |n: u32| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n));
     // Many more keys than the cap: the oldest go, in use or not.
     for n in 0..10_000 {
-        let _ = limiter.admit(&mut Seat::default(), None, address(n), &limited);
+        let _ = limiter.grant(&mut Seat::default(), None, address(n), &limited);
         if let Ok(attempt) = limiter.auth_attempt(address(n), &limited) {
             attempt.failed();
         }
@@ -305,11 +305,11 @@ async fn key_state_stays_bounded() {
     let few = settings(|s| s.requests_per_second = Some(10));
     let small = Limiter::with_capacity(1000, Arc::new(Stats::default()));
     for n in 0..50 {
-        let _ = small.admit(&mut Seat::default(), None, address(n), &few);
+        let _ = small.grant(&mut Seat::default(), None, address(n), &few);
     }
     advance(Duration::from_secs(2)).await;
     for n in 50..100 {
-        let _ = small.admit(&mut Seat::default(), None, address(n), &few);
+        let _ = small.grant(&mut Seat::default(), None, address(n), &few);
     }
     assert_eq!(small.keys(), 50, "the first fifty were full again and went");
 }
@@ -321,17 +321,17 @@ async fn keys_in_use_are_not_swept() {
     let mut open = Seat::default();
     assert!(
         limiter
-            .admit(&mut open, Some("eve"), client(1), &one)
+            .grant(&mut open, Some("eve"), client(1), &one)
             .is_ok()
     );
     advance(Duration::from_secs(3600)).await;
     for n in 0..20 {
-        let _ = limiter.admit(&mut Seat::default(), None, client(n), &one);
+        let _ = limiter.grant(&mut Seat::default(), None, client(n), &one);
     }
     // Eve's connection is still open, so her count survived the sweeps.
     assert!(
         limiter
-            .admit(&mut Seat::default(), Some("eve"), client(1), &one)
+            .grant(&mut Seat::default(), Some("eve"), client(1), &one)
             .is_err()
     );
 }

@@ -67,7 +67,7 @@ async fn copy_loop_keeps_to_the_pacer() {
     };
     let client = std::net::IpAddr::from([127, 0, 0, 1]);
     let pacer = limiter
-        .admit(&mut Seat::default(), None, client, &settings)
+        .grant(&mut Seat::default(), None, client, &settings)
         .ok()
         .and_then(|grant| grant.pacer)
         .expect("a pacer");

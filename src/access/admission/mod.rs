@@ -92,7 +92,7 @@ pub const AUTH_MISSING: AuthFailure = AuthFailure {
 impl Snapshot {
     /// Decides on one request with this version of the rules; `limiter` holds the
     /// authentication failures counted so far.
-    pub async fn admit(&self, request: &Admission<'_>, limiter: &Limiter) -> Decision {
+    pub async fn decide(&self, request: &Admission<'_>, limiter: &Limiter) -> Decision {
         let policy = &self.policy;
         if let Err(denial) = policy.check_client(request.client) {
             return Decision::Deny(denial.into());
@@ -141,7 +141,7 @@ impl Snapshot {
     /// allows it but one naming users could. Wrong credentials are refused either way,
     /// and count as a failure of `client`; asking without any is how clients learn to
     /// log in, and is not one. A front end that authenticates before it knows the target
-    /// (SOCKS5) asks this first; [`Snapshot::admit`] asks it again, which costs a cache
+    /// (SOCKS5) asks this first; [`Snapshot::decide`] asks it again, which costs a cache
     /// lookup.
     pub async fn authenticate(
         &self,

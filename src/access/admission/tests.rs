@@ -45,10 +45,10 @@ fn request<'a>(
 }
 
 impl Snapshot {
-    /// [`Snapshot::admit`] with no authentication failures counted before.
-    async fn admit_fresh(&self, request: &Admission<'_>) -> Decision {
+    /// [`Snapshot::decide`] with no authentication failures counted before.
+    async fn decide_fresh(&self, request: &Admission<'_>) -> Decision {
         let limiter = Limiter::with_capacity(16, Arc::default());
-        self.admit(request, &limiter).await
+        self.decide(request, &limiter).await
     }
 }
 
@@ -108,7 +108,7 @@ async fn checks_run_in_order_and_the_first_failure_answers() {
     ];
     for ((client, credentials, host, port, kind), expected) in cases {
         let decision = access
-            .admit_fresh(&request(client, credentials, host, port, kind))
+            .decide_fresh(&request(client, credentials, host, port, kind))
             .await;
         assert_eq!(
             brief(&decision),
@@ -123,7 +123,7 @@ async fn the_user_is_named_and_wrong_credentials_are_refused() {
     let access = snapshot("", Some("alice:secret\n"));
     let good = basic("alice:secret");
     let allowed = access
-        .admit_fresh(&request(
+        .decide_fresh(&request(
             "10.0.0.1",
             ClientCredentials::ProxyAuthorization(&good),
             "ok.example",
@@ -137,7 +137,7 @@ async fn the_user_is_named_and_wrong_credentials_are_refused() {
     );
     let wrong = basic("alice:guess");
     let refused = access
-        .admit_fresh(&request(
+        .decide_fresh(&request(
             "10.0.0.1",
             ClientCredentials::ProxyAuthorization(&wrong),
             "ok.example",
@@ -152,7 +152,7 @@ async fn the_user_is_named_and_wrong_credentials_are_refused() {
 async fn without_a_users_file_nobody_is_asked() {
     let access = snapshot("", None);
     let decision = access
-        .admit_fresh(&request(
+        .decide_fresh(&request(
             "10.0.0.1",
             ClientCredentials::None,
             "ok.example",
@@ -167,7 +167,7 @@ async fn without_a_users_file_nobody_is_asked() {
 async fn address_literals_meet_the_address_rules_at_once() {
     let access = snapshot("198.51.100.0/24\n", None);
     let decision = access
-        .admit_fresh(&request(
+        .decide_fresh(&request(
             "10.0.0.1",
             ClientCredentials::None,
             "198.51.100.7",
@@ -177,7 +177,7 @@ async fn address_literals_meet_the_address_rules_at_once() {
         .await;
     assert_eq!(brief(&decision), "blocked-address");
     let local = access
-        .admit_fresh(&request(
+        .decide_fresh(&request(
             "10.0.0.1",
             ClientCredentials::None,
             "127.0.0.1",
@@ -242,21 +242,21 @@ async fn anonymous_requests_a_user_rule_could_allow_are_asked_to_log_in() {
     let access = with_policy(STAFF_POLICY, "Tue 10:00");
     let none = ClientCredentials::None;
     assert_eq!(
-        brief(&access.admit_fresh(&ask(none, "github.com")).await),
+        brief(&access.decide_fresh(&ask(none, "github.com")).await),
         "auth-missing"
     );
-    let public = access.admit_fresh(&ask(none, "public.example")).await;
+    let public = access.decide_fresh(&ask(none, "public.example")).await;
     assert!(
         matches!(&public, Decision::Allow { user: None, rule: Some(r), .. } if r.contains("public")),
         "{public:?}"
     );
     assert_eq!(
-        brief(&access.admit_fresh(&ask(none, "other.example")).await),
+        brief(&access.decide_fresh(&ask(none, "other.example")).await),
         "policy-deny"
     );
     let alice = basic("alice:secret");
     let allowed = access
-        .admit_fresh(&ask(
+        .decide_fresh(&ask(
             ClientCredentials::ProxyAuthorization(&alice),
             "github.com",
         ))
@@ -276,7 +276,7 @@ async fn anonymous_requests_a_user_rule_could_allow_are_asked_to_log_in() {
     assert!(addresses.is_none());
     let bob = basic("bob:secret");
     let refused = access
-        .admit_fresh(&ask(
+        .decide_fresh(&ask(
             ClientCredentials::ProxyAuthorization(&bob),
             "github.com",
         ))
@@ -296,7 +296,7 @@ async fn anonymous_requests_a_user_rule_could_allow_are_asked_to_log_in() {
     );
     let wrong = basic("alice:guess");
     let rejected = access
-        .admit_fresh(&ask(
+        .decide_fresh(&ask(
             ClientCredentials::ProxyAuthorization(&wrong),
             "public.example",
         ))
@@ -319,7 +319,7 @@ async fn time_windows_read_the_snapshot_clock() {
         ("Mon 08:00", "allow"),
     ] {
         let access = with_policy(STAFF_POLICY, now);
-        let decision = access.admit_fresh(&ask(credentials, "github.com")).await;
+        let decision = access.decide_fresh(&ask(credentials, "github.com")).await;
         assert_eq!(brief(&decision), expected, "{now}");
     }
 }
@@ -329,7 +329,7 @@ async fn network_rules_leave_a_check_for_the_dialer_and_literals_settle_at_once(
     let mut access = with_policy(NETWORK_POLICY, "Tue 10:00");
     access.authenticator = None;
     let none = ClientCredentials::None;
-    let pending = access.admit_fresh(&ask(none, "lab.example")).await;
+    let pending = access.decide_fresh(&ask(none, "lab.example")).await;
     let Decision::Allow {
         rule: None,
         addresses: Some(check),
@@ -348,7 +348,7 @@ async fn network_rules_leave_a_check_for_the_dialer_and_literals_settle_at_once(
         check.settle(&[inside, outside]),
         crate::acl::Verdict::Deny { .. }
     ));
-    let literal = access.admit_fresh(&ask(none, "192.0.2.9")).await;
+    let literal = access.decide_fresh(&ask(none, "192.0.2.9")).await;
     assert!(matches!(
         literal,
         Decision::Allow {
@@ -370,13 +370,13 @@ async fn safe_defaults_apply_before_the_rules() {
     });
     let none = ClientCredentials::None;
     assert_eq!(
-        brief(&access.admit_fresh(&ask(none, "127.0.0.1")).await),
+        brief(&access.decide_fresh(&ask(none, "127.0.0.1")).await),
         "local-target"
     );
     let smtp = request("10.0.0.1", none, "mail.example", 25, Kind::Connect);
-    assert_eq!(brief(&access.admit_fresh(&smtp).await), "connect-port");
+    assert_eq!(brief(&access.decide_fresh(&smtp).await), "connect-port");
     assert_eq!(
-        brief(&access.admit_fresh(&ask(none, "mail.example")).await),
+        brief(&access.decide_fresh(&ask(none, "mail.example")).await),
         "allow"
     );
 }
@@ -385,7 +385,7 @@ async fn safe_defaults_apply_before_the_rules() {
 async fn without_rules_naming_users_every_request_logs_in_as_before() {
     let access = with_policy("[[rules]]\naction = \"allow\"\n", "Tue 10:00");
     let decision = access
-        .admit_fresh(&ask(ClientCredentials::None, "example.com"))
+        .decide_fresh(&ask(ClientCredentials::None, "example.com"))
         .await;
     assert_eq!(brief(&decision), "auth-missing");
 }
@@ -402,7 +402,7 @@ async fn a_user_and_password_given_apart_are_checked_alike() {
             Kind::Connect,
         )
     };
-    let allowed = access.admit_fresh(&apart(b"alice", b"secret")).await;
+    let allowed = access.decide_fresh(&apart(b"alice", b"secret")).await;
     assert!(
         matches!(&allowed, Decision::Allow { user: Some(u), .. } if u == "alice"),
         "{allowed:?}"
@@ -413,7 +413,7 @@ async fn a_user_and_password_given_apart_are_checked_alike() {
         (b"alice:x", b"secret", "auth-rejected"),
         (b"\xff", b"secret", "auth-malformed"),
     ] {
-        let refused = access.admit_fresh(&apart(user, password)).await;
+        let refused = access.decide_fresh(&apart(user, password)).await;
         assert_eq!(brief(&refused), expected, "{user:?}");
     }
 }
