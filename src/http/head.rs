@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use std::mem::MaybeUninit;
 
 use super::headers::{Header, Headers};
-use super::target::{RequestTarget, parse_target};
+use super::target::{RequestTarget, parse_target, text};
 use crate::error::ProxyError;
 
 /// Most bytes a request line plus header fields may take (431 or 414 past it).
@@ -319,11 +319,6 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, ProxyE
         reason: head.slice(reason),
         headers: spans_to_headers(&head, &spans, count),
     }))
-}
-
-/// Bytes httparse read as text, as text.
-pub(super) fn text(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap_or("")
 }
 
 #[cfg(test)]

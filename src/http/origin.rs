@@ -7,10 +7,10 @@
 use bytes::{Bytes, BytesMut};
 
 use super::framing::{self, BodyLength};
-use super::head::{HeadLimits, Version, parse_request_parts, text};
+use super::head::{HeadLimits, Version, parse_request_parts};
 use super::headers::Headers;
 use super::rewrite;
-use super::target::{RequestTarget, ascii_path, parse_target};
+use super::target::{RequestTarget, ascii_path, parse_target, text};
 use crate::error::ProxyError;
 
 /// A request head as an origin server sees it (from [`parse_origin_request`]).

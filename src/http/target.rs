@@ -4,7 +4,6 @@
 
 use bytes::Bytes;
 
-use super::head::text;
 use crate::error::ProxyError;
 
 /// Where a request goes (RFC 9112 §3.2).
@@ -81,6 +80,11 @@ fn bracketed(host: &str) -> String {
     } else {
         host.to_string()
     }
+}
+
+/// Bytes httparse read as text, as text.
+pub(super) fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or("")
 }
 
 /// Reads the request target in the form its method calls for. `received` is the target as

@@ -5,8 +5,10 @@
 //! `--proxy-ca FILE` to speak TLS to it (server name `localhost`); `--socks ADDR`.
 
 use anyhow::{Context, Result, bail};
-use rustls::pki_types::ServerName;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -49,7 +51,7 @@ impl Route {
             return Ok(Route::Direct);
         };
         let tls = match flags.opt("proxy-ca") {
-            Some(ca) => Some(crate::tls_load::connector(ca)?),
+            Some(ca) => Some(connector(ca)?),
             None => None,
         };
         Ok(Route::Connect {
@@ -153,4 +155,17 @@ async fn socks5(stream: &mut TcpStream, target: &str) -> Result<()> {
     let mut rest = [0u8; 18];
     stream.read_exact(&mut rest[..bound]).await?;
     Ok(())
+}
+
+/// A TLS client trusting the one certificate in `ca` (PEM).
+pub fn connector(ca: &str) -> Result<TlsConnector> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(ca).with_context(|| format!("reading {ca}"))?)?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
 }

@@ -7,8 +7,8 @@
 use crate::args::Flags;
 use crate::{http, proxy};
 use anyhow::{Context, Result};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+
+use rustls::pki_types::ServerName;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -46,7 +46,7 @@ pub async fn run(flags: &Flags) -> Result<()> {
         server_name: ServerName::try_from(host.clone())?,
         request: format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes(),
         deadline: start + Duration::from_secs_f64(secs),
-        connector: connector(&ca)?,
+        connector: proxy::connector(&ca)?,
         counts: Arc::default(),
     });
     let mut tasks = JoinSet::new();
@@ -69,19 +69,6 @@ pub async fn run(flags: &Flags) -> Result<()> {
         counts.errors.load(Ordering::Relaxed)
     );
     Ok(())
-}
-
-/// A TLS client trusting the one certificate in `ca` (PEM).
-pub fn connector(ca: &str) -> Result<TlsConnector> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_file(ca).with_context(|| format!("reading {ca}"))?)?;
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
 }
 
 async fn connection(job: &Job) -> Result<()> {
