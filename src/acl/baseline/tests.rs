@@ -4,8 +4,8 @@
 use super::*;
 use crate::acl::parse;
 
-fn policy(rules: &str) -> Policy {
-    Policy::with_rules(parse(rules, "rules.txt").unwrap())
+fn policy(rules: &str) -> Baseline {
+    Baseline::with_rules(parse(rules, "rules.txt").unwrap())
 }
 
 fn sock(s: &str) -> SocketAddr {

@@ -1,7 +1,7 @@
-//! The blacklist file: reading its lines into rules and freezing them into lookup
-//! structures (two hash sets of names, a [`NetSet`] of networks). Matching a name
+//! A destination list (the `--blacklist` file, a rule's `dest`, a route's `dest`):
+//! reading its lines into entries and freezing them into lookup structures (two hash sets of names, a [`NetSet`] of networks). Matching a name
 //! costs one hash lookup per label; matching an address one binary search.
-//! This module decides only what is listed; what to do about it is [`super::Policy`]'s.
+//! This module decides only what is listed; what to do about it is [`super::Baseline`]'s.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -35,7 +35,7 @@ pub const HOSTS_FILE_SELF_NAMES: &[&str] = &[
 
 /// The frozen rule set. Cheap to query, never mutated after [`parse`].
 #[derive(Debug, Clone, Default)]
-pub struct Rules {
+pub struct DestList {
     /// `example.com`: that host only.
     exact: NameTable<()>,
     /// `*.ads.com` is stored as `ads.com`: any host with it as a proper suffix.
@@ -43,7 +43,7 @@ pub struct Rules {
     nets: NetSet,
 }
 
-impl Rules {
+impl DestList {
     /// Whether a canonical (lower-case, no trailing dot) host name is listed, exactly
     /// or under a wildcard. `*.ads.com` matches `x.ads.com` and `a.b.ads.com`, but
     /// neither `ads.com` nor `notads.com`: only suffixes that start after a dot are tried.
@@ -89,8 +89,8 @@ enum Rule {
 
 /// Reads a blacklist file's text. `file` names it in error messages. Every bad line
 /// is reported, each as `file:line: reason`.
-pub fn parse(text: &str, file: &str) -> Result<Rules, FileErrors> {
-    let mut builder = RulesBuilder::default();
+pub fn parse(text: &str, file: &str) -> Result<DestList, FileErrors> {
+    let mut builder = DestListBuilder::default();
     let errors = builder.add_text(text, file);
     if !errors.is_empty() {
         return Err(FileErrors(errors));
@@ -99,16 +99,16 @@ pub fn parse(text: &str, file: &str) -> Result<Rules, FileErrors> {
 }
 
 /// Destination entries gathered from several places (a policy rule's `dest` list and
-/// its `dest_files`), then frozen into one [`Rules`]. Each entry means what a blacklist
+/// its `dest_files`), then frozen into one [`DestList`]. Each entry means what a blacklist
 /// line means.
 #[derive(Debug, Default)]
-pub struct RulesBuilder {
+pub struct DestListBuilder {
     exact: NameTable<()>,
     wildcard: NameTable<()>,
     nets: Vec<IpNet>,
 }
 
-impl RulesBuilder {
+impl DestListBuilder {
     /// One entry, or a hosts-file line; the reason when it is not a valid one.
     pub fn add_line(&mut self, content: &str) -> Result<(), String> {
         for rule in parse_line(content)? {
@@ -134,10 +134,10 @@ impl RulesBuilder {
             .collect()
     }
 
-    pub fn build(mut self) -> Rules {
+    pub fn build(mut self) -> DestList {
         self.exact.shrink_to_fit();
         self.wildcard.shrink_to_fit();
-        Rules {
+        DestList {
             exact: self.exact,
             wildcard: self.wildcard,
             nets: NetSet::build(&self.nets),
@@ -146,7 +146,7 @@ impl RulesBuilder {
 }
 
 /// Reads and parses a blacklist file. An unreadable file is one error on line 0.
-pub fn load(path: &Path) -> Result<Rules, FileErrors> {
+pub fn load(path: &Path) -> Result<DestList, FileErrors> {
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
         Ok(text) => parse(&text, &file),
