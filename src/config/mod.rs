@@ -21,6 +21,7 @@ use crate::http::edits::HeaderEdits;
 use crate::logging::LogSettings;
 use crate::metrics::MetricsSettings;
 pub use crate::tls::TlsFiles;
+use crate::tunnel::hello::SniCheck;
 use crate::upstream::EgressSettings;
 use crate::upstream::ResolverSettings;
 pub use cli::{
@@ -71,6 +72,8 @@ pub struct Config {
     pub max_buffer_memory: usize,
     pub timeouts: Timeouts,
     pub via_name: String,
+    /// What a tunnel does with its ClientHello's server name.
+    pub sni_check: SniCheck,
     pub access: AccessSettings,
     /// `None`: no cache.
     pub cache: Option<CacheSettings>,
@@ -130,6 +133,7 @@ pub fn needs_restart(old: &Settings, new: &Settings) -> Vec<&'static str> {
             format!("{:?}", a.timeouts) != format!("{:?}", b.timeouts),
         ),
         ("via_name", a.via_name != b.via_name),
+        ("sni_check", a.sni_check != b.sni_check),
         ("cache", a.cache != b.cache),
         (
             "resolver and outgoing address",

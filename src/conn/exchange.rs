@@ -65,6 +65,8 @@ impl Context {
                 cut: exchange.failure == Some(cut::LABEL),
                 outcome: exchange.outcome,
                 rule: exchange.rule,
+                sni: exchange.sni,
+                alpn: exchange.alpn,
             });
         }
     }
@@ -112,6 +114,9 @@ pub struct Exchange {
     pub relayed: bool,
     /// How far it got: where a failure happened, for diagnostics.
     pub stage: Stage,
+    /// A tunnel's TLS server name and offered protocols, from its ClientHello.
+    pub sni: Option<Box<str>>,
+    pub alpn: Option<Box<str>>,
 }
 
 /// The steps of an exchange, in order; the last one reached is where it ended.
@@ -240,6 +245,8 @@ impl Exchange {
             rule: None,
             relayed: false,
             stage: Stage::Request,
+            sni: None,
+            alpn: None,
         }
     }
 }

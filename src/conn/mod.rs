@@ -16,6 +16,7 @@
 //! cache, statistics, access log, the drain signal) and how it is built ([`Services`]).
 
 mod exchange;
+mod hello;
 mod pipeline;
 mod services;
 

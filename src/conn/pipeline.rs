@@ -8,16 +8,15 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 
 use super::{Context, Exchange, Stage};
 use crate::access::{Admission, Decision};
 use crate::acl::AddressCheck;
 use crate::cut;
-use crate::error::{ProxyError, Side};
+use crate::error::{ProxyError, Refusal, Side};
 use crate::limits::{Pacer, Seat};
 use crate::stats::Outcome;
-use crate::target::Target;
 use crate::tunnel::{self, Direction, Splice};
 use crate::upstream::{Arrival, Reuse, UpstreamStream};
 
@@ -108,10 +107,11 @@ impl Context {
     pub async fn tunnel(
         &self,
         front: &mut impl FrontEnd,
-        target: &Target<'_>,
+        request: &Admission<'_>,
         admitted: Admitted,
         exchange: &mut Exchange,
     ) -> Result<(), ProxyError> {
+        let target = &request.target;
         exchange.stage = Stage::Dial;
         let mut upstream = self
             .dialer
@@ -135,9 +135,27 @@ impl Context {
             .await
             .map_err(|e| ProxyError::Io(Side::Client, e))?;
         exchange.bytes_to_client += written;
+        let early = front.early();
+        let early = match self
+            .first_bytes(
+                front.io(),
+                early,
+                &upstream.stream,
+                request,
+                &upstream.link,
+                exchange,
+            )
+            .await
+        {
+            Ok(early) => early,
+            Err(refusal) => {
+                refused_after_yes(exchange, refusal);
+                let _ = front.io().shutdown().await;
+                return Ok(());
+            }
+        };
         self.begin_relay(exchange);
         let _open = self.stats.tunnel_opened();
-        let early = front.early();
         let end = self
             .relay(
                 front.io(),
@@ -225,6 +243,22 @@ impl Context {
             }
         }
     }
+}
+
+/// Notes a tunnel refused after its yes went out (its ClientHello asked for another
+/// name): the log shows the refusal (`TCP_DENIED/403`, the reason's label, both names),
+/// though the client, already told yes, sees only the close.
+fn refused_after_yes(exchange: &mut Exchange, refusal: Refusal) {
+    exchange.status = 403;
+    exchange.outcome = Outcome::Blocked;
+    exchange.failure = Some(refusal.brief);
+    if refusal.rule.is_some() {
+        exchange.rule = refusal.rule;
+    }
+    tracing::debug!(
+        reason = refusal.reason,
+        "tunnel refused after its ClientHello"
+    );
 }
 
 /// The statistics bucket an error falls in, for every front end.

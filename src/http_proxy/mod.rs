@@ -260,7 +260,7 @@ async fn handle(
     if !matches!(head.target, http::RequestTarget::Authority { .. }) {
         return Err(ProxyError::BadRequest("CONNECT needs a host:port target"));
     }
-    ctx.tunnel(&mut Http1(client), target, admitted, exchange)
+    ctx.tunnel(&mut Http1(client), &request, admitted, exchange)
         .await?;
     Ok(Next::Close)
 }

@@ -162,6 +162,12 @@ impl Collector for StatsCollector {
         )?;
         counter(
             e,
+            "sni_refused",
+            "Tunnels refused for the server name their TLS ClientHello asked for (--sni-check).",
+            s.sni_refused,
+        )?;
+        counter(
+            e,
             "proxy_headers_rejected",
             "Connections closed for a missing, malformed or late PROXY-protocol header.",
             s.proxy_headers_rejected,

@@ -240,7 +240,7 @@ impl Socks {
         let admitted = ctx
             .admit(&admission, &mut Seat::default(), exchange)
             .await?;
-        ctx.tunnel(self, target, admitted, exchange).await
+        ctx.tunnel(self, &admission, admitted, exchange).await
     }
 
     /// Notes a failed negotiation, sends the reply it owes (if any), and closes.

@@ -118,6 +118,7 @@ pub struct Stats {
     limited: [AtomicU64; Limit::ALL.len()],
     users_throttled: AtomicU64,
     tls_handshakes_failed: AtomicU64,
+    sni_refused: AtomicU64,
     proxy_headers_rejected: AtomicU64,
     request_durations: DurationHistogram,
     dns: DnsCounters,
@@ -324,6 +325,11 @@ impl Stats {
         add(&self.tls_handshakes_failed, 1);
     }
 
+    /// A tunnel refused for what its TLS ClientHello asked for (`--sni-check match`).
+    pub fn sni_refused(&self) {
+        add(&self.sni_refused, 1);
+    }
+
     /// A connection that owed a PROXY-protocol header sent none, a bad one or none in time.
     pub fn proxy_header_rejected(&self) {
         add(&self.proxy_headers_rejected, 1);
@@ -365,6 +371,7 @@ impl Stats {
             },
             users_throttled: load(&self.users_throttled),
             tls_handshakes_failed: load(&self.tls_handshakes_failed),
+            sni_refused: load(&self.sni_refused),
             proxy_headers_rejected: load(&self.proxy_headers_rejected),
             request_durations: self.request_durations.snapshot(),
             dns: self.dns.snapshot(),
@@ -425,6 +432,8 @@ pub struct Snapshot {
     pub limited: LimitedCounts,
     pub users_throttled: u64,
     pub tls_handshakes_failed: u64,
+    /// Tunnels refused for their ClientHello's server name.
+    pub sni_refused: u64,
     pub proxy_headers_rejected: u64,
     pub request_durations: HistogramSnapshot,
     /// The resolver's figures.

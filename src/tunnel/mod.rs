@@ -15,6 +15,7 @@
 //! is impossible (no pipe to be had, sockets the kernel cannot splice) and on other
 //! systems, a direction is copied through a user-space buffer instead.
 
+pub mod hello;
 #[cfg(target_os = "linux")]
 mod splice;
 #[cfg(target_os = "linux")]

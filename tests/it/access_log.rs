@@ -236,6 +236,8 @@ async fn json_lines_parse_and_carry_every_documented_field() {
         "outcome",
         "squid_code",
         "rule",
+        "sni",
+        "alpn",
     ]
     .into();
     let lines: Vec<Value> = proxy

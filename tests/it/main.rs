@@ -52,4 +52,5 @@ mod smuggling;
 mod spliced_bodies;
 mod statistics;
 mod tunnel;
+mod tunnel_sni;
 mod user_limits;

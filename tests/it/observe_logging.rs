@@ -41,6 +41,8 @@ fn record(n: u64, outcome: Outcome, status: u16) -> AccessRecord {
         cut: false,
         outcome,
         rule: None,
+        sni: None,
+        alpn: None,
     }
 }
 
@@ -104,7 +106,7 @@ fn init_writes_rotated_access_log_and_diagnostics_and_flushes_on_shutdown() {
         );
         for line in text.lines() {
             let fields: Vec<&str> = line.split(' ').filter(|f| !f.is_empty()).collect();
-            assert_eq!(fields.len(), 13, "whole Squid line: {line}");
+            assert_eq!(fields.len(), 14, "whole Squid line: {line}");
             let n: u64 = fields[6]
                 .rsplit('/')
                 .next()

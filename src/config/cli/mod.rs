@@ -37,6 +37,7 @@ use crate::logging::{
     MAX_LOG_MAX_SIZE_MIB, RotationPolicy,
 };
 use crate::metrics::{MIN_STATS_INTERVAL_SECS, MetricsSettings};
+use crate::tunnel::hello::SniCheck;
 
 /// A fast, small forward proxy for HTTP and HTTPS (CONNECT).
 ///
@@ -112,6 +113,13 @@ pub struct Cli {
     /// Give chained instances different names.
     #[arg(long, default_value = DEFAULT_VIA_NAME, value_parser = via_name)]
     pub via_name: String,
+
+    /// What a tunnel does with the server name of the client's TLS ClientHello (SNI):
+    /// `match` refuses a name other than the CONNECT host (domain fronting) and, when the
+    /// CONNECT names an address, checks the name against the rules as the destination;
+    /// `off` only records it.
+    #[arg(long, value_name = "match|off", default_value_t = SniCheck::Match)]
+    pub sni_check: SniCheck,
 
     /// Tokio worker threads [default: number of CPU cores].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024).map(|v| v as usize))]
@@ -367,6 +375,7 @@ impl Cli {
                 drain_delay: Duration::from_secs(self.drain_delay),
             },
             via_name: self.via_name.clone(),
+            sni_check: self.sni_check,
             access: self.access.settings(),
             cache: self.cache.settings(),
             resolver: self.resolver.settings(),

@@ -73,6 +73,10 @@ pub struct AccessRecord {
     /// The access-policy rule that allowed or refused the request, as the policy names
     /// it (`"staff" (rule 2, proxy-server.toml:31)`); `None` when no rule decided.
     pub rule: Option<Arc<str>>,
+    /// The server name a tunnel's TLS ClientHello asked for (SNI), when it sent one.
+    pub sni: Option<Box<str>>,
+    /// The protocols that ClientHello offered (ALPN), comma-separated.
+    pub alpn: Option<Box<str>>,
 }
 
 /// Squid's "result code" (the part before `/status`) for a record. Squid spells a cache hit
@@ -97,15 +101,15 @@ pub fn squid_result_code(record: &AccessRecord) -> &'static str {
 
 /// Appends the record as one Squid native line (with `\n`) to `out`:
 ///
-/// `time.ms elapsed client code/status bytes method URL user hierarchy/peer type from_client outcome rule`
+/// `time.ms elapsed client code/status bytes method URL user hierarchy/peer type from_client outcome rule sni`
 ///
 /// The first ten fields are Squid's built-in `squid` logformat
 /// (`%ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt`): the time is when the
 /// transaction finished, as in Squid; `type` (the reply's content type) is not tracked and is
-/// always `-`. Squid has no slot for request bytes, our outcome label or the policy rule,
-/// so they follow as fields 11, 12 and 13 (the rule percent-encoded like the other
-/// free-text fields, `-` when no rule decided); tools that split on whitespace and read
-/// ten fields ignore them.
+/// always `-`. Squid has no slot for request bytes, our outcome label, the policy rule or
+/// a tunnel's TLS server name, so they follow as fields 11 to 14 (the rule and the name
+/// percent-encoded like the other free-text fields, `-` when there is none); tools that
+/// split on whitespace and read ten fields ignore them.
 pub fn write_squid_line(record: &AccessRecord, out: &mut Vec<u8>) {
     let finished = record.start + record.duration;
     let (seconds, millis) = unix_seconds_millis(finished);
@@ -151,6 +155,8 @@ pub fn write_squid_line(record: &AccessRecord, out: &mut Vec<u8>) {
     out.extend_from_slice(record.outcome.label().as_bytes());
     out.push(b' ');
     push_token(out, record.rule.as_deref().unwrap_or(""));
+    out.push(b' ');
+    push_token(out, record.sni.as_deref().unwrap_or(""));
     out.push(b'\n');
 }
 
@@ -219,6 +225,8 @@ struct JsonLine<'a> {
     outcome: &'static str,
     squid_code: &'static str,
     rule: Option<&'a str>,
+    sni: Option<&'a str>,
+    alpn: Option<&'a str>,
 }
 
 /// Appends the record as one JSON object and `\n`. `serde_json` does the string escaping
@@ -245,6 +253,8 @@ pub fn write_json_line(record: &AccessRecord, out: &mut Vec<u8>) {
         outcome: record.outcome.label(),
         squid_code: squid_result_code(record),
         rule: record.rule.as_deref(),
+        sni: record.sni.as_deref(),
+        alpn: record.alpn.as_deref(),
     };
     // Serialising plain strings and integers into a Vec cannot fail.
     if serde_json::to_writer(&mut *out, &line).is_ok() {

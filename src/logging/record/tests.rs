@@ -23,6 +23,8 @@ fn forwarded() -> AccessRecord {
         cut: false,
         outcome: Outcome::Allowed,
         rule: None,
+        sni: None,
+        alpn: None,
     }
 }
 
@@ -45,7 +47,7 @@ fn forwarded_request_squid_line_has_every_field_in_place() {
     assert_eq!(
         squid(&forwarded()),
         "1700000001.484   1234 192.0.2.7 TCP_MISS/200 5120 GET http://example.com/index.html \
-         alice HIER_DIRECT/198.51.100.3 - 312 allowed -\n"
+         alice HIER_DIRECT/198.51.100.3 - 312 allowed - -\n"
     );
 }
 
@@ -63,7 +65,7 @@ fn cache_hit_has_no_peer() {
     assert_eq!(
         squid(&record),
         "1700000000.253      3 192.0.2.7 TCP_HIT/200 5120 GET http://example.com/index.html \
-         - HIER_NONE/- - 312 allowed -\n"
+         - HIER_NONE/- - 312 allowed - -\n"
     );
 }
 
@@ -101,7 +103,7 @@ fn tunnel_logs_both_directions() {
     assert_eq!(fields[4], "1048576");
     assert_eq!(fields[5..7], ["CONNECT", "example.com:443"]);
     assert_eq!(fields[8], "HIER_DIRECT/2001:db8::1");
-    assert_eq!(fields[10..], ["4096", "tunnel", "-"]);
+    assert_eq!(fields[10..], ["4096", "tunnel", "-", "-"]);
     let value = json(&record);
     assert_eq!(value["bytes_to_client"], 1_048_576);
     assert_eq!(value["bytes_from_client"], 4_096);
@@ -141,7 +143,7 @@ fn refusals_and_failures_map_to_squid_codes() {
         };
         let line = squid(&record);
         let fields: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(fields.len(), 13, "{line}");
+        assert_eq!(fields.len(), 14, "{line}");
         assert_eq!(fields[3], code);
         assert_eq!(fields[7], "-", "no user");
         assert_eq!(fields[8], "HIER_NONE/-");
@@ -187,7 +189,7 @@ fn a_cut_exchange_is_aborted_in_the_result_code() {
         };
         let line = squid(&record);
         let fields: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(fields.len(), 13, "{line}");
+        assert_eq!(fields.len(), 14, "{line}");
         assert_eq!(fields[3], code);
         assert_eq!(fields[11], label);
         assert_eq!(json(&record)["squid_code"], code.split('/').next().unwrap());
@@ -206,7 +208,7 @@ fn hostile_values_stay_one_field_and_one_line() {
     let line = squid(&record);
     assert_eq!(line.matches('\n').count(), 1);
     let fields: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(fields.len(), 13, "{line}");
+    assert_eq!(fields.len(), 14, "{line}");
     assert_eq!(fields[5], "-");
     assert_eq!(
         fields[6],
@@ -242,6 +244,8 @@ fn json_line_carries_every_field() {
         "outcome": "allowed",
         "squid_code": "TCP_MISS",
             "rule": null,
+            "sni": null,
+            "alpn": null,
     });
     assert_eq!(value, expected);
 }
@@ -269,7 +273,7 @@ fn the_deciding_rule_is_the_last_squid_field_and_a_json_key() {
     };
     let line = squid(&record);
     let fields: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(fields.len(), 13, "{line}");
+    assert_eq!(fields.len(), 14, "{line}");
     assert_eq!(fields[12], "\"no%20ads\"%20(rule%201,%20p.toml:4)");
     assert_eq!(json(&record)["rule"], "\"no ads\" (rule 1, p.toml:4)");
     assert!(json(&forwarded())["rule"].is_null());
@@ -296,10 +300,36 @@ fn squid_line_numbers_and_addresses_match_format() {
         let (seconds, frac) = unix_seconds_millis(record.start + record.duration);
         let expected = format!(
             "{seconds}.{frac:03} {millis:>6} {} TCP_MISS/{status:03} {bytes} GET \
-             http://example.com/index.html alice HIER_DIRECT/198.51.100.3 - {} allowed -\n",
+             http://example.com/index.html alice HIER_DIRECT/198.51.100.3 - {} allowed - -\n",
             record.client.ip(),
             bytes / 3,
         );
         assert_eq!(squid(&record), expected);
     }
+}
+
+#[test]
+fn a_tunnel_s_tls_name_is_the_fourteenth_field_and_json_keys() {
+    let record = AccessRecord {
+        method: "CONNECT".to_owned(),
+        target: "allowed.example:443".to_owned(),
+        outcome: Outcome::Blocked,
+        status: 403,
+        sni: Some("fronted.example".into()),
+        alpn: Some("h2,http/1.1".into()),
+        ..forwarded()
+    };
+    let line = squid(&record);
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields.len(), 14, "{line}");
+    assert_eq!(fields[3], "TCP_DENIED/403");
+    assert_eq!(
+        (fields[6], fields[13]),
+        ("allowed.example:443", "fronted.example")
+    );
+    let value = json(&record);
+    assert_eq!(
+        (value["sni"].as_str(), value["alpn"].as_str()),
+        (Some("fronted.example"), Some("h2,http/1.1"))
+    );
 }

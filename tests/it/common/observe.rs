@@ -84,7 +84,7 @@ impl Running {
     }
 }
 
-/// One Squid-format access line, split into its thirteen fields.
+/// One Squid-format access line, split into its fourteen fields.
 #[derive(Debug, Clone)]
 pub struct Squid {
     pub elapsed_ms: u64,
@@ -100,12 +100,14 @@ pub struct Squid {
     pub outcome: String,
     /// The access-policy rule that decided (percent-encoded), `-` when none did.
     pub rule: String,
+    /// A tunnel's TLS server name, `-` when it sent none.
+    pub sni: String,
 }
 
 impl Squid {
     pub fn parse(line: &str) -> Squid {
         let f: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(f.len(), 13, "thirteen fields: {line:?}");
+        assert_eq!(f.len(), 14, "fourteen fields: {line:?}");
         let (seconds, millis) = f[0].split_once('.').expect("time has milliseconds");
         assert!(seconds.parse::<u64>().unwrap() > 1_600_000_000 && millis.len() == 3);
         let number = |s: &str| s.parse::<u64>().unwrap_or_else(|_| panic!("{s}: {line}"));
@@ -122,6 +124,7 @@ impl Squid {
             from_client: number(f[10]),
             outcome: f[11].into(),
             rule: f[12].into(),
+            sni: f[13].into(),
         }
     }
 }

@@ -117,6 +117,17 @@ impl ProxyProcess {
         text.lines().map(str::to_string).collect()
     }
 
+    /// The address of the listener the process announced as `LABEL listener on ADDR`
+    /// (`socks5`, `https`), once it has.
+    pub async fn listener(&self, label: &str) -> SocketAddr {
+        let needle = format!("{label} listener on ");
+        self.stderr.wait_for(&needle, 1).await;
+        let text = self.stderr.text();
+        text.lines()
+            .find_map(|line| line.split(&needle).nth(1)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {label} listener announced:\n{text}"))
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id().unwrap()
     }

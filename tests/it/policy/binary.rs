@@ -190,7 +190,7 @@ async fn flags_override_the_file_and_the_rule_reaches_logs_and_metrics() {
     squid.stop().await;
     let log = std::fs::read_to_string(squid.log_file("access.log")).unwrap();
     let fields: Vec<&str> = log.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(fields.len(), 13, "{log}");
+    assert_eq!(fields.len(), 14, "{log}");
     assert!(
         fields[12].starts_with("\"no%20writes\"%20(rule%201,"),
         "{log}"
