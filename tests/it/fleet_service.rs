@@ -101,7 +101,7 @@ async fn the_unit_file_passes_systemd_analyze_verify() {
     };
     assert!(version.status.success());
     let unit = include_str!("../../deploy/proxy-server.service").replace(
-        "/usr/local/bin/proxy-server",
+        "/usr/bin/proxy-server",
         env!("CARGO_BIN_EXE_proxy-server"),
     );
     let dir = temp_dir("unit");
