@@ -58,7 +58,12 @@ async fn succeed(program: &str, args: &[&str], deadline: Duration) -> String {
 
 /// Whether the `proxy-server` package is installed (or half installed).
 async fn installed() -> bool {
-    let output = run("dpkg-query", &["-W", "-f=${Status}", "proxy-server"], DPKG_DEADLINE).await;
+    let output = run(
+        "dpkg-query",
+        &["-W", "-f=${Status}", "proxy-server"],
+        DPKG_DEADLINE,
+    )
+    .await;
     output.status.success() && !String::from_utf8_lossy(&output.stdout).contains("not-installed")
 }
 
@@ -122,7 +127,12 @@ async fn assert_machine_ready() {
 async fn build_package() -> PathBuf {
     let out = temp_dir("deb");
     let out_arg = out.display().to_string();
-    succeed("./run.sh", &["package", "--dev", "-o", &out_arg], BUILD_DEADLINE).await;
+    succeed(
+        "./run.sh",
+        &["package", "--dev", "-o", &out_arg],
+        BUILD_DEADLINE,
+    )
+    .await;
     let debs: Vec<PathBuf> = std::fs::read_dir(&out)
         .expect("the output folder")
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -161,7 +171,13 @@ async fn assert_contents(deb: &str) {
         .lines()
         .filter(|line| !line.trim_start().starts_with('#'))
         .collect();
-    for forbidden in ["start proxy", "enable", "restart proxy", "--now", "reload-or"] {
+    for forbidden in [
+        "start proxy",
+        "enable",
+        "restart proxy",
+        "--now",
+        "reload-or",
+    ] {
         assert!(
             !code
                 .iter()
@@ -194,7 +210,11 @@ async fn assert_installed() {
         std::fs::symlink_metadata(ENABLED).is_err(),
         "installing must not enable the service"
     );
-    assert_eq!(running_installed_binary(), Vec::<u32>::new(), "nothing started");
+    assert_eq!(
+        running_installed_binary(),
+        Vec::<u32>::new(),
+        "nothing started"
+    );
 }
 
 #[tokio::test]
