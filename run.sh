@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's commands: start, test, bench, fuzz. See README.md.
+# The project's commands: start, test, package, bench, fuzz. See README.md.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -18,6 +18,18 @@ need_packages() {
     fi
 }
 
+# cargo-deb builds the Debian package (docs/dependencies.md says why it). Pinned: the
+# package test hands it the debug build (--profile dev), which it accepts with a warning.
+CARGO_DEB_VERSION=3.8.0
+
+# Installs cargo-deb when missing: a few minutes' compile, once per machine.
+need_cargo_deb() {
+    if ! command -v cargo-deb >/dev/null; then
+        echo "run.sh: installing cargo-deb $CARGO_DEB_VERSION (compiles for a few minutes, once)" >&2
+        cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked
+    fi
+}
+
 cmd="${1:-}"
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -28,10 +40,28 @@ start)
     ;;
 test)
     # chromium: the dashboard test (tests/it/dashboard/browser.rs) renders the page in it.
-    need_packages curl ca-certificates chromium haproxy
+    # dpkg-dev, adduser and cargo-deb: the package test (tests/it/package.rs) builds the
+    # Debian package, installs it and purges it again.
+    need_packages curl ca-certificates chromium haproxy dpkg-dev adduser
+    need_cargo_deb
     cargo fmt --check
     cargo clippy --all-targets -- -D warnings
     cargo test
+    ;;
+package)
+    # A Debian package in target/debian/: the release binary as /usr/bin/proxy-server, the
+    # systemd unit (not enabled), /etc/proxy-server/proxy-server.toml (loopback only), the
+    # proxy-server user made by postinst (docs/deployment.md#debian-package).
+    # --dev packages the debug binary that `cargo build`/`cargo test` left instead of
+    # building a release one (the package test's way: seconds instead of minutes).
+    # Other arguments go to cargo-deb, e.g. -o DIR.
+    need_packages dpkg-dev
+    need_cargo_deb
+    if [ "${1:-}" = "--dev" ]; then
+        shift
+        exec cargo deb --no-build --profile dev "$@"
+    fi
+    exec cargo deb --locked "$@"
     ;;
 bench)
     exec bench/run.sh "$@"
@@ -61,7 +91,7 @@ fuzz)
     done
     ;;
 *)
-    echo "usage: ./run.sh start [proxy flags…] | test | bench | fuzz [SECONDS]" >&2
+    echo "usage: ./run.sh start [proxy flags…] | test | package [--dev] [cargo-deb flags…] | bench | fuzz [SECONDS]" >&2
     exit 2
     ;;
 esac

@@ -4,7 +4,15 @@
 // value is missing. The drawn point count is left in the svg's data-points attribute.
 
 const SVG_NS = document.querySelector("svg").namespaceURI;
-const CHART_HEIGHT = 170;
+const CHART_HEIGHT = 130;
+// Lines that take the same values lie on one another: each line of a chart has its own
+// dash pattern and width, drawn widest first, so every one stays visible beneath the next.
+const STROKES = [
+  { dash: "", width: 3.4 },
+  { dash: "7 4", width: 2.4 },
+  { dash: "2 3", width: 2.2 },
+  { dash: "10 3 2 3", width: 1.4 },
+];
 const PAD = { left: 66, right: 8, top: 8, bottom: 20 };
 
 function svgElement(name, attributes, text) {
@@ -72,15 +80,17 @@ function drawChart(svg, legend, times, lines, spanMs, nowMs, format, round) {
     svg.appendChild(svgElement("text", { x: x(nowMs - ago * 60000), y: CHART_HEIGHT - 4, "text-anchor": anchor }, label));
   }
   let drawn = 0;
-  for (const line of lines) {
+  lines.forEach((line, index) => {
+    const stroke = STROKES[index % STROKES.length];
     let segment = [];
     const flush = () => {
       if (segment.length === 1) {
         // A lone point (between gaps) shows as a dot.
         const [cx, cy] = segment[0].split(",");
-        svg.appendChild(svgElement("circle", { cx: cx, cy: cy, r: 2.5, fill: line.color, "data-line": line.name }));
+        svg.appendChild(svgElement("circle", { cx: cx, cy: cy, r: 1 + stroke.width, fill: line.color, "data-line": line.name }));
       } else if (segment.length > 1) {
-        svg.appendChild(svgElement("polyline", { points: segment.join(" "), stroke: line.color, "data-line": line.name }));
+        svg.appendChild(svgElement("polyline", { points: segment.join(" "), stroke: line.color,
+          "stroke-width": stroke.width, "stroke-dasharray": stroke.dash || "none", "data-line": line.name }));
       }
       segment = [];
     };
@@ -90,14 +100,17 @@ function drawChart(svg, legend, times, lines, spanMs, nowMs, format, round) {
       drawn++;
     });
     flush();
-  }
+  });
   svg.dataset.points = drawn;
   legend.textContent = "";
-  for (const line of lines) {
+  lines.forEach((line, index) => {
+    const stroke = STROKES[index % STROKES.length];
     const latest = [...line.values].reverse().find(v => v !== null);
     const entry = document.createElement("span");
-    entry.style.setProperty("--swatch", line.color);
-    entry.textContent = line.name + " " + (latest === undefined ? "–" : format(latest));
+    const swatch = svgElement("svg", { viewBox: "0 0 26 10" });
+    swatch.appendChild(svgElement("line", { x1: 0, x2: 26, y1: 5, y2: 5, stroke: line.color,
+      "stroke-width": stroke.width, "stroke-dasharray": stroke.dash || "none" }));
+    entry.append(swatch, line.name + " " + (latest === undefined ? "–" : format(latest)));
     legend.appendChild(entry);
-  }
+  });
 }

@@ -88,7 +88,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(11)).await;
         task.abort();
         let points = stats.series_points();
-        let allowed: Vec<f64> = points.iter().map(|p| p.requests.allowed).collect();
+        let allowed: Vec<f64> = points.iter().map(|p| p.results.allowed).collect();
         assert_eq!(
             allowed,
             [2.0, 0.0],
@@ -110,8 +110,10 @@ mod tests {
         });
         let top: serde_json::Value =
             serde_json::from_slice(&top_json(&stats).unwrap_or_default()).unwrap_or_default();
-        assert_eq!(top["since_start"]["blocked"][0]["name"], "a.example:80");
-        assert_eq!(top["since_start"]["blocked"][0]["detail"], "blocked_host");
+        assert_eq!(top["since_start"]["denied"][0]["name"], "a.example:80");
+        assert_eq!(top["since_start"]["denied"][0]["detail"], "blocked_host");
+        assert_eq!(top["since_start"]["blocked"], top["since_start"]["denied"]);
+        assert_eq!(top["since_start"]["results"]["denied"], 1);
         assert_eq!(top["recent"]["destinations_by_requests"][0]["value"], 1);
         assert_eq!(top["recent_minutes"], 15);
         let series: serde_json::Value =

@@ -4,13 +4,21 @@
 // only ever set as text, never as markup.
 
 const REFRESH_MS = 5000;
+// The four results, in the words the cards, the chart, /stats/series and /stats/top
+// share (docs/observability.md): each is a fixed sum of the access log's outcomes.
+const RESULTS = [
+  { key: "allowed", name: "allowed", color: "#393" },
+  { key: "denied", name: "denied by policy", color: "#c33" },
+  { key: "login_required", name: "login required", color: "#e90" },
+  { key: "errors", name: "errors", color: "#80c" },
+];
 const LISTS = [
   { key: "destinations_by_requests", title: "Destinations by requests", total: "requests", format: count },
   { key: "destinations_by_bytes", title: "Destinations by bytes", total: "bytes", format: bytes },
   { key: "users_by_requests", fallback: "clients_by_requests", title: "Users by requests", total: "requests", format: count, others: "others, or no user" },
   { key: "users_by_bytes", fallback: "clients_by_bytes", title: "Users by bytes", total: "bytes", format: bytes, others: "others, or no user" },
-  { key: "blocked", title: "Blocked destinations", detail: "rule or reason", format: count },
-  { key: "failing", title: "Failing origins (5xx, 502, 504)", detail: "last status", format: count },
+  { key: "denied", title: "Denied by policy", detail: "rule or reason", format: count },
+  { key: "failing", title: "Failing origins (502, 504, 5xx)", detail: "last status", format: count },
 ];
 let lastTop = null;
 let lastSeries = null;
@@ -20,8 +28,9 @@ let refreshes = 0;
 function fill(id, rows) {
   const table = document.getElementById(id);
   table.textContent = "";
-  for (const [label, value] of rows) {
+  for (const [label, value, className] of rows) {
     const row = table.insertRow();
+    if (className) row.className = className;
     row.insertCell().textContent = label;
     const cell = row.insertCell();
     cell.className = "n";
@@ -32,17 +41,13 @@ function fill(id, rows) {
 function renderTotals(s) {
   const r = s.requests;
   const total = r.allowed + r.blocked + r.auth_failed + r.malformed + r.upstream_error + r.tunnel;
-  const refused = r.blocked + r.auth_failed;
-  const decided = r.allowed + r.tunnel + refused;
-  const allowedShare = decided === 0 ? 1 : (r.allowed + r.tunnel) / decided;
-  document.getElementById("ratio").textContent = decided === 0 ? "–"
-    : (100 * allowedShare).toFixed(1) + "% : " + (100 * (1 - allowedShare)).toFixed(1) + "%";
-  document.getElementById("ratio-bar").style.width = (100 * allowedShare) + "%";
   document.getElementById("active").textContent = s.connections_active;
   document.getElementById("tunnels").textContent = s.tunnels_active;
-  fill("requests", [["allowed", r.allowed], ["tunnels", r.tunnel], ["blocked (ACL)", r.blocked],
-    ["auth failed", r.auth_failed], ["malformed", r.malformed], ["upstream error", r.upstream_error],
-    ["total", total], ["connections accepted", s.connections_accepted]]);
+  fill("requests", [["allowed", r.allowed + r.tunnel], ["forwarded or from the cache", r.allowed, "part"],
+    ["tunnels", r.tunnel, "part"], ["denied by policy", r.blocked], ["login required", r.auth_failed],
+    ["errors", r.malformed + r.upstream_error], ["bad requests", r.malformed, "part"],
+    ["origin failures", r.upstream_error, "part"], ["total", total],
+    ["connections accepted", s.connections_accepted]]);
   fill("traffic", [["client → proxy", bytes(s.bytes_from_client)], ["proxy → client", bytes(s.bytes_to_client)],
     ["proxy → origin", bytes(s.bytes_to_origin)], ["origin → proxy", bytes(s.bytes_from_origin)]]);
   const lookups = s.cache_hits + s.cache_misses;
@@ -61,11 +66,44 @@ function renderTotals(s) {
   fill("durations", rows);
 }
 
+// The results card: the four results over the lists' span, with their shares as one bar.
+function renderResults(results) {
+  const values = document.getElementById("results");
+  const bar = document.getElementById("results-bar");
+  values.textContent = "";
+  bar.textContent = "";
+  const total = RESULTS.reduce((sum, result) => sum + results[result.key], 0);
+  for (const result of RESULTS) {
+    const n = results[result.key];
+    const share = total === 0 ? 0 : 100 * n / total;
+    const item = document.createElement("div");
+    item.title = share.toFixed(1) + "% of " + total;
+    const value = document.createElement("div");
+    value.className = "value";
+    value.id = "result-" + result.key;
+    value.textContent = n;
+    const label = document.createElement("div");
+    label.className = "label";
+    label.style.setProperty("--swatch", result.color);
+    label.textContent = result.name;
+    item.append(value, label);
+    values.appendChild(item);
+    const part = document.createElement("div");
+    part.style.width = share + "%";
+    part.style.background = result.color;
+    bar.appendChild(part);
+  }
+  const label = document.createElement("div");
+  label.className = "label";
+  label.textContent = span === "recent" ? "requests, last 15 min" : "requests since start";
+  values.appendChild(label);
+}
+
 function renderCharts(series) {
   const points = series.points;
   const latest = points[points.length - 1];
   if (latest) {
-    const rate = Object.values(latest.requests).reduce((sum, v) => sum + v, 0);
+    const rate = RESULTS.reduce((sum, result) => sum + latest.results[result.key], 0);
     document.getElementById("rps").textContent = count(rate);
   }
   const times = points.map(p => p.unix_ms);
@@ -73,13 +111,8 @@ function renderCharts(series) {
   const now = series.now_unix_ms;
   const draw = (id, lines, format, round) => drawChart(document.getElementById("chart-" + id),
     document.getElementById("legend-" + id), times, lines, spanMs, now, format, round);
-  const q = p => p.requests;
-  draw("requests", [
-    { name: "allowed", color: "#393", values: points.map(p => q(p).allowed + q(p).tunnel) },
-    { name: "blocked", color: "#c33", values: points.map(p => q(p).blocked) },
-    { name: "auth failed", color: "#e90", values: points.map(p => q(p).auth_failed) },
-    { name: "errors", color: "#80c", values: points.map(p => q(p).malformed + q(p).upstream_error) },
-  ], count);
+  draw("requests", RESULTS.map(result => (
+    { name: result.name, color: result.color, values: points.map(p => p.results[result.key]) })), count);
   draw("bytes", [
     { name: "to clients", color: "#36c", values: points.map(p => p.bytes_to_clients) },
     { name: "from clients", color: "#c63", values: points.map(p => p.bytes_from_clients) },
@@ -126,8 +159,8 @@ function renderList(list, lists) {
     const row = table.insertRow();
     row.dataset.name = entry.name;
     cell(row, "name", entry.name, entry.name);
-    const estimate = entry.error > 0 ? "≈" : "";
-    cell(row, "n", estimate + list.format(entry.value), entry.error > 0 ? "at least " + list.format(entry.value - entry.error) : "");
+    const estimate = entry.overcount > 0 ? "≈" : "";
+    cell(row, "n", estimate + list.format(entry.value), entry.overcount > 0 ? "at least " + list.format(entry.value - entry.overcount) : "");
     if (list.detail) {
       cell(row, "detail", entry.detail || "–", list.detail + ": " + (entry.detail || "–"));
     } else {
@@ -153,6 +186,7 @@ function renderList(list, lists) {
 
 function renderTop(top) {
   const lists = top[span];
+  renderResults(lists.results);
   const container = document.getElementById("top-lists");
   container.textContent = "";
   for (const list of LISTS) container.appendChild(renderList(list, lists));

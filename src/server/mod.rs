@@ -16,6 +16,7 @@ mod lifecycle;
 mod notify;
 mod process;
 mod signals;
+mod summary;
 
 pub use handover::{
     HANDOVER_NOTIFY_ENV, Inherited, ListenEnv, Sockets as HandoverSockets, Successor, inherit,

@@ -3,7 +3,7 @@
 //! sockets a service manager or a predecessor passed on, start logging, then — inside the
 //! runtime — bind what is left to bind, start the metrics listener, the periodic summary
 //! and the `SIGHUP` reloads (one list of everything that is re-read), announce the
-//! listeners, say ready, serve until the lifecycle says stop, drain, and flush the logs.
+//! listeners and summarise what runs (`summary`, with its warnings), say ready, serve until the lifecycle says stop, drain, and flush the logs.
 //! What it needs of the environment, the binary reads and hands over ([`Environment`]).
 
 use std::ffi::OsString;
@@ -15,8 +15,8 @@ use tokio::net::TcpListener;
 use super::handover::{Inherited, ListenEnv, Sockets, Successor, inherit};
 use super::lifecycle::{Lifecycle, Stop};
 use super::notify::Notifier;
-use crate::access::{self, AccessReload};
-use crate::config::{Config, Settings, Source, check_listeners};
+use crate::access::AccessReload;
+use crate::config::{Config, Listener, Settings, Source, check_listeners};
 use crate::conn::Services;
 use crate::files::{Reload, reload_on_sighup};
 use crate::health::Health;
@@ -80,9 +80,6 @@ pub fn launch(
     };
     services.use_stats(stats.clone());
     services.access_log = Some(logging.access_log());
-    for listener in &config.listeners {
-        access::warn_if_open_proxy(listener.addr.ip(), &config.access);
-    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = settings.workers {
         runtime.worker_threads(workers);
@@ -108,6 +105,7 @@ async fn serve(
 ) -> ExitCode {
     tokio::spawn(allocator::purge_freed_memory());
     let config: Config = settings.config.clone();
+    let config_file = source.file().map(std::path::Path::to_path_buf);
     let opened = super::open_listeners(&config, settings.metrics.addr, inherited).await;
     let (sockets, metrics_socket) = match opened {
         Ok(opened) => opened,
@@ -146,6 +144,13 @@ async fn serve(
     // Every handler is installed (the reloads above, the lifecycle's): deliver what waited.
     super::signals::release_startup_signals();
     announce(&config, &sockets);
+    let bound: Vec<Listener> = (config.listeners.iter().zip(&sockets))
+        .map(|(listener, socket)| Listener {
+            addr: socket.local_addr().unwrap_or(listener.addr),
+            ..listener.clone()
+        })
+        .collect();
+    super::summary::log(&settings, &services, &bound, config_file.as_deref());
     lifecycle.ready(env.handover_notify.as_deref());
     let until_stop = async {
         if lifecycle.until_stop().await == Stop::HandedOver {

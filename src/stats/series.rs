@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::ring::Ring;
-use super::{HistogramSnapshot, RequestCounts, Snapshot};
+use super::{HistogramSnapshot, RequestCounts, Results, Snapshot};
 
 /// Time between two points.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
@@ -26,7 +26,9 @@ pub const SERIES_POINTS: usize = (SERIES_SPAN.as_secs() / SAMPLE_INTERVAL.as_sec
 pub struct Point {
     /// When the reading was taken, in milliseconds since the Unix epoch.
     pub unix_ms: u64,
-    /// Finished exchanges per second, by outcome.
+    /// Finished exchanges per second, by result: what the dashboard draws.
+    pub results: Results<f64>,
+    /// Finished exchanges per second, by outcome (the access log's words).
     pub requests: Rates,
     /// Bytes per second read from clients (requests, uploads).
     pub bytes_from_clients: f64,
@@ -100,9 +102,12 @@ fn point_between(before: &Snapshot, after: &Snapshot, seconds: f64, unix_ms: u64
         (per_second * 1000.0).round() / 1000.0
     };
     let requests = rates(&before.requests, &after.requests, rate);
+    let results =
+        Results::of(&after.requests).since(&Results::of(&before.requests), |n| rate(0, n));
     let durations = difference(&before.request_durations, &after.request_durations);
     Point {
         unix_ms,
+        results,
         requests,
         bytes_from_clients: rate(before.bytes_from_client, after.bytes_from_client),
         bytes_to_clients: rate(before.bytes_to_client, after.bytes_to_client),

@@ -165,3 +165,78 @@ async fn a_silent_new_connection_does_not_hold_the_drain() {
     let (rest, _) = read_until_end(&mut silent).await;
     assert!(rest.is_empty());
 }
+
+/// The lines of `stderr` that `module` (a target such as `server::summary`) logged at
+/// `level`, without their time and target.
+fn logged<'a>(stderr: &'a str, level: &str, module: &str) -> Vec<&'a str> {
+    let target = format!("{level} proxy_server::{module}: ");
+    stderr
+        .lines()
+        .filter_map(|line| line.split_once(&target).map(|(_, message)| message))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_start_up_summary_says_what_runs_and_warns_of_local_targets() {
+    let files = Scratch::new("summary");
+    let users = files.write("users.txt", "alice:alicepw\nbob:bobpw\n");
+    let blocked = files.write("blocked.txt", "blocked.example\n");
+    let config = files.write(
+        "proxy.toml",
+        "cache = true\ncache_size = 16\n\n[[rules]]\naction = \"allow\"\nusers = [\"alice\"]\n\n\
+         [[rules]]\naction = \"deny\"\n\n[[listen]]\naddr = \"127.0.0.1:0\"\nprotocol = \"socks5\"\n",
+    );
+    let logs = files.path("logs");
+    let [config, users, blocked, logs] =
+        [config, users, blocked, logs].map(|p| p.display().to_string());
+    let mut args = vec![
+        "--config",
+        &config,
+        "--auth-file",
+        &users,
+        "--blacklist",
+        &blocked,
+    ];
+    args.extend(["--metrics-addr", "127.0.0.1:0", "--log-dir", &logs]);
+    args.extend(LOCAL);
+    let mut proxy = ProxyProcess::start(&args).await;
+    wait_until("the summary's last line", STEP, || {
+        let text = proxy.stderr.text();
+        async move { text.contains("allow_local_targets") }
+    })
+    .await;
+    let stderr = proxy.stderr.text();
+    let info = logged(&stderr, "INFO", "server::summary");
+    let metrics = logged(&stderr, "INFO", "server::process")
+        .into_iter()
+        .find_map(|line| line.strip_prefix("metrics on "))
+        .expect("the metrics line")
+        .to_string();
+    let socks = logged(&stderr, "INFO", "server::process")
+        .into_iter()
+        .find_map(|line| line.strip_prefix("socks5 listener on "))
+        .expect("the SOCKS5 listener's line")
+        .to_string();
+    assert_eq!(
+        info,
+        [
+            format!("listeners: http {}, socks5 {socks}", proxy.addr),
+            format!(
+                "users: 2 in {users} (login required); clients: any address that reaches a listener"
+            ),
+            format!("policy: {config}, 2 rules; blacklist {blocked}"),
+            format!("cache: 16 MiB; logs: {logs}; metrics: {metrics}"),
+        ],
+        "{stderr}"
+    );
+    // Loopback listeners with a login: the only unsafe choice is --allow-local-targets.
+    assert_eq!(
+        logged(&stderr, "WARN", "server::summary"),
+        [
+            "allow_local_targets: clients can reach this machine's own loopback services through the proxy"
+        ],
+        "{stderr}"
+    );
+    assert!(!stderr.contains("OPEN PROXY"), "{stderr}");
+    assert_eq!(proxy.stop().await, Some(0));
+}

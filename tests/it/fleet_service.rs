@@ -100,10 +100,8 @@ async fn the_unit_file_passes_systemd_analyze_verify() {
         return;
     };
     assert!(version.status.success());
-    let unit = include_str!("../../deploy/proxy-server.service").replace(
-        "/usr/local/bin/proxy-server",
-        env!("CARGO_BIN_EXE_proxy-server"),
-    );
+    let unit = include_str!("../../deploy/proxy-server.service")
+        .replace("/usr/bin/proxy-server", env!("CARGO_BIN_EXE_proxy-server"));
     let dir = temp_dir("unit");
     let path = dir.join("proxy-server.service");
     std::fs::write(&path, unit).expect("write the unit");

@@ -45,6 +45,7 @@ mod listen_socks;
 mod listen_tls;
 mod observe_logging;
 mod observe_metrics;
+mod package;
 mod policy;
 mod properties;
 mod resolver;

@@ -6,6 +6,7 @@
 //! arguments are kept ([`Source`]) so `SIGHUP` can read the file again the same way.
 
 use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::parser::ValueSource;
@@ -57,9 +58,16 @@ impl From<FileErrors> for LoadError {
 #[derive(Debug, Clone)]
 pub struct Source {
     args: Vec<OsString>,
+    /// `--config`, if given.
+    file: Option<PathBuf>,
 }
 
 impl Source {
+    /// The configuration file (`--config`), if the settings came from one.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
     /// The settings as they now stand: the same command line, the file read again.
     pub fn reload(&self) -> Result<Settings, LoadError> {
         match invocation(self.args.clone())? {
@@ -114,7 +122,10 @@ pub fn invocation(args: Vec<OsString>) -> Result<Invocation, LoadError> {
     Ok(Invocation::Serve {
         settings: Box::new(settings),
         check_config,
-        source: Source { args },
+        source: Source {
+            args,
+            file: cli.config,
+        },
     })
 }
 

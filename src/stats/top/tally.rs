@@ -9,13 +9,15 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::Seen;
-use crate::stats::Outcome;
 use crate::stats::sketch::{Counted, Detail, SpaceSaving};
+use crate::stats::{Outcome, RequestCounts, Results};
 
 /// Every list's sketch, and the totals over all keys.
 #[derive(Debug, Clone)]
 pub struct Tally {
     requests: u64,
+    /// Exchanges by outcome (`Outcome::index`).
+    outcomes: [u64; Outcome::ALL.len()],
     bytes: u64,
     destinations: SpaceSaving<String>,
     destination_bytes: SpaceSaving<String>,
@@ -32,6 +34,7 @@ impl Tally {
     pub fn new(capacity: usize) -> Tally {
         Tally {
             requests: 0,
+            outcomes: [0; Outcome::ALL.len()],
             bytes: 0,
             destinations: SpaceSaving::new(capacity),
             destination_bytes: SpaceSaving::new(capacity),
@@ -47,6 +50,8 @@ impl Tally {
     /// Counts one finished exchange in every list it belongs to.
     pub fn record(&mut self, seen: &Seen<'_>) {
         self.requests = self.requests.saturating_add(1);
+        let outcome = &mut self.outcomes[seen.outcome.index()];
+        *outcome = outcome.saturating_add(1);
         self.bytes = self.bytes.saturating_add(seen.bytes);
         if let Some(destination) = seen.destination {
             self.destinations.add(destination, 1, Detail::None);
@@ -78,6 +83,9 @@ impl Tally {
     /// Adds `other` into this tally.
     pub fn merge(&mut self, other: &Tally) {
         self.requests = self.requests.saturating_add(other.requests);
+        for (mine, theirs) in self.outcomes.iter_mut().zip(other.outcomes) {
+            *mine = mine.saturating_add(theirs);
+        }
         self.bytes = self.bytes.saturating_add(other.bytes);
         self.destinations.merge(&other.destinations);
         self.destination_bytes.merge(&other.destination_bytes);
@@ -96,8 +104,19 @@ impl Tally {
 
     /// The `n` first of every list.
     pub fn lists(&self, n: usize) -> TopLists {
+        let count = |outcome: Outcome| self.outcomes[outcome.index()];
+        let counts = RequestCounts {
+            allowed: count(Outcome::Allowed),
+            blocked: count(Outcome::Blocked),
+            auth_failed: count(Outcome::AuthFailed),
+            malformed: count(Outcome::Malformed),
+            upstream_error: count(Outcome::UpstreamError),
+            tunnel: count(Outcome::Tunnel),
+        };
+        let denied = entries(&self.blocked, n);
         TopLists {
             requests: self.requests,
+            results: Results::of(&counts),
             bytes: self.bytes,
             destinations_by_requests: entries(&self.destinations, n),
             destinations_by_bytes: entries(&self.destination_bytes, n),
@@ -105,7 +124,8 @@ impl Tally {
             users_by_bytes: entries(&self.user_bytes, n),
             clients_by_requests: entries(&self.clients, n),
             clients_by_bytes: entries(&self.client_bytes, n),
-            blocked: entries(&self.blocked, n),
+            blocked: denied.clone(),
+            denied,
             failing: entries(&self.failing, n),
         }
     }
@@ -123,6 +143,8 @@ fn entries<K: std::hash::Hash + Eq + Clone + Ord + ToString>(
 pub struct TopLists {
     /// Exchanges counted in the span (every key, not only the listed ones).
     pub requests: u64,
+    /// The same exchanges by result (allowed, denied by policy, login required, errors).
+    pub results: Results<u64>,
     /// Bytes to and from clients in the span.
     pub bytes: u64,
     /// Destinations (`host:port` as the client named it) by exchanges.
@@ -134,7 +156,10 @@ pub struct TopLists {
     /// Client addresses.
     pub clients_by_requests: Vec<Entry>,
     pub clients_by_bytes: Vec<Entry>,
-    /// Destinations refused by the access policy; `detail`: the rule or reason.
+    /// Destinations denied by policy (403 from a rule or the blacklist, 429 from a
+    /// limit); `detail`: the rule or reason.
+    pub denied: Vec<Entry>,
+    /// The same list under its old name, kept for scripts written before `denied`.
     pub blocked: Vec<Entry>,
     /// Destinations whose origin failed (502, 504) or answered 5xx; `detail`: the last
     /// status.
@@ -142,12 +167,14 @@ pub struct TopLists {
 }
 
 /// One line of a top list. `value` is an upper bound; the truth is at least
-/// `value - error` (`error` is 0 unless the sketch had to make room for this key).
+/// `value - overcount` (`overcount` is 0 unless the sketch had to make room for this key).
+/// Called `error` before, which read as a count of errors: a failing origin showed
+/// `error 0`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Entry {
     pub name: String,
     pub value: u64,
-    pub error: u64,
+    pub overcount: u64,
     pub detail: Option<String>,
 }
 
@@ -156,7 +183,7 @@ impl<K: ToString> From<&Counted<K>> for Entry {
         Entry {
             name: counted.key.to_string(),
             value: counted.count,
-            error: counted.error,
+            overcount: counted.error,
             detail: counted.detail.text(),
         }
     }

@@ -92,6 +92,39 @@ fn blocked_keep_their_reason_and_failing_origins_their_status() {
     );
     assert_eq!(all.failing[0].detail.as_deref(), Some("504"));
     assert_eq!(all.failing[1].detail.as_deref(), Some("500"));
+    assert_eq!(
+        all.denied, all.blocked,
+        "`blocked` is the old name of `denied`"
+    );
+    assert_eq!(
+        all.results,
+        crate::stats::Results {
+            allowed: 2,
+            denied: 2,
+            login_required: 0,
+            errors: 3,
+        },
+        "502, 504 and 501 are errors; 500 and 404 came from origins that answered"
+    );
+}
+
+#[test]
+fn an_origin_that_failed_every_request_shows_its_failures_not_error_0() {
+    let top = TopTallies::default();
+    for status in [502, 504, 502] {
+        top.record(&seen("down.example:80", Outcome::UpstreamError, status, 0));
+    }
+    let report = top.report(1);
+    let json = serde_json::to_value(&report.since_start).unwrap_or_default();
+    let entry = &json["failing"][0];
+    assert_eq!(entry["name"], "down.example:80");
+    assert_eq!(entry["value"], 3, "{entry}");
+    assert_eq!(entry["overcount"], 0, "{entry}");
+    assert!(
+        entry.get("error").is_none(),
+        "no field reads as `error 0`: {entry}"
+    );
+    assert_eq!(json["results"]["errors"], 3, "{json}");
 }
 
 #[test]
@@ -145,7 +178,7 @@ fn thousands_of_destinations_stay_within_the_capacities() {
     assert_eq!(list.len(), LIST_LENGTH);
     assert_eq!(list[0].name, "heavy.example:80");
     assert!(
-        list[0].value >= 500 && list[0].value - list[0].error <= 500,
+        list[0].value >= 500 && list[0].value - list[0].overcount <= 500,
         "{:?}",
         list[0]
     );

@@ -1,7 +1,8 @@
 //! The dashboard end to end: known traffic through the real binary — three destinations
-//! in known proportions, one blocked, one failing origin, two users — then `/stats/top`
-//! and `/stats/series` checked against it (this file), and the page checked in headless
-//! Chromium (`browser`).
+//! in known proportions, one denied by policy, one without a login (407), one failing
+//! origin, one malformed request, two users — then `/stats/top` and `/stats/series`
+//! checked against it and against each other in the four results' words (this file), and
+//! the page checked in headless Chromium (`browser`).
 
 mod browser;
 
@@ -14,8 +15,17 @@ use crate::common::*;
 
 /// Requests to each of the three destinations: heavy, middle, light.
 const SHARES: [usize; 3] = [6, 3, 2];
-/// Exchanges in all: the three destinations, the blocked one and the failing one.
-const EXCHANGES: u64 = 6 + 3 + 2 + 1 + 1;
+/// Exchanges in all: the three destinations, then the denied, the login-required, the
+/// failing and the malformed one.
+const EXCHANGES: u64 = 6 + 3 + 2 + 1 + 1 + 1 + 1;
+/// The known traffic by result: allowed, denied by policy, login required, errors (the
+/// failing origin's 502 and the malformed request's 400).
+pub const RESULTS: [(&str, u64); 4] = [
+    ("allowed", 11),
+    ("denied", 1),
+    ("login_required", 1),
+    ("errors", 2),
+];
 
 /// The proxy after the known traffic, and the names the lists must show.
 pub struct Traffic {
@@ -57,9 +67,13 @@ pub async fn known_traffic() -> Traffic {
     }
     let request = format!("GET http://blocked.example/ HTTP/1.1\r\n{bob}\r\n");
     assert_eq!(status(&send(proxy.addr(), &request).await.1), 403);
+    let request = "GET http://login.example/ HTTP/1.1\r\nHost: login.example\r\n\r\n";
+    assert_eq!(status(&send(proxy.addr(), request).await.1), 407);
     let failing = closed_port().await;
     let request = format!("GET http://{failing}/ HTTP/1.1\r\n{bob}\r\n");
     assert_eq!(status(&send(proxy.addr(), &request).await.1), 502);
+    let malformed = "GET http://a.example/ HTTP/1.1\r\nBad Header\r\n\r\n";
+    assert_eq!(status(&send(proxy.addr(), malformed).await.1), 400);
     proxy.settled_stats(EXCHANGES).await;
     Traffic {
         metrics,
@@ -78,7 +92,8 @@ fn entries(list: &Value) -> Vec<(String, u64)> {
         .expect("a list")
         .iter()
         .map(|entry| {
-            assert_eq!(entry["error"], 0, "exact with few keys: {entry}");
+            assert_eq!(entry["overcount"], 0, "exact with few keys: {entry}");
+            assert!(entry.get("error").is_none(), "renamed `overcount`: {entry}");
             let name = entry["name"].as_str().expect("name").to_string();
             (name, entry["value"].as_u64().expect("value"))
         })
@@ -86,7 +101,7 @@ fn entries(list: &Value) -> Vec<(String, u64)> {
 }
 
 /// `/stats/series` once its points account for every exchange (the sampler adds one every
-/// few seconds), with the per-outcome counts the rates add up to.
+/// few seconds), with the per-result counts the rates add up to, in [`RESULTS`]' order.
 pub async fn series_with_all_traffic(metrics: SocketAddr) -> (Value, [u64; 4]) {
     let limit = std::time::Duration::from_secs(20);
     let deadline = tokio::time::Instant::now() + limit;
@@ -94,10 +109,10 @@ pub async fn series_with_all_traffic(metrics: SocketAddr) -> (Value, [u64; 4]) {
         let series = get_json(metrics, "/stats/series").await;
         let interval = series["interval_seconds"].as_f64().expect("interval");
         let points = series["points"].as_array().expect("points").clone();
-        let counted = ["allowed", "blocked", "auth_failed", "upstream_error"].map(|outcome| {
+        let counted = RESULTS.map(|(result, _)| {
             let sum: f64 = points
                 .iter()
-                .map(|p| p["requests"][outcome].as_f64().unwrap_or(0.0))
+                .map(|p| p["results"][result].as_f64().unwrap_or(0.0))
                 .sum();
             (sum * interval).round() as u64
         });
@@ -127,7 +142,11 @@ async fn top_lists_rank_the_known_traffic() {
             [(heavy.clone(), 6), (middle.clone(), 3), (light.clone(), 2)],
             "{span}: {by_requests:?}"
         );
-        assert_eq!(by_requests.len(), 5, "the blocked and failing ones too");
+        assert_eq!(
+            by_requests.len(),
+            6,
+            "the denied, login-required and failing ones too"
+        );
         let by_bytes = entries(&lists["destinations_by_bytes"]);
         assert_eq!(by_bytes[0].0, middle, "large answers lead by bytes");
         assert!(by_bytes[0].1 > 3 * 4000, "{by_bytes:?}");
@@ -138,10 +157,14 @@ async fn top_lists_rank_the_known_traffic() {
             entries(&lists["clients_by_requests"]),
             [("127.0.0.1".into(), EXCHANGES)]
         );
-        let blocked = &lists["blocked"];
-        assert_eq!(entries(blocked), [(traffic.blocked.clone(), 1)]);
+        let denied = &lists["denied"];
+        assert_eq!(entries(denied), [(traffic.blocked.clone(), 1)]);
         // The blacklist is the policy's first rule, and the list names the rule.
-        assert_eq!(blocked[0]["detail"], "blacklist (--blacklist)", "{blocked}");
+        assert_eq!(denied[0]["detail"], "blacklist (--blacklist)", "{denied}");
+        assert_eq!(lists["blocked"], *denied, "the old name still works");
+        for (result, count) in RESULTS {
+            assert_eq!(lists["results"][result], count, "{span} {result}");
+        }
         let failing = &lists["failing"];
         assert_eq!(entries(failing), [(traffic.failing.clone(), 1)]);
         assert_eq!(failing[0]["detail"], "502");
@@ -153,8 +176,8 @@ async fn top_lists_rank_the_known_traffic() {
 async fn the_series_accounts_for_the_known_traffic() {
     let mut traffic = known_traffic().await;
     let (series, counted) = series_with_all_traffic(traffic.metrics).await;
-    // allowed, blocked, auth failed, upstream errors: rates times the interval.
-    assert_eq!(counted, [11, 1, 0, 1], "{series}");
+    // The four results: rates times the interval.
+    assert_eq!(counted, RESULTS.map(|(_, n)| n), "{series}");
     assert_eq!(series["span_seconds"], 900);
     let points = series["points"].as_array().expect("points");
     let times: Vec<u64> = points
@@ -167,7 +190,7 @@ async fn the_series_accounts_for_the_known_traffic() {
     assert!(times.iter().all(|&t| t <= now && now - t <= 900_000));
     let busy = points
         .iter()
-        .find(|p| p["requests"]["allowed"].as_f64() > Some(0.0))
+        .find(|p| p["results"]["allowed"].as_f64() > Some(0.0))
         .expect("a point with traffic");
     let p50 = busy["p50_ms"]
         .as_f64()
