@@ -1,6 +1,7 @@
 //! The steps every front end's exchanges share, in order: [`Context::admit`] (blocked
 //! address, access decision, the user's limits), then for a tunnel [`Context::tunnel`]
-//! (dial, the front end's yes, the relay), and [`Context::fail`] when anything refuses or
+//! (dial, the front end's yes, the client's first bytes read and their ClientHello
+//! checked — `hello` —, the relay), and [`Context::fail`] when anything refuses or
 //! breaks. A front end plugs in through [`FrontEnd`]: it parses its protocol and writes
 //! its protocol's answers; it decides nothing.
 
