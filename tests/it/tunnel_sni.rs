@@ -78,6 +78,17 @@ async fn https_get(connector: &TlsConnector, stream: TcpStream, name: &str) -> O
     (!got.is_empty()).then_some(got)
 }
 
+/// The `count`th access-log line is a tunnel refused for its ClientHello's `name`.
+async fn assert_refused_for(proxy: &ProxyProcess, count: usize, name: &str) {
+    wait_lines(proxy, count).await;
+    let line = last_line(proxy);
+    assert_eq!(
+        (line.result.as_str(), line.sni.as_str()),
+        ("TCP_DENIED/403", name),
+        "{line:?}"
+    );
+}
+
 fn last_line(proxy: &ProxyProcess) -> Squid {
     let lines = proxy.access_log();
     Squid::parse(lines.last().expect("an access-log line"))
@@ -105,13 +116,8 @@ async fn a_hello_for_another_name_is_refused_before_the_target_hears_a_byte() {
             .await
             .is_none()
     );
-    wait_lines(proxy, 1).await;
-    let line = last_line(proxy);
-    assert_eq!(line.result, "TCP_DENIED/403", "{line:?}");
-    assert_eq!(
-        (line.url.as_str(), line.sni.as_str()),
-        (target.as_str(), "fronted.example")
-    );
+    assert_refused_for(proxy, 1, "fronted.example").await;
+    assert_eq!(last_line(proxy).url, target, "both names in the line");
     assert!(
         origin.wait_all_closed(STEP).await,
         "the target connection is closed"
@@ -152,12 +158,7 @@ async fn an_address_connect_meets_the_rules_by_its_name() {
             .await
             .is_none()
     );
-    wait_lines(&proxy, 1).await;
-    let line = last_line(&proxy);
-    assert_eq!(
-        (line.result.as_str(), line.sni.as_str()),
-        ("TCP_DENIED/403", "blocked.example")
-    );
+    assert_refused_for(&proxy, 1, "blocked.example").await;
     // A name the rules allow, at the address the tunnel was opened to.
     let stream = tunnel(proxy.addr, &target).await;
     let body = https_get(&connector, stream, "localhost")
@@ -213,12 +214,7 @@ async fn socks5_tunnels_are_checked_alike() {
             .await
             .is_none()
     );
-    wait_lines(&proxy, 1).await;
-    let line = last_line(&proxy);
-    assert_eq!(
-        (line.result.as_str(), line.sni.as_str()),
-        ("TCP_DENIED/403", "fronted.example")
-    );
+    assert_refused_for(&proxy, 1, "fronted.example").await;
     assert!(origin.connections().iter().all(|c| c.bytes.is_empty()));
 }
 
