@@ -258,3 +258,22 @@ async fn a_target_that_speaks_first_is_not_kept_waiting() {
     .await;
     assert!(response.ends_with(b"healthy"));
 }
+
+/// A hello sent in part and then stalled is not let through unchecked when the wait for
+/// the rest ends: the tunnel is refused and the target hears nothing.
+#[tokio::test]
+async fn a_stalled_hello_is_refused_not_waved_through() {
+    let origin = RawOrigin::start().await;
+    let mut args = LOCAL.to_vec();
+    args.extend(["--header-timeout", "1"]);
+    let proxy = ProxyProcess::start(&args).await;
+    let mut stream = tunnel(proxy.addr, &format!("localhost:{}", origin.addr.port())).await;
+    // A handshake record header promising 512 bytes, and only the first few of them.
+    stream
+        .write_all(&[22, 3, 1, 2, 0, 1, 0, 1, 252])
+        .await
+        .unwrap();
+    assert!(read_to_close(&mut stream).await.is_empty());
+    assert_refused_for(&proxy, 1, "-").await;
+    assert!(origin.connections().iter().all(|c| c.bytes.is_empty()));
+}
