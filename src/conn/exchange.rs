@@ -17,8 +17,19 @@ use crate::target::Target;
 use crate::upstream::Link;
 
 impl Context {
-    /// Counts a finished exchange and writes its access-log line.
-    pub fn record(&self, exchange: Exchange) {
+    /// Starts the record of `exchange`, written however the exchange ends (see
+    /// [`Recorded`]).
+    pub fn recorded(&self, exchange: Exchange) -> Recorded<'_> {
+        Recorded {
+            ctx: self,
+            exchange,
+            written: false,
+        }
+    }
+
+    /// Counts a finished exchange and writes its access-log line; the exchange's strings
+    /// move into the record.
+    fn write_record(&self, exchange: &mut Exchange) {
         let duration = exchange.started.elapsed();
         let stats = &self.stats;
         stats.request_finished(exchange.outcome, duration);
@@ -47,28 +58,80 @@ impl Context {
             "exchange done"
         );
         if let Some(log) = &self.access_log {
-            // The exchange ends here: its strings move into the record.
             log.write(&AccessRecord {
                 start: exchange.wall_start,
                 duration,
                 client: exchange.client,
-                user: exchange.user,
-                method: exchange.method,
-                target: exchange.target,
+                user: exchange.user.take(),
+                method: std::mem::take(&mut exchange.method),
+                target: std::mem::take(&mut exchange.target),
                 status: exchange.status,
                 bytes_to_client: exchange.bytes_to_client,
                 bytes_from_client: exchange.bytes_from_client,
                 cache: exchange.cache,
                 upstream: exchange.upstream,
                 hierarchy: exchange.hierarchy,
-                parent: exchange.parent,
+                parent: exchange.parent.take(),
                 cut: exchange.failure == Some(cut::LABEL),
                 outcome: exchange.outcome,
-                rule: exchange.rule,
-                sni: exchange.sni,
-                alpn: exchange.alpn,
+                rule: exchange.rule.take(),
+                sni: exchange.sni.take(),
+                alpn: exchange.alpn.take(),
             });
         }
+    }
+}
+
+/// An exchange whose record is written however it ends: by [`Recorded::finish`] on its
+/// normal path; dropped unfinished — its task cut when the runtime stops at the end of
+/// the shutdown grace, or unwound by a panic — it is recorded then, as cut short
+/// (Squid's `_ABORTED`), with what it carried until then. Nothing is lost but an
+/// exchange for which nothing at all was read.
+pub struct Recorded<'a> {
+    ctx: &'a Context,
+    exchange: Exchange,
+    written: bool,
+}
+
+impl Recorded<'_> {
+    /// Writes the record of an exchange that ended on its own.
+    pub fn finish(mut self) {
+        self.written = true;
+        self.ctx.write_record(&mut self.exchange);
+    }
+
+    /// Drops an exchange that is not one (a connection that said nothing).
+    pub fn discard(mut self) {
+        self.written = true;
+    }
+}
+
+impl std::ops::Deref for Recorded<'_> {
+    type Target = Exchange;
+
+    fn deref(&self) -> &Exchange {
+        &self.exchange
+    }
+}
+
+impl std::ops::DerefMut for Recorded<'_> {
+    fn deref_mut(&mut self) -> &mut Exchange {
+        &mut self.exchange
+    }
+}
+
+impl Drop for Recorded<'_> {
+    fn drop(&mut self) {
+        let exchange = &mut self.exchange;
+        if self.written || (exchange.bytes_from_client == 0 && exchange.stage == Stage::Request) {
+            return;
+        }
+        exchange.failure = Some(if std::thread::panicking() {
+            "panic"
+        } else {
+            cut::LABEL
+        });
+        self.ctx.write_record(exchange);
     }
 }
 

@@ -6,7 +6,8 @@
 //! yes, the relay with live counts), a plain HTTP request through the forwarder, which
 //! uses the same dialer and relay. A failure is noted once ([`Exchange::failed`]: the
 //! outcome, the rule, the status) and answered by the front end in its own terms; every
-//! exchange ends in [`Context::record`]: one access-log line and its statistics.
+//! exchange is [`Context::recorded`]: one access-log line and its statistics, written
+//! however it ends.
 //!
 //! The front end's side of the contract is [`FrontEnd`]: where the client is, how to say
 //! yes to a tunnel, how to refuse, and what the client sent early. HTTP/1.1

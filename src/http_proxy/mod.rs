@@ -180,7 +180,8 @@ async fn exchange(
         http::RequestTarget::Authority { .. } => None,
     };
     let peer = client.get_ref().peer();
-    let mut exchange = Exchange::start(peer, head.method_str(), &target, url, Instant::now());
+    let start = Exchange::start(peer, head.method_str(), &target, url, Instant::now());
+    let mut exchange = ctx.recorded(start);
     exchange.bytes_from_client = client.consumed() - consumed;
     let next = match handle(ctx, client, seat, &head, &target, &mut exchange).await {
         Ok(next) => next,
@@ -200,7 +201,7 @@ async fn exchange(
         };
         exchange.bytes_from_client = read - consumed;
     }
-    ctx.record(exchange);
+    exchange.finish();
     next
 }
 
@@ -212,12 +213,12 @@ async fn refuse_head(
     error: ProxyError,
     consumed: u64,
 ) -> Next {
-    let mut exchange = Exchange::unparsed(client.get_ref().peer(), Instant::now());
+    let mut exchange = ctx.recorded(Exchange::unparsed(client.get_ref().peer(), Instant::now()));
     // The rejected bytes are still buffered (never consumed), but they were read from
     // the client and the connection ends here: count them all.
     exchange.bytes_from_client = client.bytes_read() - consumed;
     ctx.fail(&mut Http1(client), &mut exchange, &error).await;
-    ctx.record(exchange);
+    exchange.finish();
     Next::Close
 }
 

@@ -49,7 +49,7 @@ pub async fn answer(
 ) -> Next {
     let stream = client.get_ref();
     let path = String::from_utf8_lossy(request.head.path()).into_owned();
-    let mut exchange = Exchange::unparsed(stream.peer(), Instant::now());
+    let mut exchange = ctx.recorded(Exchange::unparsed(stream.peer(), Instant::now()));
     exchange.method = String::from_utf8_lossy(&request.head.method).into_owned();
     exchange.target = path;
     let answer = match ctx.access.baseline().check_client(stream.peer().ip()) {
@@ -73,7 +73,7 @@ pub async fn answer(
         let _ = stream.shutdown().await;
         exchange.bytes_to_client = answer.len() as u64;
     }
-    ctx.record(exchange);
+    exchange.finish();
     Next::Close
 }
 

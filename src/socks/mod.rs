@@ -40,7 +40,7 @@ const ADMISSION_METHOD: &str = "CONNECT";
 /// Serves one SOCKS5 connection.
 pub(crate) async fn serve(client: ClientStream, ctx: Arc<Context>) {
     let started = Instant::now();
-    let mut exchange = Exchange::unparsed(client.peer(), started);
+    let mut exchange = ctx.recorded(Exchange::unparsed(client.peer(), started));
     exchange.method = LOG_METHOD.to_string();
     let mut socks = Socks {
         client,
@@ -60,7 +60,9 @@ pub(crate) async fn serve(client: ClientStream, ctx: Arc<Context>) {
     exchange.bytes_to_client += socks.written;
     // A connection that said nothing is not a session, as over HTTP.
     if socks.read > 0 {
-        ctx.record(exchange);
+        exchange.finish();
+    } else {
+        exchange.discard();
     }
 }
 

@@ -291,3 +291,56 @@ async fn tunnels_cut_at_the_end_of_the_grace_are_logged_after_sigusr2_and_sigter
     }
     assert_cut_tunnels_logged(&old.access_log(), echo, TUNNELS, LEAST);
 }
+
+/// A forwarded response still streaming when the grace ends is recorded too: its task is
+/// dropped with the runtime, and its record is written then (`TCP_MISS_ABORTED`) — not
+/// lost with the task. (The body bytes of a response cut mid-stream are counted only
+/// when the body ends, so the line shows what was known before: the request.)
+#[tokio::test]
+async fn a_response_still_streaming_at_the_end_of_the_grace_is_logged() {
+    // An origin that promises a long body and sends it slowly.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = [0u8; 1024];
+                let _ = stream.read(&mut head).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n")
+                    .await;
+                for _ in 0..600 {
+                    if stream.write_all(&[b'x'; 1024]).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+        }
+    });
+    let mut args = LOCAL.to_vec();
+    args.extend(["--shutdown-grace", "1"]);
+    let mut proxy = ProxyProcess::start(&args).await;
+    let mut client = within(TcpStream::connect(proxy.addr)).await.unwrap();
+    let request = format!("GET http://{origin}/slow HTTP/1.1\r\nHost: {origin}\r\n\r\n");
+    client.write_all(request.as_bytes()).await.unwrap();
+    let mut first = [0u8; 4096];
+    let n = within(client.read(&mut first)).await.unwrap();
+    assert!(
+        first[..n].starts_with(b"HTTP/1.1 200"),
+        "the response is under way"
+    );
+    proxy.signal("TERM").await;
+    let code = within(proxy.child.wait()).await.expect("the proxy exits");
+    assert!(code.success(), "{code:?}");
+    let lines = proxy.access_log();
+    let line = lines
+        .iter()
+        .find(|line| line.contains("/slow"))
+        .unwrap_or_else(|| panic!("no line for the cut response: {lines:?}"));
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[3], "TCP_MISS_ABORTED/200", "{line}");
+    let from_client: u64 = fields[10].parse().unwrap();
+    assert_eq!(from_client, request.len() as u64, "{line}");
+    drop(client);
+}
