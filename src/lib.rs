@@ -53,6 +53,7 @@ pub mod files;
 pub mod health;
 pub mod http;
 mod http_proxy;
+pub mod inspect;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
