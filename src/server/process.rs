@@ -83,6 +83,7 @@ pub fn launch(
     for listener in &config.listeners {
         access::warn_if_open_proxy(listener.addr.ip(), &config.access);
     }
+    access::warn_inspection_inactive(&services.access.snapshot().rules);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = settings.workers {
         runtime.worker_threads(workers);
