@@ -4,7 +4,8 @@
 //! predecessor passed: `LISTEN_FDS`), serves until SIGINT/SIGTERM or a handover
 //! (SIGUSR2), then drains and flushes. Bad flags or files exit with code 2.
 //! `--check-config` stops after loading; `proxy-server explain …` answers one policy
-//! question and exits; `proxy-server new-ca …` writes an inspection CA and exits. The environment is read here and, for `RUST_LOG`, in `logging`.
+//! question and exits; `proxy-server new-ca …` writes an inspection CA and exits. The
+//! environment is read here and, for `RUST_LOG`, in `logging`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
