@@ -231,7 +231,7 @@ async fn a_client_that_trusts_another_ca_refuses_the_leaf() {
     let result = tokio::time::timeout(std::time::Duration::from_secs(10), handshake)
         .await
         .expect("handshake in time");
-    let error = result.err().expect("refused").to_string();
+    let error = result.expect_err("refused").to_string();
     assert!(error.contains("invalid peer certificate"), "{error}");
 }
 
