@@ -428,6 +428,7 @@ fn anonymous_connect<'a>(host: &'a Host<'a>) -> Facts<'a> {
         host,
         port: 443,
         method: "CONNECT",
+        path: None,
         now: None,
     }
 }

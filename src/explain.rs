@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 
 use crate::access::{AccessControl, Snapshot};
-use crate::acl::{Facts, Verdict, canonical_ip, normalise};
+use crate::acl::{Facts, Verdict, canonical_ip, normalise, normalise_path};
 use crate::config::{ExplainArgs, Invocation, LoadError, invocation};
 use crate::http::target::parse_target;
 use crate::upstream::{Resolver, ResolverSettings};
@@ -78,11 +78,14 @@ pub fn explain(args: &ExplainArgs) -> Result<(String, bool), String> {
         );
         return Ok((out, false));
     }
+    let path = match &target {
+        crate::http::RequestTarget::Absolute { path, .. } => std::str::from_utf8(path).ok(),
+        crate::http::RequestTarget::Authority { .. } => None,
+    };
     Ok(trace(
         &snapshot,
         args,
-        target.host(),
-        target.port(),
+        (target.host(), target.port(), path),
         &ips,
         out,
     ))
@@ -97,7 +100,9 @@ fn load(args: &ExplainArgs) -> Result<(AccessControl, ResolverSettings), String>
     }
     let settings = match invocation(argv) {
         Ok(Invocation::Serve { settings, .. }) => settings,
-        Ok(Invocation::Explain(_)) => return Err("unexpected command line".into()),
+        Ok(Invocation::Explain(_) | Invocation::NewCa(_)) => {
+            return Err("unexpected command line".into());
+        }
         Err(LoadError::File(errors)) => return Err(errors.to_string()),
         Err(LoadError::Flags(error)) => return Err(error.to_string()),
     };
@@ -140,23 +145,39 @@ fn safe_defaults(
 fn trace(
     snapshot: &Snapshot,
     args: &ExplainArgs,
-    host: &str,
-    port: u16,
+    (host, port, path): (&str, u16, Option<&str>),
     ips: &[IpAddr],
     mut out: String,
 ) -> (String, bool) {
     let host = normalise(host);
     let book = &snapshot.rules;
+    let path = path.map(normalise_path);
+    if book.uses_paths() {
+        let shown = path
+            .as_deref()
+            .unwrap_or("none (a tunnel: rules with paths never match)");
+        let _ = writeln!(out, "path: {shown}");
+    }
     let facts = Facts {
         user: args.user.as_deref(),
         client: canonical_ip(args.client),
         host: &host,
         port,
         method: &args.method,
+        path: path.as_deref(),
         now: book.uses_hours().then(|| snapshot.clock.now()),
     };
     let (verdict, steps) = book.trace(&facts, ips);
     let (decision, rule, allowed) = match &verdict {
+        Verdict::Allow {
+            rule,
+            inspect: true,
+            ..
+        } => (
+            "allow (inspect: TLS inspection is not active yet; passes uninspected)",
+            rule,
+            true,
+        ),
         Verdict::Allow { rule, .. } => ("allow", rule, true),
         Verdict::Deny { rule } => ("deny", rule, false),
         Verdict::AuthRequired { rule } => ("authentication required (407)", rule, false),

@@ -25,7 +25,8 @@
 //! `stats` (read by `metrics`); then the connection waits for the next request or closes.
 //!
 //! Dependencies point one way, from the leaves up: `budget`, `cut`, `error`, `files`,
-//! `stats`, `target`; `limits`, `tunnel`; `http`, `acl`, `auth`, `logging`, `stream`, `client`,
+//! `stats`, `target`; `limits`, `tunnel`; `http`, `acl`, `auth`, `inspect` (the inspection CA
+//! and its leaf certificates), `logging`, `stream`, `client`,
 //! `proxy_protocol`; `access`, `cache`, `metrics`; `tls`, `pac_file`, `upstream`,
 //! `config` (the only module that knows the command line, and reads the configuration
 //! file); `conn` (the exchange pipeline and the front-end contract); the front ends
@@ -53,6 +54,7 @@ pub mod files;
 pub mod health;
 pub mod http;
 mod http_proxy;
+pub mod inspect;
 pub mod limits;
 pub mod logging;
 pub mod metrics;

@@ -4,7 +4,8 @@
 //! predecessor passed: `LISTEN_FDS`), serves until SIGINT/SIGTERM or a handover
 //! (SIGUSR2), then drains and flushes. Bad flags or files exit with code 2.
 //! `--check-config` stops after loading; `proxy-server explain …` answers one policy
-//! question and exits. The environment is read here and, for `RUST_LOG`, in `logging`.
+//! question and exits; `proxy-server new-ca …` writes an inspection CA and exits. The
+//! environment is read here and, for `RUST_LOG`, in `logging`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +14,7 @@ use proxy_server::config::{self, Invocation, LoadError};
 use proxy_server::server::{
     self, EXIT_CONFIG, Environment, HANDOVER_NOTIFY_ENV, ListenEnv, Successor,
 };
-use proxy_server::{allocator, explain};
+use proxy_server::{allocator, explain, inspect};
 
 /// mimalloc rather than glibc's malloc: tokio allocates each task and each socket's
 /// readiness state 128-byte aligned, and glibc pays about 128 bytes of padding for each
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
             source,
         }) => server::launch(*settings, source, check_config, environment()),
         Ok(Invocation::Explain(args)) => explain::run(&args),
+        Ok(Invocation::NewCa(request)) => inspect::run_new_ca(&request),
         Err(LoadError::Flags(error)) => error.exit(),
         Err(LoadError::File(errors)) => {
             eprintln!("{errors}");

@@ -18,6 +18,7 @@ use ipnet::IpNet;
 use crate::acl::{self, Baseline, Clock, DestList, PortSet, RuleBook, SystemClock};
 use crate::auth::{Authenticator, load_users};
 use crate::files::{FileErrors, LineError, Reload};
+use crate::inspect::Inspection;
 use crate::limits::LimitSettings;
 pub use admission::{
     AUTH_MISSING, Admission, ClientCredentials, Decision, NotAuthenticated, decision,
@@ -44,6 +45,10 @@ pub struct AccessSettings {
     pub limits: Arc<LimitSettings>,
     /// Where rules with `hours` read the local time; `None`: the host's clock.
     pub clock: Option<Arc<dyn Clock>>,
+    /// `[inspection]`: the CA that signs leaves for tunnels an `inspect = true` rule
+    /// allows; loaded (and checked) by `config`, so a `SIGHUP` that re-reads the policy
+    /// file re-reads the CA with it. `None`: no rule may ask for inspection.
+    pub inspection: Option<Arc<Inspection>>,
 }
 
 /// One consistent version of the access state.
@@ -57,6 +62,8 @@ pub struct Snapshot {
     /// Everyone's limits.
     pub limits: Arc<LimitSettings>,
     pub clock: Arc<dyn Clock>,
+    /// The inspection CA and its leaves, when `[inspection]` is configured.
+    pub inspection: Option<Arc<Inspection>>,
 }
 
 /// A cheap, cloneable handle on the current access state.
@@ -149,6 +156,7 @@ impl AccessControl {
                     rules,
                     "access files reloaded"
                 );
+                warn_inspection_inactive(&snapshot.rules);
                 true
             }
             Err(errors) => {
@@ -175,6 +183,15 @@ fn read_files(args: &AccessSettings) -> Result<Snapshot, FileErrors> {
             reason: "this rule names users, but no auth_file is set to log them in".into(),
         });
     }
+    if args.inspection.is_none()
+        && let Some(rule) = book.rules().iter().find(|rule| rule.inspect)
+    {
+        errors.push(LineError {
+            file: rule.file.clone(),
+            line: rule.line,
+            reason: "this rule asks for inspection, but there is no [inspection] CA".into(),
+        });
+    }
     match (rules, users) {
         (Ok(rules), Ok(users)) if errors.is_empty() => Ok(Snapshot {
             baseline: Arc::new(Baseline {
@@ -187,6 +204,7 @@ fn read_files(args: &AccessSettings) -> Result<Snapshot, FileErrors> {
             rules: book,
             limits: Arc::clone(&args.limits),
             clock: args.clock.clone().unwrap_or_else(|| Arc::new(SystemClock)),
+            inspection: args.inspection.clone(),
         }),
         (rules, users) => {
             errors.extend(rules.err().map(|e| e.0).unwrap_or_default());
@@ -248,6 +266,27 @@ pub fn warn_if_open_proxy(bind: IpAddr, args: &AccessSettings) -> bool {
         );
     }
     open
+}
+
+/// Warns that rules asking for inspection (`inspect = true`) are allowed as plain
+/// tunnels: TLS termination is not built yet (issue #23), and nobody should believe
+/// traffic is inspected when it is not. Returns whether it warned.
+pub fn warn_inspection_inactive(rules: &RuleBook) -> bool {
+    let asked: Vec<&str> = rules
+        .rules()
+        .iter()
+        .filter(|rule| rule.inspect)
+        .map(|rule| &*rule.label)
+        .collect();
+    if !asked.is_empty() {
+        tracing::warn!(
+            rules = asked.join("; "),
+            "TLS INSPECTION IS NOT ACTIVE YET: rules with `inspect = true` allow their \
+             tunnels like plain allow rules; nothing is decrypted or inspected \
+             (docs/inspection.md)"
+        );
+    }
+    !asked.is_empty()
 }
 
 /// The access state as `SIGHUP` re-reads it: `reread` returns the settings as they now

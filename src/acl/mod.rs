@@ -26,6 +26,6 @@ pub use host::{Host, canonical_ip, nat64_embedded, normalise};
 pub use netset::NetSet;
 pub use ports::{DEFAULT_CONNECT_PORTS, PortSet};
 pub use rulebook::{
-    Action, AddressCheck, Clock, Condition, Evaluation, Facts, FixedClock, Rule, RuleBook, Step,
-    SystemClock, Verdict, WeekTime, Window, refusal,
+    Action, AddressCheck, Clock, Condition, Evaluation, Facts, FixedClock, PathPattern, Rule,
+    RuleBook, Step, SystemClock, Verdict, WeekTime, Window, normalise_path, refusal,
 };

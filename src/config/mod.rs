@@ -26,7 +26,7 @@ use crate::upstream::EgressSettings;
 use crate::upstream::ResolverSettings;
 pub use cli::{
     AccessFlags, CacheFlags, Cli, Command, EgressFlags, ExplainArgs, Invocation, ListenFlags,
-    LoadError, LogFlags, LogFormatFlag, MetricsFlags, Source, invocation,
+    LoadError, LogFlags, LogFormatFlag, MetricsFlags, NewCaArgs, Source, invocation,
 };
 pub use file::{FlagKey, parse as parse_file};
 pub use listen::{Listener, Protocol, check_listeners};

@@ -78,6 +78,7 @@ impl Context {
                 rule,
                 limits,
                 addresses,
+                inspect: _,
             } => {
                 exchange.user = user;
                 exchange.rule = rule;

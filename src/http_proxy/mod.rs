@@ -253,6 +253,10 @@ async fn handle(
         credentials: credentials(ctx, head)?,
         target: *target,
         method: head.method_str(),
+        path: match &head.target {
+            http::RequestTarget::Absolute { path, .. } => std::str::from_utf8(path).ok(),
+            http::RequestTarget::Authority { .. } => None,
+        },
     };
     let admitted = ctx.admit(&request, seat, exchange).await?;
     if !target.is_tunnel() {

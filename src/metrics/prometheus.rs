@@ -182,6 +182,7 @@ impl Collector for StatsCollector {
         encode_buffer_budget(e)?;
         encode_durations(e, &s)?;
         encode_dns(e, &s)?;
+        encode_inspection(e, &s)?;
         super::parents::encode(e, &s.parents)?;
         encode_rule_decisions(e, &self.0)
     }
@@ -311,6 +312,29 @@ fn encode_dns(encoder: &mut DescriptorEncoder, snapshot: &Snapshot) -> fmt::Resu
     seconds_histogram(encoder, about, &dns.query_durations)
 }
 
+/// TLS inspection: leaf certificates signed and served from the cache, and how long
+/// signing took.
+fn encode_inspection(encoder: &mut DescriptorEncoder, snapshot: &Snapshot) -> fmt::Result {
+    let inspection = &snapshot.inspection;
+    counter(
+        encoder,
+        "inspection_leaves_generated",
+        "Leaf certificates signed by the inspection CA.",
+        inspection.leaves_generated,
+    )?;
+    counter(
+        encoder,
+        "inspection_leaves_cached",
+        "Leaf certificates served from the cache.",
+        inspection.leaves_cached,
+    )?;
+    let about = (
+        "inspection_leaf",
+        "Time making a leaf certificate took (key generation and signature).",
+    );
+    seconds_histogram(encoder, about, &inspection.leaf_durations)
+}
+
 fn seconds_histogram(
     encoder: &mut DescriptorEncoder,
     (name, help): (&str, &str),
@@ -370,6 +394,21 @@ mod tests {
             );
         }
         drop(throttled);
+        stats
+            .inspection()
+            .leaf_generated(std::time::Duration::from_millis(2));
+        stats.inspection().leaf_cached();
+        let body = render(&stats).expect("render");
+        for line in [
+            "proxy_inspection_leaves_generated_total 1",
+            "proxy_inspection_leaves_cached_total 1",
+            "proxy_inspection_leaf_seconds_count 1",
+        ] {
+            assert!(
+                body.lines().any(|l| l == line),
+                "{line:?} missing from:\n{body}"
+            );
+        }
         let body = render(&stats).expect("render");
         assert!(body.lines().any(|l| l == "proxy_users_throttled 0"));
     }

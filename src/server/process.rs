@@ -80,6 +80,7 @@ pub fn launch(
     };
     services.use_stats(stats.clone());
     services.access_log = Some(logging.access_log());
+    crate::access::warn_inspection_inactive(&services.access.snapshot().rules);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = settings.workers {
         runtime.worker_threads(workers);

@@ -237,6 +237,7 @@ impl Socks {
             credentials,
             target: *target,
             method: ADMISSION_METHOD,
+            path: None,
         };
         // One session, one connection: its seat is its own.
         let admitted = ctx

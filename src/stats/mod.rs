@@ -15,6 +15,7 @@
 
 mod dns;
 mod histogram;
+mod inspection;
 mod limited;
 mod parents;
 mod results;
@@ -33,6 +34,7 @@ use serde::Serialize;
 
 pub use dns::{DnsCounters, DnsSnapshot};
 pub use histogram::{BUCKET_BOUNDS_MICROS, DurationHistogram, HistogramSnapshot};
+pub use inspection::{InspectionCounters, InspectionSnapshot};
 pub use limited::{Limit, LimitedCounts};
 pub use parents::{ParentCounters, ParentSnapshot, ParentTable};
 pub use results::Results;
@@ -124,6 +126,7 @@ pub struct Stats {
     proxy_headers_rejected: AtomicU64,
     request_durations: DurationHistogram,
     dns: DnsCounters,
+    inspection: InspectionCounters,
     top: TopTallies,
     /// Written by the sampler every few seconds, read by `/stats/series`; never touched
     /// by the request path.
@@ -304,6 +307,11 @@ impl Stats {
         &self.dns
     }
 
+    /// TLS inspection's counters, for the leaf cache to count with.
+    pub fn inspection(&self) -> &InspectionCounters {
+        &self.inspection
+    }
+
     /// The top lists, for the request path to count each finished exchange in.
     pub fn top(&self) -> &TopTallies {
         &self.top
@@ -377,6 +385,7 @@ impl Stats {
             proxy_headers_rejected: load(&self.proxy_headers_rejected),
             request_durations: self.request_durations.snapshot(),
             dns: self.dns.snapshot(),
+            inspection: self.inspection.snapshot(),
             parents: self.parents.snapshot(),
         }
     }
@@ -440,6 +449,8 @@ pub struct Snapshot {
     pub request_durations: HistogramSnapshot,
     /// The resolver's figures.
     pub dns: DnsSnapshot,
+    /// TLS inspection's leaf certificates.
+    pub inspection: InspectionSnapshot,
     /// Each parent proxy: up now, connection failures, requests through it.
     pub parents: Vec<ParentSnapshot>,
 }

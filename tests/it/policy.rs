@@ -5,6 +5,7 @@
 //! and `/metrics`, SIGHUP) is in the child modules.
 
 mod binary;
+mod inspection;
 mod reload;
 
 use std::path::PathBuf;
@@ -30,7 +31,7 @@ pub fn policy_files(name: &str, policy: &str) -> (Scratch, PathBuf) {
 }
 
 /// The proxy in-process with the settings the file gives, `adjust`ed.
-async fn proxy_from(
+pub async fn proxy_from(
     path: &std::path::Path,
     adjust: impl FnOnce(&mut proxy_server::config::Config),
 ) -> Proxy {

@@ -20,7 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use super::Snapshot;
-use crate::acl::{AddressCheck, Evaluation, Facts, Verdict, normalise, refusal};
+use crate::acl::{AddressCheck, Evaluation, Facts, Verdict, normalise, normalise_path, refusal};
 use crate::auth::Credentials;
 use crate::error::{AuthFailure, OverLimit, Refusal};
 use crate::limits::{LimitSettings, Limiter};
@@ -48,6 +48,9 @@ pub struct Admission<'a> {
     pub target: Target<'a>,
     /// The request method as sent (`CONNECT` for tunnels from any front end).
     pub method: &'a str,
+    /// The request target's path and query as sent (`/a/b?q`); `None` for a tunnel
+    /// (CONNECT, SOCKS5), which rules with `paths` never match.
+    pub path: Option<&'a str>,
 }
 
 /// The answer.
@@ -58,12 +61,15 @@ pub enum Decision {
     /// the snapshot). With `addresses`, a rule further down depends on the addresses the
     /// name resolves to: the dialer settles it before connecting and may still refuse,
     /// and then `rule` and `limits` are `None` until it has (the settled verdict comes
-    /// back with the connection).
+    /// back with the connection). `inspect`: the allowing rule asks for the tunnel to be
+    /// inspected (`inspect = true`; the snapshot's `inspection` has the CA); `false`
+    /// while `addresses` waits (the settled `Verdict::Allow` carries the rule's own).
     Allow {
         user: Option<String>,
         rule: Option<Arc<str>>,
         limits: Option<Arc<LimitSettings>>,
         addresses: Option<AddressCheck>,
+        inspect: bool,
     },
     /// Refused by the policy, with the reason and the rule.
     Deny(Refusal),
@@ -115,12 +121,18 @@ impl Snapshot {
         {
             return Decision::Deny(denial.into());
         }
+        // Normalised only when a rule looks at paths: otherwise no work per request.
+        let path = match request.path {
+            Some(path) if self.rules.uses_paths() => Some(normalise_path(path)),
+            _ => None,
+        };
         let facts = Facts {
             user: user.as_deref(),
             client: crate::acl::canonical_ip(request.client),
             host: &host,
             port: request.target.port,
             method: request.method,
+            path: path.as_deref(),
             now: self.rules.uses_hours().then(|| self.clock.now()),
         };
         match self.rules.evaluate(&facts) {
@@ -130,6 +142,7 @@ impl Snapshot {
                 rule: None,
                 limits: None,
                 addresses: Some(check),
+                inspect: false,
             },
         }
     }
@@ -193,11 +206,16 @@ impl Snapshot {
 /// The decision a settled rule verdict makes.
 pub fn decision(user: Option<String>, verdict: Verdict) -> Decision {
     match verdict {
-        Verdict::Allow { rule, limits } => Decision::Allow {
+        Verdict::Allow {
+            rule,
+            limits,
+            inspect,
+        } => Decision::Allow {
             user,
             rule,
             limits,
             addresses: None,
+            inspect,
         },
         Verdict::Deny { rule } => Decision::Deny(refusal(rule)),
         Verdict::AuthRequired { rule } => Decision::AuthRequired(AUTH_MISSING, rule),

@@ -21,6 +21,7 @@ fn snapshot(rules: &str, users: Option<&str>) -> Snapshot {
         rules: Arc::default(),
         limits: Arc::default(),
         clock: Arc::new(crate::acl::SystemClock),
+        inspection: None,
     }
 }
 
@@ -41,6 +42,7 @@ fn request<'a>(
         } else {
             "GET"
         },
+        path: (kind != Kind::Connect).then_some("/"),
     }
 }
 
@@ -204,6 +206,7 @@ fn with_policy(policy: &str, now: &str) -> Snapshot {
         clock: Arc::new(crate::acl::FixedClock(
             crate::acl::WeekTime::parse(day, time).unwrap(),
         )),
+        inspection: None,
     }
 }
 
@@ -266,6 +269,7 @@ async fn anonymous_requests_a_user_rule_could_allow_are_asked_to_log_in() {
         rule,
         limits,
         addresses,
+        inspect,
     } = allowed
     else {
         panic!("alice may reach github.com: {allowed:?}");
@@ -273,6 +277,7 @@ async fn anonymous_requests_a_user_rule_could_allow_are_asked_to_log_in() {
     assert_eq!(user.as_deref(), Some("alice"));
     assert!(rule.is_some_and(|r| r.starts_with("\"staff to code\" (rule 1, p.toml:")));
     assert_eq!(limits.and_then(|l| l.requests_per_second), Some(5));
+    assert!(!inspect, "the rule does not ask for inspection");
     assert!(addresses.is_none());
     let bob = basic("bob:secret");
     let refused = access
@@ -506,4 +511,77 @@ async fn known_logins_get_in_while_everyone_budget_is_spent() {
         &limiter,
     );
     assert_eq!(anonymous.await, Err(NotAuthenticated::Failed(AUTH_MISSING)));
+}
+
+/// A policy with a path rule: it refuses plain requests under `/admin/`, however the path
+/// is spelled, and never a CONNECT.
+const PATH_POLICY: &str = r#"
+[[rules]]
+name = "no admin"
+action = "deny"
+paths = ["/admin/*"]
+"#;
+
+#[tokio::test]
+async fn a_path_rule_sees_plain_requests_and_never_a_tunnel() {
+    let access = with_policy(PATH_POLICY, "Tue 10:00");
+    let alice = basic("alice:secret");
+    let credentials = ClientCredentials::ProxyAuthorization(&alice);
+    let get = |path: &'static str| Admission {
+        path: Some(path),
+        ..request("10.0.0.1", credentials, "origin.example", 80, Kind::Http)
+    };
+    for refused in ["/admin/x", "/%61dmin/x", "/public/../admin/x?y=1"] {
+        let decision = access.decide_fresh(&get(refused)).await;
+        assert_eq!(brief(&decision), "policy-deny", "{refused}");
+    }
+    for allowed in ["/public", "/admin", "/public?next=/admin/x"] {
+        let decision = access.decide_fresh(&get(allowed)).await;
+        assert!(
+            matches!(decision, Decision::Allow { .. }),
+            "{allowed}: {decision:?}"
+        );
+    }
+    let tunnel = request(
+        "10.0.0.1",
+        credentials,
+        "origin.example",
+        443,
+        Kind::Connect,
+    );
+    let decision = access.decide_fresh(&tunnel).await;
+    assert!(matches!(decision, Decision::Allow { .. }), "{decision:?}");
+}
+
+#[tokio::test]
+async fn an_inspect_rule_says_so_on_its_allow() {
+    use crate::acl::{Action, DestListBuilder, Rule, RuleBook};
+    let mut dest = DestListBuilder::default();
+    dest.add_line("github.com").unwrap();
+    let inspect = Rule {
+        label: "inspect".into(),
+        action: Action::Allow,
+        dest: Some(dest.build()),
+        inspect: true,
+        ..Rule::default()
+    };
+    let plain = Rule {
+        label: "plain".into(),
+        action: Action::Allow,
+        ..Rule::default()
+    };
+    let mut access = snapshot("", None);
+    access.rules = Arc::new(RuleBook::new(vec![inspect, plain], Action::Deny, None));
+    let none = ClientCredentials::None;
+    let asked = |host| request("10.0.0.1", none, host, 443, Kind::Connect);
+    let github = access.decide_fresh(&asked("github.com")).await;
+    assert!(
+        matches!(github, Decision::Allow { inspect: true, .. }),
+        "{github:?}"
+    );
+    let other = access.decide_fresh(&asked("example.org")).await;
+    assert!(
+        matches!(other, Decision::Allow { inspect: false, .. }),
+        "{other:?}"
+    );
 }

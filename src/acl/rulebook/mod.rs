@@ -17,6 +17,7 @@
 
 mod hours;
 mod names;
+mod paths;
 mod pending;
 mod rule;
 
@@ -24,6 +25,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 pub use hours::{Clock, FixedClock, SystemClock, WeekTime, Window};
+pub use paths::{PathPattern, normalise_path};
 pub use pending::AddressCheck;
 use pending::{RuleSet, Walk};
 pub use rule::{Action, Condition, Rule};
@@ -44,6 +46,8 @@ pub struct RuleBook {
     /// Worked out once: admission asks on every request.
     names_users: bool,
     uses_hours: bool,
+    uses_paths: bool,
+    uses_inspect: bool,
     /// Every rule's destination names in one lookup.
     names: NameIndex,
 }
@@ -57,6 +61,9 @@ pub struct Facts<'a> {
     pub host: &'a Host<'a>,
     pub port: u16,
     pub method: &'a str,
+    /// The request's path without its query, normalised ([`normalise_path`]); `None` for
+    /// a tunnel. Filled only when some rule has `paths` ([`RuleBook::uses_paths`]).
+    pub path: Option<&'a str>,
     /// Local time; read only when some rule has `hours` ([`RuleBook::uses_hours`]).
     pub now: Option<WeekTime>,
 }
@@ -68,6 +75,8 @@ pub enum Verdict {
         rule: Option<Arc<str>>,
         /// The allowing rule's own `limits`, if it sets any.
         limits: Option<Arc<LimitSettings>>,
+        /// The allowing rule asks for its tunnels to be inspected (`inspect = true`).
+        inspect: bool,
     },
     Deny {
         rule: Option<Arc<str>>,
@@ -93,6 +102,8 @@ impl RuleBook {
         RuleBook {
             names_users: rules.iter().any(|rule| rule.users.is_some()),
             uses_hours: rules.iter().any(|rule| rule.hours.is_some()),
+            uses_paths: rules.iter().any(|rule| rule.paths.is_some()),
+            uses_inspect: rules.iter().any(|rule| rule.inspect),
             names: NameIndex::build(&rules),
             rules,
             default,
@@ -117,6 +128,16 @@ impl RuleBook {
     /// Whether some rule has `hours`, so evaluation needs the time.
     pub fn uses_hours(&self) -> bool {
         self.uses_hours
+    }
+
+    /// Whether some rule has `paths`, so evaluation needs the request's path.
+    pub fn uses_paths(&self) -> bool {
+        self.uses_paths
+    }
+
+    /// Whether some rule asks for inspection (`inspect = true`).
+    pub fn uses_inspect(&self) -> bool {
+        self.uses_inspect
     }
 
     /// Decides on `facts` with everything that needs no DNS.
@@ -204,7 +225,11 @@ impl RuleBook {
     fn default_verdict(&self, could_authenticate: bool) -> Verdict {
         let rule = self.default_label.clone();
         match (self.default, could_authenticate) {
-            (Action::Allow, _) => Verdict::Allow { rule, limits: None },
+            (Action::Allow, _) => Verdict::Allow {
+                rule,
+                limits: None,
+                inspect: false,
+            },
             (Action::Deny, true) => Verdict::AuthRequired { rule },
             (Action::Deny, false) => Verdict::Deny { rule },
         }

@@ -1,5 +1,5 @@
 //! One policy rule: its conditions and how a request meets them. Conditions are checked
-//! cheapest first — client network, port, method, time, user — and the destination
+//! cheapest first — client network, port, method, time, path, user — and the destination
 //! last, as it may need the addresses a name resolves to. A destination network meets
 //! a name through every address: an `allow` rule's networks must hold all of them, a
 //! `deny` rule's networks any one of them (one internal address among public ones is
@@ -13,6 +13,7 @@ use std::sync::Arc;
 use super::Facts;
 use super::Verdict;
 use super::hours::Window;
+use super::paths::PathPattern;
 use crate::acl::host::{Host, canonical_ip};
 use crate::acl::{DestList, NetSet, PortSet};
 use crate::limits::LimitSettings;
@@ -43,6 +44,7 @@ pub enum Condition {
     Ports,
     Methods,
     Hours,
+    Paths,
 }
 
 impl fmt::Display for Condition {
@@ -54,6 +56,7 @@ impl fmt::Display for Condition {
             Condition::Ports => "ports",
             Condition::Methods => "methods",
             Condition::Hours => "hours",
+            Condition::Paths => "paths",
         })
     }
 }
@@ -89,7 +92,12 @@ pub struct Rule {
     /// Methods as sent; compared case-sensitively (RFC 9110 §9.1).
     pub methods: Option<Vec<Box<str>>>,
     pub hours: Option<Vec<Window>>,
+    /// Request paths (plain HTTP, and requests inside inspected TLS); a rule with
+    /// `paths` never matches a CONNECT, whose path nobody knows.
+    pub paths: Option<Vec<PathPattern>>,
     pub limits: Option<Arc<LimitSettings>>,
+    /// An allow rule's ask that its tunnels be inspected (`[inspection]`).
+    pub inspect: bool,
 }
 
 impl Rule {
@@ -108,6 +116,7 @@ impl Rule {
             (Action::Allow, _) => Verdict::Allow {
                 rule,
                 limits: self.limits.clone(),
+                inspect: self.inspect,
             },
             (Action::Deny, true) => Verdict::AuthRequired { rule },
             (Action::Deny, false) => Verdict::Deny { rule },
@@ -173,6 +182,13 @@ impl Rule {
                 .is_some_and(|now| hours.iter().any(|w| w.contains(now)))
         {
             return Some(Condition::Hours);
+        }
+        if let Some(paths) = &self.paths
+            && !facts
+                .path
+                .is_some_and(|path| paths.iter().any(|p| p.matches(path)))
+        {
+            return Some(Condition::Paths);
         }
         None
     }

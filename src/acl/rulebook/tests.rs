@@ -88,6 +88,7 @@ fn decide(book: &Arc<RuleBook>, ask: Ask<'_>) -> String {
         host: &host,
         port: ask.port,
         method: ask.method,
+        path: None,
         now: ask.now,
     };
     match book.evaluate(&facts) {
@@ -258,6 +259,7 @@ fn pending_for_lab(b: &Arc<RuleBook>) -> AddressCheck {
         host: &host,
         port: 443,
         method: "GET",
+        path: None,
         now: None,
     };
     match b.evaluate(&facts) {
@@ -368,6 +370,7 @@ fn traces_name_the_failing_condition_of_each_earlier_rule() {
         host: &host,
         port: 443,
         method: "GET",
+        path: None,
         now: None,
     };
     let (verdict, steps) = b.trace(&facts, &[]);

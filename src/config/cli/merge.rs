@@ -17,6 +17,7 @@ use crate::access::AccessSettings;
 use crate::config::file::{self, FileListener, FileSettings, FlagKey, FlagSetting};
 use crate::config::{Listener, Settings, needs_restart};
 use crate::files::{FileErrors, LineError};
+use crate::inspect::NewCa;
 
 /// Flags that are about reading the configuration, not part of it.
 const NOT_IN_FILE: [&str; 4] = ["help", "version", "config", "check-config"];
@@ -31,6 +32,8 @@ pub enum Invocation {
         source: Source,
     },
     Explain(ExplainArgs),
+    /// `new-ca`: make an inspection CA.
+    NewCa(NewCa),
 }
 
 /// Why the settings could not be made.
@@ -72,11 +75,13 @@ impl Source {
     pub fn reload(&self) -> Result<Settings, LoadError> {
         match invocation(self.args.clone())? {
             Invocation::Serve { settings, .. } => Ok(*settings),
-            Invocation::Explain(_) => Err(LoadError::File(FileErrors(vec![LineError {
-                file: "command line".into(),
-                line: 0,
-                reason: "not a serving command line".into(),
-            }]))),
+            Invocation::Explain(_) | Invocation::NewCa(_) => {
+                Err(LoadError::File(FileErrors(vec![LineError {
+                    file: "command line".into(),
+                    line: 0,
+                    reason: "not a serving command line".into(),
+                }])))
+            }
         }
     }
 
@@ -107,8 +112,10 @@ impl Source {
 pub fn invocation(args: Vec<OsString>) -> Result<Invocation, LoadError> {
     let matches = Cli::command().try_get_matches_from(&args)?;
     let cli = Cli::from_arg_matches(&matches)?;
-    if let Some(Command::Explain(explain)) = cli.command {
-        return Ok(Invocation::Explain(explain));
+    match cli.command {
+        Some(Command::Explain(explain)) => return Ok(Invocation::Explain(explain)),
+        Some(Command::NewCa(new_ca)) => return Ok(Invocation::NewCa(new_ca.request())),
+        None => {}
     }
     let check_config = cli.check_config;
     let settings = match &cli.config {
@@ -175,6 +182,7 @@ fn with_file(
     let access = &mut settings.config.access;
     access.rules = Some(Arc::new(file.rules));
     access.limits = Arc::new(file.limits);
+    access.inspection = file.inspection;
     join_egress(&mut settings, file.egress);
     Ok(settings)
 }

@@ -32,6 +32,7 @@ use crate::access::AccessSettings;
 use crate::acl::{DEFAULT_CONNECT_PORTS, PortSet, parse_client_net};
 use crate::budget::DEFAULT_MAX_BUFFER_MEMORY_MIB;
 use crate::cache::{CacheSettings, DEFAULT_CACHE_MAX_OBJECT_KIB, DEFAULT_CACHE_SIZE_MIB};
+use crate::inspect::{DEFAULT_CA_DAYS, DEFAULT_CA_NAME, MAX_CA_DAYS, NewCa};
 use crate::logging::{
     DEFAULT_LOG_DIR, DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_SIZE_MIB, LogFormat, LogSettings,
     MAX_LOG_MAX_SIZE_MIB, RotationPolicy,
@@ -159,6 +160,50 @@ pub enum Command {
     /// it, the addresses the host resolves to, and why each earlier rule did not match.
     /// Exit 0 for allow, 1 for deny or authentication required, 2 for bad input.
     Explain(ExplainArgs),
+    /// Make a CA for TLS inspection: an ECDSA P-256 certificate (CA:TRUE, keyCertSign,
+    /// cRLSign) and its private key (mode 0600). Neither file may exist yet. Give the
+    /// certificate to clients and name both in [inspection] (docs/inspection.md).
+    NewCa(NewCaArgs),
+}
+
+/// `proxy-server new-ca --cert FILE --key FILE [--name NAME] [--days N]`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NewCaArgs {
+    /// Where to write the CA certificate (PEM).
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub cert: PathBuf,
+    /// Where to write its private key (PKCS#8 PEM, mode 0600).
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub key: PathBuf,
+    /// The CA's name (its subject's common name), as clients will show it.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_CA_NAME, value_parser = ca_name)]
+    pub name: String,
+    /// Days the CA is valid (1 to 3650).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CA_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CA_DAYS)))]
+    pub days: u32,
+}
+
+impl NewCaArgs {
+    /// What the inspection module is asked to make.
+    pub fn request(&self) -> NewCa {
+        NewCa {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            name: self.name.clone(),
+            days: self.days,
+        }
+    }
+}
+
+/// A CA name: printable, not empty, at most 64 characters (X.520's ub-common-name).
+fn ca_name(text: &str) -> Result<String, String> {
+    let fits = !text.trim().is_empty() && text.chars().count() <= 64;
+    if fits && !text.chars().any(char::is_control) {
+        Ok(text.to_string())
+    } else {
+        Err("expected 1 to 64 printable characters".into())
+    }
 }
 
 /// `proxy-server explain [--config FILE] [--user NAME] [--client IP] METHOD URL`.
@@ -397,6 +442,7 @@ impl AccessFlags {
             rules: None,
             limits: Default::default(),
             clock: None,
+            inspection: None,
         }
     }
 }

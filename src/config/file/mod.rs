@@ -1,11 +1,12 @@
 //! The configuration file (`--config FILE`, TOML): flag keys — every command-line flag
 //! has a key of the same name with `_` for `-` — and the access policy: `default`,
-//! `[groups]`, the ordered `[[rules]]` and `[limits]`. This module reads the file and
+//! `[groups]`, the ordered `[[rules]]` and `[limits]`; and `[inspection]`, the CA. This module reads the file and
 //! every file it names (`dest_files`), resolves relative paths against the file's
 //! folder, and reports every problem as `file:line: reason`. It knows nothing of clap:
 //! `cli` says which flag keys exist and checks their values the way the flags are checked.
 
 mod egress;
+mod inspection;
 mod limits;
 mod listen;
 mod rules;
@@ -23,8 +24,16 @@ pub use listen::FileListener;
 use values::Problems;
 
 /// Top-level keys that are listeners, policy or egress, not flags.
-const POLICY_KEYS: [&str; 8] = [
-    "listen", "default", "groups", "rules", "limits", "parents", "routes", "headers",
+const POLICY_KEYS: [&str; 9] = [
+    "listen",
+    "default",
+    "groups",
+    "rules",
+    "limits",
+    "parents",
+    "routes",
+    "headers",
+    "inspection",
 ];
 
 pub use egress::FileEgress;
@@ -59,6 +68,8 @@ pub struct FileSettings {
     pub rules: RuleBook,
     pub limits: LimitSettings,
     pub egress: FileEgress,
+    /// `[inspection]`, loaded.
+    pub inspection: Option<Arc<crate::inspect::Inspection>>,
 }
 
 /// Reads `path`; `flags` are the flag keys the file may set. Returns what could be
@@ -91,6 +102,7 @@ pub fn parse(
         rules: RuleBook::default(),
         limits: LimitSettings::default(),
         egress: FileEgress::default(),
+        inspection: None,
     };
     let root = match DeTable::parse(text) {
         Ok(root) => root,
@@ -116,7 +128,7 @@ pub fn parse(
                 &key.span(),
                 format!(
                     "unknown key `{name}` (not a flag, nor listen, default, groups, rules, \
-                     limits, parents, routes or headers)"
+                     limits, parents, routes, headers or inspection)"
                 ),
             ),
         }
@@ -128,7 +140,9 @@ pub fn parse(
     }
     settings.listeners = listen::read(root, folder, &mut problems);
     let default = read_default(root, &mut problems);
-    let book_rules = rules::read(root, folder, &mut problems);
+    settings.inspection = inspection::read(root, folder, &mut problems);
+    let inspection = root.get("inspection").is_some();
+    let book_rules = rules::read(root, folder, inspection, &mut problems);
     settings.rules = RuleBook::new(book_rules, default.0, Some(default.1));
     settings.egress = egress::read(root, folder, &mut problems);
     (settings, problems.errors)

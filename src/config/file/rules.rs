@@ -1,4 +1,5 @@
-//! `[groups]` and `[[rules]]`: each rule entry read into an [`acl::Rule`], its lists
+//! `[groups]` and `[[rules]]`: each rule entry read into an [`acl::Rule`] (`paths`
+//! patterns, and `inspect` only where it can apply), its lists
 //! parsed with the same code the flags and the blacklist use (so `dest` entries mean
 //! exactly what blacklist lines mean), groups expanded, every problem at its line.
 
@@ -11,9 +12,11 @@ use toml::de::DeTable;
 use super::limits::{self, Scope};
 use super::relative_to;
 use super::values::{Problems, Value};
-use crate::acl::{Action, DestListBuilder, NetSet, PortSet, Rule, Window, parse_client_net};
+use crate::acl::{
+    Action, DestListBuilder, NetSet, PathPattern, PortSet, Rule, Window, parse_client_net,
+};
 
-const RULE_KEYS: [&str; 10] = [
+const RULE_KEYS: [&str; 12] = [
     "name",
     "action",
     "users",
@@ -23,14 +26,22 @@ const RULE_KEYS: [&str; 10] = [
     "ports",
     "methods",
     "hours",
+    "paths",
     "limits",
+    "inspect",
 ];
 
 /// Group name → its users.
 type Groups = HashMap<String, Vec<String>>;
 
-/// Every rule of the file, in order; problems noted in `problems`.
-pub fn read(root: &DeTable<'_>, folder: &Path, problems: &mut Problems<'_>) -> Vec<Rule> {
+/// Every rule of the file, in order; problems noted in `problems`. `inspection`: whether
+/// the file has an `[inspection]` table, which `inspect = true` needs.
+pub fn read(
+    root: &DeTable<'_>,
+    folder: &Path,
+    inspection: bool,
+    problems: &mut Problems<'_>,
+) -> Vec<Rule> {
     let groups = read_groups(root, problems);
     let Some(value) = root.get("rules") else {
         return Vec::new();
@@ -48,14 +59,11 @@ pub fn read(root: &DeTable<'_>, folder: &Path, problems: &mut Problems<'_>) -> V
             continue;
         };
         let header = entry.span();
-        rules.push(read_rule(
-            table,
-            index + 1,
-            &header,
-            &groups,
-            folder,
-            problems,
-        ));
+        let mut rule = read_rule(table, index + 1, &header, &groups, folder, problems);
+        if let Some(value) = table.get("inspect") {
+            rule.inspect = read_inspect(value, rule.action, inspection, problems);
+        }
+        rules.push(rule);
     }
     rules
 }
@@ -126,6 +134,9 @@ fn read_rule(
             text.parse::<Window>()
         }));
     }
+    if let Some(value) = table.get("paths") {
+        rule.paths = Some(parsed(problems, "paths", value, PathPattern::parse));
+    }
     if let Some(value) = table.get("limits")
         && let Some(limits) = problems.table("limits", value)
     {
@@ -157,6 +168,38 @@ fn read_action(
         }
         None => Action::Deny,
     }
+}
+
+/// `inspect = true`: only on an allow rule, and only with an `[inspection]` CA; a
+/// misplaced one is noted and read as `false`.
+fn read_inspect(
+    value: &Value<'_>,
+    action: Action,
+    inspection: bool,
+    problems: &mut Problems<'_>,
+) -> bool {
+    let Some(inspect) = value.get_ref().as_bool() else {
+        problems.at(&value.span(), "`inspect` must be true or false");
+        return false;
+    };
+    if !inspect {
+        return false;
+    }
+    if action != Action::Allow {
+        problems.at(
+            &value.span(),
+            "`inspect` belongs on allow rules (a denied request has nothing to inspect)",
+        );
+        return false;
+    }
+    if !inspection {
+        problems.at(
+            &value.span(),
+            "`inspect = true` needs an [inspection] table with the CA (ca_cert, ca_key)",
+        );
+        return false;
+    }
+    true
 }
 
 /// `ports = ["443", 80, "8000-9000"]`, read as one `--connect-ports` list.

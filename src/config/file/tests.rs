@@ -159,6 +159,7 @@ fn dest_files_are_read_relative_to_the_file_with_their_own_lines() {
             host: &host,
             port: 443,
             method: "CONNECT",
+            path: None,
             now: None,
         };
         matches!(
