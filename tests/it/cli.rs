@@ -82,7 +82,7 @@ async fn bad_files_fail_the_start_with_every_line() {
     let (code, stderr) = run(&["--blacklist", text(&missing)]).await;
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
-        stderr.contains(&format!("{}:0: cannot read rules file", text(&missing))),
+        stderr.contains(&format!("{}: cannot read rules file", text(&missing))),
         "{stderr}"
     );
 }

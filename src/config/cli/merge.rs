@@ -15,7 +15,7 @@ use super::{Cli, Command, ExplainArgs};
 use crate::access::AccessSettings;
 use crate::config::file::{self, FileListener, FileSettings, FlagKey, FlagSetting};
 use crate::config::{Listener, Settings, needs_restart};
-use crate::files::{FileErrors, LineError};
+use crate::files::{FileErrors, LineError, WHOLE_FILE};
 
 /// Flags that are about reading the configuration, not part of it.
 const NOT_IN_FILE: [&str; 4] = ["help", "version", "config", "check-config"];
@@ -66,7 +66,7 @@ impl Source {
             Invocation::Serve { settings, .. } => Ok(*settings),
             Invocation::Explain(_) => Err(LoadError::File(FileErrors(vec![LineError {
                 file: "command line".into(),
-                line: 0,
+                line: WHOLE_FILE,
                 reason: "not a serving command line".into(),
             }]))),
         }
@@ -88,7 +88,7 @@ impl Source {
             Err(LoadError::File(errors)) => Err(errors),
             Err(LoadError::Flags(error)) => Err(FileErrors(vec![LineError {
                 file: "command line".into(),
-                line: 0,
+                line: WHOLE_FILE,
                 reason: error.to_string(),
             }])),
         }
