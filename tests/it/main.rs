@@ -47,6 +47,7 @@ mod observe_logging;
 mod observe_metrics;
 mod policy;
 mod properties;
+mod proxy_status;
 mod resolver;
 mod smuggling;
 mod spliced_bodies;

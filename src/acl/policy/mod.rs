@@ -11,8 +11,8 @@ use ipnet::IpNet;
 
 use super::host::{Host, canonical_ip, nat64_embedded, normalise};
 use super::ports::PortSet;
-use super::rules::Rules;
-use crate::error::Refusal;
+use super::rules::{Listed, Rules};
+use crate::error::{REFUSED_ADDRESS, REFUSED_LOCAL_TARGET, Refusal};
 
 /// How logs, metrics and `explain` name the blacklist, the deny rule placed first.
 pub const BLACKLIST_RULE: &str = "blacklist (--blacklist)";
@@ -37,10 +37,11 @@ pub struct Policy {
 pub enum Denial {
     /// The client address is outside `--allow-clients`.
     ClientNotAllowed(IpAddr),
-    /// The host name matches a name rule.
-    BlockedHost,
-    /// The destination (literal or resolved) lies in a CIDR rule.
-    BlockedAddress(IpAddr),
+    /// The host name matches a name rule: the entry, when it came from a file.
+    BlockedHost(Option<Listed>),
+    /// The destination (literal or resolved) lies in a CIDR rule: the entry, when it
+    /// came from a file.
+    BlockedAddress(IpAddr, Option<Listed>),
     /// The destination is loopback, link-local or unspecified.
     LocalTarget(IpAddr),
     /// CONNECT to a port outside `--connect-ports`.
@@ -51,9 +52,9 @@ impl Denial {
     pub fn brief(&self) -> &'static str {
         match self {
             Denial::ClientNotAllowed(_) => "client-not-allowed",
-            Denial::BlockedHost => "blocked-host",
-            Denial::BlockedAddress(_) => "blocked-address",
-            Denial::LocalTarget(_) => "local-target",
+            Denial::BlockedHost(_) => "blocked-host",
+            Denial::BlockedAddress(..) => REFUSED_ADDRESS,
+            Denial::LocalTarget(_) => REFUSED_LOCAL_TARGET,
             Denial::ConnectPort(_) => "connect-port",
         }
     }
@@ -65,7 +66,12 @@ impl fmt::Display for Denial {
             Denial::ClientNotAllowed(_) => {
                 f.write_str("your address is not allowed to use this proxy")
             }
-            Denial::BlockedHost | Denial::BlockedAddress(_) => {
+            // The entry is the operator's own words, as a rule's name is: it tells the
+            // client what to ask about, and the operator which line to look at.
+            Denial::BlockedHost(Some(listed)) | Denial::BlockedAddress(_, Some(listed)) => {
+                write!(f, "this destination is blocked by {listed}")
+            }
+            Denial::BlockedHost(None) | Denial::BlockedAddress(_, None) => {
                 f.write_str("this destination is blocked by the proxy's access list")
             }
             Denial::LocalTarget(_) => f.write_str(
@@ -86,7 +92,9 @@ impl From<Denial> for Refusal {
     fn from(denial: Denial) -> Refusal {
         // The blacklist is a deny rule placed before the policy's rules; the other
         // denials are the safe defaults, which are no rule.
-        let rule = matches!(denial, Denial::BlockedHost | Denial::BlockedAddress(_))
+        // The entry goes in the reason, not in the rule's name: statistics and metrics
+        // count per rule, and one series per list entry would grow with the list.
+        let rule = matches!(denial, Denial::BlockedHost(_) | Denial::BlockedAddress(..))
             .then(|| Arc::from(BLACKLIST_RULE));
         Refusal {
             brief: denial.brief(),
@@ -130,7 +138,9 @@ impl Policy {
     pub fn check_normalised(&self, host: &Host<'_>) -> Result<(), Denial> {
         match host {
             Host::Ip(ip) => self.check_addr(*ip),
-            Host::Name(name) if self.rules.blocks_name(name) => Err(Denial::BlockedHost),
+            Host::Name(name) if self.rules.blocks_name(name) => {
+                Err(Denial::BlockedHost(self.rules.listed_name(name)))
+            }
             Host::Name(_) => Ok(()),
         }
     }
@@ -155,8 +165,11 @@ impl Policy {
     pub fn check_addr(&self, ip: IpAddr) -> Result<(), Denial> {
         let ip = canonical_ip(ip);
         let embedded = nat64_embedded(ip).map(IpAddr::V4);
-        if self.rules.blocks_addr(ip) || embedded.is_some_and(|v4| self.rules.blocks_addr(v4)) {
-            return Err(Denial::BlockedAddress(ip));
+        if self.rules.blocks_addr(ip) {
+            return Err(Denial::BlockedAddress(ip, self.rules.listed_addr(ip)));
+        }
+        if let Some(v4) = embedded.filter(|&v4| self.rules.blocks_addr(v4)) {
+            return Err(Denial::BlockedAddress(ip, self.rules.listed_addr(v4)));
         }
         if !self.allow_local_targets && is_local(ip) {
             return Err(Denial::LocalTarget(ip));
