@@ -65,7 +65,7 @@ async fn loads_both_files() {
     assert!(access.auth_required());
     assert!(matches!(
         access.policy().check_host("Example.com."),
-        Err(Denial::BlockedHost(Some(listed))) if listed.line == 1 && listed.entry == "example.com"
+        Err(Denial::BlockedHost(Some(listed))) if listed.line == 1 && listed.entry.to_string() == "example.com"
     ));
     let auth = access.authenticator().unwrap();
     assert_eq!(

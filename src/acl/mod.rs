@@ -22,4 +22,4 @@ pub use rulebook::{
     Action, AddressCheck, Clock, Condition, Evaluation, Facts, FixedClock, Rule, RuleBook, Step,
     SystemClock, Verdict, WeekTime, Window, refusal,
 };
-pub use rules::{HOSTS_FILE_SELF_NAMES, Listed, Rules, RulesBuilder, load, parse};
+pub use rules::{Entry, HOSTS_FILE_SELF_NAMES, Listed, Rules, RulesBuilder, load, parse};

@@ -46,7 +46,7 @@ fn address_literals_meet_cidr_rules_in_check_host() {
     let listed = Listed {
         file: "rules.txt".into(),
         line: 1,
-        entry: "10.0.0.0/8".into(),
+        entry: crate::acl::Entry::Net("10.0.0.0/8".parse().unwrap()),
     };
     let ten = Denial::BlockedAddress("10.1.2.3".parse().unwrap(), Some(listed));
     assert_eq!(p.check_host("10.1.2.3"), Err(ten.clone()));

@@ -48,13 +48,24 @@ type EntryId = u32;
 const UNNAMED: EntryId = 0;
 
 /// The list entry a name or an address matched: the file and line it is written on
-/// and the entry (the name, `*.` and the domain, or the network), shown as
-/// `file:line (entry)`.
+/// and the entry, shown as `file:line (entry)`. Made only for a refusal; its text is
+/// written only when shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
     pub file: Arc<str>,
     pub line: u32,
-    pub entry: String,
+    pub entry: Entry,
+}
+
+/// One entry, in canonical spelling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// `example.com`: that name.
+    Name(Box<str>),
+    /// `*.ads.com`, held as `ads.com`.
+    Wildcard(Box<str>),
+    /// A network, or an address as a one-address network.
+    Net(IpNet),
 }
 
 impl fmt::Display for Listed {
@@ -63,12 +74,22 @@ impl fmt::Display for Listed {
     }
 }
 
+impl fmt::Display for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Entry::Name(name) => f.write_str(name),
+            Entry::Wildcard(domain) => write!(f, "*.{domain}"),
+            Entry::Net(net) => write!(f, "{net}"),
+        }
+    }
+}
+
 /// The files entries were read from: each file's name and the id before its first line.
 #[derive(Debug, Clone, Default)]
 struct Sources(Box<[(EntryId, Arc<str>)]>);
 
 impl Sources {
-    fn listed(&self, id: EntryId, entry: impl FnOnce() -> String) -> Option<Listed> {
+    fn listed(&self, id: EntryId, entry: impl FnOnce() -> Entry) -> Option<Listed> {
         if id == UNNAMED {
             return None;
         }
@@ -101,17 +122,17 @@ impl Rules {
     /// from a file: an exact entry first, else the shortest wildcard domain.
     pub fn listed_name(&self, name: &str) -> Option<Listed> {
         if let Some(&id) = self.exact.get(name) {
-            return self.sources.listed(id, || name.to_string());
+            return self.sources.listed(id, || Entry::Name(name.into()));
         }
         let (domain, &id) = self.wildcard.suffixes(name).next()?;
-        self.sources.listed(id, || format!("*.{domain}"))
+        self.sources.listed(id, || Entry::Wildcard(domain.into()))
     }
 
     /// The entry an address matches ([`Rules::blocks_addr`]), when it came from a file:
     /// the most specific network.
     pub fn listed_addr(&self, ip: IpAddr) -> Option<Listed> {
         let (net, id) = self.nets.find(ip)?;
-        self.sources.listed(id, || net.to_string())
+        self.sources.listed(id, || Entry::Net(net))
     }
 
     /// Whether a canonical (lower-case, no trailing dot) host name is listed, exactly
