@@ -138,9 +138,7 @@ impl Policy {
     pub fn check_normalised(&self, host: &Host<'_>) -> Result<(), Denial> {
         match host {
             Host::Ip(ip) => self.check_addr(*ip),
-            Host::Name(name) if self.rules.blocks_name(name) => {
-                Err(Denial::BlockedHost(self.rules.listed_name(name)))
-            }
+            Host::Name(name) if self.rules.blocks_name(name) => Err(self.blocked_host(name)),
             Host::Name(_) => Ok(()),
         }
     }
@@ -166,15 +164,33 @@ impl Policy {
         let ip = canonical_ip(ip);
         let embedded = nat64_embedded(ip).map(IpAddr::V4);
         if self.rules.blocks_addr(ip) {
-            return Err(Denial::BlockedAddress(ip, self.rules.listed_addr(ip)));
+            return Err(self.blocked_address(ip, ip));
         }
         if let Some(v4) = embedded.filter(|&v4| self.rules.blocks_addr(v4)) {
-            return Err(Denial::BlockedAddress(ip, self.rules.listed_addr(v4)));
+            return Err(self.blocked_address(ip, v4));
         }
         if !self.allow_local_targets && is_local(ip) {
             return Err(Denial::LocalTarget(ip));
         }
         Ok(())
+    }
+}
+
+impl Policy {
+    /// The refusal of a listed name, naming its entry. Out of line: the entry is looked
+    /// up again only for a refusal, and the checks' hot path (a miss) stays small.
+    #[cold]
+    #[inline(never)]
+    fn blocked_host(&self, name: &str) -> Denial {
+        Denial::BlockedHost(self.rules.listed_name(name))
+    }
+
+    /// The refusal of `ip`, whose address `listed` (itself, or the IPv4 address a NAT64
+    /// address embeds) lies in a listed network.
+    #[cold]
+    #[inline(never)]
+    fn blocked_address(&self, ip: IpAddr, listed: IpAddr) -> Denial {
+        Denial::BlockedAddress(ip, self.rules.listed_addr(listed))
     }
 }
 
