@@ -58,28 +58,6 @@ impl fmt::Display for FileErrors {
 
 impl std::error::Error for FileErrors {}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_whole_file_problem_has_no_line_number() {
-        let line = LineError {
-            file: "users.txt".into(),
-            line: 3,
-            reason: "missing ':'".into(),
-        };
-        assert_eq!(line.to_string(), "users.txt:3: missing ':'");
-        let whole = LineError::whole_file("users.txt", "cannot read users file: gone");
-        assert_eq!(whole.to_string(), "users.txt: cannot read users file: gone");
-        let both = FileErrors(vec![whole, line]);
-        assert_eq!(
-            both.to_string(),
-            "users.txt: cannot read users file: gone\nusers.txt:3: missing ':'"
-        );
-    }
-}
-
 /// The lines of a config file that carry content: `(line number, trimmed text)`,
 /// skipping blank lines and lines whose first non-blank character is `#`.
 /// Trailing comments are left to each file format (a password may contain `#`).
@@ -132,4 +110,26 @@ pub fn reload_on_sighup(
             reloadable.reload();
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_file_problem_has_no_line_number() {
+        let line = LineError {
+            file: "users.txt".into(),
+            line: 3,
+            reason: "missing ':'".into(),
+        };
+        assert_eq!(line.to_string(), "users.txt:3: missing ':'");
+        let whole = LineError::whole_file("users.txt", "cannot read users file: gone");
+        assert_eq!(whole.to_string(), "users.txt: cannot read users file: gone");
+        let both = FileErrors(vec![whole, line]);
+        assert_eq!(
+            both.to_string(),
+            "users.txt: cannot read users file: gone\nusers.txt:3: missing ':'"
+        );
+    }
 }
