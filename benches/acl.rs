@@ -19,7 +19,7 @@ use std::time::Instant;
 use ipnet::IpNet;
 use std::sync::Arc;
 
-use proxy_server::acl::{Evaluation, Facts, Host, Policy, RuleBook, Verdict, normalise, parse};
+use proxy_server::acl::{Baseline, Evaluation, Facts, Host, RuleBook, Verdict, normalise, parse};
 
 const EXACT_RULES: usize = 70_000;
 const WILDCARD_RULES: usize = 30_000;
@@ -156,7 +156,7 @@ fn main() {
     let full = lists(&mut rng, 1);
     let rules = parse(&full.text, "generated").expect("generated rules parse");
     let parse_ms = start.elapsed().as_secs_f64() * 1e3;
-    let policy = Policy::with_rules(rules);
+    let policy = Baseline::with_rules(rules);
     println!(
         "rules: {EXACT_RULES} exact + {WILDCARD_RULES} wildcard names, {V4_RULES} IPv4 + {V6_RULES} IPv6 networks; \
          generate+parse+freeze {parse_ms:.0} ms"
@@ -225,7 +225,7 @@ fn main() {
 
     // The same comparison with lists a hundred times shorter: what stays is the walk.
     let short = lists(&mut rng, 100);
-    let short_blacklist = Policy::with_rules(parse(&short.text, "short").expect("short parses"));
+    let short_blacklist = Baseline::with_rules(parse(&short.text, "short").expect("short parses"));
     let short_misses = addresses(&mut rng, &short.nets, false, false);
     let small = policy_rules(&short_blacklist, &short, &short_misses);
     let large = policy_rules(&policy, &full, &addr_cases[1]);
@@ -262,7 +262,7 @@ type Pairs = Vec<(&'static str, Pair)>;
 /// then behind a ports rule and a users rule, as the sample policy has them (what a
 /// real rule walk adds). Prints and returns each shape's pairs.
 fn policy_rules(
-    blacklist: &Policy,
+    blacklist: &Baseline,
     lists: &Lists,
     addr_misses: &[SocketAddr],
 ) -> Vec<(&'static str, Pairs)> {
@@ -312,7 +312,7 @@ fn policy_rules(
 /// Per request, the same lists as the blacklist and as the rules of `book`, in paired
 /// samples.
 fn compare(
-    blacklist: &Policy,
+    blacklist: &Baseline,
     book: &Arc<RuleBook>,
     lists: &Lists,
     addr_misses: &[SocketAddr],

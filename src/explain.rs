@@ -115,7 +115,7 @@ fn safe_defaults(
     is_tunnel: bool,
     addrs: &Result<Vec<std::net::SocketAddr>, crate::error::ProxyError>,
 ) -> Option<String> {
-    let policy = &snapshot.policy;
+    let policy = &snapshot.baseline;
     let refused = policy
         .check_client(args.client)
         .and_then(|()| policy.check_host(target.host()))

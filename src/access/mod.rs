@@ -1,5 +1,5 @@
 //! Who may use the proxy to reach what. Owns the live access state built from the
-//! settings — the ACL [`Policy`] (safe defaults and the blacklist), the policy's
+//! settings — the ACL [`Baseline`] (safe defaults and the blacklist), the policy's
 //! ordered rules ([`RuleBook`]), the [`Authenticator`] and everyone's limits, held together behind one
 //! atomic pointer so a request sees one consistent version and `SIGHUP` can swap in
 //! freshly read files without disturbing connections in flight (a reload that fails
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
 
-use crate::acl::{self, Clock, Policy, PortSet, RuleBook, Rules, SystemClock};
+use crate::acl::{self, Baseline, Clock, DestList, PortSet, RuleBook, SystemClock};
 use crate::auth::{Authenticator, load_users};
 use crate::files::{FileErrors, LineError, Reload};
 use crate::limits::LimitSettings;
@@ -49,7 +49,7 @@ pub struct AccessSettings {
 /// One consistent version of the access state.
 #[derive(Debug)]
 pub struct Snapshot {
-    pub policy: Arc<Policy>,
+    pub baseline: Arc<Baseline>,
     /// `None` when no `--auth-file` was given: authentication is off.
     pub authenticator: Option<Arc<Authenticator>>,
     /// The ordered rules (empty without a policy file).
@@ -88,8 +88,8 @@ impl AccessControl {
         self.inner.current.load_full()
     }
 
-    pub fn policy(&self) -> Arc<Policy> {
-        Arc::clone(&self.inner.current.load().policy)
+    pub fn baseline(&self) -> Arc<Baseline> {
+        Arc::clone(&self.inner.current.load().baseline)
     }
 
     pub fn authenticator(&self) -> Option<Arc<Authenticator>> {
@@ -135,7 +135,7 @@ impl AccessControl {
         match settings.and_then(|settings| self.replace(&settings)) {
             Ok(()) => {
                 let snapshot = self.snapshot();
-                let (names, wildcards, networks) = snapshot.policy.rules.counts();
+                let (names, wildcards, networks) = snapshot.baseline.rules.counts();
                 let users = snapshot
                     .authenticator
                     .as_ref()
@@ -177,8 +177,8 @@ fn read_files(args: &AccessSettings) -> Result<Snapshot, FileErrors> {
     }
     match (rules, users) {
         (Ok(rules), Ok(users)) if errors.is_empty() => Ok(Snapshot {
-            policy: Arc::new(Policy {
-                rules: rules.unwrap_or_else(Rules::default),
+            baseline: Arc::new(Baseline {
+                rules: rules.unwrap_or_else(DestList::default),
                 allow_local_targets: args.allow_local_targets,
                 connect_ports: args.connect_ports.clone(),
                 allow_clients: args.allow_clients.clone(),
@@ -203,7 +203,7 @@ fn read_files(args: &AccessSettings) -> Result<Snapshot, FileErrors> {
 /// (`> file`) is empty between its truncation and the new text, and a `SIGHUP` in that
 /// moment reads it so: nothing else tells that apart from a list emptied on purpose.
 fn emptied_lists(old: &Snapshot, new: &Snapshot, settings: &AccessSettings) -> Vec<String> {
-    let entries = |rules: &Rules| {
+    let entries = |rules: &DestList| {
         let (names, wildcards, networks) = rules.counts();
         names + wildcards + networks
     };
@@ -212,7 +212,7 @@ fn emptied_lists(old: &Snapshot, new: &Snapshot, settings: &AccessSettings) -> V
             .map_or(String::new(), |f| format!(" ({})", f.display()))
     };
     let mut emptied = Vec::new();
-    if entries(&old.policy.rules) > 0 && entries(&new.policy.rules) == 0 {
+    if entries(&old.baseline.rules) > 0 && entries(&new.baseline.rules) == 0 {
         emptied.push(format!("the blacklist{}", path(&settings.blacklist)));
     }
     let users = |snapshot: &Snapshot| snapshot.authenticator.as_ref().map(|a| a.user_count());

@@ -46,7 +46,7 @@ fn defaults_are_safe() {
     let access = AccessControl::load(&settings).unwrap();
     assert!(!access.auth_required() && access.authenticator().is_none());
     assert!(matches!(
-        access.policy().check_addr("127.0.0.1".parse().unwrap()),
+        access.baseline().check_addr("127.0.0.1".parse().unwrap()),
         Err(Denial::LocalTarget(_))
     ));
 }
@@ -64,7 +64,7 @@ async fn loads_both_files() {
     let access = AccessControl::load(&args).unwrap();
     assert!(access.auth_required());
     assert!(matches!(
-        access.policy().check_host("Example.com."),
+        access.baseline().check_host("Example.com."),
         Err(Denial::BlockedHost(Some(listed))) if listed.line == 1 && listed.entry.to_string() == "example.com"
     ));
     let auth = access.authenticator().unwrap();
@@ -108,12 +108,12 @@ async fn reload_swaps_both_files_or_neither() {
         ..AccessSettings::default()
     };
     let access = AccessControl::load(&args).unwrap();
-    let in_flight = access.policy();
+    let in_flight = access.baseline();
 
     std::fs::write(&rules, "b.com\n").unwrap();
     std::fs::write(&users, "alice:two\n").unwrap();
     access.reload().unwrap();
-    let policy = access.policy();
+    let policy = access.baseline();
     assert_eq!(policy.check_host("a.com"), Ok(()));
     assert!(matches!(
         policy.check_host("b.com"),
@@ -134,10 +134,10 @@ async fn reload_swaps_both_files_or_neither() {
     assert!(errors.contains("rules.txt:2:"), "{errors}");
     assert!(!access.reload_and_log());
     assert!(matches!(
-        access.policy().check_host("b.com"),
+        access.baseline().check_host("b.com"),
         Err(Denial::BlockedHost(_))
     ));
-    assert_eq!(access.policy().check_host("c.com"), Ok(()));
+    assert_eq!(access.baseline().check_host("c.com"), Ok(()));
     let auth = access.authenticator().unwrap();
     assert!(auth.authenticate(Some(&basic("alice:two"))).await.is_ok());
 
@@ -151,7 +151,7 @@ async fn reload_swaps_both_files_or_neither() {
             .to_string()
             .contains("cannot read users file")
     );
-    assert_eq!(access.policy().check_host("c.com"), Ok(()));
+    assert_eq!(access.baseline().check_host("c.com"), Ok(()));
 }
 
 #[tokio::test]
@@ -179,14 +179,14 @@ async fn sighup_reloads_the_files() {
             .status();
         assert!(status.is_ok_and(|s| s.success()), "kill -HUP");
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if access.policy().check_host("b.com").is_err() {
+        if access.baseline().check_host("b.com").is_err() {
             reloaded = true;
             break;
         }
     }
     reloader.abort();
     assert!(reloaded, "SIGHUP did not reload within 5 s");
-    assert_eq!(access.policy().check_host("a.com"), Ok(()));
+    assert_eq!(access.baseline().check_host("a.com"), Ok(()));
 }
 
 #[test]
@@ -221,7 +221,7 @@ async fn shipped_sample_files_load() {
         ..AccessSettings::default()
     };
     let access = AccessControl::load(&args).unwrap();
-    let policy = access.policy();
+    let policy = access.baseline();
     for blocked in [
         "tracker.example.com",
         "x.y.ads.example",

@@ -52,7 +52,7 @@ pub async fn answer(
     let mut exchange = Exchange::unparsed(stream.peer(), Instant::now());
     exchange.method = String::from_utf8_lossy(&request.head.method).into_owned();
     exchange.target = path;
-    let answer = match ctx.access.policy().check_client(stream.peer().ip()) {
+    let answer = match ctx.access.baseline().check_client(stream.peer().ip()) {
         Ok(()) => {
             exchange.status = 200;
             let body = match &ctx.pac {

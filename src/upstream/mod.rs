@@ -247,7 +247,7 @@ impl Dialer {
             return Err(ProxyError::Loop);
         }
         self.access
-            .policy()
+            .baseline()
             .check_addrs(addrs)
             .map_err(|denial| ProxyError::Forbidden(denial.into()))
     }

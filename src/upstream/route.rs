@@ -12,7 +12,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::acl::{Host, Rules, normalise};
+use crate::acl::{DestList, Host, normalise};
 use crate::stats::{ParentCounters, Stats};
 
 use super::parent::Parent;
@@ -34,7 +34,7 @@ pub enum Hop {
 #[derive(Clone)]
 pub struct RouteRule {
     /// `None`: every destination (`dest = ["*"]` or no `dest`).
-    pub dest: Option<Rules>,
+    pub dest: Option<DestList>,
     /// The `dest` entries as written: settings are compared by their debug form (for
     /// "takes effect after a restart"), and hash tables print in no fixed order.
     pub written: Vec<String>,
@@ -118,7 +118,7 @@ impl Routes {
             return &self.settings.fallback;
         }
         let host = normalise(host);
-        let matches = |dest: &Option<Rules>| match (dest, &host) {
+        let matches = |dest: &Option<DestList>| match (dest, &host) {
             (None, _) => true,
             (Some(rules), Host::Name(name)) => rules.blocks_name(name),
             (Some(rules), Host::Ip(ip)) => rules.blocks_addr(*ip),
@@ -190,7 +190,7 @@ fn backoff_after(first: Duration, failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::acl::RulesBuilder;
+    use crate::acl::DestListBuilder;
 
     #[test]
     fn backoff_doubles_up_to_its_cap() {
@@ -200,8 +200,8 @@ mod tests {
         assert_eq!(backoff_after(first, u32::MAX).as_secs(), 64);
     }
 
-    fn rules(entries: &[&str]) -> Option<Rules> {
-        let mut builder = RulesBuilder::default();
+    fn rules(entries: &[&str]) -> Option<DestList> {
+        let mut builder = DestListBuilder::default();
         for entry in entries {
             builder.add_line(entry).unwrap();
         }

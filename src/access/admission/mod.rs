@@ -93,7 +93,7 @@ impl Snapshot {
     /// Decides on one request with this version of the rules; `limiter` holds the
     /// authentication failures counted so far.
     pub async fn admit(&self, request: &Admission<'_>, limiter: &Limiter) -> Decision {
-        let policy = &self.policy;
+        let policy = &self.baseline;
         if let Err(denial) = policy.check_client(request.client) {
             return Decision::Deny(denial.into());
         }

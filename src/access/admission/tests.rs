@@ -6,16 +6,16 @@ use std::sync::Arc;
 use base64::Engine as _;
 
 use super::*;
-use crate::acl::{Policy, PortSet, parse, parse_client_net};
+use crate::acl::{Baseline, PortSet, parse, parse_client_net};
 use crate::auth::{Authenticator, parse_users};
 use crate::target::Kind;
 
 fn snapshot(rules: &str, users: Option<&str>) -> Snapshot {
-    let mut policy = Policy::with_rules(parse(rules, "rules.txt").unwrap());
+    let mut policy = Baseline::with_rules(parse(rules, "rules.txt").unwrap());
     policy.connect_ports = "443,8443".parse::<PortSet>().unwrap();
     policy.allow_clients = Some(vec![parse_client_net("10.0.0.0/8").unwrap()]);
     Snapshot {
-        policy: Arc::new(policy),
+        baseline: Arc::new(policy),
         authenticator: users
             .map(|text| Arc::new(Authenticator::new(parse_users(text, "users.txt").unwrap()))),
         rules: Arc::default(),
@@ -195,7 +195,7 @@ fn with_policy(policy: &str, now: &str) -> Snapshot {
     assert!(errors.is_empty(), "{errors:?}");
     let (day, time) = now.split_once(' ').unwrap();
     Snapshot {
-        policy: Arc::new(Policy::default()),
+        baseline: Arc::new(Baseline::default()),
         authenticator: Some(Arc::new(Authenticator::new(
             parse_users("alice:secret\nbob:secret\n", "users.txt").unwrap(),
         ))),
@@ -364,9 +364,9 @@ async fn safe_defaults_apply_before_the_rules() {
     let allow_all = "[[rules]]\nname = \"all\"\naction = \"allow\"\n";
     let mut access = with_policy(allow_all, "Tue 10:00");
     access.authenticator = None;
-    access.policy = Arc::new(Policy {
+    access.baseline = Arc::new(Baseline {
         connect_ports: "443".parse::<PortSet>().unwrap(),
-        ..Policy::default()
+        ..Baseline::default()
     });
     let none = ClientCredentials::None;
     assert_eq!(

@@ -14,7 +14,7 @@ use super::Facts;
 use super::Verdict;
 use super::hours::Window;
 use crate::acl::host::{Host, canonical_ip};
-use crate::acl::{NetSet, PortSet, Rules};
+use crate::acl::{DestList, NetSet, PortSet};
 use crate::limits::LimitSettings;
 
 /// What a matching rule does.
@@ -84,7 +84,7 @@ pub struct Rule {
     /// User names, groups already expanded.
     pub users: Option<HashSet<Box<str>>>,
     pub clients: Option<NetSet>,
-    pub dest: Option<Rules>,
+    pub dest: Option<DestList>,
     pub ports: Option<PortSet>,
     /// Methods as sent; compared case-sensitively (RFC 9110 §9.1).
     pub methods: Option<Vec<Box<str>>>,

@@ -6,10 +6,10 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use super::*;
-use crate::acl::{NetSet, Rules, RulesBuilder, parse_client_net};
+use crate::acl::{DestList, DestListBuilder, NetSet, parse_client_net};
 
-fn dest(entries: &[&str]) -> Rules {
-    let mut builder = RulesBuilder::default();
+fn dest(entries: &[&str]) -> DestList {
+    let mut builder = DestListBuilder::default();
     for entry in entries {
         builder.add_line(entry).unwrap();
     }

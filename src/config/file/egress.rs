@@ -12,7 +12,7 @@ use toml::de::DeTable;
 
 use super::relative_to;
 use super::values::{Problems, Value};
-use crate::acl::RulesBuilder;
+use crate::acl::DestListBuilder;
 use crate::http::Header;
 use crate::http::edits::{field, field_name};
 use crate::upstream::{Hop, Parent, RouteRule};
@@ -190,13 +190,13 @@ fn read_route(
 fn dest(
     value: &Value<'_>,
     problems: &mut Problems<'_>,
-) -> (Option<crate::acl::Rules>, Vec<String>) {
+) -> (Option<crate::acl::DestList>, Vec<String>) {
     let entries = problems.strings("dest", value);
     let written = entries.iter().map(|(entry, _)| entry.clone()).collect();
     if entries.iter().any(|(entry, _)| entry == "*") {
         return (None, written);
     }
-    let mut builder = RulesBuilder::default();
+    let mut builder = DestListBuilder::default();
     for (entry, span) in entries {
         if let Err(reason) = builder.add_line(&entry) {
             problems.at(&span, format!("`dest`: {reason}"));

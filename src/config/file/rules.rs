@@ -11,7 +11,7 @@ use toml::de::DeTable;
 use super::limits::{self, Scope};
 use super::relative_to;
 use super::values::{Problems, Value};
-use crate::acl::{Action, NetSet, PortSet, Rule, RulesBuilder, Window, parse_client_net};
+use crate::acl::{Action, DestListBuilder, NetSet, PortSet, Rule, Window, parse_client_net};
 
 const RULE_KEYS: [&str; 10] = [
     "name",
@@ -216,11 +216,11 @@ fn dest(
     table: &DeTable<'_>,
     folder: &Path,
     problems: &mut Problems<'_>,
-) -> Option<crate::acl::Rules> {
+) -> Option<crate::acl::DestList> {
     if table.get("dest").is_none() && table.get("dest_files").is_none() {
         return None;
     }
-    let mut builder = RulesBuilder::default();
+    let mut builder = DestListBuilder::default();
     if let Some(value) = table.get("dest") {
         for (entry, span) in problems.strings("dest", value) {
             if let Err(reason) = builder.add_line(&entry) {

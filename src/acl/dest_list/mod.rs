@@ -1,7 +1,7 @@
 //! The blacklist file: reading its lines into rules and freezing them into lookup
 //! structures (two hash maps of names, a [`NetSet`] of networks). Matching a name
 //! costs one hash lookup per label; matching an address one binary search.
-//! This module decides only what is listed; what to do about it is [`super::Policy`]'s.
+//! This module decides only what is listed; what to do about it is [`super::Baseline`]'s.
 //!
 //! Each entry keeps, beside it in the tables, a `u32` naming where it was written: the
 //! line's number offset by where its file's lines start among all the files read, so a
@@ -41,7 +41,7 @@ pub const HOSTS_FILE_SELF_NAMES: &[&str] = &[
 
 /// Where an entry was written: 0 for an entry given without a file (a policy rule's
 /// inline `dest` list), else the line's number plus the first id of its file's lines
-/// (see [`RulesBuilder::add_text`]).
+/// (see [`DestListBuilder::add_text`]).
 type EntryId = u32;
 
 /// The id of an entry that came from no file.
@@ -108,7 +108,7 @@ impl Sources {
 
 /// The frozen rule set. Cheap to query, never mutated after [`parse`].
 #[derive(Debug, Clone, Default)]
-pub struct Rules {
+pub struct DestList {
     /// `example.com`: that host only.
     exact: NameTable<EntryId>,
     /// `*.ads.com` is stored as `ads.com`: any host with it as a proper suffix.
@@ -117,7 +117,7 @@ pub struct Rules {
     sources: Sources,
 }
 
-impl Rules {
+impl DestList {
     /// The entry a canonical host name matches ([`Rules::blocks_name`]), when it came
     /// from a file: an exact entry first, else the shortest wildcard domain.
     pub fn listed_name(&self, name: &str) -> Option<Listed> {
@@ -180,8 +180,8 @@ enum Rule {
 
 /// Reads a blacklist file's text. `file` names it in error messages. Every bad line
 /// is reported, each as `file:line: reason`.
-pub fn parse(text: &str, file: &str) -> Result<Rules, FileErrors> {
-    let mut builder = RulesBuilder::default();
+pub fn parse(text: &str, file: &str) -> Result<DestList, FileErrors> {
+    let mut builder = DestListBuilder::default();
     let errors = builder.add_text(text, file);
     if !errors.is_empty() {
         return Err(FileErrors(errors));
@@ -190,10 +190,10 @@ pub fn parse(text: &str, file: &str) -> Result<Rules, FileErrors> {
 }
 
 /// Destination entries gathered from several places (a policy rule's `dest` list and
-/// its `dest_files`), then frozen into one [`Rules`]. Each entry means what a blacklist
+/// its `dest_files`), then frozen into one [`DestList`]. Each entry means what a blacklist
 /// line means.
 #[derive(Debug, Default)]
-pub struct RulesBuilder {
+pub struct DestListBuilder {
     exact: NameTable<EntryId>,
     wildcard: NameTable<EntryId>,
     nets: Vec<(IpNet, EntryId)>,
@@ -202,7 +202,7 @@ pub struct RulesBuilder {
     next_base: EntryId,
 }
 
-impl RulesBuilder {
+impl DestListBuilder {
     /// One entry, or a hosts-file line, from no file; the reason when it is not a
     /// valid one.
     pub fn add_line(&mut self, content: &str) -> Result<(), String> {
@@ -246,10 +246,10 @@ impl RulesBuilder {
             .collect()
     }
 
-    pub fn build(mut self) -> Rules {
+    pub fn build(mut self) -> DestList {
         self.exact.shrink_to_fit();
         self.wildcard.shrink_to_fit();
-        Rules {
+        DestList {
             exact: self.exact,
             wildcard: self.wildcard,
             nets: NetSet::build_named(self.nets),
@@ -259,7 +259,7 @@ impl RulesBuilder {
 }
 
 /// Reads and parses a blacklist file. An unreadable file is one whole-file error.
-pub fn load(path: &Path) -> Result<Rules, FileErrors> {
+pub fn load(path: &Path) -> Result<DestList, FileErrors> {
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
         Ok(text) => parse(&text, &file),

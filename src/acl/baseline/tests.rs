@@ -4,8 +4,8 @@
 use super::*;
 use crate::acl::parse;
 
-fn policy(rules: &str) -> Policy {
-    Policy::with_rules(parse(rules, "rules.txt").unwrap())
+fn policy(rules: &str) -> Baseline {
+    Baseline::with_rules(parse(rules, "rules.txt").unwrap())
 }
 
 fn sock(s: &str) -> SocketAddr {
@@ -219,7 +219,7 @@ fn denial_bodies_and_labels() {
 
 #[test]
 fn a_blacklist_refusal_names_the_entry_that_matched() {
-    let mut p = Policy::with_rules(
+    let mut p = Baseline::with_rules(
         parse(
             "# ads\nads.example\n\n*.tracker.example\n10.0.0.0/8\n10.9.0.0/16\n0.0.0.0 a.example b.example\n",
             "conf/blocked.txt",
@@ -260,7 +260,7 @@ fn a_blacklist_refusal_names_the_entry_that_matched() {
 
 #[test]
 fn entries_from_several_files_keep_their_own_lines() {
-    let mut builder = crate::acl::RulesBuilder::default();
+    let mut builder = crate::acl::DestListBuilder::default();
     builder.add_line("inline.example").unwrap();
     assert!(
         builder

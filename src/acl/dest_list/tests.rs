@@ -3,7 +3,7 @@
 
 use super::*;
 
-fn rules(text: &str) -> Rules {
+fn rules(text: &str) -> DestList {
     parse(text, "rules.txt").expect("rules parse")
 }
 

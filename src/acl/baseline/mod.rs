@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
+use super::dest_list::{DestList, Listed};
 use super::host::{Host, canonical_ip, nat64_embedded, normalise};
 use super::ports::PortSet;
-use super::rules::{Listed, Rules};
 use crate::error::{REFUSED_ADDRESS, REFUSED_LOCAL_TARGET, Refusal};
 
 /// How logs, metrics and `explain` name the blacklist, the deny rule placed first.
@@ -19,8 +19,8 @@ pub const BLACKLIST_RULE: &str = "blacklist (--blacklist)";
 
 /// Everything the access checks need, frozen together so one request sees one version.
 #[derive(Debug, Clone, Default)]
-pub struct Policy {
-    pub rules: Rules,
+pub struct Baseline {
+    pub rules: DestList,
     /// When false (the default), destinations on loopback, link-local or unspecified
     /// addresses are refused: they reach the proxy host itself or a cloud metadata
     /// service (169.254.169.254), the classic SSRF targets.
@@ -104,12 +104,12 @@ impl From<Denial> for Refusal {
     }
 }
 
-impl Policy {
+impl Baseline {
     /// A policy with the given rules and every other setting at its safe default.
-    pub fn with_rules(rules: Rules) -> Policy {
-        Policy {
+    pub fn with_rules(rules: DestList) -> Baseline {
+        Baseline {
             rules,
-            ..Policy::default()
+            ..Baseline::default()
         }
     }
 
@@ -129,12 +129,12 @@ impl Policy {
     /// The request target's host as the client wrote it (any case, trailing dot,
     /// `:port`, `[v6]`). Names meet the name rules; address literals meet the
     /// address checks right away. Names that resolve to blocked addresses are caught
-    /// later by [`Policy::check_addrs`].
+    /// later by [`Baseline::check_addrs`].
     pub fn check_host(&self, host: &str) -> Result<(), Denial> {
         self.check_normalised(&normalise(host))
     }
 
-    /// [`Policy::check_host`] for a host already through [`normalise`].
+    /// [`Baseline::check_host`] for a host already through [`normalise`].
     pub fn check_normalised(&self, host: &Host<'_>) -> Result<(), Denial> {
         match host {
             Host::Ip(ip) => self.check_addr(*ip),
@@ -176,7 +176,7 @@ impl Policy {
     }
 }
 
-impl Policy {
+impl Baseline {
     /// The refusal of a listed name, naming its entry. Out of line: the entry is looked
     /// up again only for a refusal, and the checks' hot path (a miss) stays small.
     #[cold]
