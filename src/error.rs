@@ -45,6 +45,13 @@ pub struct OverLimit {
     pub retry_after: u64,
 }
 
+/// [`Refusal::brief`] of a destination address on the blacklist.
+pub const REFUSED_ADDRESS: &str = "blocked-address";
+/// [`Refusal::brief`] of a loopback, link-local or unspecified destination.
+pub const REFUSED_LOCAL_TARGET: &str = "local-target";
+/// [`ProxyError::BadResponse`]'s reason for an origin's head over the limit.
+pub const RESPONSE_HEAD_TOO_LARGE: &str = "response head too large";
+
 /// A failure while serving one request.
 #[derive(Debug)]
 pub enum ProxyError {
@@ -152,6 +159,54 @@ impl ProxyError {
             ProxyError::ProxyAuthRequired(_, rule) => rule.as_ref(),
             _ => None,
         }
+    }
+
+    /// The proxy error type (RFC 9209 §2.3) a `Proxy-Status` field names for this
+    /// answer, or `None` when no answer is sent. The one mapping; docs/forwarding.md
+    /// has it as a table.
+    pub fn proxy_error_type(&self) -> Option<&'static str> {
+        use ProxyError::*;
+        Some(match self {
+            // Refused before anything was forwarded, for what the request is (RFC 9209
+            // §2.3.15: a 4xx on the origin's behalf).
+            BadRequest(_) | NotAProxyRequest | UriTooLong | HeadTooLarge | VersionNotSupported
+            | NotImplemented(_) | HeaderTimeout => "http_request_error",
+            // An address rule (the blacklist's networks, the safe default against local
+            // targets) is about the destination's IP (§2.3.5); every other refusal, the
+            // per-user limits and a login asked for are the policy's (§2.3.16).
+            Forbidden(refusal)
+                if matches!(refusal.brief, REFUSED_ADDRESS | REFUSED_LOCAL_TARGET) =>
+            {
+                "destination_ip_prohibited"
+            }
+            Forbidden(_) | ProxyAuthRequired(..) | TooManyRequests(_) => "http_request_denied",
+            Loop => "proxy_loop_detected",
+            // The listener's connection cap: the nearest type, though RFC 9209 §2.3.12
+            // speaks of connections to the next hop.
+            Overloaded => "connection_limit_reached",
+            Resolve { source, .. } if source.kind() == io::ErrorKind::TimedOut => "dns_timeout",
+            Resolve { .. } => "dns_error",
+            Connect { source, .. } => match source.kind() {
+                io::ErrorKind::ConnectionRefused => "connection_refused",
+                io::ErrorKind::TimedOut => "connection_timeout",
+                io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
+                    "destination_ip_unroutable"
+                }
+                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+                    "connection_terminated"
+                }
+                _ => "destination_unavailable",
+            },
+            ConnectTimeout => "connection_timeout",
+            ResponseTimeout => "http_response_timeout",
+            // Answered from the proxy itself: only-if-cached with nothing stored.
+            NotCached => "proxy_internal_response",
+            BadResponse(RESPONSE_HEAD_TOO_LARGE) => "http_response_header_section_size",
+            BadResponse(_) => "http_protocol_error",
+            UpstreamClosed => "http_response_incomplete",
+            Parent { .. } | ParentsDown(_) => "destination_unavailable",
+            Io(..) => return None,
+        })
     }
 
     /// A short stable label for logs.

@@ -6,7 +6,9 @@
 use std::fmt;
 use std::future::Future;
 
-/// One bad line of a config file, shown as `file:line: reason`.
+/// One bad line of a config file, shown as `file:line: reason`; a problem with the
+/// whole file (it cannot be read, it is empty) has no line, [`WHOLE_FILE`], and is shown
+/// as `file: reason`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineError {
     pub file: String,
@@ -14,9 +16,27 @@ pub struct LineError {
     pub reason: String,
 }
 
+/// The `line` of a [`LineError`] about the whole file rather than one of its lines
+/// (content lines count from 1).
+pub const WHOLE_FILE: usize = 0;
+
+impl LineError {
+    /// A problem with the whole file, shown as `file: reason`.
+    pub fn whole_file(file: impl Into<String>, reason: impl Into<String>) -> LineError {
+        LineError {
+            file: file.into(),
+            line: WHOLE_FILE,
+            reason: reason.into(),
+        }
+    }
+}
+
 impl fmt::Display for LineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.line, self.reason)
+        match self.line {
+            WHOLE_FILE => write!(f, "{}: {}", self.file, self.reason),
+            line => write!(f, "{}:{line}: {}", self.file, self.reason),
+        }
     }
 }
 
@@ -90,4 +110,26 @@ pub fn reload_on_sighup(
             reloadable.reload();
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_file_problem_has_no_line_number() {
+        let line = LineError {
+            file: "users.txt".into(),
+            line: 3,
+            reason: "missing ':'".into(),
+        };
+        assert_eq!(line.to_string(), "users.txt:3: missing ':'");
+        let whole = LineError::whole_file("users.txt", "cannot read users file: gone");
+        assert_eq!(whole.to_string(), "users.txt: cannot read users file: gone");
+        let both = FileErrors(vec![whole, line]);
+        assert_eq!(
+            both.to_string(),
+            "users.txt: cannot read users file: gone\nusers.txt:3: missing ':'"
+        );
+    }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 
-use crate::files::{LineError, Reload};
+use crate::files::{LineError, Reload, WHOLE_FILE};
 
 /// The PAC file's path and its contents now; a cheap handle shared by the context and
 /// the SIGHUP task.
@@ -68,7 +68,7 @@ impl PacFile {
 fn read(path: &Path) -> Result<Bytes, LineError> {
     std::fs::read(path).map(Bytes::from).map_err(|e| LineError {
         file: path.display().to_string(),
-        line: 0,
+        line: WHOLE_FILE,
         reason: format!("cannot read PAC file: {e}"),
     })
 }

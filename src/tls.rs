@@ -18,7 +18,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
 
-use crate::files::{FileErrors, LineError, Reload};
+use crate::files::{FileErrors, LineError, Reload, WHOLE_FILE};
 
 /// The certificate chain and key a TLS listener presents (PEM files, re-read on SIGHUP).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,7 +182,7 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, LineError> {
 fn file_error(path: &Path, reason: String) -> LineError {
     LineError {
         file: path.display().to_string(),
-        line: 0,
+        line: WHOLE_FILE,
         reason,
     }
 }

@@ -61,11 +61,11 @@ impl<V> NameTable<V> {
         self.map.shrink_to_fit();
     }
 
-    /// The values of the name's proper suffixes that are keys, shortest first: for
+    /// The name's proper suffixes that are keys, with their values, shortest first: for
     /// `a.b.ads.com`, `com`, `ads.com`, `b.ads.com` — each tried only when some key has
     /// that many labels, and none past the deepest key. The name is read from its end,
     /// once.
-    pub fn suffixes<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a V> + 'a {
+    pub fn suffixes<'a>(&'a self, name: &'a str) -> impl Iterator<Item = (&'a str, &'a V)> + 'a {
         let mut end = name.len();
         let mut depth = 0;
         std::iter::from_fn(move || {
@@ -73,10 +73,11 @@ impl<V> NameTable<V> {
                 let dot = name.as_bytes()[..end].iter().rposition(|&b| b == b'.')?;
                 end = dot;
                 depth += 1;
+                let suffix = &name[dot + 1..];
                 if self.depths & depth_bit(depth) != 0
-                    && let Some(value) = self.map.get(&name[dot + 1..])
+                    && let Some(value) = self.map.get(suffix)
                 {
-                    return Some(value);
+                    return Some((suffix, value));
                 }
             }
             None
@@ -116,8 +117,11 @@ mod tests {
     #[test]
     fn suffixes_are_found_at_every_listed_depth_shortest_first() {
         let table = table(&["ads.com", "b.ads.com", "net", "x.y.z.w.v"]);
-        let found: Vec<u32> = table.suffixes("a.b.ads.com").copied().collect();
-        assert_eq!(found, vec![0, 1]);
+        let found: Vec<(&str, u32)> = table
+            .suffixes("a.b.ads.com")
+            .map(|(key, &value)| (key, value))
+            .collect();
+        assert_eq!(found, vec![("ads.com", 0), ("b.ads.com", 1)]);
         assert_eq!(
             table.suffixes("ads.com").count(),
             0,
@@ -127,12 +131,15 @@ mod tests {
         assert_eq!(
             table
                 .suffixes("deep.a.b.c.d.net")
-                .copied()
+                .map(|(_, &value)| value)
                 .collect::<Vec<_>>(),
             [2]
         );
         assert_eq!(
-            table.suffixes("q.x.y.z.w.v").copied().collect::<Vec<_>>(),
+            table
+                .suffixes("q.x.y.z.w.v")
+                .map(|(_, &value)| value)
+                .collect::<Vec<_>>(),
             [3]
         );
         assert_eq!(table.suffixes("localhost").count(), 0);

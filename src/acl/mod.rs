@@ -21,7 +21,7 @@ mod ports;
 mod rulebook;
 
 pub use baseline::{Baseline, Denial, is_local, parse_client_net};
-pub use dest_list::{DestList, DestListBuilder, HOSTS_FILE_SELF_NAMES, load, parse};
+pub use dest_list::{DestList, DestListBuilder, Entry, HOSTS_FILE_SELF_NAMES, Listed, load, parse};
 pub use host::{Host, canonical_ip, nat64_embedded, normalise};
 pub use netset::NetSet;
 pub use ports::{DEFAULT_CONNECT_PORTS, PortSet};

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::files::{FileErrors, LineError, content_lines};
+use crate::files::{FileErrors, LineError, WHOLE_FILE, content_lines};
 
 /// Hash schemes that `htpasswd` can write but this proxy does not verify. Reading
 /// them as clear-text passwords would silently lock the user out, so they are errors.
@@ -108,14 +108,14 @@ pub fn parse_users(text: &str, file: &str) -> Result<Users, FileErrors> {
     }
 }
 
-/// Reads and parses a users file. An unreadable file is one error on line 0.
+/// Reads and parses a users file. An unreadable file is one whole-file error.
 pub fn load_users(path: &Path) -> Result<Users, FileErrors> {
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
         Ok(text) => parse_users(&text, &file),
         Err(e) => Err(FileErrors(vec![LineError {
             file,
-            line: 0,
+            line: WHOLE_FILE,
             reason: format!("cannot read users file: {e}"),
         }])),
     }
@@ -223,7 +223,7 @@ mod tests {
         };
         assert!(
             e[0].to_string()
-                .starts_with("/nonexistent/users.txt:0: cannot read users file")
+                .starts_with("/nonexistent/users.txt: cannot read users file")
         );
     }
 }

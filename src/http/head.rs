@@ -11,7 +11,7 @@ use std::mem::MaybeUninit;
 
 use super::headers::{Header, Headers};
 use super::target::{RequestTarget, parse_target, text};
-use crate::error::ProxyError;
+use crate::error::{ProxyError, RESPONSE_HEAD_TOO_LARGE};
 
 /// Most bytes a request line plus header fields may take (431 or 414 past it).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -197,12 +197,36 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, ProxyErr
     let Some(parts) = parse_request_parts(buf, HeadLimits::PROXY)? else {
         return Ok(None);
     };
-    Ok(Some(RequestHead {
+    let head = RequestHead {
         target: parse_target(text(&parts.method), &parts.target)?,
         method: parts.method,
         version: parts.version,
         headers: parts.headers,
-    }))
+    };
+    // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host,
+    // CONNECT included (every client we know sends it: curl, git, Python's http.client,
+    // which sends its CONNECT as HTTP/1.0). HTTP/1.0 requests may leave it out.
+    if head.version == Version::Http11 && head.headers.get("host").is_none() {
+        return Err(ProxyError::BadRequest("HTTP/1.1 request without Host"));
+    }
+    Ok(Some(head))
+}
+
+/// Whether a line of `head` ends in a bare LF. RFC 9112 §2.2 lets a recipient accept
+/// one, but gunicorn, waitress, aiohttp and twisted refuse such a message, so a proxy
+/// that forwarded it (re-serialised with CRLF) would let through what the origin
+/// behind it was written to refuse — and two parsers that split a head differently are
+/// what request smuggling is made of.
+fn has_bare_lf(head: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(at) = head[from..].iter().position(|&b| b == b'\n') {
+        let at = from + at;
+        if at == 0 || head[at - 1] != b'\r' {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
 }
 
 /// Whether the request line in `buf` has an origin-form or asterisk-form target (RFC
@@ -245,6 +269,11 @@ pub(super) fn parse_request_parts(
         // A head that completed only past the limit is over it all the same.
         Ok(httparse::Status::Complete(len)) if len > limits.max_bytes => {
             return over_limit(buf, limits.max_bytes).map(|()| None);
+        }
+        Ok(httparse::Status::Complete(len)) if has_bare_lf(&buf[..len]) => {
+            return Err(ProxyError::BadRequest(
+                "line ending without CR in the request head",
+            ));
         }
         Ok(httparse::Status::Complete(len)) => {
             let count = record_spans(buf, request.headers, &mut spans);
@@ -290,7 +319,7 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, ProxyE
     );
     let (len, status, reason, minor, count) = match parsed {
         Ok(httparse::Status::Complete(len)) if len > MAX_HEAD_BYTES => {
-            return Err(ProxyError::BadResponse("response head too large"));
+            return Err(ProxyError::BadResponse(RESPONSE_HEAD_TOO_LARGE));
         }
         Ok(httparse::Status::Complete(len)) => {
             let count = record_spans(buf, response.headers, &mut spans);
@@ -305,7 +334,7 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, ProxyE
         }
         Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD_BYTES => return Ok(None),
         Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
-            return Err(ProxyError::BadResponse("response head too large"));
+            return Err(ProxyError::BadResponse(RESPONSE_HEAD_TOO_LARGE));
         }
         Err(_) => return Err(ProxyError::BadResponse("malformed response head")),
     };
@@ -382,7 +411,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.display(), "http://a/caf%C3%A9?q=%C2%A0&r=%41");
-        let head = parse_all("GET http://a/\u{85} HTTP/1.1\r\n\r\n".as_bytes())
+        let head = parse_all("GET http://a/\u{85} HTTP/1.1\r\nHost: a\r\n\r\n".as_bytes())
             .unwrap()
             .unwrap();
         assert!(
@@ -425,7 +454,7 @@ mod tests {
 
     #[test]
     fn incremental_and_limits() {
-        let full = b"GET http://a/ HTTP/1.1\r\nX: 1\r\n\r\nrest";
+        let full = b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\nrest";
         for split in 0..full.len() - 4 {
             assert!(
                 parse_all(&full[..split]).unwrap().is_none(),
@@ -454,6 +483,59 @@ mod tests {
         assert!(matches!(
             parse_all(many.as_bytes()),
             Err(ProxyError::HeadTooLarge)
+        ));
+    }
+
+    #[test]
+    fn bare_line_feeds_are_refused_wherever_they_are() {
+        for head in [
+            "GET http://a/ HTTP/1.1\nHost: a\r\n\r\n",
+            "GET http://a/ HTTP/1.1\r\nHost: a\n\r\n",
+            "GET http://a/ HTTP/1.1\r\nHost: a\r\n\n",
+            "GET http://a/ HTTP/1.1\nHost: a\n\n",
+            "\nGET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET http://a/ HTTP/1.0\n\n",
+            "CONNECT a:443 HTTP/1.1\r\nHost: a:443\n\r\n",
+        ] {
+            assert!(
+                matches!(parse_all(head.as_bytes()), Err(ProxyError::BadRequest(_))),
+                "{head:?}"
+            );
+        }
+        // Split anywhere, the CRLF head is read whole, and the body's bytes are no
+        // part of the head.
+        let full = b"POST http://a/ HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n\n\n";
+        let mut buf = BytesMut::from(&full[..]);
+        assert!(parse_request(&mut buf).unwrap().is_some());
+        assert_eq!(&buf[..], b"\n\n");
+        assert!(!has_bare_lf(b"a\r\nb\r\n\r\n") && has_bare_lf(b"\n") && has_bare_lf(b"a\r\n\n"));
+    }
+
+    #[test]
+    fn http11_requests_need_host_and_http10_ones_do_not() {
+        for head in [
+            "GET http://a/ HTTP/1.1\r\n\r\n",
+            "GET http://a/ HTTP/1.1\r\nX-Host: a\r\n\r\n",
+            "CONNECT a:443 HTTP/1.1\r\n\r\n",
+            "GET http://a/ HTTP/1.2\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse_all(head.as_bytes()), Err(ProxyError::BadRequest(why)) if why.contains("Host")),
+                "{head:?}"
+            );
+        }
+        for head in [
+            "GET http://a/ HTTP/1.0\r\n\r\n",
+            "CONNECT a:443 HTTP/1.0\r\n\r\n",
+            "GET http://a/ HTTP/1.1\r\nhOsT: a\r\n\r\n",
+            "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
+        ] {
+            assert!(parse_all(head.as_bytes()).unwrap().is_some(), "{head:?}");
+        }
+        // Other faults of the head keep their own answers.
+        assert!(matches!(
+            parse_all(b"GET https://a/ HTTP/1.1\r\n\r\n"),
+            Err(ProxyError::NotImplemented(_))
         ));
     }
 

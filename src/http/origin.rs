@@ -138,8 +138,8 @@ mod tests {
     }
 
     #[test]
-    fn origin_form_bare_line_feeds_and_split_line_endings() {
-        let full = b"HEAD /metrics HTTP/1.0\nConnection: Keep-Alive\n\n";
+    fn origin_form_split_line_endings_and_bare_line_feeds() {
+        let full = b"HEAD /metrics HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n";
         for split in 0..full.len() {
             let mut buf = BytesMut::from(&full[..split]);
             assert!(parse_origin_request(&mut buf, SMALL).unwrap().is_none());
@@ -151,6 +151,20 @@ mod tests {
             );
             assert!(head.keep_alive(), "split {split}");
             assert!(buf.is_empty());
+        }
+        // The same head with bare LF endings is refused, as by the proxy's parser.
+        let bare = b"HEAD /metrics HTTP/1.0\nConnection: Keep-Alive\n\n";
+        for split in 0..bare.len() {
+            let mut buf = BytesMut::from(&bare[..split]);
+            assert!(parse_origin_request(&mut buf, SMALL).unwrap().is_none());
+            buf.extend_from_slice(&bare[split..]);
+            assert!(
+                matches!(
+                    parse_origin_request(&mut buf, SMALL),
+                    Err(ProxyError::BadRequest(_))
+                ),
+                "split {split}"
+            );
         }
     }
 
@@ -224,7 +238,7 @@ mod tests {
         assert!(
             parse_request(&mut BytesMut::from(
                 format!(
-                    "GET http://a/ HTTP/1.1\r\n{}\r\n",
+                    "GET http://a/ HTTP/1.1\r\nHost: a\r\n{}\r\n",
                     fields(SMALL.max_fields + 1)
                 )
                 .as_bytes()

@@ -348,7 +348,7 @@ mod tests {
     #[test]
     fn parents_get_absolute_form_with_their_own_credentials() {
         let head = request(
-            "GET http://origin:8080/p HTTP/1.1\r\nProxy-Authorization: Basic client\r\n\r\n",
+            "GET http://origin:8080/p HTTP/1.1\r\nHost: origin:8080\r\nProxy-Authorization: Basic client\r\n\r\n",
         );
         let form = RequestForm::Absolute {
             authorization: Some("Basic parent".into()),
@@ -395,7 +395,7 @@ mod tests {
     #[test]
     fn upgrade_is_kept_for_websocket() {
         let head = request(
-            "GET http://o/ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            "GET http://o/ws HTTP/1.1\r\nHost: o\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
         );
         assert!(wants_upgrade(&head));
         let out = String::from_utf8(origin_request(
@@ -410,8 +410,9 @@ mod tests {
 
     #[test]
     fn framing_is_rewritten() {
-        let head =
-            request("POST http://o/ HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+        let head = request(
+            "POST http://o/ HTTP/1.1\r\nHost: o\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+        );
         let out = String::from_utf8(origin_request(
             &head,
             BodyLength::Fixed(5),
@@ -515,7 +516,9 @@ mod tests {
 
     #[test]
     fn loops_are_seen_in_via() {
-        let head = request("GET http://o/ HTTP/1.1\r\nVia: 1.1 a, 1.1 Proxy-Server (x)\r\n\r\n");
+        let head = request(
+            "GET http://o/ HTTP/1.1\r\nHost: o\r\nVia: 1.1 a, 1.1 Proxy-Server (x)\r\n\r\n",
+        );
         assert!(via_has(&head.headers, "proxy-server"));
         assert!(!via_has(&head.headers, "other"));
     }
@@ -523,10 +526,10 @@ mod tests {
     #[test]
     fn keep_alive_rules() {
         assert!(client_keep_alive(&request(
-            "GET http://o/ HTTP/1.1\r\n\r\n"
+            "GET http://o/ HTTP/1.1\r\nHost: o\r\n\r\n"
         )));
         assert!(!client_keep_alive(&request(
-            "GET http://o/ HTTP/1.1\r\nConnection: close\r\n\r\n"
+            "GET http://o/ HTTP/1.1\r\nHost: o\r\nConnection: close\r\n\r\n"
         )));
         assert!(!client_keep_alive(&request(
             "GET http://o/ HTTP/1.0\r\n\r\n"

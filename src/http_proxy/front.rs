@@ -17,8 +17,9 @@ use crate::upstream::Arrival;
 
 const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";
 
-/// One HTTP/1.1 client connection, as the pipeline sees it.
-pub(super) struct Http1<'a>(pub &'a mut Reader<ClientStream>);
+/// One HTTP/1.1 client connection, as the pipeline sees it, and the name its answers'
+/// `Proxy-Status` gives the proxy (the Via name).
+pub(super) struct Http1<'a>(pub &'a mut Reader<ClientStream>, pub &'a str);
 
 impl FrontEnd for Http1<'_> {
     type Io = ClientStream;
@@ -37,7 +38,7 @@ impl FrontEnd for Http1<'_> {
     }
 
     async fn refuse(&mut self, error: &ProxyError) -> u64 {
-        let Some(answer) = answer::for_error(error) else {
+        let Some(answer) = answer::for_error_by(self.1, error) else {
             return 0;
         };
         let stream = self.0.get_mut();

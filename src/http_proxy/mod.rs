@@ -186,7 +186,12 @@ async fn exchange(
     let next = match handle(ctx, client, seat, &head, &target, &mut exchange).await {
         Ok(next) => next,
         Err(error) => {
-            ctx.fail(&mut Http1(client), &mut exchange, &error).await;
+            ctx.fail(
+                &mut Http1(client, &ctx.config.via_name),
+                &mut exchange,
+                &error,
+            )
+            .await;
             Next::Close
         }
     };
@@ -217,7 +222,12 @@ async fn refuse_head(
     // The rejected bytes are still buffered (never consumed), but they were read from
     // the client and the connection ends here: count them all.
     exchange.bytes_from_client = client.bytes_read() - consumed;
-    ctx.fail(&mut Http1(client), &mut exchange, &error).await;
+    ctx.fail(
+        &mut Http1(client, &ctx.config.via_name),
+        &mut exchange,
+        &error,
+    )
+    .await;
     exchange.finish();
     Next::Close
 }
@@ -265,8 +275,13 @@ async fn handle(
     if !matches!(head.target, http::RequestTarget::Authority { .. }) {
         return Err(ProxyError::BadRequest("CONNECT needs a host:port target"));
     }
-    ctx.tunnel(&mut Http1(client), &request, admitted, exchange)
-        .await?;
+    ctx.tunnel(
+        &mut Http1(client, &ctx.config.via_name),
+        &request,
+        admitted,
+        exchange,
+    )
+    .await?;
     Ok(Next::Close)
 }
 

@@ -27,7 +27,7 @@ fn crowd_body(path: &str) -> String {
 
 /// A GET for `url` on a fresh connection, read until the proxy closes.
 async fn get(proxy: SocketAddr, url: &str) -> Vec<u8> {
-    let request = format!("GET {url} HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     exchange(proxy, request.as_bytes()).await
 }
 
@@ -119,7 +119,7 @@ async fn two_thousand_clients_are_all_answered() {
             let Ok(mut stream) = TcpStream::connect(addr).await else {
                 return false;
             };
-            let request = format!("GET {url} HTTP/1.1\r\nConnection: close\r\n\r\n");
+            let request = format!("GET {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
             if stream.write_all(request.as_bytes()).await.is_err() {
                 return false;
             }
@@ -232,9 +232,13 @@ fn garbage(rng: &mut Rng) -> Vec<u8> {
             line.extend_from_slice(b"\r\n\r\n");
             line
         }
-        2 => b"POST http://127.0.0.1:1/x HTTP/1.1\r\nContent-Le".to_vec(),
+        2 => b"POST http://127.0.0.1:1/x HTTP/1.1\r\nHost: x\r\nContent-Le".to_vec(),
         3 => b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec(),
-        4 => format!("GET http://a/ HTTP/1.1\r\nX: {}\r\n", "g".repeat(70 * 1024)).into_bytes(),
+        4 => format!(
+            "GET http://a/ HTTP/1.1\r\nHost: x\r\nX: {}\r\n",
+            "g".repeat(70 * 1024)
+        )
+        .into_bytes(),
         _ => Vec::new(),
     }
 }

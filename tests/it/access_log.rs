@@ -208,10 +208,18 @@ async fn json_lines_parse_and_carry_every_documented_field() {
     let request = format!("GET {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     let (sent, forwarded) = send(addr, &request).await;
     assert_eq!(status(&forwarded), 200);
-    let (_, blocked) = send(addr, "GET http://blocked.example/ HTTP/1.1\r\n\r\n").await;
+    let (_, blocked) = send(
+        addr,
+        "GET http://blocked.example/ HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
     assert_eq!(status(&blocked), 403);
     let closed = closed_port().await;
-    let (_, failed) = send(addr, &format!("GET http://{closed}/ HTTP/1.1\r\n\r\n")).await;
+    let (_, failed) = send(
+        addr,
+        &format!("GET http://{closed}/ HTTP/1.1\r\nHost: x\r\n\r\n"),
+    )
+    .await;
     assert_eq!(status(&failed), 502);
     let echo = doubling_echo().await;
     let (tunnel_sent, tunnel_received) = tunnel(addr, echo, "", 100).await;

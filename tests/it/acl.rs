@@ -296,14 +296,17 @@ async fn allow_clients_limits_who_may_use_the_proxy() {
         refused,
         "GET",
     );
-    let smuggled = format!("GET {} HTTP/1.1\r\n\r\n", origin.url("/smuggled"));
+    let smuggled = format!(
+        "GET {} HTTP/1.1\r\nHost: x\r\n\r\n",
+        origin.url("/smuggled")
+    );
     let response = refused_connect(closed.addr, &origin.addr.to_string(), "", &smuggled).await;
     assert_forbidden(&response, refused, "CONNECT");
     assert_eq!(origin.request_count(), 1);
     // Health: a fresh connection from the allowed address is served.
     let mut allowed = connect_from("127.0.0.2", closed.addr).await;
     let request = format!(
-        "GET {} HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         origin.url("/")
     );
     allowed.write_all(request.as_bytes()).await.unwrap();

@@ -50,7 +50,7 @@ async fn bad_credentials_get_407_with_the_challenge() {
     }
     // A refused CONNECT closes: what follows the head is never read as a request.
     let smuggled = format!(
-        "GET {} HTTP/1.1\r\n{}\r\n",
+        "GET {} HTTP/1.1\r\nHost: x\r\n{}\r\n",
         origin.url("/smuggled"),
         login(CLEAR_USER)
     );
@@ -163,7 +163,8 @@ async fn every_request_on_a_kept_alive_connection_is_checked() {
     })
     .await;
     let origin = Origin::fixed("welcome").await;
-    let request = |extra: &str| format!("GET {} HTTP/1.1\r\n{extra}\r\n", origin.url("/"));
+    let request =
+        |extra: &str| format!("GET {} HTTP/1.1\r\nHost: x\r\n{extra}\r\n", origin.url("/"));
     let mut stream = within(TcpStream::connect(proxy.addr)).await.unwrap();
     stream
         .write_all(request(&login(CLEAR_USER)).as_bytes())
@@ -181,7 +182,7 @@ async fn every_request_on_a_kept_alive_connection_is_checked() {
         .unwrap();
     assert!(read_response(&mut stream).await.ends_with(b"welcome"));
     let blocked = format!(
-        "GET http://blocked.test/ HTTP/1.1\r\n{}\r\n",
+        "GET http://blocked.test/ HTTP/1.1\r\nHost: x\r\n{}\r\n",
         login(BCRYPT_USER)
     );
     stream.write_all(blocked.as_bytes()).await.unwrap();

@@ -82,7 +82,7 @@ async fn bad_files_fail_the_start_with_every_line() {
     let (code, stderr) = run(&["--blacklist", text(&missing)]).await;
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
-        stderr.contains(&format!("{}:0: cannot read rules file", text(&missing))),
+        stderr.contains(&format!("{}: cannot read rules file", text(&missing))),
         "{stderr}"
     );
 }
@@ -92,7 +92,7 @@ async fn binary_exits_0_on_sigterm_after_draining() {
     let (slow, received) = slow_origin(Duration::from_millis(700), ok("slow but complete")).await;
     let mut proxy = ProxyProcess::start(&LOCAL).await;
     let addr = proxy.addr;
-    let request = format!("GET http://{slow}/ HTTP/1.1\r\n\r\n");
+    let request = format!("GET http://{slow}/ HTTP/1.1\r\nHost: x\r\n\r\n");
     let in_flight = tokio::spawn(async move { exchange(addr, request.as_bytes()).await });
     wait_until("the request reaches the origin", STEP, || async {
         received.load(Ordering::SeqCst) == 1

@@ -73,7 +73,7 @@ async fn refused_connect_closes_and_never_parses_the_tunnel_bytes() {
         "GET {} HTTP/1.1\r\nHost: x\r\n\r\n",
         origin.url("/smuggled")
     );
-    let request = format!("CONNECT {closed} HTTP/1.1\r\n\r\n{smuggled}");
+    let request = format!("CONNECT {closed} HTTP/1.1\r\nHost: x\r\n\r\n{smuggled}");
     let response = exchange(proxy.addr, request.as_bytes()).await;
     assert_eq!(status(&response), 502);
     assert_eq!(response.windows(9).filter(|w| w == b"HTTP/1.1 ").count(), 1);
@@ -133,7 +133,7 @@ async fn upgrade_refused_by_origin_is_a_normal_response() {
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
     for _ in 0..2 {
         let request = format!(
-            "GET {} HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            "GET {} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
             origin.url("/")
         );
         stream.write_all(request.as_bytes()).await.unwrap();

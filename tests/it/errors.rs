@@ -65,13 +65,16 @@ async fn ambiguous_framing_is_rejected_and_never_forwarded() {
 #[tokio::test]
 async fn oversize_heads() {
     let proxy = Proxy::start().await;
-    let long_uri = format!("GET http://o/{} HTTP/1.1\r\n\r\n", "a".repeat(70 * 1024));
+    let long_uri = format!(
+        "GET http://o/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
     assert_eq!(
         status(&exchange(proxy.addr, long_uri.as_bytes()).await),
         414
     );
     let big_header = format!(
-        "GET http://o/ HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "GET http://o/ HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
         "a".repeat(70 * 1024)
     );
     assert_eq!(
@@ -79,7 +82,7 @@ async fn oversize_heads() {
         431
     );
     let many: String = (0..101).map(|i| format!("X-{i}: v\r\n")).collect();
-    let many = format!("GET http://o/ HTTP/1.1\r\n{many}\r\n");
+    let many = format!("GET http://o/ HTTP/1.1\r\nHost: x\r\n{many}\r\n");
     assert_eq!(status(&exchange(proxy.addr, many.as_bytes()).await), 431);
     proxy.assert_healthy().await;
 }
@@ -87,7 +90,11 @@ async fn oversize_heads() {
 #[tokio::test]
 async fn https_scheme_needs_connect() {
     let proxy = Proxy::start().await;
-    let response = exchange(proxy.addr, b"GET https://example.com/ HTTP/1.1\r\n\r\n").await;
+    let response = exchange(
+        proxy.addr,
+        b"GET https://example.com/ HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
     assert_eq!(status(&response), 501);
     proxy.assert_healthy().await;
 }
@@ -110,14 +117,14 @@ async fn unreachable_and_unresolvable_origins_get_502() {
     assert!(String::from_utf8_lossy(&body).ends_with("502"));
     let response = exchange(
         proxy.addr,
-        format!("CONNECT {closed} HTTP/1.1\r\n\r\n").as_bytes(),
+        format!("CONNECT {closed} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
     )
     .await;
     assert_eq!(status(&response), 502);
 
     for request in [
-        "GET http://no-such-host.invalid/ HTTP/1.1\r\n\r\n",
-        "CONNECT no-such-host.invalid:443 HTTP/1.1\r\n\r\n",
+        "GET http://no-such-host.invalid/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        "CONNECT no-such-host.invalid:443 HTTP/1.1\r\nHost: x\r\n\r\n",
     ] {
         let started = Instant::now();
         let response = exchange(proxy.addr, request.as_bytes()).await;
@@ -128,7 +135,7 @@ async fn unreachable_and_unresolvable_origins_get_502() {
     }
     let response = exchange(
         proxy.addr,
-        b"GET http://no-such-host.invalid/ HTTP/1.1\r\n\r\n",
+        b"GET http://no-such-host.invalid/ HTTP/1.1\r\nHost: x\r\n\r\n",
     )
     .await;
     let text = String::from_utf8(response).unwrap();
@@ -156,7 +163,7 @@ async fn origin_that_does_not_accept_gets_504() {
     let proxy = Proxy::start_with(|c| c.timeouts.connect = Duration::from_secs(1)).await;
     let response = exchange(
         proxy.addr,
-        format!("GET http://{addr}/ HTTP/1.1\r\n\r\n").as_bytes(),
+        format!("GET http://{addr}/ HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
     )
     .await;
     assert_eq!(
@@ -174,14 +181,14 @@ async fn loops_get_508() {
     let origin = Origin::fixed("never").await;
     let proxy = Proxy::start().await;
     let via = format!(
-        "GET {} HTTP/1.1\r\nVia: 1.1 other, 1.1 proxy-server\r\n\r\n",
+        "GET {} HTTP/1.1\r\nHost: x\r\nVia: 1.1 other, 1.1 proxy-server\r\n\r\n",
         origin.url("/")
     );
     assert_eq!(status(&exchange(proxy.addr, via.as_bytes()).await), 508);
-    let to_self = format!("GET http://{}/ HTTP/1.1\r\n\r\n", proxy.addr);
+    let to_self = format!("GET http://{}/ HTTP/1.1\r\nHost: x\r\n\r\n", proxy.addr);
     assert_eq!(status(&exchange(proxy.addr, to_self.as_bytes()).await), 508);
     let to_self = format!(
-        "GET http://localhost:{}/ HTTP/1.1\r\n\r\n",
+        "GET http://localhost:{}/ HTTP/1.1\r\nHost: x\r\n\r\n",
         proxy.addr.port()
     );
     assert_eq!(status(&exchange(proxy.addr, to_self.as_bytes()).await), 508);
@@ -206,7 +213,7 @@ async fn body_broken_off_is_never_passed_off_as_complete() {
     // On a kept-alive connection, the proxy closes instead of serving the next request.
     let all = exchange(
         proxy.addr,
-        format!("GET http://{addr}/ HTTP/1.1\r\n\r\n").as_bytes(),
+        format!("GET http://{addr}/ HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
     )
     .await;
     assert!(all.ends_with(b"only ten b"));

@@ -66,7 +66,7 @@ async fn origin_reset_mid_response_is_never_passed_off_as_complete() {
         let started = Instant::now();
         let (response, ending) = exchange_ending(
             proxy.addr,
-            format!("GET http://{origin}/ {version}\r\n\r\n").as_bytes(),
+            format!("GET http://{origin}/ {version}\r\nHost: x\r\n\r\n").as_bytes(),
         )
         .await;
         assert!(
@@ -110,7 +110,7 @@ async fn silent_origin_gets_504_after_the_response_timeout() {
     let started = Instant::now();
     let response = exchange(
         proxy.addr,
-        format!("GET http://{origin}/ HTTP/1.1\r\n\r\n").as_bytes(),
+        format!("GET http://{origin}/ HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
     )
     .await;
     let elapsed = started.elapsed();
@@ -129,7 +129,7 @@ async fn silent_origin_gets_504_after_the_response_timeout() {
     let started = Instant::now();
     let response = exchange(
         proxy.addr,
-        format!("GET http://{stalling}/ HTTP/1.1\r\n\r\n").as_bytes(),
+        format!("GET http://{stalling}/ HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
     )
     .await;
     assert!(
@@ -209,7 +209,7 @@ async fn malformed_responses_get_502() {
         .await;
         let response = exchange(
             proxy.addr,
-            format!("GET http://{origin}/ HTTP/1.1\r\n\r\n").as_bytes(),
+            format!("GET http://{origin}/ HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
         )
         .await;
         let text = String::from_utf8_lossy(&response);
@@ -222,7 +222,7 @@ async fn malformed_responses_get_502() {
     }
     // The same from an origin that keeps its connection open after the bad head.
     let origin = Origin::start(|_| b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n".to_vec()).await;
-    let request = format!("GET {} HTTP/1.1\r\n\r\n", origin.url("/"));
+    let request = format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", origin.url("/"));
     assert_eq!(status(&exchange(proxy.addr, request.as_bytes()).await), 502);
     // A malformed chunk in the middle of a response body: cut off, never terminated.
     let origin = scripted_origin(|mut stream| async move {
@@ -235,7 +235,7 @@ async fn malformed_responses_get_502() {
     .await;
     let response = exchange(
         proxy.addr,
-        format!("GET http://{origin}/ HTTP/1.1\r\n\r\n").as_bytes(),
+        format!("GET http://{origin}/ HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
     )
     .await;
     assert!(
@@ -282,7 +282,7 @@ async fn client_gone_mid_upload_closes_the_origin_connection() {
     for framing in ["Content-Length: 10000000", "Transfer-Encoding: chunked"] {
         let (origin, mut ended) = eof_watching_origin(None).await;
         let mut client = TcpStream::connect(proxy.addr).await.unwrap();
-        let head = format!("POST http://{origin}/up HTTP/1.1\r\n{framing}\r\n\r\n");
+        let head = format!("POST http://{origin}/up HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\n");
         client.write_all(head.as_bytes()).await.unwrap();
         let piece = if framing.starts_with("Transfer") {
             format!("10000\r\n{}\r\n", "u".repeat(0x10000)).into_bytes()
@@ -330,7 +330,7 @@ async fn client_gone_mid_download_closes_the_origin_connection() {
     .await;
     let mut client = TcpStream::connect(proxy.addr).await.unwrap();
     client
-        .write_all(format!("GET http://{origin}/big HTTP/1.1\r\n\r\n").as_bytes())
+        .write_all(format!("GET http://{origin}/big HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut first = vec![0u8; 4096];
@@ -425,8 +425,9 @@ async fn a_response_cut_off_is_never_cached() {
             }
         })
         .await;
-        let request =
-            format!("GET http://{origin}/cacheable HTTP/1.1\r\nConnection: close\r\n\r\n");
+        let request = format!(
+            "GET http://{origin}/cacheable HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        );
         let cut = exchange(proxy.addr, request.as_bytes()).await;
         assert!(split_head(&cut).1.len() <= PARTIAL, "{framing}");
         let again = exchange(proxy.addr, request.as_bytes()).await;

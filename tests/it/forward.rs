@@ -211,7 +211,7 @@ async fn other_transfer_codings_are_kept_for_the_client() {
     .await;
     let proxy = Proxy::start().await;
     let request = format!(
-        "GET {} HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         origin.url("/gzip-chunked")
     );
     let response = String::from_utf8(exchange(proxy.addr, request.as_bytes()).await).unwrap();
@@ -224,7 +224,7 @@ async fn other_transfer_codings_are_kept_for_the_client() {
         "{response}"
     );
     let request = format!(
-        "GET {} HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         origin.url("/gzip")
     );
     let response = String::from_utf8(exchange(proxy.addr, request.as_bytes()).await).unwrap();
@@ -326,7 +326,7 @@ async fn keep_alive_on_both_sides() {
         "{response}"
     );
     let request = format!(
-        "GET {} HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         origin.url("/last")
     );
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -397,7 +397,7 @@ async fn interim_responses_are_passed_on() {
     let origin = Origin::start(|_| b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()).await;
     let proxy = Proxy::start().await;
     let request = format!(
-        "GET {} HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         origin.url("/")
     );
     let response = String::from_utf8(exchange(proxy.addr, request.as_bytes()).await).unwrap();

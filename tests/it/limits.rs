@@ -24,7 +24,7 @@ async fn idle_keep_alive_is_closed() {
     let origin = Origin::fixed("x").await;
     let proxy = Proxy::start_with(|c| c.timeouts.idle = Duration::from_secs(1)).await;
     let mut stream = within(TcpStream::connect(proxy.addr)).await.unwrap();
-    let request = format!("GET {} HTTP/1.1\r\n\r\n", origin.url("/"));
+    let request = format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", origin.url("/"));
     within(stream.write_all(request.as_bytes())).await.unwrap();
     assert!(read_response(&mut stream).await.ends_with(b"x"));
     let started = Instant::now();
@@ -38,7 +38,7 @@ async fn shutdown_lets_requests_in_flight_finish() {
     let (slow, received) = slow_origin(Duration::from_millis(700), ok("slow but complete")).await;
     let proxy = Proxy::start().await;
     let addr = proxy.addr;
-    let request = format!("GET http://{slow}/ HTTP/1.1\r\n\r\n");
+    let request = format!("GET http://{slow}/ HTTP/1.1\r\nHost: x\r\n\r\n");
     let in_flight = tokio::spawn(async move { exchange(addr, request.as_bytes()).await });
     let idle = within(TcpStream::connect(addr)).await.unwrap();
     wait_until("the request reaches the origin", STEP, || async {
@@ -98,7 +98,7 @@ async fn large_bodies_stream_in_bounded_memory() {
     let peak = PeakRss::start(proxy.pid());
     // Download.
     let mut stream = within(TcpStream::connect(proxy.addr)).await.unwrap();
-    let request = format!("GET http://{origin}/big HTTP/1.1\r\n\r\n");
+    let request = format!("GET http://{origin}/big HTTP/1.1\r\nHost: x\r\n\r\n");
     within(stream.write_all(request.as_bytes())).await.unwrap();
     let mut buf = vec![0u8; 256 * 1024];
     let mut received = 0u64;
@@ -117,7 +117,8 @@ async fn large_bodies_stream_in_bounded_memory() {
     assert!(received > BIG, "download incomplete: {received}");
     // Upload.
     let mut stream = within(TcpStream::connect(proxy.addr)).await.unwrap();
-    let request = format!("POST http://{origin}/up HTTP/1.1\r\nContent-Length: {BIG}\r\n\r\n");
+    let request =
+        format!("POST http://{origin}/up HTTP/1.1\r\nHost: x\r\nContent-Length: {BIG}\r\n\r\n");
     within(stream.write_all(request.as_bytes())).await.unwrap();
     let block = vec![b'u'; 1024 * 1024];
     for _ in 0..BIG / block.len() as u64 {

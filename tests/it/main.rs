@@ -48,6 +48,7 @@ mod observe_metrics;
 mod package;
 mod policy;
 mod properties;
+mod proxy_status;
 mod resolver;
 mod smuggling;
 mod spliced_bodies;

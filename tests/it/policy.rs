@@ -191,7 +191,13 @@ async fn destination_networks_meet_names_through_their_resolved_addresses() {
 }
 
 async fn refused_connect_to(proxy: std::net::SocketAddr, authority: &str) -> Vec<u8> {
-    crate::common::access::refused_connect(proxy, authority, "", "GET / HTTP/1.1\r\n\r\n").await
+    crate::common::access::refused_connect(
+        proxy,
+        authority,
+        "",
+        "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await
 }
 
 #[tokio::test]

@@ -7,9 +7,14 @@
 
 use std::time::Duration;
 
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
 use crate::common::canonical::{Message, parse_canonical};
 use crate::common::raw::{RawOrigin, split_responses};
-use crate::common::{Proxy, send_and_half_close};
+use crate::common::{
+    ESTABLISHED, Origin, Proxy, curl, read_head, read_response, send_and_half_close, within,
+};
 
 /// What the proxy must do with one hostile request.
 #[derive(Debug, Clone, Copy)]
@@ -122,7 +127,13 @@ fn cases() -> Vec<(&'static str, String, Expect)> {
         ("largest chunk size, then the client stops", chunked("fffffffffffffff\r\nhello"), Cut),
         ("truncated Content-Length body", post("Content-Length: 10\r\n", "hello"), Cut),
         // Head syntax (RFC 9112 §2.2, §5).
-        ("bare LF line endings", "POST http://{o}/s HTTP/1.1\nHost: {o}\nContent-Length: 5\n\nhello".to_string(), SIMPLE),
+        // Bare LF ends no line of a request head: RFC 9112 §2.2 lets a recipient accept
+        // it, but gunicorn, waitress, aiohttp and twisted refuse it, so the proxy does.
+        ("bare LF line endings", "POST http://{o}/s HTTP/1.1\nHost: {o}\nContent-Length: 5\n\nhello".to_string(), Refused(400)),
+        ("bare LF ends the request line", "POST http://{o}/s HTTP/1.1\nHost: {o}\r\nContent-Length: 5\r\n\r\nhello".to_string(), Refused(400)),
+        ("bare LF ends one field line", post("X-A: 1\nContent-Length: 5\r\n", "hello"), Refused(400)),
+        ("bare LF ends the head", "POST http://{o}/s HTTP/1.1\r\nHost: {o}\r\nContent-Length: 5\r\n\nhello".to_string(), Refused(400)),
+        ("leading bare LF", format!("\n{}", post("Content-Length: 5\r\n", "hello")), Refused(400)),
         ("leading empty line", format!("\r\n{}", post("Content-Length: 5\r\n", "hello")), SIMPLE),
         ("bare CR in value", post("X-A: a\rb\r\nContent-Length: 5\r\n", "hello"), Refused(400)),
         ("NUL in value", post("X-A: a\0b\r\nContent-Length: 5\r\n", "hello"), Refused(400)),
@@ -134,34 +145,41 @@ fn cases() -> Vec<(&'static str, String, Expect)> {
         ("field without colon", post("X-A b\r\n", ""), Refused(400)),
         ("empty field name", post(": b\r\n", ""), Refused(400)),
         ("field line starting with whitespace", post(" X-A: b\r\n", ""), Refused(400)),
+        // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400, CONNECT too;
+        // HTTP/1.0 may leave it out.
+        ("HTTP/1.1 without Host", "GET http://{o}/s HTTP/1.1\r\n\r\n".to_string(), Refused(400)),
+        ("POST without Host", "POST http://{o}/s HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello".to_string(), Refused(400)),
+        ("CONNECT without Host", "CONNECT {o} HTTP/1.1\r\n\r\n".to_string(), Refused(400)),
+        ("Host only as a look-alike", "GET http://{o}/s HTTP/1.1\r\nX-Host: {o}\r\nHost_: {o}\r\n\r\n".to_string(), Refused(400)),
+        ("HTTP/1.0 without Host", "GET http://{o}/s HTTP/1.0\r\n\r\n".to_string(), Forwarded { messages: 1, body: "", fields: &[] }),
         ("mismatched and duplicate Host", "GET http://{o}/s HTTP/1.1\r\nHost: evil.example\r\nHost: other.example\r\n\r\n".to_string(), Forwarded { messages: 1, body: "", fields: &[] }),
         // Request-line tricks (RFC 9112 §3).
-        ("two spaces after method", "GET  http://{o}/ HTTP/1.1\r\n\r\n".to_string(), Refused(400)),
-        ("two spaces before version", "GET http://{o}/  HTTP/1.1\r\n\r\n".to_string(), Refused(400)),
-        ("tab as separator", "GET\thttp://{o}/ HTTP/1.1\r\n\r\n".to_string(), Refused(400)),
-        ("space before method", " GET http://{o}/ HTTP/1.1\r\n\r\n".to_string(), Refused(400)),
+        ("two spaces after method", "GET  http://{o}/ HTTP/1.1\r\nHost: {o}\r\n\r\n".to_string(), Refused(400)),
+        ("two spaces before version", "GET http://{o}/  HTTP/1.1\r\nHost: {o}\r\n\r\n".to_string(), Refused(400)),
+        ("tab as separator", "GET\thttp://{o}/ HTTP/1.1\r\nHost: {o}\r\n\r\n".to_string(), Refused(400)),
+        ("space before method", " GET http://{o}/ HTTP/1.1\r\nHost: {o}\r\n\r\n".to_string(), Refused(400)),
         ("space after version", "GET http://{o}/ HTTP/1.1 \r\n\r\n".to_string(), Refused(400)),
-        ("userinfo in target", "GET http://user:pw@{o}/ HTTP/1.1\r\n\r\n".to_string(), Refused(400)),
-        ("GET http://a@b/", "GET http://evil.example@{o}/ HTTP/1.1\r\n\r\n".to_string(), Refused(400)),
+        ("userinfo in target", "GET http://user:pw@{o}/ HTTP/1.1\r\nHost: {o}\r\n\r\n".to_string(), Refused(400)),
+        ("GET http://a@b/", "GET http://evil.example@{o}/ HTTP/1.1\r\nHost: {o}\r\n\r\n".to_string(), Refused(400)),
         ("missing version", "GET http://{o}/\r\n\r\n".to_string(), Refused(400)),
         ("HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_string(), Refused(505)),
-        ("HTTP/3.0", "GET http://{o}/ HTTP/3.0\r\n\r\n".to_string(), Refused(505)),
+        ("HTTP/3.0", "GET http://{o}/ HTTP/3.0\r\nHost: {o}\r\n\r\n".to_string(), Refused(505)),
         // RFC 9112 §2.3: a later minor version is served as HTTP/1.1.
-        ("HTTP/1.2", "GET http://{o}/ HTTP/1.2\r\n\r\n".to_string(), Forwarded { messages: 1, body: "", fields: &[] }),
-        ("HTTP/1.10", "GET http://{o}/ HTTP/1.10\r\n\r\n".to_string(), Refused(400)),
-        ("lower-case version", "GET http://{o}/ http/1.1\r\n\r\n".to_string(), Refused(400)),
+        ("HTTP/1.2", "GET http://{o}/ HTTP/1.2\r\nHost: {o}\r\n\r\n".to_string(), Forwarded { messages: 1, body: "", fields: &[] }),
+        ("HTTP/1.10", "GET http://{o}/ HTTP/1.10\r\nHost: {o}\r\n\r\n".to_string(), Refused(400)),
+        ("lower-case version", "GET http://{o}/ http/1.1\r\nHost: {o}\r\n\r\n".to_string(), Refused(400)),
         ("origin-form target", "GET /s HTTP/1.1\r\nHost: {o}\r\n\r\n".to_string(), Refused(400)),
         ("asterisk target", "OPTIONS * HTTP/1.1\r\nHost: {o}\r\n\r\n".to_string(), Refused(400)),
-        ("non-ASCII in target", "GET http://{o}/\u{e9}\u{a0}x HTTP/1.1\r\n\r\n".to_string(), Forwarded { messages: 1, body: "", fields: &[] }),
-        ("backslashes for slashes", "GET http:\\\\{o}/ HTTP/1.1\r\n\r\n".to_string(), Refused(400)),
-        ("percent-encoded host", "GET http://127.0.0.1%2f@{o}/ HTTP/1.1\r\n\r\n".to_string(), Refused(400)),
-        ("port out of range", "GET http://127.0.0.1:65536/ HTTP/1.1\r\n\r\n".to_string(), Refused(400)),
-        ("https scheme in absolute-form", "GET https://{o}/ HTTP/1.1\r\n\r\n".to_string(), Refused(501)),
-        ("bad method token", "G(T http://{o}/ HTTP/1.1\r\n\r\n".to_string(), Refused(400)),
+        ("non-ASCII in target", "GET http://{o}/\u{e9}\u{a0}x HTTP/1.1\r\nHost: {o}\r\n\r\n".to_string(), Forwarded { messages: 1, body: "", fields: &[] }),
+        ("backslashes for slashes", "GET http:\\\\{o}/ HTTP/1.1\r\nHost: {o}\r\n\r\n".to_string(), Refused(400)),
+        ("percent-encoded host", "GET http://127.0.0.1%2f@{o}/ HTTP/1.1\r\nHost: {o}\r\n\r\n".to_string(), Refused(400)),
+        ("port out of range", "GET http://127.0.0.1:65536/ HTTP/1.1\r\nHost: {o}\r\n\r\n".to_string(), Refused(400)),
+        ("https scheme in absolute-form", "GET https://{o}/ HTTP/1.1\r\nHost: {o}\r\n\r\n".to_string(), Refused(501)),
+        ("bad method token", "G(T http://{o}/ HTTP/1.1\r\nHost: {o}\r\n\r\n".to_string(), Refused(400)),
         // Several messages in one stream: each framed on its own.
         ("pipelined after Content-Length", format!("{}GET http://{{o}}/2 HTTP/1.1\r\nHost: {{o}}\r\n\r\n", post("Content-Length: 5\r\n", "hello")), Forwarded { messages: 2, body: "hello", fields: &[] }),
-        ("pipelined after chunked", format!("{}GET http://{{o}}/2 HTTP/1.1\r\n\r\n", chunked(hello)), Forwarded { messages: 2, body: "hello", fields: &[] }),
-        ("request hidden in a GET body", "GET http://{o}/s HTTP/1.1\r\nContent-Length: 39\r\n\r\nGET http://a.example/admin HTTP/1.1\r\n\r\n".to_string(), Forwarded { messages: 1, body: "GET http://a.example/admin HTTP/1.1\r\n\r\n", fields: &[("content-length", Some("39"))] }),
+        ("pipelined after chunked", format!("{}GET http://{{o}}/2 HTTP/1.1\r\nHost: {{o}}\r\n\r\n", chunked(hello)), Forwarded { messages: 2, body: "hello", fields: &[] }),
+        ("request hidden in a GET body", "GET http://{o}/s HTTP/1.1\r\nHost: {o}\r\nContent-Length: 39\r\n\r\nGET http://a.example/admin HTTP/1.1\r\n\r\n".to_string(), Forwarded { messages: 1, body: "GET http://a.example/admin HTTP/1.1\r\n\r\n", fields: &[("content-length", Some("39"))] }),
         ("garbage after a good request", format!("{}\x16\x03\x01junk\r\n\r\n", post("Content-Length: 5\r\n", "hello")), Forwarded { messages: 1, body: "hello", fields: &[] }),
     ]
 }
@@ -300,7 +318,7 @@ async fn non_ascii_target_reaches_the_origin_percent_encoded() {
     let proxy = Proxy::start().await;
     let origin = RawOrigin::start().await;
     let request = format!(
-        "GET http://{}/caf\u{e9}\u{85}?q=%41\u{a0} HTTP/1.1\r\n\r\n",
+        "GET http://{}/caf\u{e9}\u{85}?q=%41\u{a0} HTTP/1.1\r\nHost: o\r\n\r\n",
         origin.addr
     );
     let answer = send_and_half_close(proxy.addr, request.as_bytes()).await;
@@ -308,5 +326,43 @@ async fn non_ascii_target_reaches_the_origin_percent_encoded() {
     let bytes = &origin.connections()[0].bytes;
     let (messages, _) = parse_canonical(bytes).unwrap();
     assert_eq!(messages[0].target, "/caf%C3%A9%C2%85?q=%41%C2%A0");
+    proxy.assert_healthy().await;
+}
+
+/// The stricter head rules (CRLF only, Host in HTTP/1.1) still let real clients through:
+/// curl, plain and tunnelled (git speaks through libcurl the same way), and the exact
+/// CONNECT of Python's `http.client` (pip's transport), which is HTTP/1.0 without Host.
+#[tokio::test]
+async fn what_real_clients_send_still_passes() {
+    let proxy = Proxy::start().await;
+    let origin = Origin::fixed("served").await;
+    let url = origin.url("/r");
+    for args in [
+        vec!["-x", &proxy.url(), &url],
+        vec!["-p", "-x", &proxy.url(), &url],
+    ] {
+        let (code, out, err) = curl(&args).await;
+        assert_eq!(
+            (code, &out[..]),
+            (0, &b"served"[..]),
+            "curl {args:?}: {err}"
+        );
+    }
+    // Python 3.11's HTTPConnection._tunnel, byte for byte, then its request in the tunnel.
+    let authority = url.trim_start_matches("http://").trim_end_matches("/r");
+    let mut tunnel = within(TcpStream::connect(proxy.addr)).await.unwrap();
+    let connect = format!("CONNECT {authority} HTTP/1.0\r\n\r\n");
+    within(tunnel.write_all(connect.as_bytes())).await.unwrap();
+    assert_eq!(read_head(&mut tunnel).await, ESTABLISHED);
+    let request = format!(
+        "GET /r HTTP/1.1\r\nHost: {authority}\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n"
+    );
+    within(tunnel.write_all(request.as_bytes())).await.unwrap();
+    let response = read_response(&mut tunnel).await;
+    assert!(
+        response.ends_with(b"served"),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
     proxy.assert_healthy().await;
 }

@@ -39,26 +39,30 @@ async fn statistics_after_a_known_mix_of_traffic_match_exactly() {
     assert!(read_to_close(&mut stream).await.is_empty());
     for _ in 0..2 {
         let request = format!(
-            "GET {} HTTP/1.1\r\n{member}Connection: close\r\n\r\n",
+            "GET {} HTTP/1.1\r\nHost: x\r\n{member}Connection: close\r\n\r\n",
             origin.url("/o")
         );
         tally(send(addr, &request).await, 200);
     }
     // 2 blocked, 3 refused logins, 1 malformed, 1 unreachable origin.
     for path in ["/a", "/b"] {
-        let request = format!("GET http://blocked.example{path} HTTP/1.1\r\n{member}\r\n");
+        let request =
+            format!("GET http://blocked.example{path} HTTP/1.1\r\nHost: x\r\n{member}\r\n");
         tally(send(addr, &request).await, 403);
     }
     for credentials in [
         login(("user", "wrong")),
         "Proxy-Authorization: Basic !!\r\n".into(),
     ] {
-        let request = format!("GET {} HTTP/1.1\r\n{credentials}\r\n", origin.url("/x"));
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: x\r\n{credentials}\r\n",
+            origin.url("/x")
+        );
         tally(send(addr, &request).await, 407);
     }
     // Refused with its body already read alongside the head: those bytes came from the client.
     let upload = format!(
-        "POST {} HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello world",
+        "POST {} HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world",
         origin.url("/up")
     );
     tally(send(addr, &upload).await, 407);
@@ -67,7 +71,7 @@ async fn statistics_after_a_known_mix_of_traffic_match_exactly() {
     tally(
         send(
             addr,
-            &format!("GET http://{closed}/ HTTP/1.1\r\n{member}\r\n"),
+            &format!("GET http://{closed}/ HTTP/1.1\r\nHost: x\r\n{member}\r\n"),
         )
         .await,
         502,
@@ -123,7 +127,7 @@ async fn stats_interval_writes_summaries_and_a_final_one_at_shutdown() {
     let mut proxy = Running::start(&["--stats-interval", "1"]).await;
     let origin = Origin::fixed("summarised").await;
     let request = format!(
-        "GET {} HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         origin.url("/s")
     );
     let (_, response) = send(proxy.addr(), &request).await;

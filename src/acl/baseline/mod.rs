@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use super::dest_list::DestList;
+use super::dest_list::{DestList, Listed};
 use super::host::{Host, canonical_ip, nat64_embedded, normalise};
 use super::ports::PortSet;
-use crate::error::Refusal;
+use crate::error::{REFUSED_ADDRESS, REFUSED_LOCAL_TARGET, Refusal};
 
 /// How logs, metrics and `explain` name the blacklist, the deny rule placed first.
 pub const BLACKLIST_RULE: &str = "blacklist (--blacklist)";
@@ -37,10 +37,11 @@ pub struct Baseline {
 pub enum Denial {
     /// The client address is outside `--allow-clients`.
     ClientNotAllowed(IpAddr),
-    /// The host name matches a name rule.
-    BlockedHost,
-    /// The destination (literal or resolved) lies in a CIDR rule.
-    BlockedAddress(IpAddr),
+    /// The host name matches a name rule: the entry, when it came from a file.
+    BlockedHost(Option<Listed>),
+    /// The destination (literal or resolved) lies in a CIDR rule: the entry, when it
+    /// came from a file.
+    BlockedAddress(IpAddr, Option<Listed>),
     /// The destination is loopback, link-local or unspecified.
     LocalTarget(IpAddr),
     /// CONNECT to a port outside `--connect-ports`.
@@ -51,9 +52,9 @@ impl Denial {
     pub fn brief(&self) -> &'static str {
         match self {
             Denial::ClientNotAllowed(_) => "client-not-allowed",
-            Denial::BlockedHost => "blocked-host",
-            Denial::BlockedAddress(_) => "blocked-address",
-            Denial::LocalTarget(_) => "local-target",
+            Denial::BlockedHost(_) => "blocked-host",
+            Denial::BlockedAddress(..) => REFUSED_ADDRESS,
+            Denial::LocalTarget(_) => REFUSED_LOCAL_TARGET,
             Denial::ConnectPort(_) => "connect-port",
         }
     }
@@ -65,7 +66,12 @@ impl fmt::Display for Denial {
             Denial::ClientNotAllowed(_) => {
                 f.write_str("your address is not allowed to use this proxy")
             }
-            Denial::BlockedHost | Denial::BlockedAddress(_) => {
+            // The entry is the operator's own words, as a rule's name is: it tells the
+            // client what to ask about, and the operator which line to look at.
+            Denial::BlockedHost(Some(listed)) | Denial::BlockedAddress(_, Some(listed)) => {
+                write!(f, "this destination is blocked by {listed}")
+            }
+            Denial::BlockedHost(None) | Denial::BlockedAddress(_, None) => {
                 f.write_str("this destination is blocked by the proxy's access list")
             }
             Denial::LocalTarget(_) => f.write_str(
@@ -86,7 +92,9 @@ impl From<Denial> for Refusal {
     fn from(denial: Denial) -> Refusal {
         // The blacklist is a deny rule placed before the policy's rules; the other
         // denials are the safe defaults, which are no rule.
-        let rule = matches!(denial, Denial::BlockedHost | Denial::BlockedAddress(_))
+        // The entry goes in the reason, not in the rule's name: statistics and metrics
+        // count per rule, and one series per list entry would grow with the list.
+        let rule = matches!(denial, Denial::BlockedHost(_) | Denial::BlockedAddress(..))
             .then(|| Arc::from(BLACKLIST_RULE));
         Refusal {
             brief: denial.brief(),
@@ -130,7 +138,7 @@ impl Baseline {
     pub fn check_normalised(&self, host: &Host<'_>) -> Result<(), Denial> {
         match host {
             Host::Ip(ip) => self.check_addr(*ip),
-            Host::Name(name) if self.rules.blocks_name(name) => Err(Denial::BlockedHost),
+            Host::Name(name) if self.rules.blocks_name(name) => Err(self.blocked_host(name)),
             Host::Name(_) => Ok(()),
         }
     }
@@ -155,13 +163,34 @@ impl Baseline {
     pub fn check_addr(&self, ip: IpAddr) -> Result<(), Denial> {
         let ip = canonical_ip(ip);
         let embedded = nat64_embedded(ip).map(IpAddr::V4);
-        if self.rules.blocks_addr(ip) || embedded.is_some_and(|v4| self.rules.blocks_addr(v4)) {
-            return Err(Denial::BlockedAddress(ip));
+        if self.rules.blocks_addr(ip) {
+            return Err(self.blocked_address(ip, ip));
+        }
+        if let Some(v4) = embedded.filter(|&v4| self.rules.blocks_addr(v4)) {
+            return Err(self.blocked_address(ip, v4));
         }
         if !self.allow_local_targets && is_local(ip) {
             return Err(Denial::LocalTarget(ip));
         }
         Ok(())
+    }
+}
+
+impl Baseline {
+    /// The refusal of a listed name, naming its entry. Out of line: the entry is looked
+    /// up again only for a refusal, and the checks' hot path (a miss) stays small.
+    #[cold]
+    #[inline(never)]
+    fn blocked_host(&self, name: &str) -> Denial {
+        Denial::BlockedHost(self.rules.listed_name(name))
+    }
+
+    /// The refusal of `ip`, whose address `listed` (itself, or the IPv4 address a NAT64
+    /// address embeds) lies in a listed network.
+    #[cold]
+    #[inline(never)]
+    fn blocked_address(&self, ip: IpAddr, listed: IpAddr) -> Denial {
+        Denial::BlockedAddress(ip, self.rules.listed_addr(listed))
     }
 }
 

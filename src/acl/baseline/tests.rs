@@ -24,7 +24,10 @@ fn host_spellings_all_meet_the_name_rules() {
         "x.ads.com",
         "A.B.Ads.Com.:443",
     ] {
-        assert_eq!(p.check_host(host), Err(Denial::BlockedHost), "{host}");
+        assert!(
+            matches!(p.check_host(host), Err(Denial::BlockedHost(Some(_)))),
+            "{host}"
+        );
     }
     for host in [
         "notexample.com",
@@ -40,13 +43,18 @@ fn host_spellings_all_meet_the_name_rules() {
 fn address_literals_meet_cidr_rules_in_check_host() {
     let mut p = policy("10.0.0.0/8\nfd00::/8\n");
     p.allow_local_targets = true;
-    let ten = Denial::BlockedAddress("10.1.2.3".parse().unwrap());
+    let listed = Listed {
+        file: "rules.txt".into(),
+        line: 1,
+        entry: crate::acl::Entry::Net("10.0.0.0/8".parse().unwrap()),
+    };
+    let ten = Denial::BlockedAddress("10.1.2.3".parse().unwrap(), Some(listed));
     assert_eq!(p.check_host("10.1.2.3"), Err(ten.clone()));
     assert_eq!(p.check_host("10.1.2.3:80"), Err(ten.clone()));
     assert_eq!(p.check_host("[::ffff:10.1.2.3]:443"), Err(ten));
     assert!(matches!(
         p.check_host("[fd00::5]"),
-        Err(Denial::BlockedAddress(_))
+        Err(Denial::BlockedAddress(..))
     ));
     assert_eq!(p.check_host("11.0.0.1"), Ok(()));
 }
@@ -93,7 +101,7 @@ fn nat64_addresses_meet_the_rules_of_the_address_they_embed() {
     let p = policy("10.0.0.0/8\n");
     assert!(matches!(
         p.check_addrs(&[sock("64:ff9b::10.1.2.3")]),
-        Err(Denial::BlockedAddress(_))
+        Err(Denial::BlockedAddress(..))
     ));
     assert_eq!(p.check_addrs(&[sock("64:ff9b::11.1.2.3")]), Ok(()));
 }
@@ -105,7 +113,7 @@ fn allow_local_targets_lifts_only_the_default_not_the_rules() {
     assert_eq!(p.check_addrs(&[sock("127.0.0.1"), sock("::1")]), Ok(()));
     assert!(matches!(
         p.check_addrs(&[sock("127.0.0.2")]),
-        Err(Denial::BlockedAddress(_))
+        Err(Denial::BlockedAddress(..))
     ));
 }
 
@@ -115,7 +123,7 @@ fn one_bad_resolved_address_refuses_them_all() {
     let mixed = [sock("198.51.100.1"), sock("2001:db8::1"), sock("192.0.2.9")];
     assert!(matches!(
         p.check_addrs(&mixed),
-        Err(Denial::BlockedAddress(_))
+        Err(Denial::BlockedAddress(..))
     ));
     let with_local = [sock("198.51.100.1"), sock("127.0.0.1")];
     assert!(matches!(
@@ -195,8 +203,8 @@ fn denial_bodies_and_labels() {
     assert!(Denial::ConnectPort(25).to_string().contains("port 25"));
     for d in [
         Denial::ClientNotAllowed("10.0.0.1".parse().unwrap()),
-        Denial::BlockedHost,
-        Denial::BlockedAddress("10.0.0.1".parse().unwrap()),
+        Denial::BlockedHost(None),
+        Denial::BlockedAddress("10.0.0.1".parse().unwrap(), None),
         local,
         Denial::ConnectPort(25),
     ] {
@@ -207,4 +215,80 @@ fn denial_bodies_and_labels() {
         );
         assert!(!d.brief().is_empty() && !d.brief().contains(' '));
     }
+}
+
+#[test]
+fn a_blacklist_refusal_names_the_entry_that_matched() {
+    let mut p = Baseline::with_rules(
+        parse(
+            "# ads\nads.example\n\n*.tracker.example\n10.0.0.0/8\n10.9.0.0/16\n0.0.0.0 a.example b.example\n",
+            "conf/blocked.txt",
+        )
+        .unwrap(),
+    );
+    p.allow_local_targets = true;
+    let reason = |r: Result<(), Denial>| r.unwrap_err().to_string();
+    assert_eq!(
+        reason(p.check_host("ADS.example.")),
+        "this destination is blocked by conf/blocked.txt:2 (ads.example)"
+    );
+    assert_eq!(
+        reason(p.check_host("a.b.tracker.example")),
+        "this destination is blocked by conf/blocked.txt:4 (*.tracker.example)"
+    );
+    assert_eq!(
+        reason(p.check_host("10.1.2.3")),
+        "this destination is blocked by conf/blocked.txt:5 (10.0.0.0/8)"
+    );
+    assert_eq!(
+        reason(p.check_addrs(&[sock("10.9.1.1")])),
+        "this destination is blocked by conf/blocked.txt:6 (10.9.0.0/16)"
+    );
+    assert_eq!(
+        reason(p.check_addr("64:ff9b::a09:101".parse().unwrap())),
+        "this destination is blocked by conf/blocked.txt:6 (10.9.0.0/16)",
+        "a NAT64 address names the IPv4 entry it embeds"
+    );
+    assert_eq!(
+        reason(p.check_host("b.example")),
+        "this destination is blocked by conf/blocked.txt:7 (b.example)"
+    );
+    let refusal = Refusal::from(p.check_host("ads.example").unwrap_err());
+    assert_eq!(refusal.rule.as_deref(), Some(BLACKLIST_RULE));
+    assert!(refusal.reason.ends_with("conf/blocked.txt:2 (ads.example)"));
+}
+
+#[test]
+fn entries_from_several_files_keep_their_own_lines() {
+    let mut builder = crate::acl::DestListBuilder::default();
+    builder.add_line("inline.example").unwrap();
+    assert!(
+        builder
+            .add_text("one.example\n\nshared.example\n", "a.txt")
+            .is_empty()
+    );
+    assert!(
+        builder
+            .add_text("# b\ntwo.example\nshared.example\n192.0.2.0/24\n", "b.txt")
+            .is_empty()
+    );
+    let rules = builder.build();
+    let at = |name: &str| rules.listed_name(name).map(|l| l.to_string());
+    assert_eq!(at("inline.example"), None, "an entry from no file");
+    assert!(rules.blocks_name("inline.example"));
+    assert_eq!(at("one.example").as_deref(), Some("a.txt:1 (one.example)"));
+    assert_eq!(
+        at("shared.example").as_deref(),
+        Some("a.txt:3 (shared.example)"),
+        "the first listing"
+    );
+    assert_eq!(at("two.example").as_deref(), Some("b.txt:2 (two.example)"));
+    assert_eq!(
+        rules
+            .listed_addr("192.0.2.9".parse().unwrap())
+            .map(|l| l.to_string())
+            .as_deref(),
+        Some("b.txt:4 (192.0.2.0/24)")
+    );
+    assert_eq!(at("other.example"), None);
 }

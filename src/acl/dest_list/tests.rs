@@ -152,7 +152,7 @@ fn unreadable_file_is_one_clear_error() {
     assert!(
         errs[0]
             .to_string()
-            .starts_with("/nonexistent/blocked.txt:0: cannot read rules file")
+            .starts_with("/nonexistent/blocked.txt: cannot read rules file")
     );
 }
 

@@ -98,5 +98,7 @@ impl Lookup<'_> {
 /// The rules with a wildcard over a proper suffix of `name`: `*.ads.com` covers
 /// `x.ads.com` and `a.b.ads.com`, not `ads.com`.
 fn covering(wildcard: &NameTable<u64>, name: &str) -> u64 {
-    wildcard.suffixes(name).fold(0, |all, &rules| all | rules)
+    wildcard
+        .suffixes(name)
+        .fold(0, |all, (_, &rules)| all | rules)
 }

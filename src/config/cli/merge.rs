@@ -16,7 +16,7 @@ use super::{Cli, Command, ExplainArgs};
 use crate::access::AccessSettings;
 use crate::config::file::{self, FileListener, FileSettings, FlagKey, FlagSetting};
 use crate::config::{Listener, Settings, needs_restart};
-use crate::files::{FileErrors, LineError};
+use crate::files::{FileErrors, LineError, WHOLE_FILE};
 use crate::inspect::NewCa;
 
 /// Flags that are about reading the configuration, not part of it.
@@ -78,7 +78,7 @@ impl Source {
             Invocation::Explain(_) | Invocation::NewCa(_) => {
                 Err(LoadError::File(FileErrors(vec![LineError {
                     file: "command line".into(),
-                    line: 0,
+                    line: WHOLE_FILE,
                     reason: "not a serving command line".into(),
                 }])))
             }
@@ -101,7 +101,7 @@ impl Source {
             Err(LoadError::File(errors)) => Err(errors),
             Err(LoadError::Flags(error)) => Err(FileErrors(vec![LineError {
                 file: "command line".into(),
-                line: 0,
+                line: WHOLE_FILE,
                 reason: error.to_string(),
             }])),
         }

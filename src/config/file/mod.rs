@@ -18,7 +18,7 @@ use std::sync::Arc;
 use toml::de::DeTable;
 
 use crate::acl::{Action, RuleBook};
-use crate::files::{FileErrors, LineError};
+use crate::files::{FileErrors, LineError, WHOLE_FILE};
 use crate::limits::LimitSettings;
 pub use listen::FileListener;
 use values::Problems;
@@ -79,7 +79,7 @@ pub fn read(path: &Path, flags: &[FlagKey]) -> Result<(FileSettings, Vec<LineErr
     let text = std::fs::read_to_string(path).map_err(|error| {
         FileErrors(vec![LineError {
             file: file.clone(),
-            line: 0,
+            line: WHOLE_FILE,
             reason: format!("cannot read configuration file: {error}"),
         }])
     })?;

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 
 use super::*;
 
-/// The 403 body for a destination on the access list.
-pub const BLOCKED: &str = "Forbidden: this destination is blocked by the proxy's access list.\n";
+/// The start of the 403 body for a destination on the access list; the list entry that
+/// matched (`file:line (entry)`) follows.
+pub const BLOCKED: &str = "Forbidden: this destination is blocked by ";
 /// Longest body a refusal may carry: a short line, not a page.
 pub const SHORT_BODY: usize = 200;
 

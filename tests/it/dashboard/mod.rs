@@ -58,19 +58,19 @@ pub async fn known_traffic() -> Traffic {
     for ((origin, times), user) in origins.iter().zip(SHARES).zip(askers) {
         for n in 0..times {
             let request = format!(
-                "GET {} HTTP/1.1\r\n{user}Connection: close\r\n\r\n",
+                "GET {} HTTP/1.1\r\nHost: x\r\n{user}Connection: close\r\n\r\n",
                 origin.url(&format!("/{n}"))
             );
             let (_, response) = send(proxy.addr(), &request).await;
             assert_eq!(status(&response), 200);
         }
     }
-    let request = format!("GET http://blocked.example/ HTTP/1.1\r\n{bob}\r\n");
+    let request = format!("GET http://blocked.example/ HTTP/1.1\r\nHost: x\r\n{bob}\r\n");
     assert_eq!(status(&send(proxy.addr(), &request).await.1), 403);
     let request = "GET http://login.example/ HTTP/1.1\r\nHost: login.example\r\n\r\n";
     assert_eq!(status(&send(proxy.addr(), request).await.1), 407);
     let failing = closed_port().await;
-    let request = format!("GET http://{failing}/ HTTP/1.1\r\n{bob}\r\n");
+    let request = format!("GET http://{failing}/ HTTP/1.1\r\nHost: x\r\n{bob}\r\n");
     assert_eq!(status(&send(proxy.addr(), &request).await.1), 502);
     let malformed = "GET http://a.example/ HTTP/1.1\r\nBad Header\r\n\r\n";
     assert_eq!(status(&send(proxy.addr(), malformed).await.1), 400);
