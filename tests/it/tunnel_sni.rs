@@ -247,15 +247,7 @@ async fn a_target_that_speaks_first_is_not_kept_waiting() {
     drop(stream);
     // A fresh connection is served as usual.
     let origin = Origin::fixed("healthy").await;
-    let response = exchange(
-        proxy.addr,
-        format!(
-            "GET {} HTTP/1.1\r\nHost: o\r\nConnection: close\r\n\r\n",
-            origin.url("/")
-        )
-        .as_bytes(),
-    )
-    .await;
+    let response = crate::common::access::get(proxy.addr, &origin.addr.to_string(), "").await;
     assert!(response.ends_with(b"healthy"));
 }
 
