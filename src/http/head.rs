@@ -205,11 +205,20 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, ProxyErr
     };
     // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host,
     // CONNECT included (every client we know sends it: curl, git, Python's http.client,
-    // which sends its CONNECT as HTTP/1.0). HTTP/1.0 requests may leave it out.
-    if head.version == Version::Http11 && head.headers.get("host").is_none() {
-        return Err(ProxyError::BadRequest("HTTP/1.1 request without Host"));
+    // which sends its CONNECT as HTTP/1.0), and to any request with more than one Host
+    // field line (which one an origin reads would be a guess). HTTP/1.0 requests may
+    // leave it out.
+    let hosts = {
+        let mut fields = head.headers.get_all("host");
+        (fields.next().is_some(), fields.next().is_some())
+    };
+    match hosts {
+        (false, _) if head.version == Version::Http11 => {
+            Err(ProxyError::BadRequest("HTTP/1.1 request without Host"))
+        }
+        (true, true) => Err(ProxyError::BadRequest("more than one Host field")),
+        _ => Ok(Some(head)),
     }
-    Ok(Some(head))
 }
 
 /// Whether a line of `head` ends in a bare LF. RFC 9112 §2.2 lets a recipient accept
@@ -531,6 +540,15 @@ mod tests {
             "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
         ] {
             assert!(parse_all(head.as_bytes()).unwrap().is_some(), "{head:?}");
+        }
+        for head in [
+            "GET http://a/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "GET http://a/ HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse_all(head.as_bytes()), Err(ProxyError::BadRequest(why)) if why.contains("more than one Host")),
+                "{head:?}"
+            );
         }
         // Other faults of the head keep their own answers.
         assert!(matches!(
