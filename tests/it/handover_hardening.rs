@@ -293,12 +293,11 @@ async fn tunnels_cut_at_the_end_of_the_grace_are_logged_after_sigusr2_and_sigter
 }
 
 /// A forwarded response still streaming when the grace ends is recorded too: its task is
-/// dropped with the runtime, and its record is written then (`TCP_MISS_ABORTED`) — not
-/// lost with the task. (The body bytes of a response cut mid-stream are counted only
-/// when the body ends, so the line shows what was known before: the request.)
+/// dropped with the runtime, and its record is written then (`TCP_MISS_ABORTED`) with
+/// the bytes it had carried — not lost with the task.
 #[tokio::test]
 async fn a_response_still_streaming_at_the_end_of_the_grace_is_logged() {
-    // An origin that promises a long body and sends it slowly.
+    // An origin that sends a long chunked body slowly.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -307,10 +306,13 @@ async fn a_response_still_streaming_at_the_end_of_the_grace_is_logged() {
                 let mut head = [0u8; 1024];
                 let _ = stream.read(&mut head).await;
                 let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n")
+                    .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
                     .await;
+                let mut chunk = b"400\r\n".to_vec();
+                chunk.extend([b'x'; 1024]);
+                chunk.extend(b"\r\n");
                 for _ in 0..600 {
-                    if stream.write_all(&[b'x'; 1024]).await.is_err() {
+                    if stream.write_all(&chunk).await.is_err() {
                         return;
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -342,5 +344,7 @@ async fn a_response_still_streaming_at_the_end_of_the_grace_is_logged() {
     assert_eq!(fields[3], "TCP_MISS_ABORTED/200", "{line}");
     let from_client: u64 = fields[10].parse().unwrap();
     assert_eq!(from_client, request.len() as u64, "{line}");
+    let sent: u64 = fields[4].parse().unwrap();
+    assert!(sent > 1024, "the bytes it carried: {line}");
     drop(client);
 }

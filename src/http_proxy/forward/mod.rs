@@ -6,6 +6,7 @@
 
 mod cached;
 mod spliced;
+mod tally;
 
 use std::borrow::Cow;
 use std::time::SystemTime;
@@ -26,6 +27,7 @@ use crate::logging::CacheResult;
 use crate::target::Target;
 use crate::upstream::{Link, Reuse, UpstreamStream};
 use cached::Decision;
+use tally::Tallied;
 
 /// The upstream side of a forwarded request: the connection's read state, how it was
 /// made, and the user's bandwidth that bodies both ways move under (when limited).
@@ -295,7 +297,9 @@ async fn respond(
     exchange.response_started = true;
     let pacer = origin.pacer.take();
     let caching = filler.is_some();
-    let written = if spliced::worth_splicing(length, origin.reader.buffered().len(), caching) {
+    // The bytes to the client are counted as they are written, so a response cut off
+    // mid-body is recorded with what it carried.
+    let relayed = if spliced::worth_splicing(length, origin.reader.buffered().len(), caching) {
         let timeout = ctx.config.timeouts.response;
         let client = client.get_mut();
         spliced::relay(
@@ -305,6 +309,7 @@ async fn respond(
             out,
             timeout,
             pacer.as_ref(),
+            &mut exchange.bytes_to_client,
         )
         .await
     } else {
@@ -318,7 +323,10 @@ async fn respond(
                 filler.push(chunk);
             }
         };
-        let mut to_client = Paced::new(client.get_mut(), pacer);
+        let mut to_client = Tallied {
+            inner: Paced::new(client.get_mut(), pacer),
+            tally: &mut exchange.bytes_to_client,
+        };
         body::relay_body_with(
             &mut origin.reader,
             &mut to_client,
@@ -328,15 +336,16 @@ async fn respond(
             &mut tee,
         )
         .await
+        .map(|_| ())
     };
     exchange.bytes_from_origin += origin.reader.bytes_read();
-    if written.is_err() && client_length == BodyLength::UntilClose {
+    if relayed.is_err() && client_length == BodyLength::UntilClose {
         // This client reads the body up to the close, so a clean close would pass a
         // cut-off body as whole (RFC 9112 §8): make the close a reset instead. Other
         // framings let the client see the truncation itself.
         client.get_ref().abort_on_close();
     }
-    exchange.bytes_to_client += written?;
+    relayed?;
     // Only a body that arrived whole is stored (a broken one returned above).
     cached::finish(filler, ctx.cache.as_ref(), &ctx.stats);
     release(ctx, origin, response, length);

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
+use super::tally::Tallied;
 use crate::client::ClientStream;
 use crate::error::{ProxyError, Side};
 use crate::http::body::{self, Relay};
@@ -37,7 +38,8 @@ pub fn worth_splicing(length: BodyLength, buffered: usize, caching: bool) -> boo
 }
 
 /// Writes `head` and the part of the body already read, then splices the rest; returns
-/// the bytes written to the client. An origin that ends before the Content-Length is an
+/// the bytes written to the client to `written` as they go (a spliced stretch when it
+/// ends). An origin that ends before the Content-Length is an
 /// error (the caller closes both sides: a short body is never passed off as whole).
 pub async fn relay(
     client: &mut ClientStream,
@@ -46,7 +48,8 @@ pub async fn relay(
     mut head: Vec<u8>,
     read_timeout: Duration,
     pacer: Option<&Pacer>,
-) -> Result<u64, ProxyError> {
+    written: &mut u64,
+) -> Result<(), ProxyError> {
     let limit = match length {
         BodyLength::Fixed(n) => Some(n),
         _ => None,
@@ -58,22 +61,22 @@ pub async fn relay(
         .write_all(&head)
         .await
         .map_err(|e| ProxyError::Io(Side::Client, e))?;
-    let mut written = head.len() as u64;
+    *written += head.len() as u64;
     let left = limit.map(|n| n - early.len() as u64);
     if left == Some(0) {
-        return Ok(written);
+        return Ok(());
     }
     match tunnel::splice_body(origin.get_mut(), client, left, read_timeout, pacer).await {
         Ok(Some(moved)) => {
             origin.count_elsewhere(moved);
-            written += moved;
+            *written += moved;
             if left.is_some_and(|left| moved < left) {
                 return Err(ProxyError::Io(
                     Side::Upstream,
                     std::io::ErrorKind::UnexpectedEof.into(),
                 ));
             }
-            Ok(written)
+            Ok(())
         }
         Ok(None) => {
             let rest = left.map_or(BodyLength::UntilClose, BodyLength::Fixed);
@@ -82,10 +85,12 @@ pub async fn relay(
                 dst_side: Side::Client,
                 dechunk: false,
             };
-            let mut to_client = Paced::new(client, pacer.cloned());
-            let copied =
-                body::relay_body(origin, &mut to_client, rest, relay, &mut |_: &[u8]| {}).await?;
-            Ok(written + copied)
+            let mut to_client = Tallied {
+                inner: Paced::new(client, pacer.cloned()),
+                tally: written,
+            };
+            body::relay_body(origin, &mut to_client, rest, relay, &mut |_: &[u8]| {}).await?;
+            Ok(())
         }
         Err(BodyFailure::Source(error)) => Err(ProxyError::Io(Side::Upstream, error)),
         Err(BodyFailure::Destination(error)) => Err(ProxyError::Io(Side::Client, error)),
