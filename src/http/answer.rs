@@ -14,19 +14,10 @@ use crate::error::ProxyError;
 /// The challenge a 407 carries: Basic, in the proxy's realm (RFC 7617).
 pub const PROXY_AUTHENTICATE: &str = "Basic realm=\"proxy-server\"";
 
-/// How `Proxy-Status` names this proxy where the configured Via name is not at hand
-/// (the listener's answers before any request is read).
-pub const DEFAULT_PROXY_NAME: &str = "proxy-server";
-
 /// The answer to `error`, the connection closed after it; `None` for an error that owes
-/// the client no answer (an I/O failure). `Proxy-Status` names the proxy
-/// [`DEFAULT_PROXY_NAME`].
-pub fn for_error(error: &ProxyError) -> Option<Vec<u8>> {
-    for_error_by(DEFAULT_PROXY_NAME, error)
-}
-
-/// [`for_error`], with `Proxy-Status` naming the proxy `proxy` (its Via name).
-pub fn for_error_by(proxy: &str, error: &ProxyError) -> Option<Vec<u8>> {
+/// the client no answer (an I/O failure). `Proxy-Status` names the proxy `proxy` (its
+/// Via name).
+pub fn for_error(proxy: &str, error: &ProxyError) -> Option<Vec<u8>> {
     let status = error.status()?;
     let proxy_status = proxy_status(proxy, error)?;
     let mut wait = itoa::Buffer::new();
@@ -163,7 +154,9 @@ mod tests {
 
     #[test]
     fn errors_carry_their_fields() {
-        let text = |error: ProxyError| String::from_utf8(for_error(&error).unwrap()).unwrap();
+        let text = |error: ProxyError| {
+            String::from_utf8(for_error("proxy-server", &error).unwrap()).unwrap()
+        };
         let login = text(ProxyError::ProxyAuthRequired(
             AuthFailure { brief: "x" },
             None,
@@ -182,7 +175,7 @@ mod tests {
             crate::error::Side::Client,
             std::io::ErrorKind::BrokenPipe.into(),
         );
-        assert!(for_error(&io).is_none());
+        assert!(for_error("proxy-server", &io).is_none());
     }
 
     /// RFC 9209 §2.3's proxy error types.
@@ -324,7 +317,7 @@ mod tests {
         for (error, want) in table {
             assert_eq!(error.proxy_error_type(), Some(want), "{error:?}");
             assert!(RFC_9209_TYPES.contains(&want), "{want}");
-            let answer = String::from_utf8(for_error(&error).unwrap()).unwrap();
+            let answer = String::from_utf8(for_error("proxy-server", &error).unwrap()).unwrap();
             let field = format!("\r\nProxy-Status: proxy-server; error={want}; details=\"");
             assert!(answer.contains(&field), "{error:?}: {answer}");
         }
@@ -350,7 +343,7 @@ mod tests {
             name.starts_with("\"10.0.0.1:3128\"; error=proxy_loop_detected; "),
             "{name}"
         );
-        let answer = String::from_utf8(for_error_by("edge", &ProxyError::Loop).unwrap()).unwrap();
+        let answer = String::from_utf8(for_error("edge", &ProxyError::Loop).unwrap()).unwrap();
         assert!(answer.contains(
             "\r\nProxy-Status: edge; error=proxy_loop_detected; details=\"Forwarding loop detected\"\r\n"
         ));

@@ -38,7 +38,7 @@ impl FrontEnd for Http1<'_> {
     }
 
     async fn refuse(&mut self, error: &ProxyError) -> u64 {
-        let Some(answer) = answer::for_error_by(self.1, error) else {
+        let Some(answer) = answer::for_error(self.1, error) else {
             return 0;
         };
         let stream = self.0.get_mut();

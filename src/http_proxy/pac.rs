@@ -64,7 +64,7 @@ pub async fn answer(
         Err(denial) => {
             let error = ProxyError::Forbidden(denial.into());
             exchange.failed(&error);
-            answer::for_error_by(&ctx.config.via_name, &error).unwrap_or_default()
+            answer::for_error(&ctx.config.via_name, &error).unwrap_or_default()
         }
     };
     exchange.bytes_from_client = client.bytes_read() - consumed;

@@ -66,7 +66,7 @@ pub(super) async fn accept_loop(
         let Some(slot) = ctx.stats.connection_opened(max) else {
             // A 503 is an answer only to a client that reads plain HTTP first.
             if listener.protocol == Protocol::Http && tls.is_none() {
-                refuse_overloaded(stream);
+                refuse_overloaded(stream, &ctx.config.via_name);
             }
             continue;
         };
@@ -152,7 +152,7 @@ async fn open(opening: Opening, ctx: &Context, deadline: Instant) -> Option<Clie
     let Some(acceptor) = acceptor else {
         return Some(ClientStream::tcp(stream, client).on(id));
     };
-    match timeout_at(deadline, start_tls(&acceptor, stream)).await {
+    match timeout_at(deadline, start_tls(&acceptor, stream, &ctx.config.via_name)).await {
         Ok(Ok(session)) => Some(ClientStream::tls(session, client).on(id)),
         Ok(Err(reason)) => handshake_failed(ctx, client, &reason),
         Err(_) => handshake_failed(ctx, client, "timed out"),
@@ -165,12 +165,13 @@ async fn open(opening: Opening, ctx: &Context, deadline: Instant) -> Option<Clie
 async fn start_tls(
     acceptor: &TlsAcceptor,
     mut stream: TcpStream,
+    via_name: &str,
 ) -> Result<tokio_rustls::server::TlsStream<TcpStream>, String> {
     let mut first = [0u8; 1];
     match stream.peek(&mut first).await {
         Ok(1) if !tls::looks_like_tls(first[0]) => {
             let error = ProxyError::BadRequest("this port speaks TLS: use an https:// proxy URL");
-            if let Some(answer) = answer::for_error(&error) {
+            if let Some(answer) = answer::for_error(via_name, &error) {
                 let _ = stream.write_all(&answer).await;
             }
             let _ = stream.shutdown().await;
@@ -212,9 +213,9 @@ fn proxy_header_failed(
 /// Answers 503 without spawning anything: a fresh socket's send buffer takes the few
 /// bytes at once (a plain non-blocking write, not waiting for the reactor to report the
 /// socket writable), and the socket closes when dropped.
-fn refuse_overloaded(stream: TcpStream) {
+fn refuse_overloaded(stream: TcpStream, via_name: &str) {
     use std::io::Write;
-    let Some(answer) = answer::for_error(&ProxyError::Overloaded) else {
+    let Some(answer) = answer::for_error(via_name, &ProxyError::Overloaded) else {
         return;
     };
     if let Ok(mut socket) = stream.into_std() {

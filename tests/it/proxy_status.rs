@@ -303,7 +303,11 @@ async fn the_proxy_is_named_by_its_via_name() {
 
 #[tokio::test]
 async fn an_overloaded_listener_says_so() {
-    let proxy = Proxy::start_with(|c| c.max_connections = 1).await;
+    let proxy = Proxy::start_with(|c| {
+        c.max_connections = 1;
+        c.via_name = "edge-1".into();
+    })
+    .await;
     let holder = within(TcpStream::connect(proxy.addr)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let response = exchange(
@@ -315,7 +319,7 @@ async fn an_overloaded_listener_says_so() {
     assert_eq!(
         proxy_status(&response).as_deref(),
         Some(
-            "proxy-server; error=connection_limit_reached; \
+            "edge-1; error=connection_limit_reached; \
              details=\"Too many connections; try again later\""
         )
     );
