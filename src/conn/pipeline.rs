@@ -51,7 +51,6 @@ pub trait FrontEnd {
 
 /// What admission let through: the user's bandwidth (when limited), and what the rules
 /// left to the destination's addresses, which only the dialer can settle.
-#[derive(Default)]
 pub struct Admitted {
     pub pacer: Option<Pacer>,
     pub pending: Option<AddressCheck>,

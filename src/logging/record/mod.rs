@@ -2,7 +2,7 @@
 //!
 //! Owns what one access-log line says about a finished request or a closed CONNECT tunnel,
 //! and how it is spelled: Squid's native `access.log` layout (so existing Squid log tools read
-//! it) with two trailing fields of ours, or one JSON object per line. Pure formatting: no I/O,
+//! it) with four trailing fields of ours, or one JSON object per line. Pure formatting: no I/O,
 //! no clock reads. The connection code fills an [`AccessRecord`]; nothing here sees headers,
 //! so a password can never reach the log unless a caller puts one in `user`.
 
